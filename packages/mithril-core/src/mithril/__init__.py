@@ -1,0 +1,49 @@
+"""Mithril: write a model once, compile it for PyTorch, JAX, NumPy and GGML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import plugins
+from .backend import Backend
+from .dtypes import DType, bfloat16, bool_, float16, float32, float64, int32, int64
+from .errors import MithrilError
+from .models import IOKey, Model
+from .primitives.base import Primitive, Term
+
+__version__ = "0.1.0"
+
+_BACKEND_CLASSES = {
+    "NumpyBackend": "numpy",
+    "TorchBackend": "torch",
+    "JaxBackend": "jax",
+    "GGMLBackend": "ggml",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BACKEND_CLASSES:
+        return plugins.plugin_manager().backend_class(_BACKEND_CLASSES[name])
+    if name == "compile":
+        from .physical.compile import compile as _compile
+
+        return _compile
+    raise AttributeError(f"module 'mithril' has no attribute {name!r}")
+
+
+def backend(name: str, **options: Any) -> Backend:
+    """Instantiate an installed backend by registry name: ``ml.backend("torch", dtype=ml.float64)``."""
+    return plugins.plugin_manager().backend_class(name)(**options)
+
+
+def compile(model: Model, backend: Backend, **options: Any) -> Any:  # noqa: A001 - the seed's name
+    """Compile a logical model for a backend; see :func:`mithril.physical.compile.compile`."""
+    from .physical.compile import compile as _compile
+
+    return _compile(model, backend, **options)
+
+
+__all__ = [
+    "Backend", "DType", "IOKey", "MithrilError", "Model", "Primitive", "Term", "backend", "compile", "plugins",
+    "bfloat16", "bool_", "float16", "float32", "float64", "int32", "int64", "__version__",
+]

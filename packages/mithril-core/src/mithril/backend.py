@@ -1,0 +1,232 @@
+"""The backend protocol: what a backend package implements.
+
+A backend is a :class:`Backend` subclass registered through the
+``mithril_register_backends`` hook. It provides
+
+* a kernel per primitive (:meth:`Backend.core_kernels`; plugins add more via
+  ``mithril_register_kernels``), each ``kernel(*inputs, **attrs) -> array``;
+* array helpers used by user code (``array``, ``randn``, ``to_numpy``...);
+* optionally :meth:`Backend.jit` and :meth:`Backend.lower` (the default lowers
+  the graph IR to generated Python source over the kernels).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .dtypes import DType
+from .errors import UnsupportedError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ir.graph import Graph
+    from .physical.executable import Executable
+
+Kernel = Callable[..., Any]
+
+
+class Backend(abc.ABC):
+    """Base class of every backend."""
+
+    #: registry name ("numpy", "torch", ...), also the key for plugin kernels
+    name: ClassVar[str] = ""
+    #: distribution that provides it, for error messages
+    distribution: ClassVar[str] = ""
+    #: float dtypes this backend supports
+    supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float32, DType.float64)
+    #: whether ``compile(..., jit=True)`` can do anything
+    supports_jit: ClassVar[bool] = False
+    #: True when :meth:`lower` computes gradients itself (native autodiff); the core's
+    #: autodiff pass is then skipped and ``lower`` gets ``wrt`` to differentiate
+    differentiates_natively: ClassVar[bool] = False
+
+    def __init__(self, dtype: DType = DType.float32, device: str = "cpu") -> None:
+        if not isinstance(dtype, DType) or not dtype.is_float:
+            raise UnsupportedError(f"{type(self).__name__}: dtype must be a float ml dtype, got {dtype!r}")
+        if dtype not in self.supported_dtypes:
+            raise UnsupportedError(
+                f"{type(self).__name__} supports {[d.value for d in self.supported_dtypes]}, not {dtype.value}"
+            )
+        self.dtype = dtype
+        self.device = device
+        self._kernels: dict[str, Kernel] | None = None
+
+    # ------------------------------------------------------------- kernels
+    @abc.abstractmethod
+    def core_kernels(self) -> Mapping[str, Kernel]:
+        """Kernels for the core primitives, by primitive name."""
+
+    @property
+    def kernels(self) -> Mapping[str, Kernel]:
+        """Core kernels plus those plugins registered for this backend's name."""
+        if self._kernels is None:
+            from .plugins.manager import plugin_manager
+
+            table = dict(self.core_kernels())
+            table.update(plugin_manager().kernels_for(self.name))
+            self._kernels = table
+        return self._kernels
+
+    def kernel(self, primitive: str) -> Kernel:
+        try:
+            return self.kernels[primitive]
+        except KeyError:
+            raise UnsupportedError(
+                f"{type(self).__name__} has no kernel for primitive {primitive!r}"
+            ) from None
+
+    # --------------------------------------------------------- dtype mapping
+    def native_dtype(self, kind_or_dtype: str | DType) -> Any:
+        """The backend's dtype object for a kind ('float', 'int', 'bool') or an ml dtype."""
+        if isinstance(kind_or_dtype, str):
+            kind_or_dtype = {"float": self.dtype, "int": DType.int64, "bool": DType.bool}[kind_or_dtype]
+        return self._native_dtype(kind_or_dtype)
+
+    @abc.abstractmethod
+    def _native_dtype(self, dtype: DType) -> Any:
+        """Map an ml dtype to the library's dtype."""
+
+    @abc.abstractmethod
+    def dtype_of(self, x: Any) -> DType:
+        """The ml dtype of a backend array."""
+
+    def kind_of(self, x: Any) -> str:
+        return self.dtype_of(x).kind
+
+    @abc.abstractmethod
+    def shape_of(self, x: Any) -> tuple[int, ...]:
+        """The shape of a backend array."""
+
+    @abc.abstractmethod
+    def is_array(self, x: Any) -> bool:
+        """Whether ``x`` is an array of this backend (on its device)."""
+
+    # ------------------------------------------------------------- helpers
+    @abc.abstractmethod
+    def array(self, data: Any, dtype: DType | None = None) -> Any:
+        """A backend array from nested lists / NumPy / scalars; floats get the backend dtype."""
+
+    @abc.abstractmethod
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Copy a backend array to NumPy."""
+
+    @abc.abstractmethod
+    def seed(self, seed: int) -> None:
+        """Make ``randn``/``rand`` and ``randomize_params`` reproducible."""
+
+    @abc.abstractmethod
+    def randn(self, *shape: int) -> Any:
+        """Standard normal samples of the backend dtype."""
+
+    @abc.abstractmethod
+    def rand(self, *shape: int) -> Any:
+        """Uniform [0, 1) samples of the backend dtype."""
+
+    def uniform(self, low: float, high: float, shape: Sequence[int]) -> Any:
+        return self.rand(*shape) * (high - low) + low
+
+    @abc.abstractmethod
+    def zeros(self, *shape: int, dtype: DType | None = None) -> Any: ...
+
+    @abc.abstractmethod
+    def ones(self, *shape: int, dtype: DType | None = None) -> Any: ...
+
+    def full(self, shape: Sequence[int], value: float, dtype: DType | None = None) -> Any:
+        return self.ones(*shape, dtype=dtype) * value
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        return self.kernel("matmul")(a, b)
+
+    def mean(self, x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:
+        return self.kernel("mean")(x, axis=_axes(axis), keepdims=keepdims)
+
+    def sum(self, x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:
+        return self.kernel("sum")(x, axis=_axes(axis), keepdims=keepdims)
+
+    def max(self, x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:
+        return self.kernel("max")(x, axis=_axes(axis), keepdims=keepdims)
+
+    def argmax(self, x: Any, axis: int = -1) -> Any:
+        return self.kernel("argmax")(x, axis=(axis,), keepdims=False)
+
+    def exp(self, x: Any) -> Any:
+        return self.kernel("exp")(x)
+
+    def log(self, x: Any) -> Any:
+        return self.kernel("log")(x)
+
+    def sqrt(self, x: Any) -> Any:
+        return self.kernel("sqrt")(x)
+
+    def relu(self, x: Any) -> Any:
+        return self.kernel("relu")(x)
+
+    def softmax(self, x: Any, axis: int = -1) -> Any:
+        return self.kernel("softmax")(x, axis=axis)
+
+    def transpose(self, x: Any, axes: Sequence[int] | None = None) -> Any:
+        return self.kernel("transpose")(x, axes=None if axes is None else tuple(axes))
+
+    def reshape(self, x: Any, shape: Sequence[int]) -> Any:
+        return self.kernel("reshape")(x, shape=tuple(shape))
+
+    def concat(self, xs: Sequence[Any], axis: int = 0) -> Any:
+        return self.kernel("concat")(*xs, axis=axis)
+
+    # ----------------------------------------------------------- execution
+    def constant(self, value: np.ndarray) -> Any:
+        """A constant for generated code (floats get the backend dtype)."""
+        return self.array(value)
+
+    def jit(self, fn: Callable[..., Any], *, what: str) -> Callable[..., Any]:
+        """Compile a generated function (``what`` is 'evaluate' or 'gradients')."""
+        raise UnsupportedError(f"{type(self).__name__} cannot jit-compile; use jit=False")
+
+    def lower(
+        self,
+        graph: "Graph",
+        *,
+        jit: bool,
+        wrt: tuple[str, ...] = (),
+        source_path: str | None = None,
+    ) -> "Executable":
+        """Turn a concrete, optimised graph into something that runs.
+
+        The default generates Python source over :attr:`kernels`. With the core's
+        autodiff, ``graph.gradients``/``graph.cotangents`` already hold the backward
+        pass; a backend with ``differentiates_natively`` instead receives the forward
+        graph, the cotangent names in ``graph.cotangents`` and the params to
+        differentiate in ``wrt``.
+        """
+        from .codegen.python_source import lower_to_python
+
+        return lower_to_python(graph, self, jit=jit, source_path=source_path)
+
+    def accept(self, x: Any, what: str) -> Any:
+        """Check (or convert, by a documented rule) an array handed to ``evaluate``.
+
+        The default accepts only arrays of this backend; ``what`` names the key for
+        the error message. Shapes and dtypes are checked by the core.
+        """
+        if not self.is_array(x):
+            from .errors import EvaluationError
+
+            raise EvaluationError(
+                f"{what}: expected an array of {type(self).__name__} (device {self.device!r}), "
+                f"got {type(x).__name__}; convert it with backend.array(...)"
+            )
+        return x
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dtype={self.dtype!r}, device={self.device!r})"
+
+
+def _axes(axis: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    if axis is None:
+        return None
+    if isinstance(axis, int):
+        return (axis,)
+    return tuple(axis)

@@ -1,0 +1,71 @@
+"""Mithril's exception hierarchy.
+
+Every error raised for bad user input derives from :class:`MithrilError`, and
+its message names the block, the terminal and the shapes involved where they
+are known.
+"""
+
+from __future__ import annotations
+
+
+class MithrilError(Exception):
+    """Base class of every error Mithril raises on purpose."""
+
+
+class ModelBuildError(MithrilError):
+    """A logical model cannot be built as asked (bad connection, bad name...)."""
+
+
+class ShapeMismatchError(ModelBuildError):
+    """Two shapes that must agree do not."""
+
+
+class DTypeMismatchError(ModelBuildError):
+    """Two dtypes that must agree do not."""
+
+
+class DuplicateNameError(ModelBuildError):
+    """A name is used for two different things in one model."""
+
+
+class CycleError(ModelBuildError):
+    """A connection would make the graph cyclic."""
+
+
+class UnknownKeyError(MithrilError, KeyError):
+    """A key names no terminal, input, parameter or output."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class CompileError(MithrilError):
+    """A logical model cannot be compiled as asked."""
+
+
+class ShapeUnknownError(CompileError):
+    """A shape that compilation needs is still symbolic."""
+
+
+class UnsupportedError(CompileError):
+    """A backend cannot do what was asked (an op, a keyword, a dtype)."""
+
+
+class EvaluationError(MithrilError):
+    """Arguments to ``evaluate`` do not match the compiled model."""
+
+
+class MissingInputError(EvaluationError):
+    """An input or parameter the model needs was not given."""
+
+
+class ParamsError(EvaluationError):
+    """A params dict has missing or extra keys or wrong shapes."""
+
+
+class PluginError(MithrilError):
+    """A plugin failed to load or is incompatible with this core."""
+
+
+class BackendNotInstalledError(MithrilError, ImportError):
+    """The distribution providing a backend is not installed."""

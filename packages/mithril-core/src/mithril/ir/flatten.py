@@ -1,0 +1,177 @@
+"""Logical model -> graph IR (symbolic shapes), iteratively and in linear time.
+
+Every connection of every (sub)model maps to one IR :class:`Value`; a
+sub-model's interface connections map to the values of the parent's
+connections they are bound to. Declarations (shapes, kinds, roles,
+initialisers) of all connections that meet in one value are merged.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CycleError, ModelBuildError
+from ..models.block import PrimitiveBlock
+from ..models.connections import ROLE_ORDER, Connection, Initializer
+from ..models.model import Model
+from .graph import Graph, Node, Value, ValueRole
+
+
+@dataclass
+class ValueInfo:
+    """What the connections meeting in one value declare."""
+
+    declared_shapes: list[list[Any]] = field(default_factory=list)
+    declared_kind: str | None = None
+    role: str = "input"
+    init: Initializer | None = None
+    init_ref: Value | None = None
+    differentiable: bool = True
+    conns: list[Connection] = field(default_factory=list)
+
+
+@dataclass
+class FlatModel:
+    """The flattened model: a graph with symbolic facts kept beside it."""
+
+    graph: Graph
+    info: dict[int, ValueInfo]  # by value uid
+    state_updates: dict[str, Value]
+    output_names: list[str]
+    #: id(connection) -> value, for every connection at every depth
+    conn_values: dict[int, Value] = field(default_factory=dict)
+
+
+def flatten(model: Model, training: bool = True) -> FlatModel:
+    """Flatten ``model`` into a graph; ``training`` resolves mode switches."""
+    iface = model._freeze()
+    values: dict[int, Value] = {}
+    info: dict[int, ValueInfo] = {}
+    nodes: list[Node] = []
+    state_pairs: list[tuple[Connection, Connection]] = []
+    conn_of_value: dict[int, list[Connection]] = {}
+
+    def value_of(c: Connection, name: str | None) -> Value:
+        v = values.get(id(c))
+        if v is None:
+            v = Value(ValueRole.NODE, name=name)
+            values[id(c)] = v
+            info[v.uid] = ValueInfo()
+        vi = info[v.uid]
+        vi.conns.append(c)
+        conn_of_value.setdefault(v.uid, []).append(c)
+        if c.declared_shapes:
+            vi.declared_shapes.extend(c.declared_shapes)
+        if ROLE_ORDER[c.role] > ROLE_ORDER[vi.role]:
+            vi.role = c.role
+        if c.init is not None and vi.init is None:
+            vi.init = c.init
+        if not c.differentiable:
+            vi.differentiable = False
+        if c.is_const:
+            v.role = ValueRole.CONST
+            v.data = c.value
+        return v
+
+    # top-level interface names first, so they win
+    for name, c in iface.items():
+        value_of(c, name)
+
+    stack: list[tuple[Model, str]] = [(model, "")]
+    while stack:
+        m, prefix = stack.pop()
+        for c in m._conns:
+            if id(c) not in values:
+                value_of(c, prefix + c.name if c.name else None)
+        for s, n in m._state_updates:
+            state_pairs.append((s, n))
+        for block in m._blocks:
+            path = prefix + (block._local_name or "")
+            if isinstance(block, PrimitiveBlock):
+                ins = [values[id(block._binding[t])] for t in block.input_terminals()]
+                out = values[id(block._binding[block.output_terminals()[0]])]
+                prim = block.primitive
+                if prim.name == "mode_switch":
+                    prim = _identity()
+                    ins = [ins[0] if training else ins[1]]
+                if out.producer is not None:
+                    raise ModelBuildError(f"{path}: output already produced by {out.producer.where}")
+                node = Node(prim, ins, dict(block.attrs), out, where=path)
+                out.producer = node
+                nodes.append(node)
+            else:
+                assert isinstance(block, Model)
+                sub_iface = block._freeze()
+                for t, sub_c in sub_iface.items():
+                    parent_v = values[id(block._binding[t])]
+                    if id(sub_c) in values and values[id(sub_c)] is not parent_v:
+                        raise ModelBuildError(f"{path}: terminal {t} bound twice")
+                    values[id(sub_c)] = parent_v
+                    value_of(sub_c, None)
+                    # the innermost declaration of a role/initializer is authoritative
+                stack.append((block, path + "."))
+
+    # initializer references (a bias's fan-in comes from its weight)
+    for uid, vi in info.items():
+        if vi.init is not None and vi.init.fan_in_of is not None:
+            for c in vi.conns:
+                if c.init is vi.init:
+                    ref = c.model._named.get(vi.init.fan_in_of)
+                    if ref is not None:
+                        vi.init_ref = values[id(ref)]
+                    break
+
+    graph = Graph()
+    for name, c in iface.items():
+        v = values[id(c)]
+        if name in model._iface_outputs:
+            graph.outputs[name] = v
+            continue
+        role = info[v.uid].role
+        v.role = {"param": ValueRole.PARAM, "state": ValueRole.STATE}.get(role, ValueRole.INPUT)
+        {ValueRole.PARAM: graph.params, ValueRole.STATE: graph.state}.get(v.role, graph.inputs)[name] = v
+        v.name = name
+        if info[v.uid].init is not None:
+            graph.initializers[name] = info[v.uid].init
+    graph.nodes = _toposort(nodes, graph)
+    state_updates: dict[str, Value] = {}
+    if training:
+        for s, n in state_pairs:
+            sv, nv = values[id(s)], values[id(n)]
+            if sv.role is ValueRole.STATE and sv.name is not None:
+                state_updates[sv.name] = nv
+    graph.state_updates = state_updates
+    # values that no node produces and are not sources: unconnected block inputs inside
+    return FlatModel(graph, info, state_updates, list(graph.outputs), values)
+
+
+def _identity():  # type: ignore[no-untyped-def]
+    from ..primitives.base import registry
+
+    return registry.get("identity")
+
+
+def _toposort(nodes: list[Node], graph: Graph) -> list[Node]:
+    """Kahn's algorithm; a cycle is reported with the blocks on it."""
+    consumers: dict[int, list[Node]] = {}
+    missing: dict[int, int] = {}
+    for n in nodes:
+        deps = {v.uid for v in n.inputs if v.producer is not None}
+        missing[id(n)] = len(deps)
+        for uid in deps:
+            consumers.setdefault(uid, []).append(n)
+    ready = deque(n for n in nodes if missing[id(n)] == 0)
+    order: list[Node] = []
+    while ready:
+        n = ready.popleft()
+        order.append(n)
+        for c in consumers.get(n.output.uid, ()):
+            missing[id(c)] -= 1
+            if missing[id(c)] == 0:
+                ready.append(c)
+    if len(order) != len(nodes):
+        stuck = [n.where for n in nodes if missing[id(n)] > 0]
+        raise CycleError(f"the model has a cycle through: {', '.join(stuck[:8])}")
+    return order

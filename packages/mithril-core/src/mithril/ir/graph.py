@@ -1,0 +1,179 @@
+"""The graph IR: values and primitive calls, in topological order.
+
+A :class:`Graph` is what every pass reads and writes and what a backend
+lowers. Values are typed by a *kind* ('float', 'int', 'bool'; the backend
+fixes the width) and, after shape inference, a concrete shape.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from ..primitives.base import Primitive, registry
+
+
+class ValueRole(Enum):
+    INPUT = "input"          # data given to evaluate
+    PARAM = "param"          # trainable parameter
+    STATE = "state"          # non-trainable parameter (running statistics)
+    CONST = "const"          # known at compile time (``data`` holds it)
+    NODE = "node"            # produced by a node
+
+
+_ids = itertools.count()
+
+
+@dataclass(eq=False)
+class Value:
+    """A named value of the graph."""
+
+    role: ValueRole
+    name: str | None = None
+    kind: str | None = None
+    shape: tuple[int, ...] | None = None
+    producer: "Node | None" = None
+    data: Any = None  # for CONST: a NumPy array or Python scalar
+    uid: int = field(default_factory=lambda: next(_ids))
+
+    def __repr__(self) -> str:
+        label = self.name or f"v{self.uid}"
+        return f"<{self.role.value} {label} {self.kind} {list(self.shape) if self.shape is not None else '?'}>"
+
+
+@dataclass(eq=False)
+class Node:
+    """One primitive call: ``output = primitive(*inputs, **attrs)``."""
+
+    primitive: Primitive
+    inputs: list[Value]
+    attrs: dict[str, Any]
+    output: Value
+    where: str = ""  # block path, for error messages and the summary
+
+    def __repr__(self) -> str:
+        args = ", ".join(v.name or f"v{v.uid}" for v in self.inputs)
+        return f"{self.output.name or f'v{self.output.uid}'} = {self.primitive.name}({args})"
+
+
+@dataclass(eq=False)
+class Graph:
+    """Inputs, params, state, constants, nodes (topological) and named outputs."""
+
+    inputs: dict[str, Value] = field(default_factory=dict)
+    params: dict[str, Value] = field(default_factory=dict)
+    state: dict[str, Value] = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)
+    outputs: dict[str, Value] = field(default_factory=dict)
+    #: new values of state entries (training-mode BatchNorm)
+    state_updates: dict[str, Value] = field(default_factory=dict)
+    #: gradient outputs, by param name (filled by the autodiff pass)
+    gradients: dict[str, Value] = field(default_factory=dict)
+    #: cotangent inputs, by output name (filled by the autodiff pass)
+    cotangents: dict[str, Value] = field(default_factory=dict)
+    #: initializers of params/state, by name (see mithril.models.connections)
+    initializers: dict[str, Any] = field(default_factory=dict)
+    #: for initializers with a fan-in reference: the referenced value's shape
+    init_ref_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def sources(self) -> Iterator[Value]:
+        yield from self.inputs.values()
+        yield from self.params.values()
+        yield from self.state.values()
+        yield from self.cotangents.values()
+
+    def results(self) -> Iterator[Value]:
+        yield from self.outputs.values()
+        yield from self.state_updates.values()
+        yield from self.gradients.values()
+
+    def consumers(self) -> dict[int, list[Node]]:
+        out: dict[int, list[Node]] = {}
+        for n in self.nodes:
+            for v in n.inputs:
+                out.setdefault(v.uid, []).append(n)
+        return out
+
+    def constants(self) -> list[Value]:
+        seen: dict[int, Value] = {}
+        for n in self.nodes:
+            for v in n.inputs:
+                if v.role is ValueRole.CONST:
+                    seen.setdefault(v.uid, v)
+        return list(seen.values())
+
+    def __repr__(self) -> str:
+        lines = [f"inputs: {list(self.inputs)}", f"params: {list(self.params)}"]
+        lines += [f"  {n!r}" for n in self.nodes]
+        lines.append(f"outputs: {list(self.outputs)}")
+        return "\n".join(lines)
+
+
+def const_value(data: Any, kind: str | None = None) -> Value:
+    """A constant value (scalar or NumPy array)."""
+    arr = np.asarray(data)
+    if kind is None:
+        kind = "bool" if arr.dtype == np.bool_ else "int" if arr.dtype.kind in "iu" else "float"
+    return Value(ValueRole.CONST, kind=kind, shape=tuple(arr.shape), data=data)
+
+
+class GraphBuilder:
+    """Appends nodes with concrete shapes; used by gradient rules and passes.
+
+    ``emit`` infers the output's shape and kind from the primitive's rule.
+    """
+
+    def __init__(self, graph: Graph, where: str = "", needs_grad: Mapping[int, bool] | None = None) -> None:
+        self.graph = graph
+        self.where = where
+        self._needs = needs_grad or {}
+
+    def needs_grad(self, v: Value) -> bool:
+        return self._needs.get(v.uid, True)
+
+    def const(self, value: Any, kind: str | None = None) -> Value:
+        return const_value(value, kind)
+
+    def emit(self, name: str, *inputs: Value, **attrs: Any) -> Value:
+        prim = registry.get(name)
+        attrs = prim.bind_attrs(attrs, where=f"{self.where} ({name})")
+        out = Value(ValueRole.NODE)
+        infer_node(prim, list(inputs), attrs, out, self.where)
+        node = Node(prim, list(inputs), attrs, out, self.where)
+        out.producer = node
+        self.graph.nodes.append(node)
+        return out
+
+
+def infer_node(prim: Primitive, inputs: list[Value], attrs: dict[str, Any], out: Value, where: str) -> None:
+    """Concrete shape/kind of a node's output from its inputs, via the primitive's rule."""
+    from ..errors import DTypeMismatchError, ShapeMismatchError, ShapeUnknownError
+    from ..shapes.kinds import KindVar
+    from ..shapes.symbolic import SymShape, transaction
+    from ..primitives.base import Term
+
+    ins = [Term(SymShape.of(list(v.shape)) if v.shape is not None else SymShape.unknown(), KindVar(v.kind))
+           for v in inputs]
+    o = Term(SymShape.unknown(), KindVar())
+    try:
+        with transaction():
+            prim.rule(ins, o, attrs)
+    except (ShapeMismatchError, DTypeMismatchError) as e:
+        shapes = ", ".join(f"{n}={list(v.shape) if v.shape else '?'}" for n, v in zip(_names(prim, inputs), inputs))
+        raise type(e)(f"{where}: {prim.name}({shapes}): {e}") from None
+    shape = o.shape.concrete()
+    if shape is None:
+        raise ShapeUnknownError(f"{where}: cannot infer the output shape of {prim.name}")
+    out.shape = shape
+    out.kind = o.kind.known
+
+
+def _names(prim: Primitive, inputs: Iterable[Value]) -> list[str]:
+    if prim.variadic:
+        return [f"{prim.inputs[0]}[{i}]" for i, _ in enumerate(inputs)]
+    return list(prim.inputs)

@@ -1,0 +1,142 @@
+"""Shape and dtype inference pass: a fresh symbolic solve over the flat graph.
+
+The same primitive rules that checked the model while it was built run again,
+on fresh symbols, together with the declared shapes and the shapes given to
+``compile`` (or seen at the first ``evaluate``). The result is a copy of the
+graph in which every value has a concrete shape and kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ...errors import DTypeMismatchError, ShapeMismatchError, ShapeUnknownError
+from ...primitives.base import Term
+from ...shapes.kinds import KindVar, bind_kind, unify_kinds
+from ...shapes.symbolic import Constraint, SymShape, add_constraint, transaction, unify
+from ..flatten import FlatModel
+from ..graph import Graph, Node, Value, ValueRole
+
+
+def solve(flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None],
+          kinds: Mapping[str, str] | None = None) -> dict[int, Term]:
+    """Symbolic terms for every value, with ``shapes`` (by source/output name) applied."""
+    g = flat.graph
+    terms: dict[int, Term] = {}
+
+    def term(v: Value) -> Term:
+        t = terms.get(v.uid)
+        if t is None:
+            t = terms[v.uid] = Term(SymShape.unknown(), KindVar())
+        return t
+
+    with transaction():
+        for n in g.nodes:
+            for v in (*n.inputs, n.output):
+                term(v)
+        for v in (*g.sources(), *g.outputs.values()):
+            term(v)
+        for uid, t in terms.items():
+            vi = flat.info.get(uid)
+            if vi is None:
+                continue
+            for spec in vi.declared_shapes:
+                unify(t.shape, SymShape.of(spec))
+        for n in g.nodes:
+            for v in n.inputs:
+                if v.role is ValueRole.CONST:
+                    _const_term(v, term(v))
+        for n in g.nodes:
+            ins = [term(v) for v in n.inputs]
+            out = term(n.output)
+            add_constraint(Constraint(_rule_call(n, ins, out), [t.shape for t in ins] + [out.shape], n.where))
+        named = {**g.inputs, **g.params, **g.state, **g.outputs}
+        for key, shape in shapes.items():
+            if shape is None:
+                continue
+            v = named[key]
+            t = term(v)
+            try:
+                unify(t.shape, SymShape.of(list(shape)))
+            except ShapeMismatchError as e:
+                raise ShapeMismatchError(
+                    f"shape given for {key!r} is {list(shape)} but the model needs {t.shape}: {e}"
+                ) from None
+        for key, kind in (kinds or {}).items():
+            try:
+                bind_kind(term(named[key]).kind, kind)
+            except DTypeMismatchError as e:
+                raise DTypeMismatchError(f"{key!r}: given dtype kind {kind}, the model needs "
+                                         f"{term(named[key]).kind}: {e}") from None
+    return terms
+
+
+def _rule_call(n: Node, ins: list[Term], out: Term):  # type: ignore[no-untyped-def]
+    return lambda: n.primitive.rule(ins, out, n.attrs)
+
+
+def _const_term(v: Value, t: Term) -> None:
+    arr = np.asarray(v.data)
+    unify(t.shape, SymShape.of(list(arr.shape)))
+    if not isinstance(v.data, (int, float)) or isinstance(v.data, bool):
+        kind = "bool" if arr.dtype == np.bool_ else "int" if arr.dtype.kind in "iu" else "float"
+        bind_kind(t.kind, kind)
+
+
+def concretize(flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None],
+               kinds: Mapping[str, str] | None = None) -> Graph:
+    """A copy of ``flat.graph`` with concrete shapes and kinds, or a clear error."""
+    terms = solve(flat, shapes, kinds)
+    g = flat.graph
+    for v in g.sources():
+        k = terms[v.uid].kind
+        if k.known is None:
+            bind_kind(k, "float")
+    for t in terms.values():
+        if t.kind.known is None:
+            bind_kind(t.kind, "float")
+    unknown: list[str] = []
+    new: dict[int, Value] = {}
+
+    def copy(v: Value) -> Value:
+        c = new.get(v.uid)
+        if c is None:
+            t = terms[v.uid]
+            shape = t.shape.concrete()
+            if shape is None:
+                where = v.name or (v.producer.where + " output" if v.producer else f"value {v.uid}")
+                unknown.append(f"{where}: {t.shape}")
+            c = Value(v.role, name=v.name, kind=t.kind.known, shape=shape, data=v.data)
+            new[v.uid] = c
+        return c
+
+    out = Graph()
+    for attr in ("inputs", "params", "state", "outputs", "state_updates"):
+        setattr(out, attr, {k: copy(v) for k, v in getattr(g, attr).items()})
+    out.initializers = dict(g.initializers)
+    for n in g.nodes:
+        nn = Node(n.primitive, [copy(v) for v in n.inputs], dict(n.attrs), copy(n.output), n.where)
+        nn.output.producer = nn
+        out.nodes.append(nn)
+    if unknown:
+        raise ShapeUnknownError(
+            "cannot determine every shape; give the missing ones in compile(shapes=...): "
+            + "; ".join(unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
+        )
+    out.init_ref_shapes = {
+        name: new[flat.info[v.uid].init_ref.uid].shape  # type: ignore[union-attr,misc]
+        for name, v in {**g.params, **g.state}.items()
+        if flat.info[v.uid].init_ref is not None and flat.info[v.uid].init_ref.uid in new  # type: ignore[union-attr]
+    }
+    return out
+
+
+def symbolic_shapes(flat: FlatModel, shapes: Mapping[str, Any]) -> dict[str, list[object]]:
+    """Shapes of the named values (symbolic where unknown), for summaries."""
+    terms = solve(flat, shapes)
+    g = flat.graph
+    named = {**g.inputs, **g.params, **g.state, **g.outputs}
+    return {k: terms[v.uid].shape.to_list() for k, v in named.items()}

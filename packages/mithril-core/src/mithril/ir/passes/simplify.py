@@ -1,0 +1,145 @@
+"""Small rewriting passes: alias removal, shape-derived constants, pruning, CSE."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..graph import Graph, Node, Value, ValueRole, const_value
+
+
+def _substitute(graph: Graph, repl: dict[int, Value]) -> None:
+    """Replace uses of values by ``repl`` (uid -> value), following chains."""
+    if not repl:
+        return
+
+    def r(v: Value) -> Value:
+        while v.uid in repl:
+            v = repl[v.uid]
+        return v
+
+    for n in graph.nodes:
+        n.inputs = [r(v) for v in n.inputs]
+    for attr in ("outputs", "state_updates", "gradients"):
+        d = getattr(graph, attr)
+        for k in d:
+            d[k] = r(d[k])
+
+
+def remove_identities(graph: Graph) -> Graph:
+    """Drop ``identity`` nodes, using their input directly."""
+    repl = {n.output.uid: n.inputs[0] for n in graph.nodes if n.primitive.name == "identity"}
+    graph.nodes = [n for n in graph.nodes if n.primitive.name != "identity"]
+    _substitute(graph, repl)
+    return graph
+
+
+def fold_shape_constants(graph: Graph) -> Graph:
+    """``numel`` nodes become constants now that shapes are concrete."""
+    repl: dict[int, Value] = {}
+    keep = []
+    for n in graph.nodes:
+        if n.primitive.name == "numel":
+            shape = n.inputs[0].shape
+            axis = n.attrs["axis"]
+            axes = range(len(shape)) if axis is None else [a % len(shape) for a in axis]
+            repl[n.output.uid] = const_value(float(math.prod(shape[a] for a in axes)), "float")
+        else:
+            keep.append(n)
+    graph.nodes = keep
+    _substitute(graph, repl)
+    return graph
+
+
+def prune(graph: Graph) -> Graph:
+    """Keep only the nodes that some result depends on."""
+    live: set[int] = {v.uid for v in graph.results()}
+    keep: list[Node] = []
+    for n in reversed(graph.nodes):
+        if n.output.uid in live:
+            keep.append(n)
+            live.update(v.uid for v in n.inputs)
+    keep.reverse()
+    graph.nodes = keep
+    return graph
+
+
+def _freeze(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return tuple(_freeze(e) for e in x)
+    if isinstance(x, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
+    return x
+
+
+def _const_key(v: Value) -> Any:
+    data = v.data
+    if isinstance(data, (int, float, bool)):
+        return ("c", type(data).__name__, data, v.kind)
+    arr = np.asarray(data)
+    if arr.size <= 16:
+        return ("c", str(arr.dtype), arr.shape, arr.tobytes(), v.kind)
+    return ("v", v.uid)
+
+
+def cse(graph: Graph) -> Graph:
+    """Common-subexpression elimination: same primitive, inputs and attributes."""
+    seen: dict[Any, Value] = {}
+    const_seen: dict[Any, Value] = {}
+    repl: dict[int, Value] = {}
+    keep: list[Node] = []
+
+    def r(v: Value) -> Value:
+        while v.uid in repl:
+            v = repl[v.uid]
+        if v.role is ValueRole.CONST:
+            k = _const_key(v)
+            v = const_seen.setdefault(k, v)
+        return v
+
+    for n in graph.nodes:
+        n.inputs = [r(v) for v in n.inputs]
+        key = (n.primitive.name, tuple(v.uid for v in n.inputs), _freeze(n.attrs))
+        prev = seen.get(key)
+        if prev is not None:
+            repl[n.output.uid] = prev
+        else:
+            seen[key] = n.output
+            keep.append(n)
+    graph.nodes = keep
+    _substitute(graph, repl)
+    return graph
+
+
+def fold_constants(graph: Graph, backend: Any) -> Graph:
+    """Evaluate nodes whose inputs are all constants with the backend's own kernels."""
+    repl: dict[int, Value] = {}
+    keep: list[Node] = []
+    kernels = backend.kernels
+    for n in graph.nodes:
+        ins = [repl.get(v.uid, v) for v in n.inputs]
+        n.inputs = ins
+        fn = kernels.get(n.primitive.name)
+        if fn is not None and ins and all(v.role is ValueRole.CONST for v in ins):
+            args = [backend.constant(np.asarray(v.data, dtype=_np_dtype(backend, v.kind))) for v in ins]
+            data = backend.to_numpy(fn(*args, **n.attrs))
+            c = const_value(data, n.output.kind)
+            c.shape = n.output.shape
+            repl[n.output.uid] = c
+        else:
+            keep.append(n)
+    graph.nodes = keep
+    _substitute(graph, repl)
+    return graph
+
+
+def _np_dtype(backend: Any, kind: str | None) -> Any:
+    from ...dtypes import DType
+
+    if kind == "int":
+        return np.int64
+    if kind == "bool":
+        return np.bool_
+    return backend.dtype.numpy if backend.dtype is not DType.bfloat16 else np.float32

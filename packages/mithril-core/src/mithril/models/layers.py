@@ -1,0 +1,111 @@
+"""Composite blocks with torch.nn parameter names and initialisation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..errors import ModelBuildError
+from .connections import IOKey, bias_of, ones, uniform_fan_in, zeros
+from .model import Model
+from .primitive_blocks import _pair
+
+
+class Linear(Model):
+    """``output = input @ weight.T + bias`` with ``weight: [dimension, in]`` (torch.nn.Linear)."""
+
+    def __init__(self, dimension: int | None = None, use_bias: bool = True, *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.dimension = dimension
+        w_t = self.call("transpose", IOKey("weight", shape=[dimension, None], role="param", init=uniform_fan_in))
+        if use_bias:
+            h = self.call("matmul", IOKey("input"), w_t)
+            bias = IOKey("bias", shape=[dimension], role="param", init=bias_of("weight"))
+            self.call("add", h, bias, output=IOKey("output"))
+        else:
+            self.call("matmul", IOKey("input"), w_t, output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+class Conv2d(Model):
+    """2-D convolution over NCHW input, as torch.nn.Conv2d (weight ``[out, in/groups, kh, kw]``)."""
+
+    def __init__(
+        self,
+        in_channels: int | None = None,
+        out_channels: int | None = None,
+        kernel_size: int | Sequence[int] = 3,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        if out_channels is None:
+            raise ModelBuildError("Conv2d needs out_channels")
+        k, d = _pair(kernel_size), _pair(dilation)
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            if _pair(stride) != (1, 1) or any((d[i] * (k[i] - 1)) % 2 for i in range(2)):
+                raise ModelBuildError("Conv2d padding='same' needs stride 1 and an even total padding")
+            padding = tuple(d[i] * (k[i] - 1) // 2 for i in range(2))
+        if in_channels is not None and in_channels % groups:
+            raise ModelBuildError(f"Conv2d: in_channels {in_channels} not divisible by groups {groups}")
+        w_in = None if in_channels is None else in_channels // groups
+        weight = IOKey("weight", shape=[out_channels, w_in, k[0], k[1]], role="param", init=uniform_fan_in)
+        x = IOKey("input", shape=[None, in_channels, None, None])
+        attrs = dict(stride=_pair(stride), padding=_pair(padding), dilation=d, groups=int(groups))  # type: ignore[arg-type]
+        if bias:
+            y = self.call("conv2d", x, weight, **attrs)
+            b = self.call("reshape", IOKey("bias", shape=[out_channels], role="param", init=bias_of("weight")),
+                          shape=(1, -1, 1, 1))
+            self.call("add", y, b, output=IOKey("output"))
+        else:
+            self.call("conv2d", x, weight, output=IOKey("output"), **attrs)
+        self.set_canonical(input="input", output="output")
+
+
+class BatchNorm2d(Model):
+    """torch.nn.BatchNorm2d: batch statistics in training mode, running ones in inference.
+
+    ``running_mean``/``running_var`` are state: in training mode the physical
+    model returns their updated values (``evaluate(..., return_state=True)``).
+    """
+
+    def __init__(self, num_features: int | None = None, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        c = num_features
+        axes = (0, 2, 3)
+        x = IOKey("input", shape=[None, c, None, None])
+        mean = self.call("mean", x, axis=axes, keepdims=True)
+        centered = self.call("sub", "input", mean)
+        var = self.call("mean", centered * centered, axis=axes, keepdims=True)
+        xhat_train = centered / self.call("sqrt", var + eps)
+        if track_running_stats:
+            rm = self.call("reshape", IOKey("running_mean", shape=[c], role="state", init=zeros), shape=(1, -1, 1, 1))
+            rv = self.call("reshape", IOKey("running_var", shape=[c], role="state", init=ones), shape=(1, -1, 1, 1))
+            xhat_eval = (self.call("sub", "input", rm)) / self.call("sqrt", rv + eps)
+            xhat = self.call("mode_switch", xhat_train, xhat_eval)
+            n = self.call("numel", "input", axis=axes)
+            batch_mean = self.call("reshape", mean, shape=(-1,))
+            unbiased = self.call("reshape", var, shape=(-1,)) * (n / (n - 1.0))
+            self.call("add", self.call("mul", "running_mean", 1.0 - momentum), batch_mean * momentum,
+                      output="_new_running_mean")
+            self.call("add", self.call("mul", "running_var", 1.0 - momentum), unbiased * momentum,
+                      output="_new_running_var")
+            for s in ("running_mean", "running_var"):
+                self._named[f"_new_{s}"].expose = False
+                self.update_state(s, f"_new_{s}")
+        else:
+            xhat = xhat_train
+        if affine:
+            w = self.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=(1, -1, 1, 1))
+            b = self.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=(1, -1, 1, 1))
+            self.call("add", xhat * w, b, output=IOKey("output"))
+        else:
+            self.call("identity", xhat, output=IOKey("output"))
+        self.set_canonical(input="input", output="output")

@@ -1,0 +1,185 @@
+"""One block class per core primitive (``Relu()``, ``Add()``, ``Softmax(axis=1)``...)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .block import PrimitiveBlock
+
+
+def _axis(axis: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    if axis is None:
+        return None
+    return (axis,) if isinstance(axis, int) else tuple(axis)
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    t = tuple(int(x) for x in v)
+    if len(t) != 2:
+        raise ValueError(f"expected an int or a pair, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+class _Prim(PrimitiveBlock):
+    primitive_name = ""
+
+    def __init__(self, *, name: str | None = None, **attrs: Any) -> None:
+        super().__init__(self.primitive_name, name=name, **attrs)
+
+
+def _simple(cls_name: str, prim: str, doc: str) -> type[_Prim]:
+    return type(cls_name, (_Prim,), {"primitive_name": prim, "__doc__": doc,
+                                      "__init__": lambda self, *, name=None: _Prim.__init__(self, name=name)})
+
+
+Add = _simple("Add", "add", "left + right, broadcasting.")
+Subtract = _simple("Subtract", "sub", "left - right, broadcasting.")
+Multiply = _simple("Multiply", "mul", "left * right, broadcasting.")
+Divide = _simple("Divide", "div", "left / right, broadcasting.")
+Power = _simple("Power", "pow", "base ** exponent, broadcasting.")
+Maximum = _simple("Maximum", "maximum", "element-wise max of left and right.")
+Minimum = _simple("Minimum", "minimum", "element-wise min of left and right.")
+MatrixMultiply = _simple("MatrixMultiply", "matmul", "left @ right (batch dims broadcast).")
+Relu = _simple("Relu", "relu", "max(x, 0), as torch.nn.ReLU.")
+Sigmoid = _simple("Sigmoid", "sigmoid", "1 / (1 + exp(-x)).")
+Tanh = _simple("Tanh", "tanh", "tanh(x).")
+Exp = _simple("Exp", "exp", "exp(x).")
+Log = _simple("Log", "log", "natural log.")
+Sqrt = _simple("Sqrt", "sqrt", "square root.")
+Abs = _simple("Abs", "abs", "|x|.")
+Negate = _simple("Negate", "neg", "-x.")
+Sine = _simple("Sine", "sin", "sin(x).")
+Cosine = _simple("Cosine", "cos", "cos(x).")
+Where = _simple("Where", "where", "condition ? left : right.")
+Greater = _simple("Greater", "greater", "left > right (bool).")
+Less = _simple("Less", "less", "left < right (bool).")
+Equal = _simple("Equal", "equal", "left == right (bool).")
+
+
+class Gelu(_Prim):
+    """GELU; ``approximate='tanh'`` as torch.nn.GELU(approximate='tanh')."""
+
+    primitive_name = "gelu"
+
+    def __init__(self, approximate: str = "none", *, name: str | None = None) -> None:
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"Gelu approximate must be 'none' or 'tanh', got {approximate!r}")
+        super().__init__(name=name, approximate=approximate)
+
+
+class LeakyRelu(_Prim):
+    """x if x > 0 else slope * x (torch's negative_slope)."""
+
+    primitive_name = "leaky_relu"
+
+    def __init__(self, slope: float = 0.01, *, name: str | None = None) -> None:
+        super().__init__(name=name, slope=float(slope))
+
+
+class Softmax(_Prim):
+    primitive_name = "softmax"
+
+    def __init__(self, axis: int = -1, *, name: str | None = None) -> None:
+        super().__init__(name=name, axis=int(axis))
+
+
+class LogSoftmax(_Prim):
+    primitive_name = "log_softmax"
+
+    def __init__(self, axis: int = -1, *, name: str | None = None) -> None:
+        super().__init__(name=name, axis=int(axis))
+
+
+class Transpose(_Prim):
+    primitive_name = "transpose"
+
+    def __init__(self, axes: Sequence[int] | None = None, *, name: str | None = None) -> None:
+        super().__init__(name=name, axes=None if axes is None else tuple(axes))
+
+
+class Reshape(_Prim):
+    primitive_name = "reshape"
+
+    def __init__(self, shape: Sequence[int], *, name: str | None = None) -> None:
+        super().__init__(name=name, shape=tuple(int(s) for s in shape))
+
+
+class Flatten(_Prim):
+    """Merge axes ``start_axis..end_axis`` (torch.nn.Flatten defaults: 1, -1)."""
+
+    primitive_name = "flatten"
+
+    def __init__(self, start_axis: int = 1, end_axis: int = -1, *, name: str | None = None) -> None:
+        super().__init__(name=name, start_axis=int(start_axis), end_axis=int(end_axis))
+
+
+class Cast(_Prim):
+    primitive_name = "cast"
+
+    def __init__(self, kind: str = "float", *, name: str | None = None) -> None:
+        super().__init__(name=name, kind=kind)
+
+
+class _Reduce(_Prim):
+    def __init__(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, *,
+                 name: str | None = None) -> None:
+        super().__init__(name=name, axis=_axis(axis), keepdims=bool(keepdims))
+
+
+class Sum(_Reduce):
+    primitive_name = "sum"
+
+
+class Mean(_Reduce):
+    primitive_name = "mean"
+
+
+class Max(_Reduce):
+    primitive_name = "max"
+
+
+class Min(_Reduce):
+    primitive_name = "min"
+
+
+class ArgMax(_Prim):
+    primitive_name = "argmax"
+
+    def __init__(self, axis: int = -1, keepdims: bool = False, *, name: str | None = None) -> None:
+        super().__init__(name=name, axis=(int(axis),), keepdims=bool(keepdims))
+
+
+class Concat(PrimitiveBlock):
+    """Join ``n`` inputs (terminals ``input_0`` ... ``input_{n-1}``) along ``axis``."""
+
+    def __init__(self, n: int = 2, axis: int = 0, *, name: str | None = None) -> None:
+        super().__init__("concat", n_inputs=n, name=name, axis=int(axis))
+
+
+class MaxPool2d(_Prim):
+    """As torch.nn.MaxPool2d (stride defaults to kernel_size, floor mode)."""
+
+    primitive_name = "max_pool2d"
+
+    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+                 padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, *,
+                 name: str | None = None) -> None:
+        k = _pair(kernel_size)
+        super().__init__(name=name, kernel_size=k, stride=_pair(stride) if stride is not None else k,
+                         padding=_pair(padding), dilation=_pair(dilation))
+
+
+class AvgPool2d(_Prim):
+    """As torch.nn.AvgPool2d (stride defaults to kernel_size, floor mode)."""
+
+    primitive_name = "avg_pool2d"
+
+    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+                 padding: int | Sequence[int] = 0, count_include_pad: bool = True, *,
+                 name: str | None = None) -> None:
+        k = _pair(kernel_size)
+        super().__init__(name=name, kernel_size=k, stride=_pair(stride) if stride is not None else k,
+                         padding=_pair(padding), count_include_pad=bool(count_include_pad))

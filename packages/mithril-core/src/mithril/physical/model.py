@@ -1,0 +1,276 @@
+"""The physical model: a logical model compiled for one backend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..backend import Backend
+from ..errors import (
+    DTypeMismatchError, EvaluationError, MissingInputError, ParamsError, ShapeMismatchError, ShapeUnknownError,
+    UnknownKeyError, UnsupportedError,
+)
+from ..ir.flatten import FlatModel, flatten
+from ..ir.graph import Graph
+from ..ir.passes.shape_inference import solve
+from ..models.model import Model
+from .pipeline import Compiled, Options, build_graph, compile_graph
+
+
+class PhysicalModel:
+    """Evaluate, differentiate and initialise a compiled model.
+
+    Compiled code is cached per concrete shape set, mode (training or
+    inference) and set of outputs given gradients; with ``static_shapes`` only
+    the shapes given to ``compile`` are accepted.
+    """
+
+    def __init__(self, model: Model, backend: Backend, *, shapes: Mapping[str, Sequence[int | None]],
+                 constants: Mapping[str, Any], static_shapes: bool, training: bool, options: Options) -> None:
+        self.model = model
+        self.backend = backend
+        self.options = options
+        self.static_shapes = static_shapes
+        self.training = training
+        self._shapes = {k: list(v) for k, v in shapes.items()}
+        self._constants = dict(constants)
+        self._flat: dict[bool, FlatModel] = {}
+        self._cache: dict[Any, Compiled] = {}
+        self._last: Compiled | None = None
+        flat = self._flat_for(training)
+        g = flat.graph
+        self.input_keys: tuple[str, ...] = tuple(k for k in g.inputs if k not in self._constants)
+        self.param_keys: tuple[str, ...] = tuple(g.params)
+        self.state_keys: tuple[str, ...] = tuple(g.state)
+        self.output_keys: tuple[str, ...] = tuple(g.outputs)
+        self._param_shapes: dict[str, tuple[int, ...]] | None = None
+        self._check_static()
+
+    # ------------------------------------------------------------- compile
+    def _flat_for(self, training: bool) -> FlatModel:
+        if training not in self._flat:
+            self._flat[training] = flatten(self.model, training=training)
+        return self._flat[training]
+
+    def _check_static(self) -> None:
+        """Eagerly compile what the given shapes determine (errors surface at compile)."""
+        try:
+            graph = self._graph(self.training, {})
+        except ShapeUnknownError:
+            if self.static_shapes:
+                raise
+            self._try_param_shapes()
+            return
+        self._param_shapes = {k: v.shape for k, v in {**graph.params, **graph.state}.items()}  # type: ignore[misc]
+        key = self._key(self.training, {k: v.shape for k, v in graph.inputs.items()}, None)  # type: ignore[misc]
+        self._cache[key] = compile_graph(graph, self.backend, self.options, cotangent_outputs=None)
+        self._last = self._cache[key]
+
+    def _try_param_shapes(self) -> None:
+        flat = self._flat_for(self.training)
+        terms = solve(flat, self._shapes)
+        shapes = {}
+        for k, v in {**flat.graph.params, **flat.graph.state}.items():
+            c = terms[v.uid].shape.concrete()
+            if c is None:
+                return
+            shapes[k] = c
+        self._param_shapes = shapes
+
+    def _graph(self, training: bool, input_shapes: Mapping[str, tuple[int, ...]]) -> Graph:
+        flat = self._flat_for(training)
+        shapes: dict[str, Any] = dict(self._shapes)
+        shapes.update(input_shapes)
+        for k, v in self._constants.items():
+            shapes[k] = list(getattr(v, "shape", ()))
+        return build_graph(flat, shapes, self._constants)
+
+    @staticmethod
+    def _key(training: bool, input_shapes: Mapping[str, tuple[int, ...]], cot: tuple[str, ...] | None) -> Any:
+        return (training, tuple(sorted(input_shapes.items())), cot)
+
+    def _compiled(self, training: bool, input_shapes: dict[str, tuple[int, ...]],
+                  cot: tuple[str, ...] | None) -> Compiled:
+        key = self._key(training, input_shapes, cot)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        if self.static_shapes:
+            for k, s in input_shapes.items():
+                want = self._shapes.get(k)
+                if want is not None and list(s) != list(want):
+                    raise ShapeMismatchError(
+                        f"input {k!r} has shape {list(s)}, but the model was compiled with static_shapes "
+                        f"for {list(want)}"
+                    )
+        graph = self._graph(training, input_shapes)
+        self._cache[key] = compiled = compile_graph(graph, self.backend, self.options, cotangent_outputs=cot)
+        self._last = compiled
+        return compiled
+
+    # ------------------------------------------------------------- public
+    @property
+    def shapes(self) -> dict[str, list[object]]:
+        """Shapes of inputs, params, state and outputs (symbolic where still unknown)."""
+        from ..ir.passes.shape_inference import symbolic_shapes
+
+        return symbolic_shapes(self._flat_for(self.training), self._shapes)
+
+    @property
+    def source(self) -> str:
+        """The generated code of the most recently compiled graph."""
+        if self._last is None:
+            raise ShapeUnknownError("nothing is compiled yet: shapes are not all known until evaluate is called")
+        src = self._last.executable.source
+        if src is None:
+            raise UnsupportedError(f"{type(self.backend).__name__} does not generate Python source")
+        return src
+
+    def write_source(self, path: str) -> None:
+        """Write the generated code to ``path``."""
+        with open(path, "w") as f:
+            f.write(self.source)
+
+    @property
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        if self._param_shapes is None:
+            raise ShapeUnknownError(
+                "parameter shapes are not known: give the input shapes in compile(shapes=...)"
+            )
+        return dict(self._param_shapes)
+
+    def randomize_params(self, seed: int | None = None) -> dict[str, Any]:
+        """Parameters and state initialised like the torch.nn defaults of each block."""
+        if seed is not None:
+            self.backend.seed(seed)
+        shapes = self.param_shapes
+        flat = self._flat_for(self.training)
+        inits = flat.graph.initializers
+        ref_shapes = self._init_ref_shapes()
+        out: dict[str, Any] = {}
+        for k in (*self.param_keys, *self.state_keys):
+            init = inits.get(k)
+            shape = shapes[k]
+            if init is None:
+                from ..models.connections import uniform_fan_in
+
+                init = uniform_fan_in
+            out[k] = init.fn(self.backend, shape, ref_shapes.get(k))
+        return out
+
+    def _init_ref_shapes(self) -> dict[str, tuple[int, ...]]:
+        flat = self._flat_for(self.training)
+        shapes = self.param_shapes
+        names = {v.uid: k for k, v in {**flat.graph.params, **flat.graph.state}.items()}
+        out = {}
+        for k, v in {**flat.graph.params, **flat.graph.state}.items():
+            ref = flat.info[v.uid].init_ref
+            if ref is not None and ref.uid in names:
+                out[k] = shapes[names[ref.uid]]
+        return out
+
+    def evaluate(
+        self,
+        params: Mapping[str, Any],
+        inputs: Mapping[str, Any] | None = None,
+        output_gradients: Mapping[str, Any] | None = None,
+        *,
+        training: bool | None = None,
+        return_state: bool = False,
+    ) -> Any:
+        """Run the model.
+
+        Returns ``outputs``; with ``output_gradients`` ``(outputs, gradients)``
+        where gradients are d(sum <output_gradients, outputs>)/d(param); with
+        ``return_state`` the updated state dict is appended to the result.
+        """
+        inputs = inputs or {}
+        mode = self.training if training is None else bool(training)
+        if mode and self.options.static_inference:
+            raise UnsupportedError("this model was compiled with static_inference=True: it runs in inference mode")
+        be = self.backend
+        self._check_keys(params, inputs)
+        in_shapes: dict[str, tuple[int, ...]] = {}
+        checked_inputs: dict[str, Any] = {}
+        for k in self.input_keys:
+            x = be.accept(inputs[k], f"input {k!r}")
+            checked_inputs[k] = x
+            in_shapes[k] = tuple(be.shape_of(x))
+        cot: tuple[str, ...] | None = None
+        if output_gradients is not None:
+            if self.options.static_inference:
+                raise UnsupportedError("static_inference=True compiles an inference-only model; "
+                                       "compile without it to compute gradients")
+            bad = sorted(set(output_gradients) - set(self.output_keys))
+            if bad:
+                raise UnknownKeyError(f"output_gradients: unknown output(s) {bad}; outputs: {list(self.output_keys)}")
+            cot = tuple(k for k in self.output_keys if k in output_gradients)
+        compiled = self._compiled(mode, in_shapes, cot)
+        checked_params: dict[str, Any] = {}
+        for k, shape in compiled.param_shapes.items():
+            x = be.accept(params[k], f"params[{k!r}]")
+            got = tuple(be.shape_of(x))
+            if got != shape:
+                raise ParamsError(f"params[{k!r}] has shape {list(got)}, the model needs {list(shape)}")
+            self._check_dtype(x, compiled.graph, k, "params")
+            checked_params[k] = x
+        for k in self.input_keys:
+            self._check_dtype(checked_inputs[k], compiled.graph, k, "input")
+        cots: dict[str, Any] = {}
+        if cot:
+            for k in cot:
+                g = be.accept(output_gradients[k], f"output_gradients[{k!r}]")  # type: ignore[index]
+                want = compiled.output_shapes[k]
+                if tuple(be.shape_of(g)) != want:
+                    raise ShapeMismatchError(
+                        f"output_gradients[{k!r}] has shape {list(be.shape_of(g))}, output {k!r} has {list(want)}"
+                    )
+                cots[k] = g
+        outputs, grads, state = compiled.executable.run(checked_params, checked_inputs, cots)
+        result: Any = outputs if output_gradients is None else (outputs, grads)
+        if return_state:
+            result = (*result, state) if isinstance(result, tuple) else (result, state)
+        return result
+
+    def _check_keys(self, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+        if not isinstance(params, Mapping):
+            raise ParamsError(f"params must be a dict of arrays, got {type(params).__name__}")
+        need = set(self.param_keys) | set(self.state_keys)
+        missing = sorted(need - set(params))
+        if missing:
+            raise ParamsError(f"params is missing {missing}")
+        extra = sorted(set(params) - need)
+        if extra:
+            raise ParamsError(f"params has unknown key(s) {extra}; the model's params: {sorted(need)}")
+        missing_in = sorted(set(self.input_keys) - set(inputs))
+        if missing_in:
+            raise MissingInputError(f"inputs is missing {missing_in}; the model's inputs: {list(self.input_keys)}")
+        extra_in = sorted(set(inputs) - set(self.input_keys))
+        if extra_in:
+            raise UnknownKeyError(f"inputs has unknown key(s) {extra_in}; the model's inputs: {list(self.input_keys)}")
+
+    def _check_dtype(self, x: Any, graph: Graph, key: str, what: str) -> None:
+        v = graph.params.get(key) or graph.state.get(key) or graph.inputs.get(key)
+        if v is None:
+            return
+        dt = self.backend.dtype_of(x)
+        if dt.kind != v.kind:
+            raise DTypeMismatchError(f"{what} {key!r} has dtype {dt.value}; the model needs a {v.kind} array")
+        if v.kind == "float" and dt is not self.backend.dtype:
+            raise DTypeMismatchError(
+                f"{what} {key!r} is {dt.value} but the backend computes in {self.backend.dtype.value}; "
+                f"convert it with backend.array(...)"
+            )
+
+    def summary(self) -> str:
+        """Blocks, their shapes and parameter counts."""
+        from .summary import physical_summary
+
+        return physical_summary(self)
+
+    def __repr__(self) -> str:
+        return (f"PhysicalModel({self.backend!r}, inputs={list(self.input_keys)}, "
+                f"outputs={list(self.output_keys)}, params={len(self.param_keys)})")
+
+
+__all__ = ["PhysicalModel", "EvaluationError"]

@@ -1,0 +1,82 @@
+"""The compile pipeline for one concrete shape set: passes then lowering."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..backend import Backend
+from ..ir.flatten import FlatModel
+from ..ir.graph import Graph, Value, ValueRole
+from ..ir.passes import autodiff, simplify
+from ..ir.passes.shape_inference import concretize
+from .executable import Executable
+
+
+@dataclass(frozen=True)
+class Options:
+    """Compile options that change the generated code."""
+
+    jit: bool = False
+    gradient_checkpointing: bool = False
+    static_inference: bool = False
+    fold_constants: bool = False
+    source_path: str | None = None
+
+
+@dataclass
+class Compiled:
+    """One lowered graph and what ``evaluate`` needs to check its arguments."""
+
+    graph: Graph
+    executable: Executable
+    input_shapes: dict[str, tuple[int, ...]]
+    param_shapes: dict[str, tuple[int, ...]]
+    output_shapes: dict[str, tuple[int, ...]]
+    wrt: tuple[str, ...]
+
+
+def build_graph(flat: FlatModel, shapes: Mapping[str, Sequence[int] | None], constants: Mapping[str, Any],
+                kinds: Mapping[str, str] | None = None) -> Graph:
+    """Concrete graph with constants bound, aliases and shape constants resolved."""
+    graph = concretize(flat, shapes, kinds)
+    for name, data in constants.items():
+        v = graph.inputs.pop(name)
+        v.role = ValueRole.CONST
+        v.data = data
+    simplify.remove_identities(graph)
+    simplify.fold_shape_constants(graph)
+    return graph
+
+
+def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_outputs: Sequence[str] | None,
+                  wrt: Sequence[str] | None = None) -> Compiled:
+    """Optimise ``graph`` (forward, or with gradients when ``cotangent_outputs`` is given) and lower it."""
+    simplify.prune(graph)
+    if opts.fold_constants:
+        simplify.fold_constants(graph, backend)
+    simplify.cse(graph)
+    wrt_t: tuple[str, ...] = ()
+    if cotangent_outputs is not None:
+        wrt_t = tuple(wrt if wrt is not None else autodiff.differentiable_params(graph))
+        if backend.differentiates_natively:
+            for name in cotangent_outputs:
+                out = graph.outputs[name]
+                graph.cotangents[name] = Value(ValueRole.INPUT, name=name, kind=out.kind, shape=out.shape)
+        else:
+            n_forward = len(graph.nodes)
+            autodiff.differentiate(graph, wrt_t, cotangent_outputs)
+            simplify.cse(graph)
+            if opts.gradient_checkpointing:
+                autodiff.checkpoint(graph, n_forward)
+            simplify.prune(graph)
+    executable = backend.lower(graph, jit=opts.jit, wrt=wrt_t, source_path=opts.source_path)
+    return Compiled(
+        graph=graph,
+        executable=executable,
+        input_shapes={k: v.shape for k, v in graph.inputs.items()},  # type: ignore[misc]
+        param_shapes={k: v.shape for k, v in {**graph.params, **graph.state}.items()},  # type: ignore[misc]
+        output_shapes={k: v.shape for k, v in graph.outputs.items()},  # type: ignore[misc]
+        wrt=wrt_t,
+    )

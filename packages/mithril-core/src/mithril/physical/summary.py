@@ -1,0 +1,81 @@
+"""Readable summaries of logical and physical models."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models.model import Model
+    from .model import PhysicalModel
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)])
+
+
+def _fmt(shape: object) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]" if isinstance(shape, (list, tuple)) else str(shape)
+
+
+def logical_summary(model: "Model", max_depth: int = 1) -> str:
+    """Blocks (to ``max_depth``) with their symbolic output shapes."""
+    rows = []
+    for path, block in model.iter_blocks():
+        depth = path.count(".")
+        if depth > max_depth:
+            continue
+        outs = [block._binding[t].term.shape.to_list() for t in block.output_terminals()]
+        rows.append(("  " * depth + path.split(".")[-1], type(block).__name__, ", ".join(_fmt(o) for o in outs)))
+    return _table(rows, ("block", "type", "output shape"))
+
+
+def physical_summary(pm: "PhysicalModel", max_depth: int = 0) -> str:
+    """Top-level blocks with concrete (or symbolic) output shapes and parameter counts."""
+    from ..ir.passes.shape_inference import solve
+
+    flat = pm._flat_for(pm.training)
+    terms = solve(flat, pm._shapes)
+    try:
+        pshapes = pm.param_shapes
+    except Exception:  # noqa: BLE001 - unknown until evaluate
+        pshapes = {}
+    by_value = {v.uid: k for k, v in {**flat.graph.params, **flat.graph.state}.items()}
+    rows = []
+    model = pm.model
+    state = set(pm.state_keys)
+    for path, block in model.iter_blocks():
+        depth = path.count(".")
+        if depth > max_depth:
+            continue
+        outs = []
+        for t in block.output_terminals():
+            v = flat.conn_values.get(id(block._binding[t]))
+            outs.append(_fmt(terms[v.uid].shape.to_list()) if v is not None and v.uid in terms else "?")
+        # params consumed by this block: those bound to its input terminals
+        own = []
+        for t in block.input_terminals():
+            v = flat.conn_values.get(id(block._binding[t]))
+            if v is not None and v.uid in by_value:
+                own.append(by_value[v.uid])
+        n = sum(math.prod(pshapes[k]) for k in own if k in pshapes and k not in state)
+        rows.append(("  " * depth + path.split(".")[-1], type(block).__name__, ", ".join(outs),
+                     f"{n:,}" if own and pshapes else "-"))
+    shapes = pm.shapes
+    lines = [f"Physical model for {pm.backend!r}"]
+    lines.append("inputs:  " + ", ".join(f"{k} {_fmt(shapes.get(k))}" for k in pm.input_keys))
+    lines.append("outputs: " + ", ".join(f"{k} {_fmt(shapes.get(k))}" for k in pm.output_keys))
+    lines += ["", _table(rows, ("block", "type", "output shape", "params")), ""]
+    if pshapes:
+        trainable = sum(math.prod(s) for k, s in pshapes.items() if k not in state)
+        n_state = sum(math.prod(s) for k, s in pshapes.items() if k in state)
+        lines.append(f"trainable params: {trainable:,}   state: {n_state:,}")
+    else:
+        lines.append("parameter shapes unknown until input shapes are given")
+    extra = getattr(pm, "_last", None)
+    report = getattr(getattr(extra, "executable", None), "quantization_report", None)
+    if report:
+        lines += ["", "quantization:", *(f"  {k}: {v}" for k, v in report.items())]
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""Loads plugins from entry points, isolates failures, answers registry queries.
+
+Environment variables:
+
+* ``MITHRIL_STRICT_PLUGINS=1``: a plugin that fails raises instead of being reported.
+* ``MITHRIL_DISABLE_PLUGINS=name1,name2``: do not load these entry points.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from ..errors import BackendNotInstalledError, PluginError
+from . import hookspecs
+
+ENTRY_POINT_GROUP = "mithril"
+
+#: backends the project ships as separate distributions: name -> (class name, extra)
+KNOWN_BACKENDS = {
+    "numpy": ("NumpyBackend", "numpy"),
+    "torch": ("TorchBackend", "torch"),
+    "jax": ("JaxBackend", "jax"),
+    "ggml": ("GGMLBackend", "ggml"),
+}
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as seen by the manager."""
+
+    name: str
+    source: str  # "entry point <dist>", "in-process"
+    status: str  # "loaded", "failed", "disabled"
+    reason: str = ""
+    backends: tuple[str, ...] = ()
+    primitives: tuple[str, ...] = ()
+    kernels: tuple[str, ...] = ()  # "backend:primitive"
+
+
+class MithrilPluginManager:
+    """The one :class:`pluggy.PluginManager` of Mithril, with a failure-tolerant loader."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self._backends: dict[str, type] = {}
+        self._backend_plugin: dict[str, str] = {}
+        self._kernels: dict[str, dict[str, Callable[..., Any]]] = {}
+        self._loaded = False
+        self._disabled = {n.strip() for n in os.environ.get("MITHRIL_DISABLE_PLUGINS", "").split(",") if n.strip()}
+
+    @property
+    def strict(self) -> bool:
+        return os.environ.get("MITHRIL_STRICT_PLUGINS", "") not in ("", "0", "false", "False")
+
+    # --------------------------------------------------------------- loading
+    def load_entry_points(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        from importlib_metadata import entry_points
+
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = getattr(ep.dist, "name", "?")
+            source = f"entry point of {dist}"
+            if ep.name in self._disabled:
+                self.infos[ep.name] = PluginInfo(ep.name, source, "disabled", "disabled by the user")
+                continue
+            if ep.name in self.infos:
+                continue
+            try:
+                obj = ep.load()
+            except Exception as e:  # noqa: BLE001 - any import failure is reported
+                self._fail(ep.name, source, f"import failed: {type(e).__name__}: {e}", e)
+                continue
+            self._add(obj, ep.name, source)
+
+    def register(self, plugin: object, name: str | None = None) -> PluginInfo:
+        """Register a plugin object in-process (notebooks, tests)."""
+        self.load_entry_points()
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        if name in self.infos and self.infos[name].status == "loaded":
+            raise PluginError(f"a plugin named {name!r} is already registered")
+        self._add(plugin, name, "in-process")
+        info = self.infos[name]
+        if info.status == "failed":
+            raise PluginError(f"plugin {name!r} failed: {info.reason}")
+        return info
+
+    def unregister(self, name: str) -> None:
+        """Remove a loaded plugin and everything it registered."""
+        self._drop(name)
+        self.infos.pop(name, None)
+
+    def disable(self, name: str) -> None:
+        """Disable a plugin by name (now, and for entry points not loaded yet)."""
+        self._disabled.add(name)
+        if name in self.infos:
+            self._drop(name)
+            self.infos[name] = PluginInfo(name, self.infos[name].source, "disabled", "disabled by the user")
+
+    def _drop(self, name: str) -> None:
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin, name=name)
+        for b, owner in list(self._backend_plugin.items()):
+            if owner == name:
+                del self._backends[b]
+                del self._backend_plugin[b]
+        from ..primitives.base import registry
+
+        info = self.infos.get(name)
+        if info:
+            for p in info.primitives:
+                registry._table.pop(p, None)
+                registry._origin.pop(p, None)
+        self._kernels.clear()
+
+    def _fail(self, name: str, source: str, reason: str, exc: BaseException | None = None) -> None:
+        self.infos[name] = PluginInfo(name, source, "failed", reason)
+        if self.strict:
+            raise PluginError(f"plugin {name!r} ({source}) failed: {reason}") from exc
+        warnings.warn(f"mithril: plugin {name!r} ({source}) was not loaded: {reason}", RuntimeWarning, stacklevel=3)
+
+    def _add(self, obj: object, name: str, source: str) -> None:
+        api = getattr(obj, "MITHRIL_PLUGIN_API", hookspecs.PLUGIN_API)
+        if api != hookspecs.PLUGIN_API:
+            self._fail(name, source, f"written for plugin API {api}, this mithril has API {hookspecs.PLUGIN_API}")
+            return
+        from ..primitives.base import registry
+
+        backends: list[str] = []
+        prims: list[str] = []
+        try:
+            self.pm.register(obj, name=name)
+            staged_backends: dict[str, type] = {}
+
+            def reg_backend(cls: type) -> None:
+                bname = getattr(cls, "name", "")
+                if not bname:
+                    raise PluginError(f"backend class {cls!r} has no name")
+                if bname in self._backends and self._backends[bname] is not cls:
+                    raise PluginError(f"backend {bname!r} is already provided by {self._backend_plugin[bname]!r}")
+                staged_backends[bname] = cls
+
+            impl = self._impl(obj, "mithril_register_backends")
+            if impl:
+                impl(register=reg_backend)
+            staged_prims = []
+            impl = self._impl(obj, "mithril_register_primitives")
+            if impl:
+                impl(register=staged_prims.append)
+            for p in staged_prims:
+                registry.register(p, origin=name)
+                prims.append(p.name)
+            for bname, cls in staged_backends.items():
+                self._backends[bname] = cls
+                self._backend_plugin[bname] = name
+                backends.append(bname)
+        except Exception as e:  # noqa: BLE001 - isolate a broken plugin
+            if self.pm.get_plugin(name) is not None:
+                self.pm.unregister(name=name)
+            for p in prims:
+                registry._table.pop(p, None)
+            self._fail(name, source, f"{type(e).__name__}: {e}", e)
+            return
+        self._kernels.clear()
+        self.infos[name] = PluginInfo(name, source, "loaded", backends=tuple(backends), primitives=tuple(prims))
+
+    @staticmethod
+    def _impl(obj: object, hook: str) -> Callable[..., Any] | None:
+        fn = getattr(obj, hook, None)
+        return fn if callable(fn) else None
+
+    # --------------------------------------------------------------- queries
+    def backend_class(self, name: str) -> type:
+        self.load_entry_points()
+        try:
+            return self._backends[name]
+        except KeyError:
+            pass
+        cls_name, extra = KNOWN_BACKENDS.get(name, (name, name))
+        why = ""
+        for info in self.infos.values():
+            if info.status != "loaded" and (name in info.name or info.name in (f"mithril_{name}", f"mithril-{name}")):
+                why = f" (plugin {info.name!r} {info.status}: {info.reason})"
+        raise BackendNotInstalledError(
+            f"ml.{cls_name} is not available{why}: install it with `pip install mithril[{extra}]`"
+        )
+
+    def backends(self) -> dict[str, type]:
+        self.load_entry_points()
+        return dict(self._backends)
+
+    def kernels_for(self, backend_name: str) -> dict[str, Callable[..., Any]]:
+        self.load_entry_points()
+        if backend_name not in self._kernels:
+            table: dict[str, Callable[..., Any]] = {}
+            for plugin_name, plugin in self.pm.list_name_plugin():
+                impl = self._impl(plugin, "mithril_register_kernels")
+                if impl is None:
+                    continue
+
+                def reg(prim: str, fn: Callable[..., Any], _p: str = plugin_name) -> None:
+                    table[prim] = fn
+                    info = self.infos.get(_p)
+                    if info is not None and f"{backend_name}:{prim}" not in info.kernels:
+                        info.kernels += (f"{backend_name}:{prim}",)
+
+                try:
+                    impl(backend_name=backend_name, register=reg)
+                except Exception as e:  # noqa: BLE001
+                    if self.strict:
+                        raise PluginError(f"plugin {plugin_name!r} failed to register kernels: {e}") from e
+                    warnings.warn(f"mithril: plugin {plugin_name!r} failed to register kernels for "
+                                  f"{backend_name!r}: {e}", RuntimeWarning, stacklevel=2)
+            self._kernels[backend_name] = table
+        return self._kernels[backend_name]
+
+    def report(self) -> str:
+        """A table of plugins: name, status, what each provides or why it failed."""
+        self.load_entry_points()
+        lines = []
+        for info in sorted(self.infos.values(), key=lambda i: i.name):
+            what = ", ".join(
+                [f"backends: {', '.join(info.backends)}"] * bool(info.backends)
+                + [f"primitives: {', '.join(info.primitives)}"] * bool(info.primitives)
+            )
+            tail = info.reason if info.status != "loaded" else what
+            lines.append(f"{info.name:<24} {info.status:<9} {info.source:<32} {tail}")
+        return "\n".join(lines)
+
+
+_manager: MithrilPluginManager | None = None
+
+
+def plugin_manager() -> MithrilPluginManager:
+    global _manager
+    if _manager is None:
+        _manager = MithrilPluginManager()
+    return _manager
+
+
+def _reset_for_tests() -> None:  # pragma: no cover - test helper
+    global _manager
+    _manager = None
+
+
+__all__ = ["plugin_manager", "MithrilPluginManager", "PluginInfo"]

@@ -1,0 +1,137 @@
+"""What a primitive is: terminals, attributes, shape/dtype rule, gradient rule.
+
+A primitive is defined once, in the core or in a plugin. Backends provide a
+kernel per primitive name: ``kernel(*inputs, **attrs) -> array``, inputs in
+the order of :attr:`Primitive.inputs` (a variadic primitive takes any number).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..shapes.kinds import KindVar
+from ..shapes.symbolic import SymShape
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ir.graph import GraphBuilder, Node, Value
+
+
+@dataclass
+class Term:
+    """The symbolic view of one terminal seen by a shape rule."""
+
+    shape: SymShape
+    kind: KindVar
+
+
+ShapeRule = Callable[[Sequence[Term], Term, Mapping[str, Any]], bool]
+"""``rule(inputs, output, attrs) -> done``: unify/bind what it can; True once finished."""
+
+GradRule = Callable[["GraphBuilder", "Node", "Value"], Sequence["Value | None"]]
+"""``vjp(builder, node, cotangent) -> one cotangent (or None) per input``."""
+
+
+@dataclass
+class Primitive:
+    """A logical operation with one output.
+
+    ``inputs`` names the terminals in kernel order (for ``variadic`` primitives,
+    one name standing for any number of inputs). ``attrs`` maps attribute names
+    to defaults (``REQUIRED`` for none). ``nondiff`` lists inputs that never
+    receive gradients (indices, masks).
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    rule: ShapeRule
+    attrs: dict[str, Any] = field(default_factory=dict)
+    vjp: GradRule | None = None
+    variadic: bool = False
+    nondiff: tuple[str, ...] = ()
+    doc: str = ""
+    output: str = "output"
+    #: resolved by the compiler (identity, mode_switch, numel); never lowered
+    compile_time: bool = False
+
+    def bind_attrs(self, given: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+        """Fill defaults, reject unknown attributes."""
+        from ..errors import ModelBuildError
+
+        unknown = set(given) - set(self.attrs)
+        if unknown:
+            raise ModelBuildError(
+                f"{where or self.name}: unknown attribute(s) {sorted(unknown)}; "
+                f"{self.name} takes {sorted(self.attrs)}"
+            )
+        out = {}
+        for k, default in self.attrs.items():
+            if k in given:
+                out[k] = given[k]
+            elif default is REQUIRED:
+                raise ModelBuildError(f"{where or self.name}: attribute {k!r} is required")
+            else:
+                out[k] = default
+        return out
+
+    @property
+    def differentiable(self) -> bool:
+        return self.vjp is not None
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name!r})"
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+class PrimitiveRegistry:
+    """Name -> :class:`Primitive`; the core's and those plugins register."""
+
+    def __init__(self) -> None:
+        self._table: dict[str, Primitive] = {}
+        self._origin: dict[str, str] = {}
+
+    def register(self, prim: Primitive, origin: str = "mithril") -> Primitive:
+        from ..errors import PluginError
+
+        old = self._table.get(prim.name)
+        if old is not None and old is not prim:
+            raise PluginError(
+                f"primitive {prim.name!r} from {origin!r} clashes with the one from "
+                f"{self._origin[prim.name]!r}"
+            )
+        self._table[prim.name] = prim
+        self._origin[prim.name] = origin
+        return prim
+
+    def get(self, name: str) -> Primitive:
+        from ..errors import UnknownKeyError
+
+        try:
+            return self._table[name]
+        except KeyError:
+            raise UnknownKeyError(f"no primitive named {name!r} is registered") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._table
+
+    def names(self) -> list[str]:
+        return sorted(self._table)
+
+    def origin(self, name: str) -> str:
+        return self._origin[name]
+
+
+registry = PrimitiveRegistry()
+
+
+def primitive(name: str, inputs: Sequence[str], rule: ShapeRule, **kw: Any) -> Primitive:
+    """Define and register a core primitive."""
+    return registry.register(Primitive(name, tuple(inputs), rule, **kw))

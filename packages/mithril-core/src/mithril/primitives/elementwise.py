@@ -1,0 +1,202 @@
+"""Element-wise primitives with NumPy broadcasting."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..shapes.kinds import bind_kind, unify_kinds
+from ..shapes.rules import broadcast
+from ..shapes.symbolic import unify
+from .base import Primitive, Term, primitive
+from .grad_utils import unbroadcast
+
+
+# ------------------------------------------------------------------ rules
+def _same_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+    unify(ins[0].shape, out.shape)
+    unify_kinds(ins[0].kind, out.kind)
+    return True
+
+
+def _float_unary_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+    bind_kind(ins[0].kind, "float")
+    return _same_rule(ins, out, attrs)
+
+
+def _arith_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+    for t in ins[1:]:
+        unify_kinds(ins[0].kind, t.kind)
+    unify_kinds(ins[0].kind, out.kind)
+    return broadcast([t.shape for t in ins], out.shape)
+
+
+def _float_arith_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+    bind_kind(ins[0].kind, "float")
+    return _arith_rule(ins, out, attrs)
+
+
+def _compare_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+    unify_kinds(ins[0].kind, ins[1].kind)
+    bind_kind(out.kind, "bool")
+    return broadcast([t.shape for t in ins], out.shape)
+
+
+def _where_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+    bind_kind(ins[0].kind, "bool")
+    unify_kinds(ins[1].kind, ins[2].kind)
+    unify_kinds(ins[1].kind, out.kind)
+    return broadcast([t.shape for t in ins], out.shape)
+
+
+def _cast_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+    unify(ins[0].shape, out.shape)
+    bind_kind(out.kind, attrs["kind"])
+    return True
+
+
+# ------------------------------------------------------------- gradients
+def _vjp_add(b, node, g):
+    x, y = node.inputs
+    return [unbroadcast(b, g, x.shape), unbroadcast(b, g, y.shape)]
+
+
+def _vjp_sub(b, node, g):
+    x, y = node.inputs
+    return [unbroadcast(b, g, x.shape), unbroadcast(b, b.emit("neg", g), y.shape)]
+
+
+def _vjp_mul(b, node, g):
+    x, y = node.inputs
+    return [
+        unbroadcast(b, b.emit("mul", g, y), x.shape),
+        unbroadcast(b, b.emit("mul", g, x), y.shape),
+    ]
+
+
+def _vjp_div(b, node, g):
+    x, y = node.inputs
+    gx = b.emit("div", g, y)
+    gy = b.emit("neg", b.emit("div", b.emit("mul", g, node.output), y))
+    return [unbroadcast(b, gx, x.shape), unbroadcast(b, gy, y.shape)]
+
+
+def _vjp_pow(b, node, g):
+    x, y = node.inputs
+    one = b.const(1.0)
+    gx = b.emit("mul", g, b.emit("mul", y, b.emit("pow", x, b.emit("sub", y, one))))
+    gy = None
+    if b.needs_grad(y):
+        gy = unbroadcast(b, b.emit("mul", g, b.emit("mul", node.output, b.emit("log", x))), y.shape)
+    return [unbroadcast(b, gx, x.shape), gy]
+
+
+def _vjp_select(cmp: str):
+    def vjp(b, node, g):
+        x, y = node.inputs
+        mask = b.emit(cmp, x, y)
+        zero = b.const(0.0)
+        return [
+            unbroadcast(b, b.emit("where", mask, g, zero), x.shape),
+            unbroadcast(b, b.emit("where", mask, zero, g), y.shape),
+        ]
+
+    return vjp
+
+
+def _vjp_where(b, node, g):
+    c, x, y = node.inputs
+    zero = b.const(0.0)
+    return [
+        None,
+        unbroadcast(b, b.emit("where", c, g, zero), x.shape),
+        unbroadcast(b, b.emit("where", c, zero, g), y.shape),
+    ]
+
+
+def _vjp_unary(fn):
+    def vjp(b, node, g):
+        return [fn(b, node.inputs[0], node.output, g, node.attrs)]
+
+    return vjp
+
+
+_SQRT_2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def _gelu_grad(b, x, y, g, attrs):
+    if attrs["approximate"] == "tanh":
+        # y = 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3)
+        c = b.const(_SQRT_2_OVER_PI)
+        x2 = b.emit("mul", x, x)
+        u = b.emit("mul", c, b.emit("add", x, b.emit("mul", b.const(0.044715), b.emit("mul", x2, x))))
+        t = b.emit("tanh", u)
+        du = b.emit("mul", c, b.emit("add", b.const(1.0), b.emit("mul", b.const(3 * 0.044715), x2)))
+        sech2 = b.emit("sub", b.const(1.0), b.emit("mul", t, t))
+        d = b.emit(
+            "add",
+            b.emit("mul", b.const(0.5), b.emit("add", b.const(1.0), t)),
+            b.emit("mul", b.emit("mul", b.const(0.5), x), b.emit("mul", sech2, du)),
+        )
+        return b.emit("mul", g, d)
+    cdf = b.emit("mul", b.const(0.5), b.emit("add", b.const(1.0), b.emit("erf", b.emit("div", x, b.const(_SQRT_2)))))
+    pdf = b.emit("mul", b.const(_INV_SQRT_2PI), b.emit("exp", b.emit("mul", b.const(-0.5), b.emit("mul", x, x))))
+    return b.emit("mul", g, b.emit("add", cdf, b.emit("mul", x, pdf)))
+
+
+_UNARY_GRADS = {
+    "neg": lambda b, x, y, g, a: b.emit("neg", g),
+    "abs": lambda b, x, y, g, a: b.emit("mul", g, b.emit("sign", x)),
+    "exp": lambda b, x, y, g, a: b.emit("mul", g, y),
+    "log": lambda b, x, y, g, a: b.emit("div", g, x),
+    "sqrt": lambda b, x, y, g, a: b.emit("div", g, b.emit("mul", b.const(2.0), y)),
+    "sin": lambda b, x, y, g, a: b.emit("mul", g, b.emit("cos", x)),
+    "cos": lambda b, x, y, g, a: b.emit("neg", b.emit("mul", g, b.emit("sin", x))),
+    "tanh": lambda b, x, y, g, a: b.emit("mul", g, b.emit("sub", b.const(1.0), b.emit("mul", y, y))),
+    "sigmoid": lambda b, x, y, g, a: b.emit("mul", g, b.emit("mul", y, b.emit("sub", b.const(1.0), y))),
+    "relu": lambda b, x, y, g, a: b.emit("where", b.emit("greater", x, b.const(0.0)), g, b.const(0.0)),
+    "leaky_relu": lambda b, x, y, g, a: b.emit(
+        "where", b.emit("greater", x, b.const(0.0)), g, b.emit("mul", g, b.const(a["slope"]))
+    ),
+    "erf": lambda b, x, y, g, a: b.emit(
+        "mul", g, b.emit("mul", b.const(2.0 / math.sqrt(math.pi)), b.emit("exp", b.emit("neg", b.emit("mul", x, x))))
+    ),
+    "gelu": _gelu_grad,
+}
+
+# ------------------------------------------------------------ definitions
+add = primitive("add", ("left", "right"), _arith_rule, vjp=_vjp_add, doc="left + right")
+sub = primitive("sub", ("left", "right"), _arith_rule, vjp=_vjp_sub, doc="left - right")
+mul = primitive("mul", ("left", "right"), _arith_rule, vjp=_vjp_mul, doc="left * right")
+div = primitive("div", ("left", "right"), _float_arith_rule, vjp=_vjp_div, doc="left / right (true division)")
+pow_ = primitive("pow", ("base", "exponent"), _float_arith_rule, vjp=_vjp_pow, doc="base ** exponent")
+maximum = primitive("maximum", ("left", "right"), _arith_rule, vjp=_vjp_select("greater_equal"), doc="element-wise max")
+minimum = primitive("minimum", ("left", "right"), _arith_rule, vjp=_vjp_select("less_equal"), doc="element-wise min")
+
+for _name in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"):
+    primitive(_name, ("left", "right"), _compare_rule, doc=f"element-wise {_name}, bool output")
+
+where = primitive("where", ("condition", "left", "right"), _where_rule, vjp=_vjp_where, nondiff=("condition",),
+                  doc="condition ? left : right")
+cast = primitive("cast", ("input",), _cast_rule, attrs={"kind": "float"},
+                 vjp=lambda b, n, g: [b.emit("cast", g, kind="float") if n.inputs[0].kind == "float" else None],
+                 doc="convert to the backend's dtype of kind 'float', 'int' or 'bool'")
+
+for _name in ("neg", "abs"):
+    primitive(_name, ("input",), _same_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]))
+primitive("sign", ("input",), _same_rule, doc="-1, 0 or 1")
+for _name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "erf"):
+    primitive(_name, ("input",), _float_unary_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]))
+primitive("leaky_relu", ("input",), _float_unary_rule, attrs={"slope": 0.01},
+          vjp=_vjp_unary(_UNARY_GRADS["leaky_relu"]), doc="x if x > 0 else slope * x")
+primitive("gelu", ("input",), _float_unary_rule, attrs={"approximate": "none"},
+          vjp=_vjp_unary(_UNARY_GRADS["gelu"]),
+          doc="x * Phi(x); approximate='tanh' uses the tanh formula (as torch.nn.GELU)")
+
+UNARY_FLOAT = ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "erf", "leaky_relu", "gelu")
+BINARY = ("add", "sub", "mul", "div", "pow", "maximum", "minimum")
+COMPARE = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
+__all__ = ["Primitive", "UNARY_FLOAT", "BINARY", "COMPARE"]

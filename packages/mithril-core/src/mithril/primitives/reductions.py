@@ -1,0 +1,88 @@
+"""Reductions over axes, and softmax / log_softmax."""
+
+from __future__ import annotations
+
+from ..shapes.kinds import bind_kind, unify_kinds
+from ..shapes.rules import normalize_axis
+from ..shapes.symbolic import Dim, _raw, unify
+from .base import primitive
+from .grad_utils import expand_reduced, reduced_count
+
+
+def _reduce_rule(out_kind: str | None = None):
+    def rule(ins, out, attrs) -> bool:
+        if out_kind is None:
+            unify_kinds(ins[0].kind, out.kind)
+        else:
+            bind_kind(out.kind, out_kind)
+        axis, keepdims = attrs["axis"], attrs["keepdims"]
+        dims = ins[0].shape.dims()
+        if dims is None:
+            return False
+        rank = len(dims)
+        axes = set(range(rank)) if axis is None else {normalize_axis(a, rank, "reduction: ") for a in axis}
+        if keepdims:
+            new = [Dim(1) if i in axes else d for i, d in enumerate(dims)]
+        else:
+            new = [d for i, d in enumerate(dims) if i not in axes]
+        unify(out.shape, _raw(new, None, []))
+        return True
+
+    return rule
+
+
+def _vjp_sum(b, node, g):
+    x = node.inputs[0]
+    return [expand_reduced(b, g, x.shape, node.attrs["axis"], node.attrs["keepdims"])]
+
+
+def _vjp_mean(b, node, g):
+    x = node.inputs[0]
+    n = reduced_count(x.shape, node.attrs["axis"])
+    g = b.emit("div", g, b.const(float(n)))
+    return [expand_reduced(b, g, x.shape, node.attrs["axis"], node.attrs["keepdims"])]
+
+
+def _vjp_extreme(b, node, g):
+    # the gradient is shared evenly between tied extremes (as torch.amax)
+    x, y = node.inputs[0], node.output
+    axis, keepdims = node.attrs["axis"], node.attrs["keepdims"]
+    y_full = expand_reduced(b, y, x.shape, axis, keepdims)
+    mask = b.emit("cast", b.emit("equal", x, y_full), kind="float")
+    count = b.emit("sum", mask, axis=axis if axis is not None else tuple(range(len(x.shape))), keepdims=True)
+    g_full = expand_reduced(b, g, x.shape, axis, keepdims)
+    return [b.emit("div", b.emit("mul", g_full, mask), count)]
+
+
+_AXIS = {"axis": None, "keepdims": False}
+primitive("sum", ("input",), _reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_sum, doc="sum over axis (tuple or None)")
+primitive("mean", ("input",), _reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_mean, doc="mean over axis")
+primitive("max", ("input",), _reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_extreme, doc="max over axis")
+primitive("min", ("input",), _reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_extreme, doc="min over axis")
+primitive("argmax", ("input",), _reduce_rule("int"), attrs={"axis": (-1,), "keepdims": False},
+          doc="index of the max over one axis (a 1-tuple)")
+
+
+def _softmax_rule(ins, out, attrs) -> bool:
+    bind_kind(ins[0].kind, "float")
+    unify_kinds(ins[0].kind, out.kind)
+    unify(ins[0].shape, out.shape)
+    return True
+
+
+def _vjp_softmax(b, node, g):
+    y, ax = node.output, node.attrs["axis"]
+    s = b.emit("sum", b.emit("mul", g, y), axis=(ax,), keepdims=True)
+    return [b.emit("mul", y, b.emit("sub", g, s))]
+
+
+def _vjp_log_softmax(b, node, g):
+    y, ax = node.output, node.attrs["axis"]
+    s = b.emit("sum", g, axis=(ax,), keepdims=True)
+    return [b.emit("sub", g, b.emit("mul", b.emit("exp", y), s))]
+
+
+primitive("softmax", ("input",), _softmax_rule, attrs={"axis": -1}, vjp=_vjp_softmax,
+          doc="numerically stable softmax over one axis")
+primitive("log_softmax", ("input",), _softmax_rule, attrs={"axis": -1}, vjp=_vjp_log_softmax,
+          doc="numerically stable log-softmax over one axis")

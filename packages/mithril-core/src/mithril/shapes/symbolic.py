@@ -1,0 +1,424 @@
+"""Symbolic shapes: dimensions and variadic tails unified with union-find.
+
+A :class:`SymShape` is ``prefix + [*variadic] + suffix`` where each element
+of prefix/suffix is a :class:`Dim` (known int or a symbol) and ``variadic``
+stands for any number of dimensions. Unifying two shapes binds symbols;
+rules that need concrete numbers (broadcasting of unknown dims, convolution
+arithmetic) are :class:`Constraint` objects that wake up when a symbol they
+watch gets bound. Every mutation is recorded on a trail so that a failed
+connection is rolled back and leaves the model as it was.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Union
+
+from ..errors import ShapeMismatchError
+
+_ids = itertools.count()
+
+
+# --------------------------------------------------------------------- trail
+class _Trail:
+    """Undo log; active while a :func:`transaction` runs."""
+
+    def __init__(self) -> None:
+        self.frames: list[list[Callable[[], None]]] = []
+
+    def record(self, undo: Callable[[], None]) -> None:
+        if self.frames:
+            self.frames[-1].append(undo)
+
+
+_trail = _Trail()
+
+
+class transaction:
+    """Context manager: on an exception every shape binding made inside is undone."""
+
+    def __enter__(self) -> "transaction":
+        _trail.frames.append([])
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        frame = _trail.frames.pop()
+        if exc_type is not None:
+            for undo in reversed(frame):
+                undo()
+        elif _trail.frames:
+            _trail.frames[-1].extend(frame)
+
+
+def _set(obj: object, attr: str, value: object) -> None:
+    old = getattr(obj, attr)
+    _trail.record(lambda: setattr(obj, attr, old))
+    setattr(obj, attr, value)
+
+
+# ---------------------------------------------------------------- variables
+def _find(node):  # type: ignore[no-untyped-def]
+    """Union-find root with path compression (recorded on the trail)."""
+    root = node
+    while root.parent is not None:
+        root = root.parent
+    while node.parent is not None and node.parent is not root:
+        nxt = node.parent
+        _set(node, "parent", root)
+        node = nxt
+    return root
+
+
+class Dim:
+    """One dimension: a known int or a symbol (union-find node)."""
+
+    __slots__ = ("parent", "value", "watchers", "uid")
+
+    def __init__(self, value: int | None = None) -> None:
+        self.parent: Dim | None = None
+        self.value = value
+        self.watchers: list[Constraint] | None = None
+        self.uid = next(_ids)
+
+    def find(self) -> "Dim":
+        return _find(self)  # type: ignore[return-value]
+
+    @property
+    def known(self) -> int | None:
+        return self.find().value
+
+    def __repr__(self) -> str:
+        r = self.find()
+        return str(r.value) if r.value is not None else f"d{r.uid}"
+
+
+class Variadic:
+    """Any number of dimensions; bound to a :class:`SymShape` once known."""
+
+    __slots__ = ("parent", "binding", "watchers", "uid")
+
+    def __init__(self) -> None:
+        self.parent: Variadic | None = None
+        self.binding: SymShape | None = None
+        self.watchers: list[Constraint] | None = None
+        self.uid = next(_ids)
+
+    def find(self) -> "Variadic":
+        return _find(self)  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"*v{self.find().uid}"
+
+
+DimLike = Union[int, Dim, None]
+
+
+def as_dim(d: DimLike) -> Dim:
+    if isinstance(d, Dim):
+        return d
+    if d is None:
+        return Dim()
+    if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+        raise ValueError(f"invalid dimension {d!r}")
+    return Dim(int(d))
+
+
+class SymShape:
+    """``prefix + [*variadic] + suffix``; ``variadic is None`` means known rank."""
+
+    __slots__ = ("prefix", "variadic", "suffix")
+
+    def __init__(
+        self,
+        prefix: Iterable[DimLike] = (),
+        variadic: Variadic | None = None,
+        suffix: Iterable[DimLike] = (),
+    ) -> None:
+        self.prefix = [as_dim(d) for d in prefix]
+        self.variadic = variadic
+        self.suffix = [as_dim(d) for d in suffix]
+        if variadic is None and self.suffix:
+            self.prefix += self.suffix
+            self.suffix = []
+
+    # construction helpers
+    @classmethod
+    def unknown(cls) -> "SymShape":
+        return cls((), Variadic(), ())
+
+    @classmethod
+    def of(cls, spec: Sequence[DimLike | str] | None, names: dict[str, object] | None = None) -> "SymShape":
+        """Build from a spec like ``[None, 3]``, ``["...", "n"]`` (named symbols shared via ``names``)."""
+        if spec is None:
+            return cls.unknown()
+        names = {} if names is None else names
+        pre: list[Dim] = []
+        suf: list[Dim] = []
+        var: Variadic | None = None
+        for item in spec:
+            if isinstance(item, str) and (item == "..." or item.startswith("*")):
+                if var is not None:
+                    raise ValueError(f"shape spec {spec!r} has two variadic parts")
+                var = names.setdefault(item, Variadic())  # type: ignore[assignment]
+                continue
+            if isinstance(item, str):
+                d = names.setdefault(item, Dim())
+            else:
+                d = as_dim(item)  # type: ignore[arg-type]
+            (suf if var is not None else pre).append(d)  # type: ignore[arg-type]
+        return cls(pre, var, suf)
+
+    # views
+    def resolve(self) -> "SymShape":
+        """Expand bound variadics: the result's variadic (if any) is free."""
+        pre = list(self.prefix)
+        suf = list(self.suffix)
+        var = self.variadic
+        while var is not None:
+            root = var.find()
+            if root.binding is None:
+                var = root
+                break
+            b = root.binding
+            pre += b.prefix
+            suf = list(b.suffix) + suf
+            var = b.variadic
+        return _raw(pre, var, suf)
+
+    @property
+    def rank(self) -> int | None:
+        r = self.resolve()
+        return len(r.prefix) if r.variadic is None else None
+
+    @property
+    def min_rank(self) -> int:
+        r = self.resolve()
+        return len(r.prefix) + len(r.suffix)
+
+    def dims(self) -> list[Dim] | None:
+        """The dims if the rank is known, else None."""
+        r = self.resolve()
+        return r.prefix if r.variadic is None else None
+
+    def concrete(self) -> tuple[int, ...] | None:
+        ds = self.dims()
+        if ds is None:
+            return None
+        vals = [d.known for d in ds]
+        if any(v is None for v in vals):
+            return None
+        return tuple(vals)  # type: ignore[arg-type]
+
+    def free_vars(self) -> list[Dim | Variadic]:
+        r = self.resolve()
+        out: list[Dim | Variadic] = [d.find() for d in r.prefix + r.suffix if d.known is None]
+        if r.variadic is not None:
+            out.append(r.variadic.find())
+        return out
+
+    def to_list(self) -> list[object]:
+        """A readable form: ints, symbol names and '...'."""
+        r = self.resolve()
+        items: list[object] = [d.known if d.known is not None else repr(d) for d in r.prefix]
+        if r.variadic is not None:
+            items.append("...")
+            items += [d.known if d.known is not None else repr(d) for d in r.suffix]
+        return items
+
+    def __repr__(self) -> str:
+        return "[" + ", ".join(str(x) for x in self.to_list()) + "]"
+
+
+def _raw(pre: list[Dim], var: Variadic | None, suf: list[Dim]) -> SymShape:
+    s = SymShape.__new__(SymShape)
+    s.prefix, s.variadic, s.suffix = pre, var, suf
+    if var is None and suf:
+        s.prefix = pre + suf
+        s.suffix = []
+    return s
+
+
+# --------------------------------------------------------------- constraints
+class Constraint:
+    """A rule re-run whenever a symbol it watches is bound.
+
+    ``fn()`` returns True once it has done all it can (it is then dropped) and
+    False to keep waiting; it raises :class:`ShapeMismatchError` on conflict.
+    ``describe()`` names the block for error messages.
+    """
+
+    __slots__ = ("fn", "shapes", "where", "done")
+
+    def __init__(self, fn: Callable[[], bool], shapes: Sequence[SymShape], where: object) -> None:
+        self.fn = fn
+        self.shapes = list(shapes)
+        self.where = where
+        self.done = False
+
+
+_queue: deque[Constraint] = deque()
+_running = [False]
+
+
+def _wake(var: Dim | Variadic) -> None:
+    if var.watchers:
+        _queue.extend(c for c in var.watchers if not c.done)
+
+
+def add_constraint(c: Constraint) -> None:
+    """Run ``c`` now and keep it watching its symbols until it is done."""
+    _queue.append(c)
+    _drain()
+
+
+def _drain() -> None:
+    if _running[0]:
+        return
+    _running[0] = True
+    try:
+        while _queue:
+            c = _queue.popleft()
+            if c.done:
+                continue
+            try:
+                finished = c.fn()
+            except ShapeMismatchError as e:
+                where = str(c.where)
+                raise ShapeMismatchError(f"{where}: {e}" if where and where not in str(e) else str(e)) from None
+            if finished:
+                _set(c, "done", True)
+            else:
+                for v in {id(v): v for s in c.shapes for v in s.free_vars()}.values():
+                    if v.watchers is None:
+                        _set(v, "watchers", [])
+                    if c not in v.watchers:  # type: ignore[operator]
+                        v.watchers.append(c)  # type: ignore[union-attr]
+                        _trail.record(lambda v=v, c=c: v.watchers.remove(c))  # type: ignore[union-attr]
+    except BaseException:
+        _queue.clear()
+        raise
+    finally:
+        _running[0] = False
+
+
+# ----------------------------------------------------------------- unification
+def unify_dims(a: Dim, b: Dim) -> None:
+    """Make two dims equal (constraints woken run afterwards)."""
+    _unify_dims(a, b)
+    _drain()
+
+
+def _unify_dims(a: Dim, b: Dim) -> None:
+    ra, rb = a.find(), b.find()
+    if ra is rb:
+        return
+    if ra.value is not None and rb.value is not None:
+        if ra.value != rb.value:
+            raise ShapeMismatchError(f"dimension {ra.value} != {rb.value}")
+        return
+    if ra.value is None:
+        ra, rb = rb, ra  # keep the known one as root
+    # now ra may be known, rb is free
+    _set(rb, "parent", ra)
+    if rb.watchers:
+        if ra.watchers is None:
+            _set(ra, "watchers", [])
+        old = list(ra.watchers)  # type: ignore[arg-type]
+        _trail.record(lambda: setattr(ra, "watchers", old))
+        ra.watchers.extend(rb.watchers)  # type: ignore[union-attr]
+    _wake(ra)
+
+
+def bind_dim(d: Dim, value: int) -> None:
+    unify_dims(d, Dim(value))
+
+
+def _bind_variadic(v: Variadic, shape: SymShape) -> None:
+    root = v.find()
+    if root.binding is not None:
+        _unify_resolved(_raw([], root, []).resolve(), shape.resolve())
+        return
+    r = shape.resolve()
+    if r.variadic is not None and r.variadic.find() is root:
+        if r.prefix or r.suffix:
+            raise ShapeMismatchError("a shape cannot contain itself (infinite rank)")
+        return
+    if not r.prefix and not r.suffix and r.variadic is not None:
+        other = r.variadic.find()
+        _set(root, "parent", other)
+        if root.watchers:
+            if other.watchers is None:
+                _set(other, "watchers", [])
+            old = list(other.watchers)  # type: ignore[arg-type]
+            _trail.record(lambda: setattr(other, "watchers", old))
+            other.watchers.extend(root.watchers)  # type: ignore[union-attr]
+        _wake(other)
+    else:
+        _set(root, "binding", r)
+        _wake(root)
+
+
+def unify(a: SymShape, b: SymShape) -> None:
+    """Make two shapes equal or raise :class:`ShapeMismatchError`."""
+    ra, rb = a.resolve(), b.resolve()
+    sa, sb = repr(ra), repr(rb)
+    try:
+        _unify_resolved(ra, rb)
+    except ShapeMismatchError as e:
+        raise ShapeMismatchError(f"{sa} vs {sb}: {e}") from None
+    _drain()
+
+
+def _unify_resolved(ra: SymShape, rb: SymShape) -> None:
+    # ranks known on both sides
+    if ra.variadic is None and rb.variadic is None:
+        if len(ra.prefix) != len(rb.prefix):
+            raise ShapeMismatchError(f"rank {len(ra.prefix)} != {len(rb.prefix)}")
+        for x, y in zip(ra.prefix, rb.prefix):
+            _unify_dims(x, y)
+        return
+    if ra.variadic is None:
+        ra, rb = rb, ra
+    # ra has a variadic
+    assert ra.variadic is not None
+    n_pre = min(len(ra.prefix), len(rb.prefix))
+    for x, y in zip(ra.prefix[:n_pre], rb.prefix[:n_pre]):
+        _unify_dims(x, y)
+    if rb.variadic is None:
+        body = rb.prefix
+        if len(body) < len(ra.prefix) + len(ra.suffix):
+            raise ShapeMismatchError(
+                f"rank {len(body)} < {len(ra.prefix) + len(ra.suffix)}"
+            )
+        for x, y in zip(ra.suffix, body[len(body) - len(ra.suffix):]):
+            _unify_dims(x, y)
+        middle = body[len(ra.prefix): len(body) - len(ra.suffix)]
+        _bind_variadic(ra.variadic, _raw(list(middle), None, []))
+        return
+    # both variadic: align prefixes and suffixes, bind the side with less left
+    n_suf = min(len(ra.suffix), len(rb.suffix))
+    for x, y in zip(ra.suffix[len(ra.suffix) - n_suf:], rb.suffix[len(rb.suffix) - n_suf:]):
+        _unify_dims(x, y)
+    a_pre, b_pre = ra.prefix[n_pre:], rb.prefix[n_pre:]
+    a_suf, b_suf = ra.suffix[: len(ra.suffix) - n_suf], rb.suffix[: len(rb.suffix) - n_suf]
+    if a_pre and b_pre or a_suf and b_suf:  # pragma: no cover - impossible by construction
+        raise AssertionError
+    if ra.variadic.find() is rb.variadic.find():
+        if a_pre or b_pre or a_suf or b_suf:
+            raise ShapeMismatchError("a shape cannot contain itself (infinite rank)")
+        return
+    # ra = a_pre + [*va] + a_suf ; rb = b_pre + [*vb] + b_suf (one of each pair empty)
+    if not a_pre and not a_suf:
+        _bind_variadic(ra.variadic, _raw(list(b_pre), rb.variadic, list(b_suf)))
+    elif not b_pre and not b_suf:
+        _bind_variadic(rb.variadic, _raw(list(a_pre), ra.variadic, list(a_suf)))
+    elif a_suf:  # va + a_suf == b_pre + vb
+        m = Variadic()
+        _bind_variadic(ra.variadic, _raw(list(b_pre), m, []))
+        _bind_variadic(rb.variadic, _raw([], m, list(a_suf)))
+    else:  # a_pre + va == vb + b_suf
+        m = Variadic()
+        _bind_variadic(rb.variadic, _raw(list(a_pre), m, []))
+        _bind_variadic(ra.variadic, _raw([], m, list(b_suf)))

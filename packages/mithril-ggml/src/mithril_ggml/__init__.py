@@ -1,0 +1,18 @@
+"""mithril-ggml: Mithril's GGML backend (CPU inference, int8/int4 weights, GGUF).
+
+``ml.GGMLBackend`` lowers a compiled graph to one ggml graph, built once per
+shape set and reused; ``save_gguf`` / ``load_gguf`` write and read a model
+(weights plus the graph) as a GGUF file.
+"""
+
+from __future__ import annotations
+
+from .backend import GGMLBackend
+from .executable import GGMLExecutable
+from .gguf import GGUFError, GGUFModel, load_gguf, save_gguf
+from .weights import QuantizationReport, WeightPlan
+
+__version__ = "0.1.0"
+
+__all__ = ["GGMLBackend", "GGMLExecutable", "GGUFModel", "GGUFError", "QuantizationReport", "WeightPlan",
+           "load_gguf", "save_gguf", "__version__"]

@@ -1,0 +1,120 @@
+"""Everything that can be decided in Python before ggml is called.
+
+:func:`lowering_problems` lists every node the lowering cannot handle (all of
+them, with their blocks), so :class:`~mithril.errors.UnsupportedError` names
+them together. :func:`backward_problems` does the same for ggml's backward pass
+from the ops actually emitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mithril.errors import UnsupportedError
+from mithril.ir.graph import Graph, Node, Value, ValueRole
+
+from .layout import MAX_DIMS
+from .lowering import RULES, Mode, why_not
+
+#: ggml ops whose backward pass ggml implements (ggml.c: ggml_compute_backward, ggml 0.15)
+BACKWARD_OPS = frozenset({
+    "NONE", "DUP", "ADD", "ADD1", "ACC", "SUB", "MUL", "DIV", "SQR", "SQRT", "LOG", "SIN", "COS",
+    "SUM", "SUM_ROWS", "MEAN", "REPEAT", "REPEAT_BACK", "MUL_MAT", "SCALE", "SET", "CPY", "CONT",
+    "RESHAPE", "VIEW", "PERMUTE", "TRANSPOSE", "SOFT_MAX", "IM2COL", "POOL_2D",
+    "UNARY:ABS", "UNARY:SGN", "UNARY:NEG", "UNARY:STEP", "UNARY:RELU", "UNARY:SILU", "UNARY:EXP",
+    "UNARY:EXPM1", "UNARY:SOFTPLUS",
+})
+
+#: primitives whose output may be non-float (an int result is only read back, never computed on)
+INT_OUTPUT = frozenset({"argmax"})
+
+
+def _label(v: Value) -> str:
+    return v.name or f"v{v.uid}"
+
+
+def _value_problem(v: Value) -> str | None:
+    if v.shape is None:
+        return "shape unknown (the graph must be shape-inferred before lowering)"
+    if len(v.shape) > MAX_DIMS:
+        return f"rank {len(v.shape)} > {MAX_DIMS} (ggml tensors have at most {MAX_DIMS} dimensions)"
+    if any(d == 0 for d in v.shape):
+        return f"empty shape {list(v.shape)} (ggml has no empty tensors)"
+    return None
+
+
+def lowering_problems(graph: Graph, mode: Mode) -> list[str]:
+    """One line per problem: ``primitive 'x' in block 'b': reason``."""
+    problems: list[str] = []
+    if graph.gradients:
+        problems.append("the graph carries the core's backward pass (graph.gradients); GGMLBackend "
+                        "differentiates natively: lower the forward graph with wrt=(param names)")
+    consumers = graph.consumers()
+    for role, table in (("input", graph.inputs), ("param", graph.params), ("state", graph.state)):
+        for name, v in table.items():
+            why = _value_problem(v)
+            if why is None and v.kind not in (None, "float"):
+                why = f"kind {v.kind!r}: the ggml lowering handles float data only"
+            if why:
+                problems.append(f"{role} {name!r}: {why}")
+    for n in graph.nodes:
+        name = n.primitive.name
+        rule = RULES.get(name)
+        why = None
+        if rule is None:
+            why = why_not(name)
+        else:
+            why = next((w for w in map(_value_problem, [*n.inputs, n.output]) if w), None)
+            if why is None and n.output.kind != "float":
+                if name not in INT_OUTPUT:
+                    why = f"produces kind {n.output.kind!r}; the ggml lowering handles float data only"
+                elif consumers.get(n.output.uid):
+                    why = f"its {n.output.kind} result is used by another node; only float data is computed on"
+            if why is None and rule.check is not None:
+                why = rule.check(n, mode)
+        if why:
+            problems.append(f"primitive {name!r} in block {n.where or '?'!r}: {why}")
+    return problems
+
+
+def raise_if(problems: list[str], what: str) -> None:
+    if problems:
+        lines = "\n  ".join(problems)
+        raise UnsupportedError(f"GGMLBackend cannot {what}:\n  {lines}")
+
+
+def depends_on(graph: Graph, sources: Iterable[Value]) -> set[int]:
+    """uids of values computed from any of ``sources``."""
+    dep = {v.uid for v in sources}
+    for n in graph.nodes:
+        if any(v.uid in dep for v in n.inputs):
+            dep.add(n.output.uid)
+    return dep
+
+
+def ancestors(graph: Graph, targets: Iterable[Value]) -> set[int]:
+    """uids of values ``targets`` are computed from (themselves included)."""
+    need = {v.uid for v in targets}
+    for n in reversed(graph.nodes):
+        if n.output.uid in need:
+            need.update(v.uid for v in n.inputs)
+    return need
+
+
+def backward_problems(graph: Graph, ops: dict[int, list[str]], wrt: Iterable[Value],
+                      loss_outputs: Iterable[Value]) -> list[str]:
+    """Nodes on a path from a ``wrt`` param to a differentiated output whose ggml ops lack a backward."""
+    on_path = depends_on(graph, wrt) & ancestors(graph, loss_outputs)
+    problems = []
+    for i, n in enumerate(graph.nodes):
+        if n.output.uid not in on_path:
+            continue
+        bad = sorted({op for op in ops.get(i, []) if op not in BACKWARD_OPS})
+        if bad:
+            problems.append(f"primitive {n.primitive.name!r} in block {n.where or '?'!r}: "
+                            f"ggml has no backward for {', '.join(bad)}")
+    return problems
+
+
+__all__ = ["lowering_problems", "backward_problems", "raise_if", "depends_on", "ancestors",
+           "BACKWARD_OPS", "ValueRole", "Node"]

@@ -1,0 +1,28 @@
+"""Lowering rules, by primitive name: how each core primitive becomes ggml ops."""
+
+from __future__ import annotations
+
+from .base import Lowerer, Mode, Rule
+from .elementwise import RULES as _ELEMENTWISE
+from .nn import RULES as _NN
+from .reductions import RULES as _REDUCTIONS
+from .structure import RULES as _STRUCTURE
+
+RULES: dict[str, Rule] = {**_ELEMENTWISE, **_STRUCTURE, **_REDUCTIONS, **_NN}
+
+#: why a known primitive has no rule
+NOT_LOWERED: dict[str, str] = {
+    **{p: "comparisons produce booleans; the ggml lowering handles float data only"
+       for p in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")},
+    "where": "select on a boolean condition; the ggml lowering handles float data only",
+    "erf": "ggml has no erf",
+    **{p: "a gradient primitive; the GGML backend differentiates with ggml's own backward pass"
+       for p in ("conv2d_input_grad", "conv2d_weight_grad", "max_pool2d_grad", "avg_pool2d_grad", "slice_grad")},
+}
+
+
+def why_not(primitive: str) -> str:
+    return NOT_LOWERED.get(primitive, f"no ggml lowering for primitive {primitive!r}")
+
+
+__all__ = ["RULES", "Rule", "Mode", "Lowerer", "why_not"]

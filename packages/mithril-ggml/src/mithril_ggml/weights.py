@@ -1,0 +1,183 @@
+"""How each parameter is stored in ggml: layout, type, and the quantization report.
+
+A weight is quantized (Q8_0 for ``"int8"``, Q4_0 for ``"int4"``) when every use
+of it is a matrix-product weight ggml can read quantized:
+
+* the right operand of ``matmul``, directly (stored transposed, (..., N, K)) or
+  through a ``transpose`` of its last two axes (stored as is; the transpose
+  node is folded away);
+* the weight of a ``conv2d`` (stored as (O, C*KH*KW), the same bytes).
+
+and its stored rows (length K, or C*KH*KW) are a multiple of the 32-element
+block. Everything else stays float32; the report says why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from mithril.ir.graph import Graph, Node, Value
+
+from ._lib import ggml
+
+Layout = Literal["natural", "transposed", "conv_rows"]
+QUANT_TYPES = {"int8": "q8_0", "int4": "q4_0"}
+BLOCK = 32
+
+
+@dataclass(frozen=True)
+class WeightPlan:
+    """Storage of one param: ``layout`` of the NumPy array, ggml type name, stored shape."""
+
+    name: str
+    layout: Layout
+    type_name: str  # "f32", "q8_0", "q4_0"
+    shape: tuple[int, ...]  # the param's shape
+    stored_shape: tuple[int, ...]  # NumPy-order shape of the ggml tensor
+    reason: str = ""  # why it stays float32 when quantization was asked for
+
+    def to_storage(self, arr: np.ndarray) -> np.ndarray:
+        """The float32 array in stored layout (before any quantization)."""
+        a = np.asarray(arr, dtype=np.float32)
+        if self.layout == "transposed":
+            a = np.swapaxes(a, -1, -2)
+        return np.ascontiguousarray(a).reshape(self.stored_shape)
+
+    def from_storage(self, arr: np.ndarray) -> np.ndarray:
+        a = np.asarray(arr).reshape(
+            self.shape[:-2] + (self.shape[-1], self.shape[-2]) if self.layout == "transposed" else self.shape
+        )
+        return np.ascontiguousarray(np.swapaxes(a, -1, -2)) if self.layout == "transposed" else a
+
+    @property
+    def ggml_type(self) -> int:
+        return getattr(ggml(), f"GGML_TYPE_{self.type_name.upper()}")
+
+
+@dataclass
+class QuantizationReport:
+    """Which weights are stored quantized and which stayed float32 (with the reason)."""
+
+    mode: str | None
+    quantized: dict[str, str] = field(default_factory=dict)  # name -> ggml type ("q8_0")
+    float32: dict[str, str] = field(default_factory=dict)  # name -> reason
+
+    def __str__(self) -> str:
+        lines = [f"quantize={self.mode!r}: {len(self.quantized)} weight(s) quantized, "
+                 f"{len(self.float32)} float32"]
+        lines += [f"  {n}: {t}" for n, t in self.quantized.items()]
+        lines += [f"  {n}: float32 ({r})" for n, r in self.float32.items()]
+        return "\n".join(lines)
+
+
+def _swaps_last_two(node: Node) -> bool:
+    rank = len(node.inputs[0].shape)
+    axes = node.attrs["axes"]
+    if axes is None:
+        return rank == 2
+    axes = tuple(a % rank for a in axes)
+    return rank >= 2 and axes == tuple(range(rank - 2)) + (rank - 1, rank - 2)
+
+
+def _uses(graph: Graph, v: Value, consumers: dict[int, list[Node]], outputs: set[int]) -> list[tuple[str, Node]]:
+    """Classify each use of param ``v``."""
+    uses: list[tuple[str, Node]] = []
+    if v.uid in outputs:
+        uses.append(("output", None))  # type: ignore[arg-type]
+    for n in consumers.get(v.uid, []):
+        p = n.primitive.name
+        if p == "matmul" and n.inputs[1] is v and n.inputs[0] is not v:
+            uses.append(("matmul", n))
+        elif p == "conv2d" and n.inputs[1] is v and n.attrs["groups"] == 1:
+            uses.append(("conv", n))
+        elif (p == "transpose" and _swaps_last_two(n) and n.output.uid not in outputs
+              and consumers.get(n.output.uid)
+              and all(c.primitive.name == "matmul" and c.inputs[1] is n.output and c.inputs[0] is not n.output
+                      for c in consumers[n.output.uid])):
+            uses.append(("matmul_t", n))
+        else:
+            uses.append((p, n))
+    return uses
+
+
+def plan_weights(graph: Graph, quantize: str | None, *, grad: bool) -> tuple[dict[str, WeightPlan], set[int]]:
+    """Storage plan per param, and the uids of transpose nodes folded into a stored weight."""
+    consumers = graph.consumers()
+    outputs = {v.uid for v in graph.results()}
+    qtype = QUANT_TYPES.get(quantize or "", "f32")
+    plans: dict[str, WeightPlan] = {}
+    folded: set[int] = set()
+    for name, v in graph.params.items():
+        shape = tuple(v.shape or ())
+        uses = _uses(graph, v, consumers, outputs)
+        kinds = {k for k, _ in uses}
+        layout: Layout = "natural"
+        stored = shape
+        row = None
+        reason = ""
+        if grad:
+            reason = "gradients are computed in float32"
+        elif not uses:
+            reason = "unused"
+        elif kinds == {"matmul"}:
+            layout, stored = "transposed", shape[:-2] + (shape[-1], shape[-2])
+            row = shape[-2]
+        elif kinds == {"matmul_t"}:
+            row = shape[-1]
+            folded |= {n.output.uid for _, n in uses}
+        elif kinds == {"conv"}:
+            o, c, kh, kw = shape
+            row = c * kh * kw
+        else:
+            other = sorted(k for k in kinds if k not in ("matmul", "matmul_t", "conv"))
+            reason = f"used by {', '.join(other) if other else 'mixed matrix products'}, not only as a matrix-product weight"
+        type_name = "f32"
+        if row is not None:
+            if quantize is None:
+                reason = "quantize=None"
+            elif row % BLOCK:
+                reason = f"row length {row} is not a multiple of the {BLOCK}-element block"
+            else:
+                type_name = qtype
+            if kinds == {"conv"} and type_name != "f32":
+                layout, stored = "conv_rows", (shape[0], row)
+        plans[name] = WeightPlan(name, layout, type_name, shape, stored, reason)
+    return plans, folded
+
+
+def report(plans: dict[str, WeightPlan], quantize: str | None) -> QuantizationReport:
+    rep = QuantizationReport(quantize)
+    for name, p in plans.items():
+        if p.type_name == "f32":
+            rep.float32[name] = p.reason or "not a matrix-product weight"
+        else:
+            rep.quantized[name] = p.type_name
+    return rep
+
+
+def quantize_into(plan: WeightPlan, arr: np.ndarray, dst: int, nbytes: int) -> None:
+    """Quantize (or copy) ``arr`` into the tensor data at address ``dst``."""
+    import ctypes
+
+    g = ggml()
+    src = plan.to_storage(arr)
+    if plan.type_name == "f32":
+        if src.nbytes != nbytes:
+            raise ValueError(f"{plan.name}: {src.nbytes} bytes for a {nbytes}-byte tensor")
+        ctypes.memmove(dst, src.ctypes.data, nbytes)
+        return
+    row = plan.stored_shape[-1]
+    nrows = math.prod(plan.stored_shape[:-1])
+    if g.ggml_row_size(plan.ggml_type, row) * nrows != nbytes:
+        raise ValueError(f"{plan.name}: quantized size mismatch")
+    written = g.ggml_quantize_chunk(plan.ggml_type, src.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                    dst, 0, nrows, row, None)
+    if written != nbytes:
+        raise ValueError(f"{plan.name}: ggml wrote {written} bytes, expected {nbytes}")
+
+
+__all__ = ["WeightPlan", "QuantizationReport", "plan_weights", "report", "quantize_into"]

@@ -1,0 +1,283 @@
+"""``JaxBackend``: Mithril's backend over JAX arrays, kernels and ``jax.jit``.
+
+Decisions (see the package README for the reasoning):
+
+* **float64** never flips ``jax_enable_x64`` for the process. A float64 backend
+  runs its array creation, every kernel and every jit-compiled function inside
+  ``jax.enable_x64(True)`` (a thread-local scope, see :mod:`mithril_jax.x64`).
+  Arithmetic that *user code* does on float64 arrays outside that scope is
+  truncated to float32 by JAX; wrap it in ``with backend.scope():`` (or enable
+  x64 globally yourself).
+* kind 'int' is int64 while 64-bit types are on (a float64 backend, or x64
+  enabled globally), else int32.
+* Arrays the backend creates are committed to its device; :meth:`accept`
+  rejects, naming the key, arrays of another library, another device or another
+  float dtype. Nothing is converted silently.
+* The PRNG key lives in the backend: :meth:`seed` resets it, each draw splits it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from mithril.backend import Backend, Kernel
+from mithril.dtypes import DType
+from mithril.errors import EvaluationError, UnsupportedError
+
+from . import kernels as _kernels
+from .devices import resolve_device
+from .dtypes import from_jax_dtype, to_jax_dtype
+from .x64 import x64_context, x64_enabled
+
+
+class JaxBackend(Backend):
+    """Run Mithril models on JAX: ``JaxBackend(dtype=ml.float32, device="cpu" | "gpu" | "tpu" | "gpu:N")``."""
+
+    name: ClassVar[str] = "jax"
+    distribution: ClassVar[str] = "mithril-jax"
+    supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
+    supports_jit: ClassVar[bool] = True
+
+    def __init__(self, dtype: DType = DType.float32, device: str = "cpu", *, device_mesh: Any = None) -> None:
+        if device_mesh is not None:
+            raise UnsupportedError(
+                f"JaxBackend: device_mesh={device_mesh!r} asks for multi-device sharding, which is not "
+                "implemented yet (planned in a later release); use a single device for now"
+            )
+        super().__init__(dtype, device)
+        #: the ``jax.Device`` every array of this backend lives on
+        self.jax_device: jax.Device = resolve_device(device)
+        #: whether this backend runs in a scoped 64-bit mode (float64)
+        self.uses_x64: bool = dtype is DType.float64
+        self._float = to_jax_dtype(dtype)
+        self._scoped_kernels: dict[str, Kernel] | None = None
+        self._key = self._make_key(secrets.randbits(63))
+
+    # ------------------------------------------------------------------ scope
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        """Run a block as the backend does: on its device, with 64-bit types if float64.
+
+        Use it around your own arithmetic on a float64 backend's arrays when
+        ``jax_enable_x64`` is off, or JAX truncates the results to float32.
+        """
+        with contextlib.ExitStack() as stack:
+            if self.uses_x64:
+                stack.enter_context(x64_context())
+            stack.enter_context(jax.default_device(self.jax_device))
+            yield
+
+    def _x64_on(self) -> bool:
+        return self.uses_x64 or x64_enabled()
+
+    def _in_x64(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` called inside the 64-bit scope (identity for other dtypes)."""
+        if not self.uses_x64:
+            return fn
+
+        @functools.wraps(fn)
+        def scoped(*args: Any, **kwargs: Any) -> Any:
+            with x64_context():
+                return fn(*args, **kwargs)
+
+        return scoped
+
+    # ---------------------------------------------------------------- kernels
+    def core_kernels(self) -> Mapping[str, Kernel]:
+        return _kernels.core_kernels(self._float)
+
+    @property
+    def kernels(self) -> Mapping[str, Kernel]:
+        """Core and plugin kernels; a float64 backend's run inside the 64-bit scope."""
+        if self._scoped_kernels is None:
+            self._scoped_kernels = {name: self._in_x64(fn) for name, fn in super().kernels.items()}
+        return self._scoped_kernels
+
+    # ------------------------------------------------------------------ dtypes
+    def _native_dtype(self, dtype: DType) -> Any:
+        if dtype is DType.int64:
+            return jnp.int64 if self._x64_on() else jnp.int32
+        if dtype is DType.float64 and not self._x64_on():
+            raise UnsupportedError(
+                f"{self!r} cannot make float64 arrays while jax_enable_x64 is off; "
+                "use JaxBackend(dtype=ml.float64)"
+            )
+        return to_jax_dtype(dtype)
+
+    def dtype_of(self, x: Any) -> DType:
+        try:
+            return from_jax_dtype(x.dtype)
+        except TypeError as e:
+            raise UnsupportedError(f"{type(self).__name__}: {e}") from None
+
+    def shape_of(self, x: Any) -> tuple[int, ...]:
+        return tuple(x.shape)
+
+    def is_array(self, x: Any) -> bool:
+        """A ``jax.Array`` on this backend's device (tracers inside jit count)."""
+        return isinstance(x, jax.Array) and self._on_device(x)
+
+    def _on_device(self, x: jax.Array) -> bool:
+        if isinstance(x, jax.core.Tracer):
+            return True
+        return x.devices() == {self.jax_device}
+
+    def accept(self, x: Any, what: str) -> Any:
+        """Accept only jax.Arrays on this device; floats must have the backend dtype.
+
+        Ints and bools of any width pass (indices, masks). Anything else raises
+        :class:`~mithril.errors.EvaluationError` naming ``what``; nothing is moved
+        or cast silently.
+        """
+        if not isinstance(x, jax.Array):
+            raise EvaluationError(
+                f"{what}: expected a jax.Array for {self!r}, got {type(x).__module__}.{type(x).__name__}; "
+                "convert it with backend.array(...)"
+            )
+        if not self._on_device(x):
+            where = ", ".join(sorted(str(d) for d in x.devices()))
+            raise EvaluationError(
+                f"{what}: array is on {where} but {self!r} runs on {self.jax_device}; "
+                "move it with backend.array(x)"
+            )
+        try:
+            dtype = from_jax_dtype(x.dtype)
+        except TypeError:
+            raise EvaluationError(f"{what}: dtype {x.dtype} is not supported by {self!r}") from None
+        if dtype.is_float and dtype is not self.dtype:
+            raise EvaluationError(
+                f"{what}: got a {dtype.value} array, but {self!r} computes in {self.dtype.value}; "
+                "convert it with backend.array(x)"
+            )
+        return x
+
+    # ----------------------------------------------------------------- arrays
+    def _commit(self, x: jax.Array) -> jax.Array:
+        return jax.device_put(x, self.jax_device)
+
+    def _target(self, dtype: DType | None) -> Any:
+        return self._float if dtype is None else self._native_dtype(dtype)
+
+    def array(self, data: Any, dtype: DType | None = None) -> jax.Array:
+        """An array on the device; floats get the backend dtype, ints the 'int' dtype, unless ``dtype`` is given."""
+        source = data if isinstance(data, jax.Array) else np.asarray(data)
+        if dtype is not None:
+            target = self._native_dtype(dtype)
+        elif jnp.issubdtype(source.dtype, jnp.floating):
+            target = self._float
+        elif jnp.issubdtype(source.dtype, jnp.integer):
+            target = self._native_dtype(DType.int64)
+        elif source.dtype == np.bool_:
+            target = jnp.bool_
+        else:
+            raise UnsupportedError(f"{self!r}: cannot make an array from data of dtype {source.dtype}")
+        with self.scope():
+            return self._commit(jnp.asarray(source, dtype=target))
+
+    def constant(self, value: np.ndarray) -> jax.Array:
+        return self.array(value)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A NumPy copy (bfloat16 arrays come back as ``ml_dtypes.bfloat16``)."""
+        return np.array(x, copy=True)
+
+    def zeros(self, *shape: int, dtype: DType | None = None) -> jax.Array:
+        target = self._target(dtype)
+        with self.scope():
+            return self._commit(jnp.zeros(_shape(shape), target))
+
+    def ones(self, *shape: int, dtype: DType | None = None) -> jax.Array:
+        target = self._target(dtype)
+        with self.scope():
+            return self._commit(jnp.ones(_shape(shape), target))
+
+    def full(self, shape: Sequence[int], value: float, dtype: DType | None = None) -> jax.Array:
+        target = self._target(dtype)
+        with self.scope():
+            return self._commit(jnp.full(_shape(tuple(shape)), value, target))
+
+    # ----------------------------------------------------------------- random
+    def _make_key(self, seed: int) -> jax.Array:
+        seed = int(seed) % 2**64
+        with self.scope():
+            key = jax.random.key(seed & 0xFFFFFFFF)
+            if seed >> 32:
+                key = jax.random.fold_in(key, seed >> 32)
+            return self._commit(key)
+
+    def seed(self, seed: int) -> None:
+        """Reset the PRNG key: draws after ``seed(n)`` repeat for the same ``n`` and dtype."""
+        self._key = self._make_key(seed)
+
+    def _next_key(self) -> jax.Array:
+        with self.scope():
+            self._key, key = jax.random.split(self._key)
+        return key
+
+    def _draw(self, sample: Callable[..., jax.Array], shape: tuple[int, ...], **kw: Any) -> jax.Array:
+        # drawn flat, then reshaped: XLA compiles a sampler per size, not per shape (rank-4
+        # samplers take seconds to compile on CPU)
+        key = self._next_key()
+        with self.scope():
+            flat = sample(key, (math.prod(shape),), self._float, **kw)
+            return self._commit(flat.reshape(shape))
+
+    def randn(self, *shape: int) -> jax.Array:
+        return self._draw(jax.random.normal, _shape(shape))
+
+    def rand(self, *shape: int) -> jax.Array:
+        return self._draw(jax.random.uniform, _shape(shape))
+
+    def uniform(self, low: float, high: float, shape: Sequence[int]) -> jax.Array:
+        return self._draw(jax.random.uniform, _shape(tuple(shape)), minval=low, maxval=high)
+
+    # -------------------------------------------------------------- execution
+    def jit(self, fn: Callable[..., Any], *, what: str) -> Callable[..., Any]:
+        """``jax.jit(fn)``; a float64 backend traces and runs it inside the 64-bit scope."""
+        compiled = jax.jit(fn)
+        return self._in_x64(compiled)
+
+    def lower(self, graph: Any, **kwargs: Any) -> Any:
+        """The core's lowering, done (and, for float64 or a non-default device, run) in :meth:`scope`."""
+        with self.scope():
+            executable = super().lower(graph, **kwargs)
+        if self.uses_x64 or self.jax_device != jax.devices()[0]:
+            return _ScopedExecutable(executable, self)
+        return executable
+
+
+class _ScopedExecutable:
+    """An executable whose ``run`` happens inside its backend's :meth:`JaxBackend.scope`."""
+
+    def __init__(self, inner: Any, backend: JaxBackend) -> None:
+        self._inner = inner
+        self._backend = backend
+
+    @property
+    def source(self) -> str | None:
+        return getattr(self._inner, "source", None)
+
+    def run(self, params: Any, inputs: Any, cotangents: Any) -> Any:
+        with self._backend.scope():
+            return self._inner.run(params, inputs, cotangents)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _shape(shape: tuple[Any, ...]) -> tuple[int, ...]:
+    """``randn(2, 3)`` and ``randn((2, 3))`` alike."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(d) for d in shape)
+
+
+__all__ = ["JaxBackend"]

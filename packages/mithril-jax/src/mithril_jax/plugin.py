@@ -1,0 +1,16 @@
+"""The Mithril plugin of this distribution: registers :class:`JaxBackend` as "jax"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mithril.plugins import hookimpl
+
+MITHRIL_PLUGIN_API = 1
+
+
+@hookimpl
+def mithril_register_backends(register: Callable[[type], None]) -> None:
+    from .backend import JaxBackend
+
+    register(JaxBackend)

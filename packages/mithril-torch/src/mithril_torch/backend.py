@@ -1,0 +1,177 @@
+"""The PyTorch backend: kernels, a device, a random generator, torch.compile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from mithril.backend import Backend, Kernel
+from mithril.dtypes import DType
+from mithril.errors import EvaluationError
+
+from . import dtypes as _dt
+from .devices import resolve_device
+from .jit import compile_with_fallback
+from .kernels import make_kernels
+
+
+def _shape(shape: tuple[Any, ...]) -> tuple[int, ...]:
+    """Accept ``randn(2, 3)`` as well as ``randn((2, 3))``."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+class TorchBackend(Backend):
+    """Runs compiled models with PyTorch on one device.
+
+    ``TorchBackend(dtype=ml.float32, device="cpu")``; ``device`` is 'cpu', 'cuda',
+    'cuda:N' or 'mps', checked when the backend is made ('cuda' is stored as
+    'cuda:<index>'). Every array this backend makes or accepts lives on that device;
+    ``to_numpy`` is the way back to the host. Randomness comes from a
+    :class:`torch.Generator` on the device that this backend owns (see :meth:`seed`),
+    never from torch's global generator.
+
+    ``compile_options`` are passed to ``torch.compile`` by :meth:`jit`
+    (for example ``{"mode": "reduce-overhead"}``).
+    """
+
+    name: ClassVar[str] = "torch"
+    distribution: ClassVar[str] = "mithril-torch"
+    supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
+    supports_jit: ClassVar[bool] = True
+    differentiates_natively: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        dtype: DType = DType.float32,
+        device: str = "cpu",
+        *,
+        compile_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(dtype=dtype, device=str(device))
+        self.torch_device: torch.device = resolve_device(device, dtype)
+        self.device = str(self.torch_device)
+        self.torch_dtype: torch.dtype = _dt.to_torch(dtype)
+        self.compile_options: dict[str, Any] = dict(compile_options or {})
+        self.generator = torch.Generator(device=self.torch_device)
+        self.generator.seed()
+
+    # ------------------------------------------------------------- kernels
+    def core_kernels(self) -> Mapping[str, Kernel]:
+        return make_kernels(self.torch_dtype)
+
+    # --------------------------------------------------------------- dtypes
+    def _native_dtype(self, dtype: DType) -> torch.dtype:
+        return _dt.to_torch(dtype)
+
+    def dtype_of(self, x: Any) -> DType:
+        return _dt.to_ml(x.dtype)
+
+    def shape_of(self, x: Any) -> tuple[int, ...]:
+        return tuple(x.shape)
+
+    def is_array(self, x: Any) -> bool:
+        return isinstance(x, torch.Tensor) and x.device == self.torch_device
+
+    # -------------------------------------------------------------- helpers
+    def array(self, data: Any, dtype: DType | None = None) -> torch.Tensor:
+        """A new tensor on this device from a tensor, NumPy array, nested list or scalar.
+
+        Floats get the backend dtype unless ``dtype`` is given; ints and bools keep theirs.
+        The result never shares memory with ``data``.
+        """
+        if isinstance(data, torch.Tensor):
+            src, copied = data.detach(), False
+        else:
+            arr = np.asarray(data)
+            if arr.dtype.kind not in "fiub":
+                raise TypeError(f"TorchBackend.array: cannot make a tensor from data of dtype {arr.dtype}")
+            src, copied = torch.tensor(arr), True
+        if dtype is not None:
+            target = _dt.to_torch(dtype)
+        else:
+            target = self.torch_dtype if src.dtype.is_floating_point else src.dtype
+        return src.to(device=self.torch_device, dtype=target, copy=not copied)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Detach, move to the CPU and copy to NumPy (bfloat16 becomes float32)."""
+        if not isinstance(x, torch.Tensor):
+            return np.asarray(x)
+        x = x.detach()
+        if x.dtype == torch.bfloat16:
+            x = x.float()
+        if x.device.type == "cpu":
+            return x.numpy().copy()  # never a view of the tensor's memory
+        return x.cpu().numpy()
+
+    def seed(self, seed: int) -> None:
+        """Reseed this backend's generator (``randn``, ``rand``, ``randomize_params``)."""
+        self.generator.manual_seed(seed)
+
+    def _random(self, sample: Callable[..., torch.Tensor], shape: tuple[Any, ...]) -> torch.Tensor:
+        # half types are drawn in float32 and rounded, so every dtype sees the same stream
+        dtype = self.torch_dtype if self.torch_dtype in (torch.float32, torch.float64) else torch.float32
+        out = sample(_shape(shape), generator=self.generator, dtype=dtype, device=self.torch_device)
+        return out if out.dtype == self.torch_dtype else out.to(self.torch_dtype)
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        return self._random(torch.randn, shape)
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return self._random(torch.rand, shape)
+
+    def _make(self, fill: Callable[..., torch.Tensor], shape: tuple[Any, ...], dtype: DType | None) -> torch.Tensor:
+        target = self.torch_dtype if dtype is None else _dt.to_torch(dtype)
+        return fill(_shape(shape), dtype=target, device=self.torch_device)
+
+    def zeros(self, *shape: int, dtype: DType | None = None) -> torch.Tensor:
+        return self._make(torch.zeros, shape, dtype)
+
+    def ones(self, *shape: int, dtype: DType | None = None) -> torch.Tensor:
+        return self._make(torch.ones, shape, dtype)
+
+    def full(self, shape: Sequence[int], value: float, dtype: DType | None = None) -> torch.Tensor:
+        target = self.torch_dtype if dtype is None else _dt.to_torch(dtype)
+        return torch.full(tuple(shape), value, dtype=target, device=self.torch_device)
+
+    # ------------------------------------------------------------ execution
+    def jit(self, fn: Callable[..., Any], *, what: str) -> Callable[..., Any]:
+        """``torch.compile(fn)``; warns (``RuntimeWarning``) and runs eagerly if that fails."""
+        return compile_with_fallback(fn, what=what, options=self.compile_options)
+
+    def accept(self, x: Any, what: str) -> Any:
+        """Check an array handed to ``evaluate``; never converts it.
+
+        The rule: a :class:`torch.Tensor` on this backend's device is accepted as is
+        when it is a float tensor of the backend's dtype, or an int/bool tensor (the
+        core checks kinds and shapes). Everything else raises
+        :class:`~mithril.errors.EvaluationError` naming ``what``:
+
+        * a tensor on another device (both devices named; move it with ``.to(...)``),
+        * a float tensor of another dtype (both dtypes named; no silent cast),
+        * a tensor of a dtype Mithril has no name for (complex, uint8...),
+        * anything that is not a tensor (NumPy arrays included: use ``backend.array``).
+        """
+        if not isinstance(x, torch.Tensor):
+            raise EvaluationError(
+                f"{what}: expected a torch.Tensor on {self.device!r}, got {type(x).__name__}; "
+                f"convert it with backend.array(...)"
+            )
+        if x.device != self.torch_device:
+            raise EvaluationError(
+                f"{what}: tensor is on device {str(x.device)!r} but this TorchBackend runs on "
+                f"{self.device!r}; move it with .to({self.device!r}) or backend.array(...)"
+            )
+        if x.dtype.is_floating_point:
+            if x.dtype != self.torch_dtype:
+                raise EvaluationError(
+                    f"{what}: tensor has dtype {x.dtype} but this TorchBackend computes in "
+                    f"{self.torch_dtype}; cast it with .to({self.torch_dtype}) or backend.array(...)"
+                )
+        elif x.dtype not in _dt.ML_DTYPES:
+            raise EvaluationError(f"{what}: tensor dtype {x.dtype} is not supported by Mithril")
+        return x
