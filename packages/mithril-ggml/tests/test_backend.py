@@ -66,7 +66,7 @@ def test_source_lists_ggml_ops_per_node_and_can_be_written(tmp_path):
     path = tmp_path / "graph.txt"
     exe = GGMLBackend(quantize="int8").lower(mlp(), jit=False, source_path=str(path))
     assert "MUL_MAT" in exe.source and "model.l1" in exe.source and "q8_0" in exe.source
-    assert "folded into a stored weight" in exe.source
+    assert "folded: its matmul reads the source directly" in exe.source
     assert path.read_text().strip() == exe.source
 
 
@@ -82,3 +82,24 @@ def test_outputs_are_copies_and_close_frees(rng):
 
     with pytest.raises(EvaluationError, match="closed"):
         exe.run({}, {"a0": np.ones(3, np.float32)}, {})
+
+
+def test_follows_the_executable_protocol_with_state(rng):
+    from mithril.ir.graph import Graph, GraphBuilder, Value, ValueRole
+    from mithril.physical.executable import Executable
+
+    g = Graph()
+    x = Value(ValueRole.INPUT, name="input", kind="float", shape=(4, 3))
+    mean = Value(ValueRole.STATE, name="bn.running_mean", kind="float", shape=(3,))
+    g.inputs["input"], g.state["bn.running_mean"] = x, mean
+    b = GraphBuilder(g, where="bn")
+    g.outputs["output"] = b.emit("sub", x, mean)
+    g.state_updates["bn.running_mean"] = b.emit("mean", x, axis=(0,))
+    exe = GGMLBackend().lower(g, jit=False)
+    assert isinstance(exe, Executable)
+    xv, mv = rng.standard_normal((4, 3)).astype(np.float32), np.ones(3, np.float32)
+    for params, inputs in [({"bn.running_mean": mv}, {"input": xv}), ({}, {"input": xv, "bn.running_mean": mv})]:
+        out, grads, updates = exe.run(params, inputs, {})
+        np.testing.assert_allclose(out["output"], xv - mv)
+        np.testing.assert_allclose(updates["bn.running_mean"], xv.mean(0), rtol=1e-6)
+        assert grads == {}

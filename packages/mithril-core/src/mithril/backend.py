@@ -13,6 +13,7 @@ A backend is a :class:`Backend` subclass registered through the
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -177,6 +178,10 @@ class Backend(abc.ABC):
         return self.kernel("concat")(*xs, axis=axis)
 
     # ----------------------------------------------------------- execution
+    def scope(self) -> contextlib.AbstractContextManager[Any]:
+        """Context entered around evaluate and randomize_params (e.g. JAX's scoped x64)."""
+        return contextlib.nullcontext()
+
     def constant(self, value: np.ndarray) -> Any:
         """A constant for generated code (floats get the backend dtype)."""
         return self.array(value)

@@ -17,7 +17,7 @@ import numpy as np
 from mithril.ir.graph import Graph, Node, Value, ValueRole
 
 from ._lib import ggml
-from .checks import ancestors, backward_problems, depends_on, raise_if
+from .checks import ancestors, backward_problems, raise_if
 from .emitter import Emitter, LoweringBug, OutOfMetadata, T
 from .layout import ne_of
 from .lowering import RULES, Mode
@@ -67,7 +67,9 @@ class _Lowerer:
         self._param_by_uid = {v.uid: name for name, v in graph.params.items()}
 
     def arg(self, node: Node, i: int) -> T:
-        v = node.inputs[i]
+        return self.arg_value(node.inputs[i])
+
+    def arg_value(self, v: Value) -> T:
         t = self.env.get(v.uid)
         if t is not None:
             return t
@@ -80,11 +82,16 @@ class _Lowerer:
         raise LoweringBug(f"value {v!r} used before it was lowered")
 
     def folded_weight(self, node: Node, i: int) -> T | None:
-        """The stored weight feeding input ``i`` in the layout ggml's first operand needs, if any."""
+        """Input ``i`` already in the layout ggml's first mul_mat operand needs, if it is at hand.
+
+        That is the source of a folded transpose (a stored param or a lowered value),
+        or a param stored transposed / as conv rows.
+        """
         v = node.inputs[i]
         if v.uid in self.folded and v.producer is not None:
             v = v.producer.inputs[0]
-            return self.param_store[self._param_by_uid[v.uid]]
+            name = self._param_by_uid.get(v.uid)
+            return self.param_store[name] if name is not None else self.arg_value(v)
         name = self._param_by_uid.get(v.uid)
         if name is not None and self.plans[name].layout != "natural":
             return self.param_store[name]
@@ -166,7 +173,7 @@ def build(graph: Graph, plans: dict[str, WeightPlan], folded: set[int], mode: Mo
             g.ggml_build_forward_expand(gf, t.ptr)
         built = Built(ctx, sources, params, outputs, state_updates, gf=gf, ops=em.ops)
         if wrt:
-            _build_backward(built, em, graph, wrt, cot_names, sizes, n_fwd, alloc)
+            _build_backward(built, em, graph, wrt, cot_names, sizes, alloc)
         built.used_mem = g.ggml_used_mem(ctx)
         built.n_tensors, built.data_bytes = _count_tensors(ctx)
         built.graph_sizes = tuple(sizes)
@@ -177,12 +184,12 @@ def build(graph: Graph, plans: dict[str, WeightPlan], folded: set[int], mode: Mo
 
 
 def _build_backward(built: Built, em: Emitter, graph: Graph, wrt: tuple[str, ...], cot_names: tuple[str, ...],
-                    sizes: list[int], n_fwd: int, alloc: bool) -> None:
+                    sizes: list[int], alloc: bool) -> None:
+    """Differentiate ``sum(output * cotangent)`` over ``cot_names`` for the ``wrt`` params."""
     g = em.g
-    wrt_values = [graph.params[n] for n in wrt]
     loss_outputs = [graph.outputs[n] for n in cot_names]
-    reach = depends_on(graph, wrt_values)
-    live = [n for n in wrt if graph.params[n].uid in reach and graph.params[n].uid in ancestors(graph, loss_outputs)]
+    feeding_loss = ancestors(graph, loss_outputs)
+    live = [n for n in wrt if graph.params[n].uid in feeding_loss]
     # the cotangent of each differentiated output is an input; loss = sum(output * cotangent)
     loss = None
     for name in cot_names:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mithril.errors import UnsupportedError
-from mithril.ir.graph import Graph, Node, Value, ValueRole
+from mithril.ir.graph import Graph, Value
 
 from .layout import MAX_DIMS
 from .lowering import RULES, Mode, why_not
@@ -27,10 +27,6 @@ BACKWARD_OPS = frozenset({
 
 #: primitives whose output may be non-float (an int result is only read back, never computed on)
 INT_OUTPUT = frozenset({"argmax"})
-
-
-def _label(v: Value) -> str:
-    return v.name or f"v{v.uid}"
 
 
 def _value_problem(v: Value) -> str | None:
@@ -117,4 +113,4 @@ def backward_problems(graph: Graph, ops: dict[int, list[str]], wrt: Iterable[Val
 
 
 __all__ = ["lowering_problems", "backward_problems", "raise_if", "depends_on", "ancestors",
-           "BACKWARD_OPS", "ValueRole", "Node"]
+           "BACKWARD_OPS"]

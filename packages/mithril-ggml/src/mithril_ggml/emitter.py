@@ -88,7 +88,7 @@ class Emitter:
             raise LoweringBug(f"rank {len(shape)} > {MAX_DIMS}")
 
     # ------------------------------------------------------------- leaves
-    def new(self, shape: Sequence[int], type_: int | None = None, row: int | None = None) -> T:
+    def new(self, shape: Sequence[int], type_: int | None = None) -> T:
         """A fresh tensor; quantized types take a 2-d+ shape whose last axis is a multiple of the block."""
         self._check_rank(shape)
         self._room(1)

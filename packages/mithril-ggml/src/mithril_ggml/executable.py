@@ -22,7 +22,7 @@ from .builder import Built, build, measure
 from .checks import lowering_problems, raise_if
 from .emitter import T
 from .lowering import Mode
-from .weights import QuantizationReport, WeightPlan, plan_weights, quantize_into, report
+from .weights import QuantizationReport, WeightPlan, folded_transposes, plan_weights, quantize_into, report
 
 _FROM_FILE = object()  # marks params whose stored bytes came from a GGUF file
 
@@ -78,7 +78,8 @@ class GGMLExecutable:
             )
         mode = Mode(grad=bool(self.wrt))
         raise_if(lowering_problems(graph, mode), "lower this graph")
-        self.weight_plans, folded = plan_weights(graph, quantize, grad=mode.grad)
+        self.weight_plans = plan_weights(graph, quantize, grad=mode.grad)
+        folded = folded_transposes(graph)
         self.quantization_report: QuantizationReport = report(self.weight_plans, quantize)
         names = tuple(graph.cotangents) or tuple(graph.outputs)
         self._cot_names = tuple(n for n in names if graph.outputs[n].kind == "float") if self.wrt else ()
@@ -209,7 +210,7 @@ class GGMLExecutable:
             lines.append(f"param  {name} {list(p.shape)} {p.type_name}{layout}")
         for i, n in enumerate(self.graph.nodes):
             ops = b.ops.get(i)
-            what = " ".join(ops) if ops else "(folded into a stored weight)"
+            what = " ".join(ops) if ops else "(folded: its matmul reads the source directly)"
             lines.append(f"{n!r:<40} # {n.where or '-'}: {what}")
         for name, v in self.graph.outputs.items():
             lines.append(f"output {name} = {v.name or f'v{v.uid}'}")

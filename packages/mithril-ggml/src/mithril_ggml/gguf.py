@@ -76,7 +76,10 @@ def save_gguf(target: Any, path: str | os.PathLike[str], params: dict[str, Any] 
     if params is not None:
         exe.load_params(params)
     stored = exe.stored_params()
-    graph_json, arrays = graph_to_json(exe.graph)
+    try:
+        graph_json, arrays = graph_to_json(exe.graph)
+    except (TypeError, ValueError) as e:
+        raise GGUFError(f"save_gguf: the graph cannot be written as JSON: {e}") from e
 
     g = ggml()
     names = {name: f"p{i}" for i, name in enumerate(stored)}

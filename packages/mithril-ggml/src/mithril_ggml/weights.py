@@ -15,6 +15,7 @@ block. Everything else stays float32; the report says why.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -59,23 +60,35 @@ class WeightPlan:
 
 
 @dataclass
-class QuantizationReport:
-    """Which weights are stored quantized and which stayed float32 (with the reason)."""
+class QuantizationReport(Mapping[str, str]):
+    """Which weights are stored quantized and which stayed float32 (with the reason).
+
+    As a mapping: param name -> "q8_0" / "q4_0" / "float32 (reason)", for summaries.
+    """
 
     mode: str | None
     quantized: dict[str, str] = field(default_factory=dict)  # name -> ggml type ("q8_0")
     float32: dict[str, str] = field(default_factory=dict)  # name -> reason
 
+    def __getitem__(self, name: str) -> str:
+        if name in self.quantized:
+            return self.quantized[name]
+        return f"float32 ({self.float32[name]})"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self.quantized, *self.float32])
+
+    def __len__(self) -> int:
+        return len(self.quantized) + len(self.float32)
+
     def __str__(self) -> str:
-        lines = [f"quantize={self.mode!r}: {len(self.quantized)} weight(s) quantized, "
-                 f"{len(self.float32)} float32"]
-        lines += [f"  {n}: {t}" for n, t in self.quantized.items()]
-        lines += [f"  {n}: float32 ({r})" for n, r in self.float32.items()]
-        return "\n".join(lines)
+        head = (f"quantize={self.mode!r}: {len(self.quantized)} weight(s) quantized, "
+                f"{len(self.float32)} float32")
+        return "\n".join([head, *(f"  {k}: {v}" for k, v in self.items())])
 
 
 def _swaps_last_two(node: Node) -> bool:
-    rank = len(node.inputs[0].shape)
+    rank = len(node.inputs[0].shape or ())
     axes = node.attrs["axes"]
     if axes is None:
         return rank == 2
@@ -83,52 +96,62 @@ def _swaps_last_two(node: Node) -> bool:
     return rank >= 2 and axes == tuple(range(rank - 2)) + (rank - 1, rank - 2)
 
 
-def _uses(graph: Graph, v: Value, consumers: dict[int, list[Node]], outputs: set[int]) -> list[tuple[str, Node]]:
+def folded_transposes(graph: Graph) -> set[int]:
+    """uids of ``transpose`` outputs (last two axes) read only as a ``matmul`` right operand.
+
+    ``x @ y.T`` is ``ggml_mul_mat(y, x)``: such transposes are never built.
+    """
+    consumers = graph.consumers()
+    results = {v.uid for v in graph.results()}
+    out = set()
+    for n in graph.nodes:
+        users = consumers.get(n.output.uid)
+        if (n.primitive.name == "transpose" and users and n.output.uid not in results and _swaps_last_two(n)
+                and all(c.primitive.name == "matmul" and c.inputs[1] is n.output and c.inputs[0] is not n.output
+                        for c in users)):
+            out.add(n.output.uid)
+    return out
+
+
+def _uses(v: Value, consumers: dict[int, list[Node]], outputs: set[int], folded: set[int]) -> list[str]:
     """Classify each use of param ``v``."""
-    uses: list[tuple[str, Node]] = []
-    if v.uid in outputs:
-        uses.append(("output", None))  # type: ignore[arg-type]
+    uses: list[str] = ["output"] if v.uid in outputs else []
     for n in consumers.get(v.uid, []):
         p = n.primitive.name
         if p == "matmul" and n.inputs[1] is v and n.inputs[0] is not v:
-            uses.append(("matmul", n))
+            uses.append("matmul")
         elif p == "conv2d" and n.inputs[1] is v and n.attrs["groups"] == 1:
-            uses.append(("conv", n))
-        elif (p == "transpose" and _swaps_last_two(n) and n.output.uid not in outputs
-              and consumers.get(n.output.uid)
-              and all(c.primitive.name == "matmul" and c.inputs[1] is n.output and c.inputs[0] is not n.output
-                      for c in consumers[n.output.uid])):
-            uses.append(("matmul_t", n))
+            uses.append("conv")
+        elif n.output.uid in folded:
+            uses.append("matmul_t")
         else:
-            uses.append((p, n))
+            uses.append(p)
     return uses
 
 
-def plan_weights(graph: Graph, quantize: str | None, *, grad: bool) -> tuple[dict[str, WeightPlan], set[int]]:
-    """Storage plan per param, and the uids of transpose nodes folded into a stored weight."""
+def plan_weights(graph: Graph, quantize: str | None, *, grad: bool) -> dict[str, WeightPlan]:
+    """Storage plan per param."""
     consumers = graph.consumers()
     outputs = {v.uid for v in graph.results()}
+    folded = folded_transposes(graph)
     qtype = QUANT_TYPES.get(quantize or "", "f32")
     plans: dict[str, WeightPlan] = {}
-    folded: set[int] = set()
     for name, v in graph.params.items():
         shape = tuple(v.shape or ())
-        uses = _uses(graph, v, consumers, outputs)
-        kinds = {k for k, _ in uses}
+        kinds = set(_uses(v, consumers, outputs, folded))
         layout: Layout = "natural"
         stored = shape
         row = None
         reason = ""
         if grad:
             reason = "gradients are computed in float32"
-        elif not uses:
+        elif not kinds:
             reason = "unused"
         elif kinds == {"matmul"}:
             layout, stored = "transposed", shape[:-2] + (shape[-1], shape[-2])
             row = shape[-2]
         elif kinds == {"matmul_t"}:
             row = shape[-1]
-            folded |= {n.output.uid for _, n in uses}
         elif kinds == {"conv"}:
             o, c, kh, kw = shape
             row = c * kh * kw
@@ -146,7 +169,7 @@ def plan_weights(graph: Graph, quantize: str | None, *, grad: bool) -> tuple[dic
             if kinds == {"conv"} and type_name != "f32":
                 layout, stored = "conv_rows", (shape[0], row)
         plans[name] = WeightPlan(name, layout, type_name, shape, stored, reason)
-    return plans, folded
+    return plans
 
 
 def report(plans: dict[str, WeightPlan], quantize: str | None) -> QuantizationReport:
@@ -180,4 +203,4 @@ def quantize_into(plan: WeightPlan, arr: np.ndarray, dst: int, nbytes: int) -> N
         raise ValueError(f"{plan.name}: ggml wrote {written} bytes, expected {nbytes}")
 
 
-__all__ = ["WeightPlan", "QuantizationReport", "plan_weights", "report", "quantize_into"]
+__all__ = ["WeightPlan", "QuantizationReport", "plan_weights", "folded_transposes", "report", "quantize_into"]

@@ -141,6 +141,10 @@ class PhysicalModel:
 
     def randomize_params(self, seed: int | None = None) -> dict[str, Any]:
         """Parameters and state initialised like the torch.nn defaults of each block."""
+        with self.backend.scope():
+            return self._randomize_params(seed)
+
+    def _randomize_params(self, seed: int | None) -> dict[str, Any]:
         if seed is not None:
             self.backend.seed(seed)
         shapes = self.param_shapes
@@ -184,6 +188,11 @@ class PhysicalModel:
         where gradients are d(sum <output_gradients, outputs>)/d(param); with
         ``return_state`` the updated state dict is appended to the result.
         """
+        with self.backend.scope():
+            return self._evaluate(params, inputs, output_gradients, training, return_state)
+
+    def _evaluate(self, params: Mapping[str, Any], inputs: Mapping[str, Any] | None,
+                  output_gradients: Mapping[str, Any] | None, training: bool | None, return_state: bool) -> Any:
         inputs = inputs or {}
         mode = self.training if training is None else bool(training)
         if mode and self.options.static_inference:

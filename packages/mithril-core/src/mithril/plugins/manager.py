@@ -65,7 +65,10 @@ class MithrilPluginManager:
         if self._loaded:
             return
         self._loaded = True
-        from importlib_metadata import entry_points
+        try:
+            from importlib_metadata import entry_points
+        except ImportError:  # pragma: no cover - Python >= 3.10 stdlib has group=
+            from importlib.metadata import entry_points  # type: ignore[assignment]
 
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist = getattr(ep.dist, "name", "?")

@@ -87,6 +87,9 @@ def known_rank(shape: SymShape) -> list[Dim] | None:
 
 def with_rank(shape: SymShape, rank: int) -> list[Dim]:
     """Force a shape to have ``rank`` dims and return them."""
+    known = shape.dims()
+    if known is not None and len(known) == rank:
+        return known
     dims = [Dim() for _ in range(rank)]
     unify(shape, _raw(dims, None, []))
     return shape.dims()  # type: ignore[return-value]

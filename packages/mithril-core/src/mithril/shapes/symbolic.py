@@ -321,6 +321,8 @@ def _unify_dims(a: Dim, b: Dim) -> None:
     if ra.value is None:
         ra, rb = rb, ra  # keep the known one as root
     # now ra may be known, rb is free
+    # something is learnt only if a value became known or two watched symbols met
+    learnt = ra.value is not None or (bool(ra.watchers) and bool(rb.watchers))
     _set(rb, "parent", ra)
     if rb.watchers:
         if ra.watchers is None:
@@ -328,7 +330,8 @@ def _unify_dims(a: Dim, b: Dim) -> None:
         old = list(ra.watchers)  # type: ignore[arg-type]
         _trail.record(lambda: setattr(ra, "watchers", old))
         ra.watchers.extend(rb.watchers)  # type: ignore[union-attr]
-    _wake(ra)
+    if learnt:
+        _wake(ra)
 
 
 def bind_dim(d: Dim, value: int) -> None:
@@ -347,6 +350,7 @@ def _bind_variadic(v: Variadic, shape: SymShape) -> None:
         return
     if not r.prefix and not r.suffix and r.variadic is not None:
         other = r.variadic.find()
+        learnt = bool(root.watchers) and bool(other.watchers)
         _set(root, "parent", other)
         if root.watchers:
             if other.watchers is None:
@@ -354,7 +358,8 @@ def _bind_variadic(v: Variadic, shape: SymShape) -> None:
             old = list(other.watchers)  # type: ignore[arg-type]
             _trail.record(lambda: setattr(other, "watchers", old))
             other.watchers.extend(root.watchers)  # type: ignore[union-attr]
-        _wake(other)
+        if learnt:
+            _wake(other)
     else:
         _set(root, "binding", r)
         _wake(root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -41,9 +41,9 @@ class Rule:
     """How one primitive becomes ggml ops.
 
     ``check(node, mode)`` runs before anything is handed to ggml and returns why the
-    node cannot be lowered (None when it can); ``emit`` builds the ops.
-    ``grad`` says whether the emitted ops are ones ggml's backward pass supports
-    (checked again on the actual ops after building).
+    node cannot be lowered (None when it can); ``emit`` builds the ops. With
+    ``mode.grad`` a rule emits ops ggml's backward pass supports, or its check
+    refuses (the ops actually emitted are checked again before the backward pass).
     """
 
     emit: Emit
@@ -60,7 +60,3 @@ def scalar_of(v: "Value") -> float | None:
     if arr.size != 1:
         return None
     return float(arr.reshape(()))
-
-
-def ok(node: Any, mode: Mode) -> None:
-    return None
