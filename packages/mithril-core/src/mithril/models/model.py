@@ -322,9 +322,12 @@ class Model(Block):
             if is_out:
                 outs.add(name)
 
-        for c in self._conns:
-            if c.producer is None and not c.is_const:
-                put(self._source_name(c), c, False)
+        sources = [c for c in self._conns if c.producer is None and not c.is_const]
+        if self._cin is not None and self._cin in sources:  # canonical input first
+            sources.remove(self._cin)
+            sources.insert(0, self._cin)
+        for c in sources:
+            put(self._source_name(c), c, False)
         for c in self._conns:
             if c.producer is None or c.expose is False:
                 continue

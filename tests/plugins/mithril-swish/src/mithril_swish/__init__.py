@@ -1,0 +1,1 @@
+"""A researcher's custom primitive shipped as a plugin (used by Mithril's tests)."""
