@@ -103,3 +103,12 @@ def test_quantized_executable_reports_memory_saving(mode, rng):
     f32 = GGMLBackend().lower(g, jit=False)
     q = GGMLBackend(quantize=mode).lower(g, jit=False)
     assert q.memory_bytes < f32.memory_bytes * (0.5 if mode == "int8" else 0.35)
+
+
+def test_report_is_a_mapping_for_summaries():
+    exe = GGMLBackend(quantize="int8").lower(mlp(batch=2, d_in=20, hidden=64, d_out=8), jit=False)
+    rep = exe.quantization_report
+    assert dict(rep) == {"l2.weight": "q8_0",
+                         "l1.weight": "float32 (row length 20 is not a multiple of the 32-element block)",
+                         "l1.bias": "float32 (used by add, not only as a matrix-product weight)",
+                         "l2.bias": "float32 (used by add, not only as a matrix-product weight)"}

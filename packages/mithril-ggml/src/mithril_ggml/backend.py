@@ -12,6 +12,8 @@ from mithril.backend import Backend, Kernel
 from mithril.dtypes import DType, dtype_of_numpy
 from mithril.errors import UnsupportedError
 
+from ._lib import ggml
+
 if TYPE_CHECKING:  # pragma: no cover
     from mithril.ir.graph import Graph
 
@@ -44,6 +46,7 @@ class GGMLBackend(Backend):
             raise UnsupportedError(f"GGMLBackend: quantize must be one of {list(QUANTIZE_MODES)}, got {quantize!r}")
         if n_threads is not None and (not isinstance(n_threads, int) or not 1 <= n_threads <= MAX_THREADS):
             raise UnsupportedError(f"GGMLBackend: n_threads must be an int in [1, {MAX_THREADS}], got {n_threads!r}")
+        ggml()  # fail here, with the install hint, when ggml-python cannot load
         self.quantize = quantize
         self.n_threads = n_threads or min(os.cpu_count() or 1, MAX_THREADS)
         self._rng = np.random.default_rng()

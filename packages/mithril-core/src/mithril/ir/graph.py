@@ -78,8 +78,6 @@ class Graph:
     cotangents: dict[str, Value] = field(default_factory=dict)
     #: initializers of params/state, by name (see mithril.models.connections)
     initializers: dict[str, Any] = field(default_factory=dict)
-    #: for initializers with a fan-in reference: the referenced value's shape
-    init_ref_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def sources(self) -> Iterator[Value]:
         yield from self.inputs.values()

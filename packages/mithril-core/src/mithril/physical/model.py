@@ -40,8 +40,8 @@ class PhysicalModel:
         flat = self._flat_for(training)
         g = flat.graph
         self.input_keys: tuple[str, ...] = tuple(k for k in g.inputs if k not in self._constants)
-        self.param_keys: tuple[str, ...] = tuple(g.params)
-        self.state_keys: tuple[str, ...] = tuple(g.state)
+        self.param_keys: tuple[str, ...] = tuple(k for k in g.params if k not in self._constants)
+        self.state_keys: tuple[str, ...] = tuple(k for k in g.state if k not in self._constants)
         self.output_keys: tuple[str, ...] = tuple(g.outputs)
         self._param_shapes: dict[str, tuple[int, ...]] | None = None
         self._check_static()
@@ -71,6 +71,8 @@ class PhysicalModel:
         terms = solve(flat, self._shapes)
         shapes = {}
         for k, v in {**flat.graph.params, **flat.graph.state}.items():
+            if k in self._constants:
+                continue
             c = terms[v.uid].shape.concrete()
             if c is None:
                 return
@@ -103,7 +105,22 @@ class PhysicalModel:
                         f"input {k!r} has shape {list(s)}, but the model was compiled with static_shapes "
                         f"for {list(want)}"
                     )
-        graph = self._graph(training, input_shapes)
+        try:
+            graph = self._graph(training, input_shapes)
+        except ShapeMismatchError as e:
+            given = ", ".join(f"{k} {list(v)}" for k, v in input_shapes.items())
+            raise ShapeMismatchError(f"inputs of shape {given} do not fit the model: {e}") from None
+        if self._param_shapes is not None:
+            for k, v in {**graph.params, **graph.state}.items():
+                want = self._param_shapes.get(k)
+                if want is not None and tuple(v.shape) != tuple(want):  # type: ignore[arg-type]
+                    given = ", ".join(f"{n} {list(s)}" for n, s in input_shapes.items())
+                    raise ShapeMismatchError(
+                        f"with inputs {given} the model would need params[{k!r}] of shape {list(v.shape)}, "  # type: ignore[arg-type]
+                        f"but it was compiled for {list(want)}"
+                    )
+        else:
+            self._param_shapes = {k: v.shape for k, v in {**graph.params, **graph.state}.items()}  # type: ignore[misc]
         self._cache[key] = compiled = compile_graph(graph, self.backend, self.options, cotangent_outputs=cot)
         self._last = compiled
         return compiled
@@ -164,12 +181,12 @@ class PhysicalModel:
 
     def _init_ref_shapes(self) -> dict[str, tuple[int, ...]]:
         flat = self._flat_for(self.training)
-        shapes = self.param_shapes
+        shapes = {**{k: tuple(getattr(v, "shape", ())) for k, v in self._constants.items()}, **self.param_shapes}
         names = {v.uid: k for k, v in {**flat.graph.params, **flat.graph.state}.items()}
         out = {}
         for k, v in {**flat.graph.params, **flat.graph.state}.items():
             ref = flat.info[v.uid].init_ref
-            if ref is not None and ref.uid in names:
+            if ref is not None and ref.uid in names and names[ref.uid] in shapes:
                 out[k] = shapes[names[ref.uid]]
         return out
 

@@ -42,7 +42,9 @@ def build_graph(flat: FlatModel, shapes: Mapping[str, Sequence[int] | None], con
     """Concrete graph with constants bound, aliases and shape constants resolved."""
     graph = concretize(flat, shapes, kinds)
     for name, data in constants.items():
-        v = graph.inputs.pop(name)
+        table = next(d for d in (graph.inputs, graph.params, graph.state) if name in d)
+        v = table.pop(name)
+        graph.initializers.pop(name, None)
         v.role = ValueRole.CONST
         v.data = data
     simplify.remove_identities(graph)

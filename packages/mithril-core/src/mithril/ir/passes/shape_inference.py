@@ -126,11 +126,6 @@ def concretize(flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None
             "cannot determine every shape; give the missing ones in compile(shapes=...): "
             + "; ".join(unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
         )
-    out.init_ref_shapes = {
-        name: new[flat.info[v.uid].init_ref.uid].shape  # type: ignore[union-attr,misc]
-        for name, v in {**g.params, **g.state}.items()
-        if flat.info[v.uid].init_ref is not None and flat.info[v.uid].init_ref.uid in new  # type: ignore[union-attr]
-    }
     return out
 
 
