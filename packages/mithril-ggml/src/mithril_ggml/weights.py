@@ -14,6 +14,7 @@ block. Everything else stays float32; the report says why.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import numpy as np
 from mithril.ir.graph import Graph, Node, Value
 
 from ._lib import ggml
+from .emitter import LoweringBug
 
 Layout = Literal["natural", "transposed", "conv_rows"]
 QUANT_TYPES = {"int8": "q8_0", "int4": "q4_0"}
@@ -47,12 +49,6 @@ class WeightPlan:
         if self.layout == "transposed":
             a = np.swapaxes(a, -1, -2)
         return np.ascontiguousarray(a).reshape(self.stored_shape)
-
-    def from_storage(self, arr: np.ndarray) -> np.ndarray:
-        a = np.asarray(arr).reshape(
-            self.shape[:-2] + (self.shape[-1], self.shape[-2]) if self.layout == "transposed" else self.shape
-        )
-        return np.ascontiguousarray(np.swapaxes(a, -1, -2)) if self.layout == "transposed" else a
 
     @property
     def ggml_type(self) -> int:
@@ -184,23 +180,21 @@ def report(plans: dict[str, WeightPlan], quantize: str | None) -> QuantizationRe
 
 def quantize_into(plan: WeightPlan, arr: np.ndarray, dst: int, nbytes: int) -> None:
     """Quantize (or copy) ``arr`` into the tensor data at address ``dst``."""
-    import ctypes
-
     g = ggml()
     src = plan.to_storage(arr)
     if plan.type_name == "f32":
         if src.nbytes != nbytes:
-            raise ValueError(f"{plan.name}: {src.nbytes} bytes for a {nbytes}-byte tensor")
+            raise LoweringBug(f"{plan.name}: {src.nbytes} bytes for a {nbytes}-byte tensor")
         ctypes.memmove(dst, src.ctypes.data, nbytes)
         return
     row = plan.stored_shape[-1]
     nrows = math.prod(plan.stored_shape[:-1])
     if g.ggml_row_size(plan.ggml_type, row) * nrows != nbytes:
-        raise ValueError(f"{plan.name}: quantized size mismatch")
+        raise LoweringBug(f"{plan.name}: quantized size mismatch")
     written = g.ggml_quantize_chunk(plan.ggml_type, src.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
                                     dst, 0, nrows, row, None)
     if written != nbytes:
-        raise ValueError(f"{plan.name}: ggml wrote {written} bytes, expected {nbytes}")
+        raise LoweringBug(f"{plan.name}: ggml wrote {written} bytes, expected {nbytes}")
 
 
 __all__ = ["WeightPlan", "QuantizationReport", "plan_weights", "folded_transposes", "report", "quantize_into"]

@@ -35,17 +35,23 @@ _IDENT = re.compile(r"[^0-9a-zA-Z_]")
 
 
 class _Names:
+    """Unique Python identifiers from readable hints (``matmul``, ``matmul_2``...)."""
+
     def __init__(self) -> None:
         self.used: set[str] = set()
+        self._next: dict[str, int] = {}
 
     def make(self, hint: str) -> str:
         base = _IDENT.sub("_", hint).strip("_") or "v"
         if base[0].isdigit() or keyword.iskeyword(base):
             base = "v_" + base
-        name, i = base, 1
+        name, i = base, self._next.get(base, 1)
+        if i > 1:
+            name = f"{base}_{i}"
         while name in self.used:
             i += 1
             name = f"{base}_{i}"
+        self._next[base] = i + 1
         self.used.add(name)
         return name
 

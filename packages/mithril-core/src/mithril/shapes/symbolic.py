@@ -173,19 +173,14 @@ class SymShape:
     # views
     def resolve(self) -> "SymShape":
         """Expand bound variadics: the result's variadic (if any) is free."""
-        pre = list(self.prefix)
-        suf = list(self.suffix)
         var = self.variadic
-        while var is not None:
-            root = var.find()
-            if root.binding is None:
-                var = root
-                break
-            b = root.binding
-            pre += b.prefix
-            suf = list(b.suffix) + suf
-            var = b.variadic
-        return _raw(pre, var, suf)
+        if var is None:
+            return _raw(list(self.prefix), None, [])
+        root = var.find()
+        if root.binding is None:
+            return _raw(list(self.prefix), root, list(self.suffix))
+        b = _expand(root)
+        return _raw(self.prefix + b.prefix, b.variadic, b.suffix + self.suffix)
 
     @property
     def rank(self) -> int | None:
@@ -231,6 +226,26 @@ class SymShape:
         return "[" + ", ".join(str(x) for x in self.to_list()) + "]"
 
 
+def _expand(root: Variadic) -> SymShape:
+    """The fully expanded binding of a bound variadic; long chains are compressed."""
+    pre: list[Dim] = []
+    suf: list[Dim] = []
+    cur: Variadic | None = root
+    hops = 0
+    while cur is not None:
+        b = cur.binding
+        if b is None:
+            break
+        hops += 1
+        pre += b.prefix
+        suf = b.suffix + suf
+        cur = b.variadic.find() if b.variadic is not None else None
+    out = _raw(pre, cur, suf)
+    if hops > 1:
+        _set(root, "binding", out)
+    return out
+
+
 def _raw(pre: list[Dim], var: Variadic | None, suf: list[Dim]) -> SymShape:
     s = SymShape.__new__(SymShape)
     s.prefix, s.variadic, s.suffix = pre, var, suf
@@ -264,7 +279,10 @@ _running = [False]
 
 def _wake(var: Dim | Variadic) -> None:
     if var.watchers:
-        _queue.extend(c for c in var.watchers if not c.done)
+        alive = [c for c in var.watchers if not c.done]
+        if len(alive) != len(var.watchers):
+            _set(var, "watchers", alive)
+        _queue.extend(alive)
 
 
 def add_constraint(c: Constraint) -> None:
@@ -368,11 +386,10 @@ def _bind_variadic(v: Variadic, shape: SymShape) -> None:
 def unify(a: SymShape, b: SymShape) -> None:
     """Make two shapes equal or raise :class:`ShapeMismatchError`."""
     ra, rb = a.resolve(), b.resolve()
-    sa, sb = repr(ra), repr(rb)
     try:
         _unify_resolved(ra, rb)
     except ShapeMismatchError as e:
-        raise ShapeMismatchError(f"{sa} vs {sb}: {e}") from None
+        raise ShapeMismatchError(f"{ra!r} vs {rb!r}: {e}") from None
     _drain()
 
 
