@@ -208,6 +208,11 @@ def slice_grad(g: Array, *, input_shape: Sequence[int], starts: Sequence[Any], s
 
 
 # ------------------------------------------------------------------- table
+def _linear(x: Any, w: Any, b: Any) -> Any:
+    """x @ w.T + b (the optional fused primitive)."""
+    return jnp.matmul(x, w.T) + b
+
+
 def core_kernels(float_dtype: Any) -> dict[str, Kernel]:
     """Name -> kernel for every core primitive, for a backend of ``float_dtype``."""
     table: dict[str, Kernel] = {**_BINARY, **_UNARY}
@@ -225,6 +230,7 @@ def core_kernels(float_dtype: Any) -> dict[str, Kernel]:
         softmax=softmax,
         log_softmax=log_softmax,
         matmul=jnp.matmul,
+        linear=_linear,  # optional fused primitive
         transpose=transpose,
         reshape=reshape,
         flatten=flatten,

@@ -120,6 +120,13 @@ def slice_grad(grad: np.ndarray, *, input_shape: Sequence[int], starts: Sequence
 
 
 # -------------------------------------------------------------------- table
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x @ w.T + b (the optional fused primitive), with the add done in place."""
+    out = np.matmul(x, w.T)
+    out += b
+    return out
+
+
 def build_kernels(float_dtype: np.dtype | type) -> dict[str, Kernel]:
     """The kernels of every core primitive for a backend whose float dtype is ``float_dtype``."""
     kinds = {"float": np.dtype(float_dtype), "int": np.dtype(np.int64), "bool": np.dtype(np.bool_)}
@@ -165,6 +172,7 @@ def build_kernels(float_dtype: np.dtype | type) -> dict[str, Kernel]:
         "gelu": gelu,
         # structure
         "matmul": np.matmul,
+        "linear": linear,  # optional fused primitive
         "transpose": transpose,
         "reshape": reshape,
         "flatten": flatten,

@@ -244,6 +244,7 @@ STATIC_KERNELS: dict[str, Kernel] = {
     "gelu": F.gelu,  # keyword `approximate` matches
     # structure
     "matmul": torch.matmul,
+    "linear": F.linear,  # optional fused primitive
     "transpose": transpose,
     "reshape": reshape,
     "flatten": flatten,

@@ -9,7 +9,7 @@ from typing import Any
 from ..backend import Backend
 from ..ir.flatten import FlatModel
 from ..ir.graph import Graph, Value, ValueRole
-from ..ir.passes import autodiff, simplify
+from ..ir.passes import autodiff, fuse, simplify
 from ..ir.passes.shape_inference import concretize
 from .executable import Executable
 
@@ -60,6 +60,7 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
         simplify.fold_constants(graph, backend)
     simplify.cse(graph)
     wrt_t: tuple[str, ...] = ()
+    n_forward = len(graph.nodes)
     if cotangent_outputs is not None:
         wrt_t = tuple(wrt if wrt is not None else autodiff.differentiable_params(graph))
         if backend.differentiates_natively:
@@ -67,12 +68,16 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
                 out = graph.outputs[name]
                 graph.cotangents[name] = Value(ValueRole.INPUT, name=name, kind=out.kind, shape=out.shape)
         else:
-            n_forward = len(graph.nodes)
             autodiff.differentiate(graph, wrt_t, cotangent_outputs)
-            simplify.cse(graph)
-            if opts.gradient_checkpointing:
-                autodiff.checkpoint(graph, n_forward)
-            simplify.prune(graph)
+    simplify.cse(graph)
+    fuse.simplify_transposes(graph)
+    fuse.fuse_linear(graph, backend.kernels)
+    simplify.cse(graph)
+    simplify.prune(graph)
+    if opts.gradient_checkpointing and graph.gradients:
+        # after CSE, which would merge the recomputed copies back
+        autodiff.checkpoint(graph, _forward_prefix(graph))
+        simplify.prune(graph)
     executable = backend.lower(graph, jit=opts.jit, wrt=wrt_t, source_path=opts.source_path)
     return Compiled(
         graph=graph,
@@ -82,3 +87,12 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
         output_shapes={k: v.shape for k, v in graph.outputs.items()},  # type: ignore[misc]
         wrt=wrt_t,
     )
+
+
+def _forward_prefix(graph: Graph) -> int:
+    """Number of leading nodes that do not depend on any cotangent (the forward pass)."""
+    tainted = {v.uid for v in graph.cotangents.values()}
+    for i, n in enumerate(graph.nodes):
+        if any(v.uid in tainted for v in n.inputs):
+            return i
+    return len(graph.nodes)

@@ -54,6 +54,8 @@ class Primitive:
     output: str = "output"
     #: resolved by the compiler (identity, mode_switch, numel); never lowered
     compile_time: bool = False
+    #: a fused form the compiler emits only for backends that have its kernel
+    optional: bool = False
 
     def bind_attrs(self, given: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         """Fill defaults, reject unknown attributes."""

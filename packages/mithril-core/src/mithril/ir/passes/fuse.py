@@ -1,0 +1,135 @@
+"""Algebraic simplification and fusion over concrete graphs.
+
+* transposes of transposes compose (or vanish);
+* ``transpose(matmul(a, b))`` becomes ``matmul(b', a')`` when it saves a transpose;
+* ``add(matmul(x, transpose(w)), b)`` becomes the optional fused primitive
+  ``linear(x, w, b)`` when the backend has a kernel for it (torch.nn.functional.linear
+  semantics). Backends without the kernel keep the unfused graph: one mechanism,
+  no backend names in the core.
+"""
+
+from __future__ import annotations
+
+from ...primitives.base import registry
+from ..graph import Graph, Node, Value, ValueRole
+
+
+def _perm(node: Node) -> tuple[int, ...]:
+    rank = len(node.inputs[0].shape)  # type: ignore[arg-type]
+    axes = node.attrs["axes"]
+    return tuple(reversed(range(rank))) if axes is None else tuple(a % rank for a in axes)
+
+
+def _is_swap_last(perm: tuple[int, ...]) -> bool:
+    n = len(perm)
+    return n >= 2 and perm == tuple(range(n - 2)) + (n - 1, n - 2)
+
+
+def _use_counts(graph: Graph) -> dict[int, int]:
+    uses: dict[int, int] = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            uses[v.uid] = uses.get(v.uid, 0) + 1
+    for v in graph.results():
+        uses[v.uid] = uses.get(v.uid, 0) + 1
+    return uses
+
+
+def _new_node(name: str, inputs: list[Value], attrs: dict, shape: tuple[int, ...], kind: str | None,
+              where: str) -> Node:
+    out = Value(ValueRole.NODE, kind=kind, shape=shape)
+    node = Node(registry.get(name), inputs, attrs, out, where)
+    out.producer = node
+    return node
+
+
+def simplify_transposes(graph: Graph) -> Graph:
+    """Compose transpose chains and push transposes through 2-D matmuls."""
+    uses = _use_counts(graph)
+    repl: dict[int, Value] = {}
+    out_nodes: list[Node] = []
+
+    def r(v: Value) -> Value:
+        while v.uid in repl:
+            v = repl[v.uid]
+        return v
+
+    def transposed(v: Value, where: str) -> Value:
+        p = v.producer
+        if p is not None and p.primitive.name == "transpose" and _is_swap_last(_perm(p)):
+            return p.inputs[0]
+        shape = v.shape[:-2] + (v.shape[-1], v.shape[-2])  # type: ignore[index]
+        t = _new_node("transpose", [v], {"axes": tuple(range(len(shape) - 2)) + (len(shape) - 1, len(shape) - 2)},
+                      shape, v.kind, where)
+        out_nodes.append(t)
+        return t.output
+
+    for node in graph.nodes:
+        node.inputs = [r(v) for v in node.inputs]
+        if node.primitive.name == "transpose":
+            src = node.inputs[0].producer
+            if src is not None and src.primitive.name == "transpose":
+                inner, outer = _perm(src), _perm(node)
+                composed = tuple(inner[a] for a in outer)
+                x = src.inputs[0]
+                if composed == tuple(range(len(composed))):
+                    repl[node.output.uid] = x
+                    continue
+                node.inputs = [x]
+                node.attrs = {**node.attrs, "axes": composed}
+            elif (src is not None and src.primitive.name == "matmul" and _is_swap_last(_perm(node))
+                  and uses.get(src.output.uid, 0) == 1 and len(node.output.shape) == 2  # type: ignore[arg-type]
+                  and all(len(v.shape) == 2 for v in src.inputs)  # type: ignore[arg-type]
+                  and any(v.producer is not None and v.producer.primitive.name == "transpose" for v in src.inputs)):
+                a, b = src.inputs
+                new = _new_node("matmul", [transposed(b, node.where), transposed(a, node.where)], {},
+                                node.output.shape, node.output.kind, node.where)  # type: ignore[arg-type]
+                out_nodes.append(new)
+                repl[node.output.uid] = new.output
+                continue
+        out_nodes.append(node)
+    graph.nodes = out_nodes
+    _apply(graph, repl)
+    return graph
+
+
+def fuse_linear(graph: Graph, kernels: object) -> Graph:
+    """``add(matmul(x, transpose(w)), b)`` -> ``linear(x, w, b)`` where the backend has a kernel."""
+    if "linear" not in kernels:  # type: ignore[operator]
+        return graph
+    uses = _use_counts(graph)
+    repl: dict[int, Value] = {}
+    out_nodes: list[Node] = []
+    for node in graph.nodes:
+        node.inputs = [repl.get(v.uid, v) for v in node.inputs]
+        if node.primitive.name == "add":
+            for h, b in (node.inputs, node.inputs[::-1]):
+                mm = h.producer
+                if mm is None or mm.primitive.name != "matmul" or uses.get(h.uid, 0) != 1:
+                    continue
+                x, t = mm.inputs
+                tp = t.producer
+                if tp is None or tp.primitive.name != "transpose" or len(t.shape) != 2:  # type: ignore[arg-type]
+                    continue
+                w = tp.inputs[0]
+                if len(b.shape) != 1 or b.shape[0] != w.shape[0] or node.output.shape != h.shape:  # type: ignore[index]
+                    continue
+                fused = _new_node("linear", [x, w, b], {}, node.output.shape, node.output.kind,  # type: ignore[arg-type]
+                                  node.where)
+                out_nodes.append(fused)
+                repl[node.output.uid] = fused.output
+                break
+            else:
+                out_nodes.append(node)
+            continue
+        out_nodes.append(node)
+    graph.nodes = out_nodes
+    _apply(graph, repl)
+    return graph
+
+
+def _apply(graph: Graph, repl: dict[int, Value]) -> None:
+    from .simplify import _substitute, prune
+
+    _substitute(graph, repl)
+    prune(graph)
