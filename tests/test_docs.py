@@ -1,11 +1,16 @@
 """Run the code of the documentation (docs/*.md) as written.
 
 Each page's ```python blocks run in order in one namespace per page (a block
-may use what an earlier block of the same page defined). A block preceded by
-the line ``<!-- docs-test: skip -->`` is not run (it needs something this
-project does not have yet, and the page says so). A page whose code uses a
-backend that is not installed is skipped with the reason; a page may also
-declare what it needs with ``<!-- docs-test: requires torch, jax -->``.
+may use what an earlier block of the same page defined). Markers on the lines
+right before a block's opening fence:
+
+* ``<!-- docs-test: skip -->``: the block is not run (it needs something this
+  project does not have yet, and the page says so);
+* ``<!-- docs-test: requires ggml -->`` (names separated by commas): the block
+  runs only when these backends are installed.
+
+A page whose other blocks use a backend that is not installed (``ml.TorchBackend``,
+``import jax``, ``ml.backend("numpy")``...) is skipped with the reason.
 
 Every page runs in a fresh working directory (files the examples write land
 there) and with the plugin state it found: in-process plugins a page registers
@@ -18,6 +23,7 @@ from __future__ import annotations
 import re
 import textwrap
 import traceback
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +35,7 @@ DOCS = ROOT / "docs"
 MKDOCS_YML = ROOT / "mkdocs.yml"
 
 SKIP_MARKER = "<!-- docs-test: skip -->"
-REQUIRES = re.compile(r"<!--\s*docs-test:\s*requires\s+([\w\s,-]+?)\s*-->")
+MARKER = re.compile(r"^<!--\s*docs-test:\s*(?P<what>skip|requires\s+(?P<names>[\w\s,-]+?))\s*-->$")
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>[^\s`]*)[^`]*$")
 
 #: what in a page's code means it needs a backend (registry name)
@@ -50,6 +56,7 @@ class Block:
     language: str
     code: str
     skip: bool
+    requires: frozenset[str] = frozenset()
 
 
 def parse_blocks(text: str) -> list[Block]:
@@ -70,10 +77,18 @@ def parse_blocks(text: str) -> list[Block]:
             body.append(lines[i])
             i += 1
         i += 1  # closing fence
-        prev = next((lines[j].strip() for j in range(start - 1, -1, -1) if lines[j].strip()), "")
+        skip, requires = False, set()
+        j = start - 1
+        while j >= 0 and (not lines[j].strip() or MARKER.match(lines[j].strip())):
+            marker = MARKER.match(lines[j].strip())
+            if marker and marker.group("what") == "skip":
+                skip = True
+            elif marker:
+                requires |= {n.strip() for n in marker.group("names").split(",") if n.strip()}
+            j -= 1
         is_python = lang in ("python", "py", "python3")
         blocks.append(Block(n_python if is_python else -1, start + 1, lang,
-                            textwrap.dedent("\n".join(body)) + "\n", prev == SKIP_MARKER))
+                            textwrap.dedent("\n".join(body)) + "\n", skip, frozenset(requires)))
         n_python += is_python
     return blocks
 
@@ -83,12 +98,9 @@ def python_blocks(text: str) -> list[Block]:
 
 
 def required_backends(text: str) -> set[str]:
-    """Backends the page's executed code uses, plus those declared with a requires marker."""
-    code = "\n".join(b.code for b in python_blocks(text) if not b.skip)
-    needed = {name for name, pattern in BACKEND_USES.items() if pattern.search(code)}
-    for m in REQUIRES.finditer(text):
-        needed |= {n.strip() for n in m.group(1).split(",") if n.strip()}
-    return needed
+    """Backends used by the page's blocks that run unconditionally (no skip or requires marker)."""
+    code = "\n".join(b.code for b in python_blocks(text) if not b.skip and not b.requires)
+    return {name for name, pattern in BACKEND_USES.items() if pattern.search(code)}
 
 
 def doc_pages() -> list[Path]:
@@ -122,11 +134,16 @@ def isolated_plugins() -> Iterator[None]:
 
 
 # ------------------------------------------------------------------- the tests
-def run_page(path: Path) -> None:
+def run_page(path: Path, installed: set[str]) -> list[str]:
+    """Run the page's blocks; returns why blocks were left out (requires markers not met)."""
     text = path.read_text(encoding="utf-8")
     namespace: dict[str, object] = {"__name__": f"docs_{path.stem.replace('-', '_')}"}
+    left_out = []
     for block in python_blocks(text):
         if block.skip:
+            continue
+        if not block.requires <= installed:
+            left_out.append(f"block {block.index} needs {', '.join(sorted(block.requires - installed))}")
             continue
         where = f"{path.name}, python block {block.index} (line {block.line})"
         try:
@@ -135,19 +152,23 @@ def run_page(path: Path) -> None:
         except Exception:  # noqa: BLE001 - re-raised with the page and block named
             numbered = "\n".join(f"{k + 1:4d}  {line}" for k, line in enumerate(block.code.splitlines()))
             pytest.fail(f"{where} failed:\n{numbered}\n\n{traceback.format_exc()}", pytrace=False)
+    return left_out
 
 
+@pytest.mark.filterwarnings("ignore:mithril. plugin:RuntimeWarning")
 @pytest.mark.parametrize("page", doc_pages(), ids=lambda p: p.name)
 def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                         isolated_plugins: None) -> None:
     import mithril as ml
 
     text = page.read_text(encoding="utf-8")
-    missing = sorted(required_backends(text) - set(ml.plugins.backends()))
+    installed = set(ml.plugins.backends())
+    missing = sorted(required_backends(text) - installed)
     if missing:
         pytest.skip(f"{page.name} needs backend(s) not installed: {', '.join(missing)}")
     monkeypatch.chdir(tmp_path)
-    run_page(page)
+    for note in run_page(page, installed):
+        warnings.warn(f"{page.name}: {note} (not installed); block not run", UserWarning, stacklevel=1)
 
 
 # ------------------------------------------------------ structure of the site
@@ -170,15 +191,10 @@ def test_nav_lists_every_page() -> None:
 
 @pytest.mark.parametrize("page", doc_pages(), ids=lambda p: p.name)
 def test_links_between_pages_resolve(page: Path) -> None:
-    text = page.read_text(encoding="utf-8")
-    code = {b.line for b in parse_blocks(text)}
-    bad = []
-    for target in re.findall(r"\]\(([^)\s]+?\.md)(?:#[\w-]*)?\)", text):
-        if "://" in target:
-            continue
-        if not (page.parent / target).resolve().is_file():
-            bad.append(target)
-    assert not bad, f"{page.name} links to missing page(s) {bad}" + (" (in code?)" if code else "")
+    prose = re.sub(r"^ {0,3}(`{3,}|~{3,}).*?^ {0,3}\1\s*$", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)
+    bad = [target for target in re.findall(r"\]\(([^)\s]+?\.md)(?:#[\w-]*)?\)", prose)
+           if "://" not in target and not (page.parent / target).resolve().is_file()]
+    assert not bad, f"{page.name} links to missing page(s) {bad}"
 
 
 def test_parser_honours_skip_marker() -> None:
@@ -191,4 +207,6 @@ def test_parser_honours_skip_marker() -> None:
     assert blocks[2].code == "y = x + 1\n"
     assert required_backends("```python\nb = ml.TorchBackend()\n```\n") == {"torch"}
     assert required_backends(SKIP_MARKER + "\n```python\nb = ml.GGMLBackend()\n```\n") == set()
-    assert required_backends("<!-- docs-test: requires jax, torch -->\n") == {"jax", "torch"}
+    guarded = parse_blocks("<!-- docs-test: requires jax, ggml -->\n\n```python\nb = ml.GGMLBackend()\n```\n")
+    assert guarded[0].requires == {"jax", "ggml"} and not guarded[0].skip
+    assert required_backends("<!-- docs-test: requires ggml -->\n```python\nml.GGMLBackend()\n```\n") == set()

@@ -15,9 +15,8 @@ from mithril_torch import TorchBackend
 
 #: primitives and block cases compiled with torch.compile
 JIT_SUBSET = frozenset({
-    "matmul-broadcast-batch", "conv2d-groups", "softmax-middle", "slice-negative-steps", "concat-three-axis1",
-    "max_pool2d-k3s2p1", "sum-negative-axes-keepdims", "where-broadcast", "gelu-exact", "argmax-middle",
-    "block-mlp", "block-cnn",
+    "matmul-broadcast-batch", "conv2d-groups", "softmax-middle", "slice-negative-steps", "where-broadcast",
+    "max_pool2d-k3s2p1", "block-cnn",
 })
 
 

@@ -42,7 +42,7 @@ class Backend(abc.ABC):
     supports_jit: ClassVar[bool] = False
     #: True when :meth:`lower` computes gradients itself (native autodiff); the core's
     #: autodiff pass is then skipped and ``lower`` gets ``wrt`` to differentiate
-    differentiates_natively: ClassVar[bool] = False
+    differentiates_natively: bool = False
 
     def __init__(self, dtype: DType = DType.float32, device: str = "cpu") -> None:
         if not isinstance(dtype, DType) or not dtype.is_float:

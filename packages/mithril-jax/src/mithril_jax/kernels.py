@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from mithril.errors import UnsupportedError
 
-from . import nn_kernels
+from . import indexing, nn_kernels
 from .static import hashable, static_jit
 from .x64 import int_dtype
 
@@ -240,6 +240,7 @@ def core_kernels(float_dtype: Any) -> dict[str, Kernel]:
         slice_grad=slice_grad,
     )
     table.update(nn_kernels.KERNELS)
+    table.update(indexing.KERNELS)  # model-zoo primitives
     return table
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import conv, pool, special
+from . import conv, indexing, pool, special
 
 Kernel = Callable[..., Any]
 
@@ -196,4 +196,6 @@ def build_kernels(float_dtype: np.dtype | type) -> dict[str, Kernel]:
         "max_pool2d_grad": pool.max_pool2d_grad,
         "avg_pool2d": pool.avg_pool2d,
         "avg_pool2d_grad": pool.avg_pool2d_grad,
+        # indexing, reshaping by example, transposed convolution, masks (model zoo)
+        **indexing.KERNELS,
     }

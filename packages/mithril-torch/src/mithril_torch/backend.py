@@ -10,7 +10,7 @@ import torch
 
 from mithril.backend import Backend, Kernel
 from mithril.dtypes import DType
-from mithril.errors import EvaluationError
+from mithril.errors import EvaluationError, UnsupportedError
 
 from . import dtypes as _dt
 from .devices import resolve_device
@@ -43,16 +43,21 @@ class TorchBackend(Backend):
     distribution: ClassVar[str] = "mithril-torch"
     supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
     supports_jit: ClassVar[bool] = True
-    differentiates_natively: ClassVar[bool] = False
 
     def __init__(
         self,
         dtype: DType = DType.float32,
         device: str = "cpu",
         *,
+        autodiff: str = "mithril",
         compile_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(dtype=dtype, device=str(device))
+        if autodiff not in ("torch", "mithril"):
+            raise UnsupportedError(f"TorchBackend autodiff must be 'torch' or 'mithril', got {autodiff!r}")
+        #: 'torch': gradients by torch.autograd; 'mithril': the core's autodiff pass
+        self.autodiff = autodiff
+        self.differentiates_natively = autodiff == "torch"
         self.torch_device: torch.device = resolve_device(device, dtype)
         self.device = str(self.torch_device)
         self.torch_dtype: torch.dtype = _dt.to_torch(dtype)
@@ -139,6 +144,19 @@ class TorchBackend(Backend):
         return torch.full(tuple(shape), value, dtype=target, device=self.torch_device)
 
     # ------------------------------------------------------------ execution
+    def lower(self, graph: Any, *, jit: bool, wrt: tuple[str, ...] = (), source_path: str | None = None) -> Any:
+        """Python source over the kernels; gradients by torch.autograd when ``autodiff='torch'``."""
+        from mithril.codegen.python_source import lower_to_python
+
+        from .autograd import lower_with_autograd, no_grad
+
+        if graph.cotangents and self.differentiates_natively:
+            return lower_with_autograd(graph, self, jit=jit, wrt=wrt, source_path=source_path)
+        ex = lower_to_python(graph, self, jit=jit, source_path=source_path)
+        if not jit:
+            ex._fn = no_grad(ex._fn)
+        return ex
+
     def jit(self, fn: Callable[..., Any], *, what: str) -> Callable[..., Any]:
         """``torch.compile(fn)``; warns (``RuntimeWarning``) and runs eagerly if that fails."""
         return compile_with_fallback(fn, what=what, options=self.compile_options)

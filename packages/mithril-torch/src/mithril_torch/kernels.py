@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import indexing
+
 Kernel = Callable[..., Any]
 Axes = tuple[int, ...] | None
 Pair = tuple[int, int]
@@ -275,5 +277,6 @@ STATIC_KERNELS: dict[str, Kernel] = {
 def make_kernels(float_dtype: torch.dtype) -> dict[str, Kernel]:
     """The kernel table of a backend whose float dtype is ``float_dtype``."""
     table = dict(STATIC_KERNELS)
+    table.update(indexing.KERNELS)  # model-zoo primitives
     table["cast"] = make_cast(float_dtype)
     return table

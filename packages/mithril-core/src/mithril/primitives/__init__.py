@@ -1,6 +1,7 @@
 """The core primitives: every backend implements a kernel for each."""
 
 from . import compile_time, elementwise, fused, nn, reductions, structure  # noqa: F401  (registers definitions)
+from . import indexing  # noqa: F401,E402  (zoo primitives; sets conv2d_input_grad's gradient rule)
 from .base import REQUIRED, Primitive, PrimitiveRegistry, Term, primitive, registry
 
 CORE_PRIMITIVES: tuple[str, ...] = tuple(
