@@ -94,6 +94,10 @@ class Backend(abc.ABC):
     def dtype_of(self, x: Any) -> DType:
         """The ml dtype of a backend array."""
 
+    def native_dtype_of(self, x: Any) -> Any:
+        """The library dtype of an array (compared with :meth:`native_dtype` on the hot path)."""
+        return x.dtype
+
     def kind_of(self, x: Any) -> str:
         return self.dtype_of(x).kind
 

@@ -44,6 +44,8 @@ class PhysicalModel:
         self.state_keys: tuple[str, ...] = tuple(k for k in g.state if k not in self._constants)
         self.output_keys: tuple[str, ...] = tuple(g.outputs)
         self._param_shapes: dict[str, tuple[int, ...]] | None = None
+        self._param_set = frozenset(self.param_keys) | frozenset(self.state_keys)
+        self._input_set = frozenset(self.input_keys)
         self._check_static()
 
     # ------------------------------------------------------------- compile
@@ -215,7 +217,8 @@ class PhysicalModel:
         if mode and self.options.static_inference:
             raise UnsupportedError("this model was compiled with static_inference=True: it runs in inference mode")
         be = self.backend
-        self._check_keys(params, inputs)
+        if not isinstance(params, Mapping) or params.keys() != self._param_set or inputs.keys() != self._input_set:
+            self._check_keys(params, inputs)  # raises with the details
         in_shapes: dict[str, tuple[int, ...]] = {}
         checked_inputs: dict[str, Any] = {}
         for k in self.input_keys:
@@ -232,16 +235,24 @@ class PhysicalModel:
                 raise UnknownKeyError(f"output_gradients: unknown output(s) {bad}; outputs: {list(self.output_keys)}")
             cot = tuple(k for k in self.output_keys if k in output_gradients)
         compiled = self._compiled(mode, in_shapes, cot)
+        expected = compiled.expected
+        if expected is None:
+            expected = compiled.expected = self._expected(compiled)
         checked_params: dict[str, Any] = {}
-        for k, shape in compiled.param_shapes.items():
+        native_of = be.native_dtype_of
+        for k, (shape, native) in expected.items():
+            if k in checked_inputs:
+                x = checked_inputs[k]
+                if native_of(x) != native:
+                    self._check_dtype(x, compiled.graph, k, "input")
+                continue
             x = be.accept(params[k], f"params[{k!r}]")
             got = tuple(be.shape_of(x))
             if got != shape:
                 raise ParamsError(f"params[{k!r}] has shape {list(got)}, the model needs {list(shape)}")
-            self._check_dtype(x, compiled.graph, k, "params")
+            if native_of(x) != native:
+                self._check_dtype(x, compiled.graph, k, "params")
             checked_params[k] = x
-        for k in self.input_keys:
-            self._check_dtype(checked_inputs[k], compiled.graph, k, "input")
         cots: dict[str, Any] = {}
         if cot:
             for k in cot:
@@ -257,6 +268,14 @@ class PhysicalModel:
         if return_state:
             result = (*result, state) if isinstance(result, tuple) else (result, state)
         return result
+
+    def _expected(self, compiled: Compiled) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """Per param/input: shape and the backend's native dtype, for the per-call fast checks."""
+        g = compiled.graph
+        out: dict[str, tuple[tuple[int, ...], Any]] = {}
+        for k, v in {**g.params, **g.state, **g.inputs}.items():
+            out[k] = (v.shape, self.backend.native_dtype(v.kind or "float"))  # type: ignore[assignment]
+        return out
 
     def _check_keys(self, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
         if not isinstance(params, Mapping):

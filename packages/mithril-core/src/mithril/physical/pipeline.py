@@ -35,6 +35,8 @@ class Compiled:
     param_shapes: dict[str, tuple[int, ...]]
     output_shapes: dict[str, tuple[int, ...]]
     wrt: tuple[str, ...]
+    #: per param/input: (shape, native dtype), filled on first evaluate
+    expected: dict[str, tuple[tuple[int, ...], Any]] | None = None
 
 
 def build_graph(flat: FlatModel, shapes: Mapping[str, Sequence[int] | None], constants: Mapping[str, Any],

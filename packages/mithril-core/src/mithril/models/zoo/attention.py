@@ -1,0 +1,119 @@
+"""Multi-head attention and a pre-LN transformer block with torch.nn state-dict names."""
+
+from __future__ import annotations
+
+import math
+
+from ...errors import ModelBuildError
+from ..connections import IOKey, TerminalRef, zeros
+from ..layers import Linear
+from ..model import Model
+from ..primitive_blocks import Gelu, Relu
+from ._util import xavier_uniform
+from .norm import LayerNorm
+
+MASK_KINDS = (None, "additive", "bool")
+
+
+class MultiHeadAttention(Model):
+    """torch.nn.MultiheadAttention(embed_dim, num_heads, batch_first=True) without dropout.
+
+    Terminals: ``query [N, L, E]``, ``key [N, S, E]``, ``value [N, S, E]`` (or one
+    ``input`` with ``self_attention=True``), ``output [N, L, E]``. Parameters:
+    ``in_proj_weight [3E, E]``, ``in_proj_bias [3E]``, ``out_proj.weight``,
+    ``out_proj.bias``, as in torch's state dict.
+
+    ``causal=True`` masks keys after the query position (top-left aligned, as
+    ``torch.nn.Transformer.generate_square_subsequent_mask``). ``attn_mask``:
+    ``"additive"`` adds a float input ``attn_mask`` (broadcast to ``[N, H, L, S]``,
+    e.g. ``[L, S]``) to the scores; ``"bool"`` takes a bool ``attn_mask`` where True
+    means *not allowed to attend* (torch's convention).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, bias: bool = True, *, causal: bool = False,
+                 attn_mask: str | None = None, self_attention: bool = False, name: str | None = None) -> None:
+        super().__init__(name=name)
+        if embed_dim % num_heads:
+            raise ModelBuildError(f"MultiHeadAttention: embed_dim {embed_dim} not divisible by num_heads {num_heads}")
+        if attn_mask not in MASK_KINDS:
+            raise ModelBuildError(f"MultiHeadAttention: attn_mask must be one of {MASK_KINDS}, got {attn_mask!r}")
+        e, h = embed_dim, num_heads
+        dh = e // h
+        self.embed_dim, self.num_heads = e, h
+        if self_attention:
+            names = ("input", "input", "input")
+            self.call("identity", IOKey("input", shape=[None, None, e]))  # declares the shape first
+        else:
+            names = ("query", "key", "value")
+            for n in names:
+                self.call("identity", IOKey(n, shape=[None, None, e]))
+        w = IOKey("in_proj_weight", shape=[3 * e, e], role="param", init=xavier_uniform)
+        b = IOKey("in_proj_bias", shape=[3 * e], role="param", init=zeros) if bias else None
+        heads: list[TerminalRef] = []
+        for i, src in enumerate(names):
+            wi = self.call("slice", w if i == 0 else "in_proj_weight", starts=(i * e,), stops=((i + 1) * e,),
+                           steps=(None,))
+            y = self.call("matmul", src, self.call("transpose", wi, axes=(1, 0)))
+            if bias:
+                bi = self.call("slice", b if i == 0 else "in_proj_bias", starts=(i * e,), stops=((i + 1) * e,),
+                               steps=(None,))
+                y = y + bi
+            y = self.call("unflatten", y, axis=-1, sizes=(h, dh))  # [N, L, H, Dh]
+            heads.append(self.call("transpose", y, axes=(0, 2, 3, 1) if i == 1 else (0, 2, 1, 3)))
+        q, k_t, v = heads
+        scores = self.call("matmul", q, k_t) * (1.0 / math.sqrt(dh))  # [N, H, L, S]
+        if attn_mask == "additive":
+            scores = scores + IOKey("attn_mask")
+        elif attn_mask == "bool":
+            scores = self.call("where", IOKey("attn_mask", dtype="bool"), float("-inf"), scores)
+        if causal:
+            scores = self.call("where", self.call("tril_mask", scores), scores, float("-inf"))
+        attn = self.call("softmax", scores, axis=-1)
+        ctx = self.call("transpose", self.call("matmul", attn, v), axes=(0, 2, 1, 3))  # [N, L, H, Dh]
+        ctx = self.call("flatten", ctx, start_axis=2, end_axis=3)
+        self |= Linear(e, use_bias=bias, name="out_proj")(input=ctx, output=IOKey("output"))
+        self.set_canonical(input=names[0], output="output")
+
+
+class TransformerBlock(Model):
+    """A pre-LN transformer encoder block (torch.nn.TransformerEncoderLayer with ``norm_first=True``,
+    ``batch_first=True``, no dropout)::
+
+        x = x + self_attn(norm1(x))
+        x = x + linear2(activation(linear1(norm2(x))))
+
+    Parameter names follow torch's state dict (``self_attn.in_proj_weight``,
+    ``linear1.weight``, ``norm1.weight``...). ``causal``/``attn_mask`` as in
+    :class:`MultiHeadAttention`.
+    """
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, activation: str = "relu",
+                 layer_norm_eps: float = 1e-5, bias: bool = True, *, causal: bool = False,
+                 attn_mask: str | None = None, name: str | None = None) -> None:
+        super().__init__(name=name)
+        acts = {"relu": Relu, "gelu": Gelu}
+        if activation not in acts:
+            raise ModelBuildError(f"TransformerBlock: activation must be 'relu' or 'gelu', got {activation!r}")
+        x = IOKey("input", shape=[None, None, d_model])
+        norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, name="norm1")
+        self |= norm1(input=x)
+        attn = MultiHeadAttention(d_model, nhead, bias=bias, causal=causal, attn_mask=attn_mask,
+                                  self_attention=True, name="self_attn")
+        conns = {"input": norm1.output}
+        if attn_mask is not None:
+            conns["attn_mask"] = "attn_mask"
+        self |= attn(**conns)
+        h = self.call("add", "input", attn.output)
+        norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, name="norm2")
+        self |= norm2(input=h)
+        lin1 = Linear(dim_feedforward, use_bias=bias, name="linear1")
+        self |= lin1(input=norm2.output)
+        act = acts[activation]()
+        self |= act(input=lin1.output)
+        lin2 = Linear(d_model, use_bias=bias, name="linear2")
+        self |= lin2(input=act.output)
+        self.call("add", h, lin2.output, output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+__all__ = ["MultiHeadAttention", "TransformerBlock"]

@@ -1,0 +1,126 @@
+"""Convolution, pooling and embedding layers with torch.nn parameter names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ...errors import ModelBuildError
+from ..connections import IOKey, bias_of, normal, uniform_fan_in
+from ..model import Model
+from ..primitive_blocks import _pair
+from ._util import single
+
+
+class Conv1d(Model):
+    """1-D convolution over ``[N, C, L]``, as torch.nn.Conv1d (weight ``[out, in/groups, k]``)."""
+
+    def __init__(self, in_channels: int | None = None, out_channels: int | None = None,
+                 kernel_size: int | Sequence[int] = 3, stride: int | Sequence[int] = 1,
+                 padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1, groups: int = 1,
+                 bias: bool = True, *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        if out_channels is None:
+            raise ModelBuildError("Conv1d needs out_channels")
+        k, s, d = single(kernel_size, "Conv1d kernel_size"), single(stride, "Conv1d stride"), single(dilation, "Conv1d dilation")
+        if padding == "valid":
+            p = 0
+        elif padding == "same":
+            if s != 1 or (d * (k - 1)) % 2:
+                raise ModelBuildError("Conv1d padding='same' needs stride 1 and an even total padding")
+            p = d * (k - 1) // 2
+        else:
+            p = single(padding, "Conv1d padding")  # type: ignore[arg-type]
+        if in_channels is not None and in_channels % groups:
+            raise ModelBuildError(f"Conv1d: in_channels {in_channels} not divisible by groups {groups}")
+        w_in = None if in_channels is None else in_channels // groups
+        weight = IOKey("weight", shape=[out_channels, w_in, k], role="param", init=uniform_fan_in)
+        x = IOKey("input", shape=[None, in_channels, None])
+        x4 = self.call("unflatten", x, axis=2, sizes=(1, -1))  # [N, C, 1, L]
+        w4 = self.call("unflatten", weight, axis=2, sizes=(1, -1))  # [O, C/g, 1, k]
+        y = self.call("conv2d", x4, w4, stride=(1, s), padding=(0, p), dilation=(1, d), groups=int(groups))
+        y = self.call("flatten", y, start_axis=2, end_axis=3)
+        if bias:
+            b = self.call("reshape", IOKey("bias", shape=[out_channels], role="param", init=bias_of("weight")),
+                          shape=(1, -1, 1))
+            y = y + b
+        self.call("identity", y, output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+class ConvTranspose2d(Model):
+    """Transposed 2-D convolution, as torch.nn.ConvTranspose2d (weight ``[in, out/groups, kh, kw]``)."""
+
+    def __init__(self, in_channels: int | None = None, out_channels: int | None = None,
+                 kernel_size: int | Sequence[int] = 3, stride: int | Sequence[int] = 1,
+                 padding: int | Sequence[int] = 0, output_padding: int | Sequence[int] = 0, groups: int = 1,
+                 bias: bool = True, dilation: int | Sequence[int] = 1, *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        if out_channels is None:
+            raise ModelBuildError("ConvTranspose2d needs out_channels")
+        if out_channels % groups or (in_channels is not None and in_channels % groups):
+            raise ModelBuildError(f"ConvTranspose2d: channels ({in_channels}, {out_channels}) not divisible by "
+                                  f"groups {groups}")
+        k = _pair(kernel_size)
+        weight = IOKey("weight", shape=[in_channels, out_channels // groups, k[0], k[1]], role="param",
+                       init=uniform_fan_in)
+        x = IOKey("input", shape=[None, in_channels, None, None])
+        y = self.call("conv_transpose2d", x, weight, stride=_pair(stride), padding=_pair(padding),
+                      output_padding=_pair(output_padding), dilation=_pair(dilation), groups=int(groups))
+        if bias:
+            b = self.call("reshape", IOKey("bias", shape=[out_channels], role="param", init=bias_of("weight")),
+                          shape=(1, -1, 1, 1))
+            y = y + b
+        self.call("identity", y, output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+class MaxPool1d(Model):
+    """As torch.nn.MaxPool1d over ``[N, C, L]`` (stride defaults to kernel_size, floor mode)."""
+
+    def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1, *,
+                 name: str | None = None) -> None:
+        super().__init__(name=name)
+        k = single(kernel_size, "MaxPool1d kernel_size")
+        s = k if stride is None else single(stride, "MaxPool1d stride")
+        x4 = self.call("unflatten", IOKey("input", shape=[None, None, None]), axis=2, sizes=(1, -1))
+        y = self.call("max_pool2d", x4, kernel_size=(1, k), stride=(1, s), padding=(0, single(padding, "padding")),
+                      dilation=(1, single(dilation, "dilation")))
+        self.call("flatten", y, start_axis=2, end_axis=3, output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+class AdaptiveAvgPool2d(Model):
+    """As torch.nn.AdaptiveAvgPool2d, for an ``output_size`` that divides the input's height and width.
+
+    Each output cell is the mean of an ``(H/oh) x (W/ow)`` window (global average
+    pooling for ``output_size=1``). A size that does not divide raises a shape error.
+    """
+
+    def __init__(self, output_size: int | Sequence[int], *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        oh, ow = _pair(output_size)
+        x = IOKey("input", shape=[None, None, None, None])
+        if (oh, ow) == (1, 1):
+            self.call("mean", x, axis=(2, 3), keepdims=True, output=IOKey("output"))
+        else:
+            h = self.call("mean", self.call("unflatten", x, axis=3, sizes=(ow, -1)), axis=(4,), keepdims=False)
+            h = self.call("unflatten", h, axis=2, sizes=(oh, -1))  # [N, C, oh, H/oh, ow]
+            self.call("mean", h, axis=(3,), keepdims=False, output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+class Embedding(Model):
+    """torch.nn.Embedding: ``weight[input]`` with ``weight: [num_embeddings, embedding_dim]`` ~ N(0, 1).
+
+    ``input`` holds int indices of any shape; the output appends ``embedding_dim``.
+    """
+
+    def __init__(self, num_embeddings: int | None = None, embedding_dim: int | None = None, *,
+                 name: str | None = None) -> None:
+        super().__init__(name=name)
+        weight = IOKey("weight", shape=[num_embeddings, embedding_dim], role="param", init=normal)
+        self.call("gather_rows", weight, IOKey("input", dtype="int"), output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+__all__ = ["Conv1d", "ConvTranspose2d", "MaxPool1d", "AdaptiveAvgPool2d", "Embedding"]

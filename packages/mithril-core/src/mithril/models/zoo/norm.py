@@ -1,0 +1,124 @@
+"""Normalisation layers with torch.nn parameter names: BatchNorm1d, LayerNorm, GroupNorm, RMSNorm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+from ...errors import ModelBuildError
+from ..connections import IOKey, ones, zeros
+from ..model import Model
+from ._util import shape_tuple
+
+
+class BatchNorm1d(Model):
+    """torch.nn.BatchNorm1d over ``[N, C]`` or ``[N, C, L]`` (any rank >= 2 works).
+
+    Batch statistics in training mode, running ones in inference; in training mode
+    the new ``running_mean``/``running_var`` come back with ``return_state=True``.
+    """
+
+    def __init__(self, num_features: int | None = None, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        c = num_features
+        x = IOKey("input", shape=[None, c, "..."])
+        # [N, C, *] -> [N, C, M] (M = 1 for a rank-2 input)
+        h = self.call("flatten", self.call("unflatten", x, axis=-1, sizes=(-1, 1)), start_axis=2, end_axis=-1)
+        axes = (0, 2)
+        mean = self.call("mean", h, axis=axes, keepdims=True)
+        centered = self.call("sub", h, mean)
+        var = self.call("mean", centered * centered, axis=axes, keepdims=True)
+        xhat_train = centered / self.call("sqrt", var + eps)
+        if track_running_stats:
+            rm = self.call("reshape", IOKey("running_mean", shape=[c], role="state", init=zeros), shape=(1, -1, 1))
+            rv = self.call("reshape", IOKey("running_var", shape=[c], role="state", init=ones), shape=(1, -1, 1))
+            xhat_eval = self.call("sub", h, rm) / self.call("sqrt", rv + eps)
+            xhat = self.call("mode_switch", xhat_train, xhat_eval)
+            n = self.call("numel", h, axis=axes)
+            batch_mean = self.call("reshape", mean, shape=(-1,))
+            unbiased = self.call("reshape", var, shape=(-1,)) * (n / (n - 1.0))
+            self.call("add", self.call("mul", "running_mean", 1.0 - momentum), batch_mean * momentum,
+                      output="_new_running_mean")
+            self.call("add", self.call("mul", "running_var", 1.0 - momentum), unbiased * momentum,
+                      output="_new_running_var")
+            for s in ("running_mean", "running_var"):
+                self._named[f"_new_{s}"].expose = False
+                self.update_state(s, f"_new_{s}")
+        else:
+            xhat = xhat_train
+        if affine:
+            w = self.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=(1, -1, 1))
+            b = self.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=(1, -1, 1))
+            xhat = xhat * w + b
+        self.call("reshape_as", xhat, "input", output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+class LayerNorm(Model):
+    """torch.nn.LayerNorm: normalise over the trailing ``normalized_shape`` axes; ``weight``/``bias``."""
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        ns = shape_tuple(normalized_shape)
+        axes = tuple(range(-len(ns), 0))
+        x = IOKey("input", shape=["...", *ns])
+        mean = self.call("mean", x, axis=axes, keepdims=True)
+        centered = self.call("sub", "input", mean)
+        var = self.call("mean", centered * centered, axis=axes, keepdims=True)
+        y = centered / self.call("sqrt", var + eps)
+        if elementwise_affine:
+            y = y * IOKey("weight", shape=list(ns), role="param", init=ones)
+            if bias:
+                y = y + IOKey("bias", shape=list(ns), role="param", init=zeros)
+        self.call("identity", y, output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+class RMSNorm(Model):
+    """torch.nn.RMSNorm: ``x / sqrt(mean(x², trailing axes) + eps) * weight``.
+
+    torch's ``eps=None`` means the dtype's machine epsilon; a logical model has no
+    dtype, so ``eps`` defaults to 1e-6 here (pass torch's value to match exactly).
+    """
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-6, elementwise_affine: bool = True,
+                 *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        ns = shape_tuple(normalized_shape)
+        axes = tuple(range(-len(ns), 0))
+        x = IOKey("input", shape=["...", *ns])
+        ms = self.call("mean", self.call("mul", x, "input"), axis=axes, keepdims=True)
+        y = self.call("div", "input", self.call("sqrt", ms + eps))
+        if elementwise_affine:
+            y = y * IOKey("weight", shape=list(ns), role="param", init=ones)
+        self.call("identity", y, output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+class GroupNorm(Model):
+    """torch.nn.GroupNorm over ``[N, C, *]``: statistics per sample and group of ``C / num_groups`` channels."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, *,
+                 name: str | None = None) -> None:
+        super().__init__(name=name)
+        if num_channels % num_groups:
+            raise ModelBuildError(f"GroupNorm: num_channels {num_channels} not divisible by num_groups {num_groups}")
+        c = num_channels
+        x = IOKey("input", shape=[None, c, "..."])
+        h = self.call("flatten", self.call("unflatten", x, axis=-1, sizes=(-1, 1)), start_axis=2, end_axis=-1)
+        hg = self.call("unflatten", h, axis=1, sizes=(num_groups, -1))  # [N, G, C/G, M]
+        mean = self.call("mean", hg, axis=(2, 3), keepdims=True)
+        centered = self.call("sub", hg, mean)
+        var = self.call("mean", centered * centered, axis=(2, 3), keepdims=True)
+        y = self.call("flatten", centered / self.call("sqrt", var + eps), start_axis=1, end_axis=2)  # [N, C, M]
+        if affine:
+            w = self.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=(1, -1, 1))
+            b = self.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=(1, -1, 1))
+            y = y * w + b
+        self.call("reshape_as", y, "input", output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+__all__ = ["BatchNorm1d", "LayerNorm", "RMSNorm", "GroupNorm"]
