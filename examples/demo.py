@@ -84,6 +84,16 @@ def main() -> int:
         ok &= falls and err < 1e-4
         print(f"[{name}] compiled in {t_compile * 1e3:.1f} ms; output vs NumPy-by-hand max error {err:.1e}; "
               f"loss per epoch: {', '.join(f'{v:.4f}' for v in losses)} ({'falls' if falls else 'DOES NOT FALL'})")
+    if reference is not None and "ggml" in ml.plugins.backends():
+        # the deployment phase: int8 weights, inference-only graph
+        deploy = ml.compile(model, ml.GGMLBackend(quantize="int8"), static_inference=True)
+        out = deploy.evaluate(reference, {"input": x[:32]})["output"]
+        ref_out = np.maximum(x[:32] @ reference["linear_0.weight"].T + reference["linear_0.bias"], 0)
+        ref_out = ref_out @ reference["linear_1.weight"].T + reference["linear_1.bias"]
+        rel = float(np.linalg.norm(out - ref_out) / np.linalg.norm(ref_out))
+        print(f"[ggml int8, static_inference] relative error vs float32: {rel:.2%}")
+        print(deploy.summary().split("quantization:")[-1].rstrip())
+        ok &= rel < 0.02
     if reference is None:
         print("no backend is installed: pip install mithril[numpy] (or [torch], [jax], [ggml], [all])")
         return 1

@@ -133,7 +133,14 @@ class PhysicalModel:
         """Shapes of inputs, params, state and outputs (symbolic where still unknown)."""
         from ..ir.passes.shape_inference import symbolic_shapes
 
-        return symbolic_shapes(self._flat_for(self.training), self._shapes)
+        return symbolic_shapes(self._flat_for(self.training), self._known_shapes())
+
+    def _known_shapes(self) -> dict[str, Any]:
+        """Shapes given to compile, completed by those of the last compiled call."""
+        shapes: dict[str, Any] = dict(self._shapes)
+        if self._last is not None:
+            shapes.update({k: list(v) for k, v in self._last.input_shapes.items() if k in self.input_keys})
+        return shapes
 
     @property
     def source(self) -> str:

@@ -37,7 +37,7 @@ def physical_summary(pm: "PhysicalModel", max_depth: int = 0) -> str:
     from ..ir.passes.shape_inference import solve
 
     flat = pm._flat_for(pm.training)
-    terms = solve(flat, pm._shapes)
+    terms = solve(flat, pm._known_shapes())
     try:
         pshapes = pm.param_shapes
     except Exception:  # noqa: BLE001 - unknown until evaluate

@@ -40,22 +40,16 @@ class MultiHeadAttention(Model):
         e, h = embed_dim, num_heads
         dh = e // h
         self.embed_dim, self.num_heads = e, h
-        if self_attention:
-            names = ("input", "input", "input")
-            self.call("identity", IOKey("input", shape=[None, None, e]))  # declares the shape first
-        else:
-            names = ("query", "key", "value")
-            for n in names:
-                self.call("identity", IOKey(n, shape=[None, None, e]))
+        names = ("input",) * 3 if self_attention else ("query", "key", "value")
         w = IOKey("in_proj_weight", shape=[3 * e, e], role="param", init=xavier_uniform)
         b = IOKey("in_proj_bias", shape=[3 * e], role="param", init=zeros) if bias else None
         heads: list[TerminalRef] = []
         for i, src in enumerate(names):
-            wi = self.call("slice", w if i == 0 else "in_proj_weight", starts=(i * e,), stops=((i + 1) * e,),
+            wi = self.call("slice", w, starts=(i * e,), stops=((i + 1) * e,),
                            steps=(None,))
-            y = self.call("matmul", src, self.call("transpose", wi, axes=(1, 0)))
+            y = self.call("matmul", IOKey(src, shape=[None, None, e]), self.call("transpose", wi, axes=(1, 0)))
             if bias:
-                bi = self.call("slice", b if i == 0 else "in_proj_bias", starts=(i * e,), stops=((i + 1) * e,),
+                bi = self.call("slice", b, starts=(i * e,), stops=((i + 1) * e,),
                                steps=(None,))
                 y = y + bi
             y = self.call("unflatten", y, axis=-1, sizes=(h, dh))  # [N, L, H, Dh]
