@@ -27,6 +27,19 @@ from ..shapes.symbolic import Dim, Variadic, _raw, bind_dim, unify, unify_dims
 from .base import REQUIRED, primitive, registry
 
 
+def _tail(shape, n: int):  # type: ignore[no-untyped-def]
+    """``(rest, last n dims)`` like ``at_least_rank``, or None while undecidable.
+
+    ``at_least_rank`` turns ``[N, C, ...]`` into ``[N, C, ..., d]`` (rank >= 3), which
+    wrongly rejects ``[N, C]``; here a shape with known leading dims, a variadic
+    part and too short a suffix waits until more is known.
+    """
+    r = shape.resolve()
+    if r.variadic is not None and r.prefix and len(r.suffix) < n:
+        return None
+    return at_least_rank(shape, n)
+
+
 # ---------------------------------------------------------------- gather_rows
 def _gather_rows_rule(ins, out, attrs) -> bool:
     weight, indices = ins
@@ -47,7 +60,10 @@ def _scatter_add_rows_rule(ins, out, attrs) -> bool:
     grad, indices = ins
     bind_kind(indices.kind, "int")
     unify_kinds(grad.kind, out.kind)
-    batch, (d,) = at_least_rank(grad.shape, 1)
+    split = _tail(grad.shape, 1)
+    if split is None:
+        return False
+    batch, (d,) = split
     unify(indices.shape, batch)
     unify(out.shape, _raw([Dim(attrs["num_rows"]), d], None, []))
     return True
@@ -65,7 +81,10 @@ def _gather_last_rule(ins, out, attrs) -> bool:
     x, indices = ins
     bind_kind(indices.kind, "int")
     unify_kinds(x.kind, out.kind)
-    batch, _ = at_least_rank(x.shape, 1)
+    split = _tail(x.shape, 1)
+    if split is None:
+        return False
+    batch, _ = split
     unify(indices.shape, batch)
     unify(out.shape, batch)
     return True
@@ -125,7 +144,10 @@ def _unflatten_rule(ins, out, attrs) -> bool:
         unify(out.shape, _raw(r.prefix[:axis] + new + r.prefix[axis + 1:], r.variadic, r.suffix))
         return split(d)
     k = -axis
-    batch, tail = at_least_rank(ins[0].shape, k)
+    split_ = _tail(ins[0].shape, k)
+    if split_ is None:
+        return False
+    batch, tail = split_
     b = batch.resolve()
     unify(out.shape, _raw(b.prefix, b.variadic, b.suffix + new + tail[1:]))
     return split(tail[0])
@@ -235,7 +257,10 @@ if registry.get("conv2d_input_grad").vjp is None:
 # ---------------------------------------------------------------- tril_mask
 def _tril_mask_rule(ins, out, attrs) -> bool:
     bind_kind(out.kind, "bool")
-    _, (l, s) = at_least_rank(ins[0].shape, 2)
+    split = _tail(ins[0].shape, 2)
+    if split is None:
+        return False
+    _, (l, s) = split
     unify(out.shape, _raw([l, s], None, []))
     return True
 

@@ -114,22 +114,30 @@ def cse(graph: Graph) -> Graph:
 
 
 def fold_constants(graph: Graph, backend: Any) -> Graph:
-    """Evaluate nodes whose inputs are all constants with the backend's own kernels."""
+    """Evaluate nodes whose inputs are all constants: with the backend's kernels, else the NumPy reference."""
+    from ...testing.reference import REFERENCE
+
     repl: dict[int, Value] = {}
     keep: list[Node] = []
     kernels = backend.kernels
     for n in graph.nodes:
         ins = [repl.get(v.uid, v) for v in n.inputs]
         n.inputs = ins
+        if not ins or not all(v.role is ValueRole.CONST for v in ins):
+            keep.append(n)
+            continue
         fn = kernels.get(n.primitive.name)
-        if fn is not None and ins and all(v.role is ValueRole.CONST for v in ins):
-            args = [backend.constant(np.asarray(v.data, dtype=_np_dtype(backend, v.kind))) for v in ins]
-            data = backend.to_numpy(fn(*args, **n.attrs))
-            c = const_value(data, n.output.kind)
-            c.shape = n.output.shape
-            repl[n.output.uid] = c
+        arrays = [np.asarray(v.data, dtype=_np_dtype(backend, v.kind)) for v in ins]
+        if fn is not None:
+            data = backend.to_numpy(fn(*[backend.constant(a) for a in arrays], **n.attrs))
+        elif n.primitive.name in REFERENCE:  # a backend without kernels (GGML): the NumPy reference
+            data = np.asarray(REFERENCE[n.primitive.name](*arrays, **n.attrs)).astype(_np_dtype(backend, n.output.kind))
         else:
             keep.append(n)
+            continue
+        c = const_value(data, n.output.kind)
+        c.shape = n.output.shape
+        repl[n.output.uid] = c
     graph.nodes = keep
     _substitute(graph, repl)
     return graph
