@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 import models as M
-from harness import Stats, Variant, measure_memory, ratio_stats, time_variants
+from harness import Stats, Variant, bench_threads, measure_memory, ratio_stats, time_variants
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ def model_specs(level: str, gpt_cfg: M.GPTConfig | None = None) -> list[ModelSpe
         cnn_batch = 32
         cfg = gpt_cfg or M.GPTConfig(n_layers=2 if level == "quick" else 12)
     n, w, b = deep
+    skip_deep = level == "smoke"  # the seed MLP covers the same code paths
     gpt_title = (f"GPT {cfg.n_layers}L d={cfg.d_model} h={cfg.n_heads} T={cfg.seq_len} B={cfg.batch}")
-    return [
+    specs = [
         ModelSpec("seed_mlp", "seed MLP 20-64-10, B=32", M.seed_mlp, (32, 20),
                   lambda p, x: NN.mlp_forward(p, x, 2), lambda p, c, g: NN.mlp_backward(p, c, g, 2)[0],
                   NT.SeedMLP, lambda: NJ.seed_mlp),
@@ -79,6 +80,7 @@ def model_specs(level: str, gpt_cfg: M.GPTConfig | None = None) -> list[ModelSpe
                   lambda p, x: NN.gpt_forward(cfg, p, x), lambda p, c, g: NN.gpt_backward(cfg, p, c, g),
                   lambda: NT.GPT(cfg), lambda: NJ.gpt(cfg), tokens=cfg.batch * cfg.seq_len),
     ]
+    return [s for s in specs if not (skip_deep and s.key.startswith(f"mlp{n}x"))]
 
 
 @dataclass
@@ -91,6 +93,14 @@ class Group:
     variants: list[Variant] = field(default_factory=list)
     check: dict[str, float] = field(default_factory=dict)  # variant -> relative error vs native
     notes: list[str] = field(default_factory=list)
+    checks: list[tuple[str, Callable[[], None]]] = field(default_factory=list)  # (variant, fn): after timing
+
+    def run_checks(self) -> None:
+        for name, c in self.checks:
+            try:
+                c()
+            except Exception as e:  # noqa: BLE001 - a failed check is reported, not fatal
+                self.notes.append(f"{name}: check failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
 
 
 def _rel(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
@@ -146,13 +156,17 @@ def numpy_group(ctx: _Ctx, mode: str) -> Group:
 
         grp.variants.append(Variant("native", n_fwd if mode == "forward" else n_train, "tracemalloc",
                                     "NumPy by hand"))
-        if mode == "forward":
-            grp.check["mithril"] = _rel([m_fn()["output"]], [n_fwd()])
-        else:
-            _, mg = m_fn()
-            _, ng = n_train()
-            keys = sorted(mg)
-            grp.check["mithril"] = _rel([mg[k] for k in keys], [ng[k] for k in keys])
+
+        def check() -> None:
+            if mode == "forward":
+                grp.check["mithril"] = _rel([m_fn()["output"]], [n_fwd()])
+            else:
+                _, mg = m_fn()
+                _, ng = n_train()
+                keys = sorted(mg)
+                grp.check["mithril"] = _rel([mg[k] for k in keys], [ng[k] for k in keys])
+
+        grp.checks.append(("mithril", check))
     del ml
     return grp
 
@@ -216,6 +230,14 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
     pm = ml.compile(ctx.model, be, shapes=shapes)
     grp.variants.append(Variant("mithril", mithril_fn(pm), mem, "Mithril torch eager", baseline="native"))
     grp.variants.append(Variant("native", native_fn(module), mem, "torch.nn eager"))
+    if mode == "train":
+        try:
+            be_ad = ml.TorchBackend(dtype=ml.float32, device=device, autodiff="torch")
+            pm_ad = ml.compile(ctx.model, be_ad, shapes=shapes)
+            grp.variants.append(Variant("mithril-autograd", mithril_fn(pm_ad), mem,
+                                        "Mithril torch eager, autodiff='torch'", baseline="native"))
+        except TypeError:  # a mithril-torch without the option
+            pass
     if jit:
         import torch._dynamo
 
@@ -227,7 +249,7 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
         grp.variants.append(Variant("native-compile", native_fn(compiled), mem, "torch.compile(nn.Module)"))
     if ggml and mode == "forward" and not cuda and spec.ggml:
         try:
-            gbe = ml.GGMLBackend()
+            gbe = ml.GGMLBackend(n_threads=bench_threads())
             gpm = ml.compile(ctx.model, gbe, shapes=shapes)
             gp = dict(ctx.params)
             gin = {"input": ctx.x}
@@ -240,25 +262,24 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
     def to_np(a: Any) -> np.ndarray:
         return a.detach().float().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
+    def check(v: Variant) -> None:
+        if mode == "forward":
+            with torch.no_grad():
+                ref = to_np(module(x))
+            out = v.fn()["output"]
+            grp.check[v.name] = _rel([to_np(out)], [ref])
+        else:
+            for q in params:
+                q.grad = None
+            module(x).backward(g)
+            ref = {k: to_np(q.grad) for k, q in module.named_parameters()}
+            _, grads = v.fn()
+            keys = sorted(grads)
+            grp.check[v.name] = _rel([to_np(grads[k]) for k in keys], [ref[k] for k in keys])
+
     for v in grp.variants:
-        if v.name.startswith("native"):
-            continue
-        try:
-            if mode == "forward":
-                with torch.no_grad():
-                    ref = to_np(module(x))
-                out = v.fn()["output"]
-                grp.check[v.name] = _rel([to_np(out)], [ref])
-            else:
-                for q in params:
-                    q.grad = None
-                module(x).backward(g)
-                ref = {k: to_np(q.grad) for k, q in module.named_parameters()}
-                _, grads = v.fn()
-                keys = sorted(grads)
-                grp.check[v.name] = _rel([to_np(grads[k]) for k in keys], [ref[k] for k in keys])
-        except Exception as e:  # noqa: BLE001
-            grp.notes.append(f"{v.name}: check failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+        if not v.name.startswith("native"):
+            grp.checks.append((v.name, lambda v=v: check(v)))
     return grp
 
 
@@ -295,7 +316,8 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
     grp.variants.append(Variant("mithril-jit", m_fn, mem, "Mithril jax jit=True", baseline="native-jit"))
     label = "jax.jit(f)" if mode == "forward" else "jax.jit(jax.value_and_grad(loss))"
     grp.variants.append(Variant("native-jit", n_fn, mem, label))
-    try:
+
+    def check() -> None:
         if mode == "forward":
             grp.check["mithril-jit"] = _rel([np.asarray(m_fn()["output"])], [np.asarray(n_fn())])
         else:
@@ -304,8 +326,8 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
             (ref,) = vjp(g)
             keys = sorted(grads)
             grp.check["mithril-jit"] = _rel([np.asarray(grads[k]) for k in keys], [np.asarray(ref[k]) for k in keys])
-    except Exception as e:  # noqa: BLE001
-        grp.notes.append(f"check failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+
+    grp.checks.append(("mithril-jit", check))
     del jnp
     return grp
 
@@ -313,10 +335,12 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
 # ------------------------------------------------------------------------------------------ run
 def run(level: str, *, device: str, families: Sequence[str], rounds: int, target_s: float,
         torch_jit_models: Sequence[str] | None, memory: bool, log: Callable[[str], None],
-        gpt_cfg: M.GPTConfig | None = None) -> list[dict[str, Any]]:
-    """Rows of the runtime suite (one per variant)."""
+        gpt_cfg: M.GPTConfig | None = None, models: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of the runtime suite (one per variant); ``models``: key prefixes to run (default all)."""
     rows: list[dict[str, Any]] = []
     specs = model_specs(level, gpt_cfg)
+    if models:
+        specs = [s for s in specs if any(s.key.startswith(m.strip()) for m in models)]
     for spec in specs:
         ctx = _Ctx(spec)
         for mode in ("forward", "train"):
@@ -328,8 +352,7 @@ def run(level: str, *, device: str, families: Sequence[str], rounds: int, target
                         if fam == "numpy":
                             grp = numpy_group(ctx, mode)
                         elif fam == "torch":
-                            grp = torch_group(ctx, mode, device if device != "cpu" else "cpu", jit,
-                                              ggml="ggml" in families)
+                            grp = torch_group(ctx, mode, _torch_device(device), jit, ggml="ggml" in families)
                         elif fam == "jax":
                             grp = jax_group(ctx, mode, _jax_device(device))
                         else:
@@ -337,15 +360,25 @@ def run(level: str, *, device: str, families: Sequence[str], rounds: int, target
                         log(f"runtime: {spec.key} {mode} {fam}: {', '.join(v.name for v in grp.variants)}")
                         times = time_variants(grp.variants, rounds=rounds, target_s=target_s)
                         mems = {v.name: measure_memory(v) if memory else None for v in grp.variants}
+                        grp.run_checks()
                 except Exception as e:  # noqa: BLE001 - a failing group is reported, the suite goes on
                     log(f"runtime: {spec.key} {mode} {fam} FAILED: {type(e).__name__}: {e}")
                     rows.append(dict(suite="runtime", model=spec.key, model_title=spec.title, mode=mode,
                                      family=fam, variant="error", framework=fam,
                                      error=f"{type(e).__name__}: {str(e)[:300]}"))
                     continue
-                rows.extend(_rows(grp, times, mems))
+                new = _rows(grp, times, mems)
+                for r in new:
+                    log(f"    {r['variant']:<15} {r['time_s']['median'] * 1e3:10.3f} ms  first "
+                        f"{(r['first_call_s'] or 0):7.2f} s  ratio {r.get('ratio', {}).get('median', float('nan')):5.2f}"
+                        f"  mem {r['peak_mem_bytes']}  check {r['check_rel_err']}")
+                rows.extend(new)
                 del grp
     return rows
+
+
+def _torch_device(device: str) -> str:
+    return "cuda" + device[3:] if device.startswith("gpu") else device
 
 
 def _jax_device(device: str) -> str:
@@ -362,7 +395,7 @@ def _rows(grp: Group, times: dict[str, list[float]], mems: dict[str, int | None]
             variant=v.name, framework=v.framework, time_s=st.as_dict(), first_call_s=v.first_call_s,
             calls_per_round=v.info.get("calls_per_round"), peak_mem_bytes=mems.get(v.name),
             mem_method=v.mem_method, baseline=v.baseline, check_rel_err=grp.check.get(v.name),
-            notes=list(grp.notes) if v.name.startswith("mithril") else [],
+            notes=list(grp.notes) if v is grp.variants[0] else [],
         )
         if v.baseline and v.baseline in times:
             row["ratio"] = ratio_stats(times[v.name], times[v.baseline]).as_dict()

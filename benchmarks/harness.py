@@ -7,7 +7,10 @@ Timing
     rotating order. A round gives one per-call time per variant; we report the
     median, min and max over rounds, and the ratio Mithril/native of each round
     (median, min, max). Interleaving the variants makes the ratio robust to other
-    jobs on the machine. Garbage collection is off inside a round.
+    jobs on the machine. Before timing, ``gc.freeze()`` moves the objects that
+    exist after set-up (torch, JAX, the models) out of the collector's reach, so a
+    collection costs what the calls themselves allocate; the collector stays on
+    while timing (Mithril and native pay for their own garbage).
 
 Peak memory (what each number means, ``mem_method`` in the results)
     * ``tracemalloc``: the peak of bytes traced by ``tracemalloc`` during one call,
@@ -24,7 +27,7 @@ Peak memory (what each number means, ``mem_method`` in the results)
       ``torch.cuda.memory_allocated`` before it (the caching allocator's live bytes).
     * ``jax-device``: a JAX GPU's ``peak_bytes_in_use`` after the call minus
       ``bytes_in_use`` before it (JAX cannot reset its peak: process-wide, an upper bound).
-    Each memory figure is the median of 3 measured calls after warm-up.
+    Each memory figure is the median of ``MEM_REPEATS`` (3) measured calls after warm-up.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ import tracemalloc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+
+#: measured calls per memory figure (run.py --smoke sets 1)
+MEM_REPEATS = 3
 
 
 # ----------------------------------------------------------------------------- variants
@@ -78,6 +85,8 @@ def time_variants(variants: Sequence[Variant], *, rounds: int, target_s: float, 
                   max_calls: int = 10_000) -> dict[str, list[float]]:
     """Per-call seconds of each variant, one entry per round (see the module doc)."""
     calls: dict[str, int] = {}
+    gc.collect()
+    gc.freeze()
     for v in variants:
         t0 = time.perf_counter()
         v.fn()
@@ -97,14 +106,10 @@ def time_variants(variants: Sequence[Variant], *, rounds: int, target_s: float, 
         for v in order:
             k = calls[v.name]
             gc.collect()
-            gc.disable()
-            try:
-                t0 = time.perf_counter()
-                for _ in range(k):
-                    v.fn()
-                dt = time.perf_counter() - t0
-            finally:
-                gc.enable()
+            t0 = time.perf_counter()
+            for _ in range(k):
+                v.fn()
+            dt = time.perf_counter() - t0
             per_round[v.name].append(dt / k)
     for v in variants:
         v.info["calls_per_round"] = calls[v.name]
@@ -152,10 +157,10 @@ def rss_available() -> bool:
     return _status_kib("VmHWM") is not None and _reset_hwm()
 
 
-def measure_memory(v: Variant, repeats: int = 3) -> int | None:
+def measure_memory(v: Variant, repeats: int | None = None) -> int | None:
     """Peak extra bytes of one call of ``v`` by its ``mem_method`` (median of ``repeats``), or None."""
     out = []
-    for _ in range(repeats):
+    for _ in range(repeats or MEM_REPEATS):
         b = _memory_once(v)
         if b is None:
             return None
@@ -214,6 +219,12 @@ def _memory_once(v: Variant) -> int | None:
 
 
 # ----------------------------------------------------------------------------- machine
+def bench_threads() -> int | None:
+    """The thread count ``run.py --threads`` set (None: each library's default)."""
+    n = os.environ.get("MITHRIL_BENCH_THREADS")
+    return int(n) if n else None
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

@@ -38,10 +38,11 @@ SKIP_MARKER = "<!-- docs-test: skip -->"
 MARKER = re.compile(r"^<!--\s*docs-test:\s*(?P<what>skip|requires\s+(?P<names>[\w\s,-]+?))\s*-->$")
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>[^\s`]*)[^`]*$")
 
-#: what in a page's code means it needs a backend (registry name)
+#: what in a page's code means it needs a backend (registry name); imports count at top level only
+#: (a plugin importing torch inside its torch branch does not need torch)
 BACKEND_USES = {
-    "torch": re.compile(r"ml\.TorchBackend\b|ml\.backend\(\s*[\"']torch[\"']|^\s*(import|from)\s+torch\b", re.M),
-    "jax": re.compile(r"ml\.JaxBackend\b|ml\.backend\(\s*[\"']jax[\"']|^\s*(import|from)\s+jax\b", re.M),
+    "torch": re.compile(r"ml\.TorchBackend\b|ml\.backend\(\s*[\"']torch[\"']|^(import|from)\s+torch\b", re.M),
+    "jax": re.compile(r"ml\.JaxBackend\b|ml\.backend\(\s*[\"']jax[\"']|^(import|from)\s+jax\b", re.M),
     "numpy": re.compile(r"ml\.NumpyBackend\b|ml\.backend\(\s*[\"']numpy[\"']|\bmithril_numpy\b", re.M),
     "ggml": re.compile(r"ml\.GGMLBackend\b|ml\.backend\(\s*[\"']ggml[\"']|\bmithril_ggml\b", re.M),
 }

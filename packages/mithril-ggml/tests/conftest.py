@@ -1,6 +1,12 @@
 """Test helpers: build one-node graphs with concrete shapes, NumPy references."""
 
 from __future__ import annotations
+import os as _os
+import sys as _sys
+
+# test helper modules beside this file (pytest runs with --import-mode=importlib)
+_sys.path.insert(0, _os.path.dirname(__file__))
+
 
 import os
 import sys

@@ -413,13 +413,20 @@ def _float32_calls(rng):
                   "max_pool2d": ((img,), mp), "max_pool2d_grad": ((img, f(2, 4, 4, 4)), mp),
                   "avg_pool2d": ((img,), ap),
                   "avg_pool2d_grad": ((f(2, 4, 4, 4),), {"input_shape": img.shape, **ap})})
+    idx = rng.integers(0, 3, (2, 2))
+    calls.update({"gather_rows": ((x, idx), {}), "scatter_add_rows": ((f(2, 2, 4), idx), {"num_rows": 5}),
+                  "gather_last": ((f(2, 2, 4), idx), {}), "scatter_last": ((f(2, 2), idx), {"size": 4}),
+                  "unflatten": ((x,), {"axis": 1, "sizes": (2, -1)}), "reshape_as": ((x, f(12)), {}),
+                  "conv_transpose2d": ((img, f(4, 3, 2, 2)), {"stride": (2, 1), "padding": (1, 0),
+                                                             "output_padding": (1, 0), "dilation": (1, 1),
+                                                             "groups": 2})})
     return calls
 
 
 def test_float32_stays_float32(k32, rng):
     calls = _float32_calls(rng)
     float_out = set(CORE_PRIMITIVES) - {"greater", "greater_equal", "less", "less_equal", "equal",
-                                        "not_equal", "argmax"}
+                                        "not_equal", "argmax", "tril_mask"}
     assert float_out <= set(calls)
     for name in sorted(float_out):
         args, attrs = calls[name]

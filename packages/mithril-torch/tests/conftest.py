@@ -1,6 +1,12 @@
 """Shared fixtures: a TorchBackend per float dtype and helpers to compare with NumPy oracles."""
 
 from __future__ import annotations
+import os as _os
+import sys as _sys
+
+# test helper modules beside this file (pytest runs with --import-mode=importlib)
+_sys.path.insert(0, _os.path.dirname(__file__))
+
 
 import os
 import sys

@@ -7,7 +7,7 @@ It only matters to test modules that use the conformance suite
   ``mithril_backend_factory`` (an error that says how to define it); a backend
   package overrides them in its test module or ``conftest.py``;
 * when ``mithril_conformance_options`` is parametrized, tests a configuration
-  excludes through its ``dtypes``, ``only`` or ``blocks`` keys are deselected
+  excludes through its ``dtypes``, ``only``, ``blocks`` or ``tests`` keys are deselected
   rather than reported as hundreds of skips.
 
 With plugin autoloading disabled (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``), add
@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         if (
             callspec is None
-            or not getattr(getattr(item, "function", None), "mithril_conformance", False)
+            or not getattr(getattr(item, "function", None), "mithril_conformance", None)
             or "mithril_conformance_options" not in callspec.params
         ):
             keep.append(item)
@@ -54,7 +54,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         from .conformance import selected
 
         params = callspec.params
-        if selected(params.get("mithril_case"), params.get("mithril_dtype"), params["mithril_conformance_options"]):
+        kind = item.function.mithril_conformance  # type: ignore[attr-defined]
+        if selected(params.get("mithril_case"), params.get("mithril_dtype"), params["mithril_conformance_options"],
+                    kind):
             keep.append(item)
         else:
             drop.append(item)

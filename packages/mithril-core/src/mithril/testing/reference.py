@@ -28,8 +28,8 @@ import numpy as np
 Array = np.ndarray
 ReferenceFn = Callable[..., Array]
 
-__all__ = ["REFERENCE", "reference", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d",
-           "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad"]
+__all__ = ["REFERENCE", "reference", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "conv_transpose2d",
+           "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad"]
 
 
 def _f(x: Any) -> Array:
@@ -443,6 +443,97 @@ def avg_pool2d_grad(grad: Array, *, input_shape: Sequence[int], kernel_size: Seq
     return gx
 
 
+# ---------------------------------------------------------------- indexing
+def gather_rows(weight: Array, indices: Array) -> Array:
+    """``weight[indices]``: row ``indices[...]`` of ``weight [V, D]`` for every index (embedding lookup)."""
+    w, idx = np.asarray(weight), np.asarray(indices, dtype=np.int64)
+    out = np.empty(idx.shape + w.shape[1:], dtype=w.dtype)
+    for pos in np.ndindex(*idx.shape):
+        out[pos] = w[idx[pos]]
+    return out
+
+
+def scatter_add_rows(grad: Array, indices: Array, *, num_rows: int) -> Array:
+    """zeros([num_rows, D]) with each row of ``grad`` added at its index (repeated indices add up)."""
+    g, idx = _f(grad), np.asarray(indices, dtype=np.int64)
+    out = np.zeros((num_rows, g.shape[-1]))
+    for pos in np.ndindex(*idx.shape):
+        out[idx[pos]] += g[pos]
+    return out
+
+
+def gather_last(input: Array, indices: Array) -> Array:
+    """``out[...] = input[..., indices[...]]``."""
+    x, idx = np.asarray(input), np.asarray(indices, dtype=np.int64)
+    out = np.empty(idx.shape, dtype=x.dtype)
+    for pos in np.ndindex(*idx.shape):
+        out[pos] = x[pos + (idx[pos],)]
+    return out
+
+
+def scatter_last(grad: Array, indices: Array, *, size: int) -> Array:
+    """zeros([..., size]) with ``grad[...]`` written at ``[..., indices[...]]``."""
+    g, idx = _f(grad), np.asarray(indices, dtype=np.int64)
+    out = np.zeros(g.shape + (size,))
+    for pos in np.ndindex(*idx.shape):
+        out[pos + (idx[pos],)] = g[pos]
+    return out
+
+
+def unflatten(input: Array, *, axis: int, sizes: Sequence[int]) -> Array:
+    """torch.unflatten: split ``axis`` into ``sizes`` (one may be -1)."""
+    x = np.asarray(input)
+    a = axis % x.ndim
+    sizes = list(sizes)
+    if -1 in sizes:
+        known = math.prod(s for s in sizes if s != -1)
+        sizes[sizes.index(-1)] = x.shape[a] // known
+    return x.reshape(x.shape[:a] + tuple(sizes) + x.shape[a + 1:]).copy()
+
+
+def reshape_as(input: Array, like: Array) -> Array:
+    return np.reshape(np.asarray(input), np.shape(like)).copy()
+
+
+def tril_mask(like: Array, *, diagonal: int = 0) -> Array:
+    """bool [L, S] for the last two axes of ``like``: True where column <= row + diagonal."""
+    rows, cols = np.shape(like)[-2:]
+    return np.array([[c <= r + diagonal for c in range(cols)] for r in range(rows)], dtype=bool).reshape(rows, cols)
+
+
+def conv_transpose2d(input: Array, weight: Array, *, stride: Sequence[int] = (1, 1), padding: Sequence[int] = (0, 0),
+                     output_padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1),
+                     groups: int = 1) -> Array:
+    """torch.nn.functional.conv_transpose2d (no bias), weight ``[in, out/groups, kh, kw]``.
+
+    Every input pixel ``(y, x)`` adds ``input * weight[:, :, i, j]`` at output
+    ``(y*stride + i*dilation - padding, x*stride + j*dilation - padding)``.
+    """
+    x, w = _f(input), _f(weight)
+    n, c, h, wd = x.shape
+    ci, og, kh, kw = w.shape
+    assert ci == c and c % groups == 0
+    cg = c // groups
+    full = [(h - 1) * stride[0] + dilation[0] * (kh - 1) + 1 + output_padding[0],
+            (wd - 1) * stride[1] + dilation[1] * (kw - 1) + 1 + output_padding[1]]
+    out = np.zeros((n, og * groups, full[0], full[1]))
+    for g in range(groups):
+        xg = x[:, g * cg:(g + 1) * cg]
+        for i in range(kh):
+            for j in range(kw):
+                rows = slice(i * dilation[0], i * dilation[0] + stride[0] * (h - 1) + 1, stride[0])
+                cols = slice(j * dilation[1], j * dilation[1] + stride[1] * (wd - 1) + 1, stride[1])
+                out[:, g * og:(g + 1) * og, rows, cols] += np.einsum("nchw,co->nohw", xg,
+                                                                     w[g * cg:(g + 1) * cg, :, i, j])
+    ho, wo = full[0] - 2 * padding[0], full[1] - 2 * padding[1]
+    return out[:, :, padding[0]:padding[0] + ho, padding[1]:padding[1] + wo].copy()
+
+
+def linear(input: Array, weight: Array, bias: Array) -> Array:
+    """torch.nn.functional.linear: input @ weight.T + bias (the optional fused primitive)."""
+    return matmul(_f(input)[..., None, :], np.swapaxes(_f(weight), -1, -2))[..., 0, :] + _f(bias)
+
+
 # ------------------------------------------------------------------- table
 REFERENCE: dict[str, ReferenceFn] = {
     "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow_, "maximum": maximum, "minimum": minimum,
@@ -457,6 +548,11 @@ REFERENCE: dict[str, ReferenceFn] = {
     "conv2d": conv2d, "conv2d_input_grad": conv2d_input_grad, "conv2d_weight_grad": conv2d_weight_grad,
     "max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad,
     "avg_pool2d": avg_pool2d, "avg_pool2d_grad": avg_pool2d_grad,
+    "gather_rows": gather_rows, "scatter_add_rows": scatter_add_rows, "gather_last": gather_last,
+    "scatter_last": scatter_last, "unflatten": unflatten, "reshape_as": reshape_as, "tril_mask": tril_mask,
+    "conv_transpose2d": conv_transpose2d,
+    # optional (fused) primitives
+    "linear": linear,
 }
 
 

@@ -43,12 +43,11 @@ def check_reduction(reduction: str, where: str) -> None:
         raise ModelBuildError(f"{where}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-def reduce(model: Model, x: TerminalRef, reduction: str) -> TerminalRef | None:
-    """Add the loss reduction writing to ``output``."""
+def reduce(model: Model, x: TerminalRef, reduction: str) -> None:
+    """Add the loss reduction, writing to the model's ``output``."""
     from ..connections import IOKey
 
     if reduction == "none":
         model.call("identity", x, output=IOKey("output"))
     else:
         model.call(reduction, x, axis=None, keepdims=False, output=IOKey("output"))
-    return None

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from ...errors import ModelBuildError
-from ..connections import IOKey
+from ..connections import IOKey, TerminalRef
 from ..model import Model
 from ._util import check_reduction, reduce
 
@@ -17,7 +17,7 @@ class _Loss(Model):
         check_reduction(reduction, type(self).__name__)
         self.reduction = reduction
 
-    def _finish(self, per_element) -> None:  # type: ignore[no-untyped-def]
+    def _finish(self, per_element: TerminalRef) -> None:
         reduce(self, per_element, self.reduction)
         self.set_canonical(input="input", output="output")
 
@@ -53,31 +53,59 @@ class HuberLoss(_Loss):
         self._finish(self.call("where", self.call("less", ad, float(delta)), quad, lin))
 
 
-class NLLLoss(_Loss):
-    """-input[n, target[n]] for log-probabilities ``input [N, C]`` and int class indices ``target [N]``."""
+class _ClassIndexLoss(_Loss):
+    """NLL over class indices, as torch: ``input [N, C, *]``, int ``target [N, *]``, ``ignore_index``."""
 
-    def __init__(self, reduction: str = "mean", *, name: str | None = None) -> None:
+    def _build(self, log_softmax: bool, label_smoothing: float, ignore_index: int | None) -> None:
+        # [N, C, *] -> [N, M, C] and [N, *] -> [N, M], whatever the rank (M = 1 for [N, C])
+        x = self.call("flatten", self.call("unflatten", IOKey("input"), axis=-1,
+                                           sizes=(-1, 1)), start_axis=2, end_axis=-1)
+        x = self.call("transpose", x, axes=(0, 2, 1))
+        t = self.call("flatten", self.call("unflatten", IOKey("target", dtype="int"), axis=-1, sizes=(-1, 1)),
+                      start_axis=1, end_axis=-1)
+        logp = self.call("log_softmax", x, axis=-1) if log_softmax else x
+        valid = None
+        if ignore_index is not None:
+            valid = self.call("not_equal", t, int(ignore_index))
+            t = self.call("where", valid, t, 0)
+        loss = self.call("neg", self.call("gather_last", logp, t))
+        if label_smoothing > 0.0:
+            smooth = self.call("neg", self.call("mean", logp, axis=(-1,), keepdims=False))
+            loss = loss * (1.0 - label_smoothing) + smooth * float(label_smoothing)
+        if valid is not None:
+            loss = self.call("where", valid, loss, 0.0)
+        if self.reduction == "none":
+            self.call("reshape_as", loss, "target", output=IOKey("output"))
+        elif self.reduction == "sum" or valid is None:
+            reduce(self, loss, self.reduction)
+        else:  # the mean over the targets that are not ignored
+            count = self.call("sum", self.call("cast", valid, kind="float"), axis=None, keepdims=False)
+            self.call("div", self.call("sum", loss, axis=None, keepdims=False), count, output=IOKey("output"))
+        self.set_canonical(input="input", output="output")
+
+
+class NLLLoss(_ClassIndexLoss):
+    """-input[n, target[n]] for log-probabilities ``input [N, C]`` (or ``[N, C, d1, ...]``) and int class
+    indices ``target [N]`` (or ``[N, d1, ...]``); targets equal to ``ignore_index`` do not count."""
+
+    def __init__(self, reduction: str = "mean", ignore_index: int | None = -100, *, name: str | None = None) -> None:
         super().__init__(reduction, name)
-        picked = self.call("gather_last", IOKey("input", shape=[None, None]), IOKey("target", dtype="int"))
-        self._finish(self.call("neg", picked))
+        self._build(False, 0.0, ignore_index)
 
 
-class CrossEntropyLoss(_Loss):
-    """log-softmax then NLL, for logits ``input [N, C]`` and int class indices ``target [N]``.
+class CrossEntropyLoss(_ClassIndexLoss):
+    """log-softmax over the class axis (1) then NLL, for logits ``input [N, C, *]`` and int ``target [N, *]``.
 
-    ``label_smoothing`` mixes the one-hot target with the uniform distribution, as torch.
+    ``label_smoothing`` mixes the one-hot target with the uniform distribution, and targets equal to
+    ``ignore_index`` do not count (``ignore_index=None`` drops the masking from the graph), as torch.
     """
 
-    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0, *, name: str | None = None) -> None:
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int | None = -100, *,
+                 name: str | None = None) -> None:
         super().__init__(reduction, name)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ModelBuildError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
-        logp = self.call("log_softmax", IOKey("input", shape=[None, None]), axis=-1)
-        nll = self.call("neg", self.call("gather_last", logp, IOKey("target", dtype="int")))
-        if label_smoothing > 0.0:
-            smooth = self.call("neg", self.call("mean", logp, axis=(-1,), keepdims=False))
-            nll = nll * (1.0 - label_smoothing) + smooth * float(label_smoothing)
-        self._finish(nll)
+        self._build(True, float(label_smoothing), ignore_index)
 
 
 class BCEWithLogitsLoss(_Loss):

@@ -22,9 +22,10 @@ class BatchNorm1d(Model):
                  affine: bool = True, track_running_stats: bool = True, *, name: str | None = None) -> None:
         super().__init__(name=name)
         c = num_features
-        x = IOKey("input", shape=[None, c, "..."])
-        # [N, C, *] -> [N, C, M] (M = 1 for a rank-2 input)
-        h = self.call("flatten", self.call("unflatten", x, axis=-1, sizes=(-1, 1)), start_axis=2, end_axis=-1)
+        # [N, C, *] -> [N, C, M] (M = 1 for a rank-2 input). The input itself gets no declared shape:
+        # a declared [N, C, ...] would meet the rule's [..., d] as rank >= 3 (a core limitation: see mithril-core README)
+        h = self.call("flatten", self.call("unflatten", IOKey("input"), axis=-1, sizes=(-1, 1)), start_axis=2,
+                      end_axis=-1, output=IOKey("_flat", shape=[None, c, None], expose=False))
         axes = (0, 2)
         mean = self.call("mean", h, axis=axes, keepdims=True)
         centered = self.call("sub", h, mean)
@@ -106,8 +107,8 @@ class GroupNorm(Model):
         if num_channels % num_groups:
             raise ModelBuildError(f"GroupNorm: num_channels {num_channels} not divisible by num_groups {num_groups}")
         c = num_channels
-        x = IOKey("input", shape=[None, c, "..."])
-        h = self.call("flatten", self.call("unflatten", x, axis=-1, sizes=(-1, 1)), start_axis=2, end_axis=-1)
+        h = self.call("flatten", self.call("unflatten", IOKey("input"), axis=-1, sizes=(-1, 1)), start_axis=2,
+                      end_axis=-1, output=IOKey("_flat", shape=[None, c, None], expose=False))
         hg = self.call("unflatten", h, axis=1, sizes=(num_groups, -1))  # [N, G, C/G, M]
         mean = self.call("mean", hg, axis=(2, 3), keepdims=True)
         centered = self.call("sub", hg, mean)
