@@ -13,7 +13,8 @@ What one call does (the unit that is timed):
   the gradients of every param, where ``g = 2 (y - t) / y.size`` (the gradient of
   ``mean((y - t)**2)``) was computed once, outside the timed call, from a forward
   pass. Native: forward, the MSE loss and its gradient, backward to every param's
-  gradient (torch: ``loss.backward()`` after setting grads to None; JAX
+  gradient (torch: ``loss.backward()``, then the ``.grad`` tensors are returned and
+  detached from the params, as Mithril returns its gradients; JAX
   ``jax.jit(jax.value_and_grad(loss))``; NumPy: forward, ``g``, hand-written backward).
   The native side thus also computes the loss and ``g`` (a few element-wise ops on
   the output), which Mithril's API takes as an input.
@@ -217,14 +218,15 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
                 return y
         else:
             def f() -> Any:
-                for q in params:
-                    q.grad = None
                 y = mod(x)
                 d = y - t
                 loss = (d * d).mean()
                 loss.backward()
+                grads = [q.grad for q in params]
+                for q in params:  # hand the gradients over, as Mithril returns them
+                    q.grad = None
                 sync()
-                return y
+                return y, grads
         return f
 
     pm = ml.compile(ctx.model, be, shapes=shapes)

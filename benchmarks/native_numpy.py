@@ -3,7 +3,7 @@
 Params are dicts keyed by Mithril's names. ``forward(p, x)`` returns ``(y, cache)``;
 ``backward(p, cache, g)`` returns the gradients of ``sum(g * y)`` w.r.t. every param.
 Straightforward code, the way one writes it by hand: matmuls through BLAS,
-convolution as im2col + matmul, no input gradient.
+convolution as im2col (one window copy) + matmul, no input gradient.
 """
 
 from __future__ import annotations
@@ -46,16 +46,17 @@ def mlp_backward(p: P, acts: list[np.ndarray], g: np.ndarray, n_layers: int,
 
 # ------------------------------------------------------------------ CNN
 def _im2col(x: np.ndarray) -> np.ndarray:
-    """3x3, stride 1, padding 1: [N, C, H, W] -> [N*H*W, C*9]."""
+    """3x3, stride 1, padding 1: [N, C, H, W] -> [N, C*9, H*W] (one copy of the windows)."""
     n, c, h, w = x.shape
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    win = sliding_window_view(xp, (3, 3), axis=(2, 3))  # [N, C, H, W, 3, 3]
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * 9)
+    win = sliding_window_view(xp, (3, 3), axis=(2, 3))  # [N, C, H, W, 3, 3] (a view)
+    return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * 9, h * w)
 
 
 def _col2im(cols: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """[N, C*9, H*W] -> [N, C, H, W]: each window position added back where it was read."""
     n, c, h, w = shape
-    g = cols.reshape(n, h, w, c, 3, 3).transpose(0, 3, 4, 5, 1, 2)  # [N, C, 3, 3, H, W]
+    g = cols.reshape(n, c, 3, 3, h, w)
     out = np.zeros((n, c, h + 2, w + 2), dtype=cols.dtype)
     for i in range(3):
         for j in range(3):
@@ -67,17 +68,18 @@ def _conv_fwd(p: P, name: str, x: np.ndarray) -> tuple[np.ndarray, Any]:
     w = p[f"{name}.weight"]
     n, _, h, wd = x.shape
     cols = _im2col(x)
-    y = (cols @ w.reshape(w.shape[0], -1).T + p[f"{name}.bias"]).reshape(n, h, wd, -1).transpose(0, 3, 1, 2)
-    return y, (cols, x.shape)
+    y = w.reshape(w.shape[0], -1) @ cols + p[f"{name}.bias"][:, None]  # [N, O, H*W]
+    return y.reshape(n, -1, h, wd), (cols, x.shape)
 
 
 def _conv_bwd(p: P, name: str, cache: Any, g: np.ndarray, grads: P, need_dx: bool) -> np.ndarray | None:
     cols, xshape = cache
     w = p[f"{name}.weight"]
-    gm = g.transpose(0, 2, 3, 1).reshape(-1, w.shape[0])
-    grads[f"{name}.weight"] = (gm.T @ cols).reshape(w.shape)
-    grads[f"{name}.bias"] = gm.sum(axis=0)
-    return _col2im(gm @ w.reshape(w.shape[0], -1), xshape) if need_dx else None
+    o = w.shape[0]
+    gm = g.reshape(g.shape[0], o, -1)  # [N, O, H*W]
+    grads[f"{name}.weight"] = (gm @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    grads[f"{name}.bias"] = gm.sum(axis=(0, 2))
+    return _col2im(w.reshape(o, -1).T @ gm, xshape) if need_dx else None
 
 
 def _bn_fwd(p: P, name: str, x: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, Any]:
@@ -99,18 +101,26 @@ def _bn_bwd(name: str, cache: Any, g: np.ndarray, grads: P) -> np.ndarray:
                    - xhat * (dxhat * xhat).mean(axis=(0, 2, 3), keepdims=True))
 
 
+_CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
 def _pool_fwd(x: np.ndarray) -> tuple[np.ndarray, Any]:
-    n, c, h, w = x.shape
-    win = x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
-    idx = win.argmax(axis=-1)
-    return np.take_along_axis(win, idx[..., None], -1)[..., 0], (idx, x.shape)
+    """2x2 max pooling, stride 2, from four strided views."""
+    a, b, c, d = (x[:, :, i::2, j::2] for i, j in _CORNERS)
+    out = np.maximum(np.maximum(a, b), np.maximum(c, d))
+    return out, (x, out)
 
 
 def _pool_bwd(cache: Any, g: np.ndarray) -> np.ndarray:
-    idx, (n, c, h, w) = cache
-    out = np.zeros((n, c, h // 2, w // 2, 4), dtype=g.dtype)
-    np.put_along_axis(out, idx[..., None], g[..., None], -1)
-    return out.reshape(n, c, h // 2, w // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
+    """The gradient goes to the first maximum of each window (as torch's argmax)."""
+    x, out = cache
+    gx = np.zeros_like(x)
+    taken = np.zeros(out.shape, dtype=bool)
+    for i, j in _CORNERS:
+        hit = (x[:, :, i::2, j::2] == out) & ~taken
+        gx[:, :, i::2, j::2] = np.where(hit, g, 0)
+        taken |= hit
+    return gx
 
 
 def cnn_forward(p: P, x: np.ndarray) -> tuple[np.ndarray, Any]:

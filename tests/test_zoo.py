@@ -353,8 +353,11 @@ def torch_twin(inst: Instance, held: Mapping[str, np.ndarray], prefix: str) -> t
     return module, keys
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("backend_name", VARIANTS)
+#: (backend, dtype) pairs: every backend in float64 and float32; torch.autograd's gradients in float64
+TARGETS = [(b, d) for b in VARIANTS for d in ("float64", "float32") if (b, d) != ("torch-autograd", "float32")]
+
+
+@pytest.mark.parametrize("backend_name,dtype", TARGETS, ids=[f"{b}-{d}" for b, d in TARGETS])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_zoo_block_matches_torch_nn(case: str, backend_name: str, dtype: str) -> None:
     rng = np.random.default_rng(zlib.crc32(case.encode()))
@@ -428,9 +431,9 @@ def test_int_indices_are_inferred_from_the_primitive() -> None:
     params = pm.randomize_params(seed=0)
     out = pm.evaluate(params, {"input": np.array([0, 4, 4])})["output"]
     np.testing.assert_array_equal(out, params["weight"][[0, 4, 4]])
-    from mithril.errors import DTypeMismatchError
+    from mithril.errors import DTypeMismatchError, EvaluationError
 
-    with pytest.raises(DTypeMismatchError):
+    with pytest.raises((DTypeMismatchError, EvaluationError), match="int"):
         pm.evaluate(params, {"input": np.array([0.0, 1.0, 2.0])})
 
 

@@ -54,6 +54,7 @@ class Backend(abc.ABC):
         self.dtype = dtype
         self.device = device
         self._kernels: dict[str, Kernel] | None = None
+        self._kernels_generation = -1
 
     # ------------------------------------------------------------- kernels
     @abc.abstractmethod
@@ -63,12 +64,14 @@ class Backend(abc.ABC):
     @property
     def kernels(self) -> Mapping[str, Kernel]:
         """Core kernels plus those plugins registered for this backend's name."""
-        if self._kernels is None:
-            from .plugins.manager import plugin_manager
+        from .plugins.manager import plugin_manager
 
+        pm = plugin_manager()
+        if self._kernels is None or self._kernels_generation != pm.generation:
             table = dict(self.core_kernels())
-            table.update(plugin_manager().kernels_for(self.name))
+            table.update(pm.kernels_for(self.name))
             self._kernels = table
+            self._kernels_generation = pm.generation
         return self._kernels
 
     def kernel(self, primitive: str) -> Kernel:

@@ -66,11 +66,12 @@ def generate_source(graph: Graph, backend: Any) -> tuple[str, dict[str, Any]]:
     lines: list[str] = []
     kernels = backend.kernels
 
-    def kernel_name(prim: str) -> str:
+    def kernel_name(prim: str, where: str) -> str:
         key = f"k_{prim}"
         if key not in ns:
             if prim not in kernels:
-                raise UnsupportedError(f"{type(backend).__name__} has no kernel for primitive {prim!r}")
+                raise UnsupportedError(f"{where}: {type(backend).__name__} has no kernel for primitive {prim!r} "
+                                       f"(a plugin can register one with mithril_register_kernels)")
             ns[key] = kernels[prim]
             names.used.add(key)
         return key
@@ -107,7 +108,7 @@ def generate_source(graph: Graph, backend: Any) -> tuple[str, dict[str, Any]]:
         attrs = [f"{k}={v!r}" for k, v in node.attrs.items()]
         out = names.make(node.output.name or node.primitive.name)
         var[node.output.uid] = out
-        call = f"{kernel_name(node.primitive.name)}({', '.join(args + attrs)})"
+        call = f"{kernel_name(node.primitive.name, node.where)}({', '.join(args + attrs)})"
         body.append(f"    {out} = {call}  # {node.where}")
         dead = [var[v.uid] for v in {v.uid: v for v in node.inputs}.values()
                 if last_use.get(v.uid) == i and v.uid not in results and v.role is ValueRole.NODE]

@@ -64,6 +64,10 @@ def flatten(model: Model, training: bool = True) -> FlatModel:
         conn_of_value.setdefault(v.uid, []).append(c)
         if c.declared_shapes:
             vi.declared_shapes.extend(c.declared_shapes)
+        if c.declared_kind is not None:
+            if vi.declared_kind is not None and vi.declared_kind != c.declared_kind:
+                raise ModelBuildError(f"{c.describe()}: declared as {c.declared_kind} and {vi.declared_kind}")
+            vi.declared_kind = c.declared_kind
         if ROLE_ORDER[c.role] > ROLE_ORDER[vi.role]:
             vi.role = c.role
         if c.init is not None and vi.init is None:
@@ -143,8 +147,22 @@ def flatten(model: Model, training: bool = True) -> FlatModel:
             if sv.role is ValueRole.STATE and sv.name is not None:
                 state_updates[sv.name] = nv
     graph.state_updates = state_updates
+    _drop_unused_inputs(graph)
     # values that no node produces and are not sources: unconnected block inputs inside
     return FlatModel(graph, info, state_updates, list(graph.outputs), values)
+
+
+def _drop_unused_inputs(graph: Graph) -> None:
+    """Drop dead nodes, and data inputs no result depends on (e.g. read only by a training branch)."""
+    live = {v.uid for v in graph.results()}
+    keep = []
+    for n in reversed(graph.nodes):
+        if n.output.uid in live:
+            live.update(v.uid for v in n.inputs)
+            keep.append(n)
+    keep.reverse()
+    graph.nodes = keep
+    graph.inputs = {k: v for k, v in graph.inputs.items() if v.uid in live}
 
 
 def _identity():  # type: ignore[no-untyped-def]

@@ -117,14 +117,15 @@ class IOKey:
 class Connection:
     """A wire of one model: at most one producer, any number of consumers."""
 
-    __slots__ = ("model", "name", "term", "declared_shapes", "value", "producer", "consumers", "role",
-                 "init", "expose", "sub_conns", "differentiable")
+    __slots__ = ("model", "name", "term", "declared_shapes", "declared_kind", "value", "producer", "consumers",
+                 "role", "init", "expose", "sub_conns", "differentiable")
 
     def __init__(self, model: "Model", name: str | None = None) -> None:
         self.model = model
         self.name = name
         self.term = Term(SymShape.unknown(), KindVar())
         self.declared_shapes: list[list[Any]] = []
+        self.declared_kind: str | None = None
         self.value: Any = None  # constant data, if any
         self.producer: tuple[Block, str] | None = None
         self.consumers: list[tuple[Block, str]] = []

@@ -244,6 +244,7 @@ class Model(Block):
                 conn.declared_shapes.append(list(key.shape))
             if key.kind is not None:
                 bind_kind(conn.term.kind, key.kind)
+                conn.declared_kind = key.kind
         except (ShapeMismatchError, DTypeMismatchError) as e:
             raise type(e)(f"{self.display_name}: {where}: IOKey {key.name!r} declares {key.shape}: {e}") from None
         if key.value is not None:
@@ -267,6 +268,7 @@ class Model(Block):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             kind = "bool" if arr.dtype == np.bool_ else "int" if arr.dtype.kind in "iu" else "float"
             bind_kind(conn.term.kind, kind)
+            conn.declared_kind = kind
         elif isinstance(value, float):
             pass  # Python scalars are weakly typed: they take the kind of what they meet
 
@@ -441,9 +443,9 @@ class Model(Block):
         """Symbolic shapes of the interface terminals (freezes nothing while building)."""
         if self._iface is None and self._parent is None:
             out = {n: c.term.shape.to_list() for n, c in self._named.items()}
-            if self._cin is not None:
+            if self._cin is not None and self._cin.name is None:
                 out.setdefault("input", self._cin.term.shape.to_list())
-            if self._cout is not None:
+            if self._cout is not None and self._cout.name is None:
                 out.setdefault("output", self._cout.term.shape.to_list())
             return out
         return super().shapes()

@@ -307,9 +307,9 @@ class PhysicalModel:
             return
         dt = self.backend.dtype_of(x)
         if dt.kind != v.kind:
-            raise DTypeMismatchError(f"{what} {key!r} has dtype {dt.value}; the model needs a {v.kind} array")
+            raise EvaluationError(f"{what} {key!r} has dtype {dt.value}; the model needs a {v.kind} array")
         if v.kind == "float" and dt is not self.backend.dtype:
-            raise DTypeMismatchError(
+            raise EvaluationError(
                 f"{what} {key!r} is {dt.value} but the backend computes in {self.backend.dtype.value}; "
                 f"convert it with backend.array(...)"
             )

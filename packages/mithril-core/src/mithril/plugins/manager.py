@@ -54,6 +54,8 @@ class MithrilPluginManager:
         self._backend_plugin: dict[str, str] = {}
         self._kernels: dict[str, dict[str, Callable[..., Any]]] = {}
         self._loaded = False
+        #: bumped whenever plugins change, so backends rebuild their kernel tables
+        self.generation = 0
         self._disabled = {n.strip() for n in os.environ.get("MITHRIL_DISABLE_PLUGINS", "").split(",") if n.strip()}
 
     @property
@@ -91,7 +93,11 @@ class MithrilPluginManager:
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         if name in self.infos and self.infos[name].status == "loaded":
             raise PluginError(f"a plugin named {name!r} is already registered")
-        self._add(plugin, name, "in-process")
+        self._quiet = True
+        try:
+            self._add(plugin, name, "in-process")
+        finally:
+            self._quiet = False
         info = self.infos[name]
         if info.status == "failed":
             raise PluginError(f"plugin {name!r} failed: {info.reason}")
@@ -125,11 +131,14 @@ class MithrilPluginManager:
                 registry._table.pop(p, None)
                 registry._origin.pop(p, None)
         self._kernels.clear()
+        self.generation += 1
 
     def _fail(self, name: str, source: str, reason: str, exc: BaseException | None = None) -> None:
         self.infos[name] = PluginInfo(name, source, "failed", reason)
         if self.strict:
             raise PluginError(f"plugin {name!r} ({source}) failed: {reason}") from exc
+        if getattr(self, "_quiet", False):
+            return  # register() raises instead
         warnings.warn(f"mithril: plugin {name!r} ({source}) was not loaded: {reason}", RuntimeWarning, stacklevel=3)
 
     def _add(self, obj: object, name: str, source: str) -> None:
@@ -175,6 +184,7 @@ class MithrilPluginManager:
             self._fail(name, source, f"{type(e).__name__}: {e}", e)
             return
         self._kernels.clear()
+        self.generation += 1
         self.infos[name] = PluginInfo(name, source, "loaded", backends=tuple(backends), primitives=tuple(prims))
 
     @staticmethod
@@ -189,13 +199,23 @@ class MithrilPluginManager:
             return self._backends[name]
         except KeyError:
             pass
-        cls_name, extra = KNOWN_BACKENDS.get(name, (name, name))
-        why = ""
+        installed = sorted(self._backends)
         for info in self.infos.values():
-            if info.status != "loaded" and (name in info.name or info.name in (f"mithril_{name}", f"mithril-{name}")):
-                why = f" (plugin {info.name!r} {info.status}: {info.reason})"
+            if info.status != "loaded" and info.name == name:
+                if info.status == "disabled":
+                    raise BackendNotInstalledError(
+                        f"the {name!r} backend's plugin is disabled (ml.plugins.disable or "
+                        f"MITHRIL_DISABLE_PLUGINS); installed backends: {installed}"
+                    )
+                raise BackendNotInstalledError(f"the {name!r} backend's plugin failed to load: {info.reason}")
+        if name in KNOWN_BACKENDS:
+            cls_name, extra = KNOWN_BACKENDS[name]
+            raise BackendNotInstalledError(
+                f"ml.{cls_name} is not available: install it with `pip install mithril[{extra}]`"
+            )
         raise BackendNotInstalledError(
-            f"ml.{cls_name} is not available{why}: install it with `pip install mithril[{extra}]`"
+            f"no backend named {name!r} is installed; installed backends: {installed} "
+            f"(a third-party backend registers through the 'mithril' entry-point group)"
         )
 
     def backends(self) -> dict[str, type]:

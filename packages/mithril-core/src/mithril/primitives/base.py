@@ -56,6 +56,8 @@ class Primitive:
     compile_time: bool = False
     #: a fused form the compiler emits only for backends that have its kernel
     optional: bool = False
+    #: canonicalises attributes (``axis=1`` -> ``(1,)``, ``stride=2`` -> ``(2, 2)``)
+    normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def bind_attrs(self, given: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         """Fill defaults, reject unknown attributes."""
@@ -75,6 +77,12 @@ class Primitive:
                 raise ModelBuildError(f"{where or self.name}: attribute {k!r} is required")
             else:
                 out[k] = default
+        out = {k: _tuples(v) for k, v in out.items()}
+        if self.normalize is not None:
+            try:
+                out = self.normalize(out)
+            except (TypeError, ValueError) as e:
+                raise ModelBuildError(f"{where or self.name}: invalid attributes {out}: {e}") from None
         return out
 
     @property
@@ -83,6 +91,46 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"
+
+
+def _tuples(v: Any) -> Any:
+    """Lists become tuples (attributes are hashed and written into generated code)."""
+    if isinstance(v, list):
+        return tuple(_tuples(e) for e in v)
+    return v
+
+
+def axes_normalizer(*names: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``axis=1`` -> ``(1,)`` for the named attributes (None stays None)."""
+
+    def norm(attrs: dict[str, Any]) -> dict[str, Any]:
+        for n in names:
+            v = attrs.get(n)
+            if isinstance(v, int):
+                attrs[n] = (v,)
+            elif v is not None:
+                attrs[n] = tuple(int(a) for a in v)
+        return attrs
+
+    return norm
+
+
+def pairs_normalizer(*names: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``stride=2`` -> ``(2, 2)`` for the named attributes."""
+
+    def norm(attrs: dict[str, Any]) -> dict[str, Any]:
+        for n in names:
+            v = attrs.get(n)
+            if isinstance(v, int):
+                attrs[n] = (v, v)
+            elif v is not None:
+                t = tuple(int(a) for a in v)
+                if len(t) != 2:
+                    raise ValueError(f"{n} must be an int or a pair, got {v!r}")
+                attrs[n] = t
+        return attrs
+
+    return norm
 
 
 class _Required:
@@ -116,10 +164,15 @@ class PrimitiveRegistry:
     def get(self, name: str) -> Primitive:
         from ..errors import UnknownKeyError
 
-        try:
-            return self._table[name]
-        except KeyError:
+        prim = self._table.get(name)
+        if prim is None:
+            from ..plugins.manager import plugin_manager
+
+            plugin_manager().load_entry_points()  # a plugin may define it
+            prim = self._table.get(name)
+        if prim is None:
             raise UnknownKeyError(f"no primitive named {name!r} is registered") from None
+        return prim
 
     def __contains__(self, name: str) -> bool:
         return name in self._table

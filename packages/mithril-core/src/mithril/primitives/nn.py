@@ -10,7 +10,7 @@ from ..errors import ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import with_rank
 from ..shapes.symbolic import Dim, SymShape, bind_dim, unify, unify_dims, _raw
-from .base import REQUIRED, primitive
+from .base import REQUIRED, pairs_normalizer, primitive
 
 
 def conv_out_size(n: int, k: int, s: int, p: int, d: int) -> int:
@@ -85,7 +85,7 @@ def _given_shape_rule(attr: str):
     return rule
 
 
-primitive("conv2d", ("input", "weight"), _conv_rule, attrs=dict(_CONV), vjp=_vjp_conv,
+primitive("conv2d", ("input", "weight"), _conv_rule, normalize=pairs_normalizer("stride", "padding", "dilation"), attrs=dict(_CONV), vjp=_vjp_conv,
           doc="cross-correlation, NCHW input, OIHW weight (as torch.nn.functional.conv2d, no bias)")
 primitive("conv2d_input_grad", ("grad", "weight"), _given_shape_rule("input_shape"),
           attrs={"input_shape": REQUIRED, **_CONV}, doc="gradient of conv2d wrt its input")
@@ -107,16 +107,30 @@ def _pool_rule(ins, out, attrs) -> bool:
     return _spatial([ho, wo], [h, w], list(k), {**attrs, "dilation": attrs.get("dilation", (1, 1))}, "pool2d")
 
 
-_MAXPOOL = {"kernel_size": REQUIRED, "stride": REQUIRED, "padding": (0, 0), "dilation": (1, 1)}
-_AVGPOOL = {"kernel_size": REQUIRED, "stride": REQUIRED, "padding": (0, 0), "count_include_pad": True}
+_MAXPOOL = {"kernel_size": REQUIRED, "stride": None, "padding": (0, 0), "dilation": (1, 1)}
+_AVGPOOL = {"kernel_size": REQUIRED, "stride": None, "padding": (0, 0), "count_include_pad": True}
 
-primitive("max_pool2d", ("input",), _pool_rule, attrs=dict(_MAXPOOL),
+
+def _pool_normalizer(*names: str):  # type: ignore[no-untyped-def]
+    pairs = pairs_normalizer(*names)
+
+    def norm(attrs):  # type: ignore[no-untyped-def]
+        attrs = pairs(attrs)
+        if attrs.get("stride") is None:  # torch: stride defaults to the kernel size
+            attrs["stride"] = attrs["kernel_size"]
+        return attrs
+
+    return norm
+
+primitive("max_pool2d", ("input",), _pool_rule,
+          normalize=_pool_normalizer("kernel_size", "stride", "padding", "dilation"), attrs=dict(_MAXPOOL),
           vjp=lambda b, n, g: [b.emit("max_pool2d_grad", n.inputs[0], g, **n.attrs)],
           doc="max over windows, -inf padding (as torch.nn.functional.max_pool2d)")
 primitive("max_pool2d_grad", ("input", "grad"), lambda ins, out, attrs: (unify(ins[0].shape, out.shape),
                                                                         unify_kinds(ins[0].kind, out.kind), True)[-1],
           attrs=dict(_MAXPOOL), doc="gradient of max_pool2d: grad routed to the (first) max of each window")
-primitive("avg_pool2d", ("input",), _pool_rule, attrs=dict(_AVGPOOL),
+primitive("avg_pool2d", ("input",), _pool_rule,
+          normalize=_pool_normalizer("kernel_size", "stride", "padding"), attrs=dict(_AVGPOOL),
           vjp=lambda b, n, g: [b.emit("avg_pool2d_grad", g, input_shape=n.inputs[0].shape, **n.attrs)],
           doc="mean over windows (as torch.nn.functional.avg_pool2d)")
 primitive("avg_pool2d_grad", ("grad",), _given_shape_rule("input_shape"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import normalize_axis
 from ..shapes.symbolic import Dim, _raw, unify
-from .base import primitive
+from .base import axes_normalizer, primitive
 from .grad_utils import expand_reduced, reduced_count
 
 
@@ -55,11 +55,11 @@ def _vjp_extreme(b, node, g):
 
 
 _AXIS = {"axis": None, "keepdims": False}
-primitive("sum", ("input",), _reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_sum, doc="sum over axis (tuple or None)")
-primitive("mean", ("input",), _reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_mean, doc="mean over axis")
-primitive("max", ("input",), _reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_extreme, doc="max over axis")
-primitive("min", ("input",), _reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_extreme, doc="min over axis")
-primitive("argmax", ("input",), _reduce_rule("int"), attrs={"axis": (-1,), "keepdims": False},
+primitive("sum", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_sum, doc="sum over axis (tuple or None)")
+primitive("mean", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_mean, doc="mean over axis")
+primitive("max", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_extreme, doc="max over axis")
+primitive("min", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_extreme, doc="min over axis")
+primitive("argmax", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_rule("int"), attrs={"axis": (-1,), "keepdims": False},
           doc="index of the max over one axis (a 1-tuple)")
 
 

@@ -304,7 +304,9 @@ def _drain() -> None:
                 finished = c.fn()
             except ShapeMismatchError as e:
                 where = str(c.where)
-                raise ShapeMismatchError(f"{where}: {e}" if where and where not in str(e) else str(e)) from None
+                shapes = ", ".join(repr(s) for s in c.shapes)
+                msg = f"{where}: {e} (terminal shapes: {shapes})" if where and where not in str(e) else str(e)
+                raise ShapeMismatchError(msg) from None
             if finished:
                 _set(c, "done", True)
             else:

@@ -26,18 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DTypeMismatchError
 from . import reference as ref
 
 Gen = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 Arrays = dict[str, np.ndarray]
 
-#: why the cases with int or bool runtime inputs (other than ``where``'s condition) fail today
-KIND_DECLARATION_BUG = (
-    "core bug: the dtype kind declared with IOKey(dtype='int'|'bool') is dropped when the model is "
-    "compiled (ir/flatten.py never fills ValueInfo.declared_kind, ir/passes/shape_inference.solve is "
-    "never given kinds), so the input defaults to float and evaluate rejects an int/bool array"
-)
 
 
 # ----------------------------------------------------------------- generators
@@ -198,8 +191,6 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
 
     def add(primitive: str, label: str, *args: Arg, gradient: bool = True, **kw: Any) -> None:
         attrs = kw.pop("attrs", {})
-        if kw.get("xfail") is KIND_DECLARATION_BUG:
-            kw["xfail_raises"] = DTypeMismatchError
         cases.append(PrimitiveCase(primitive, label, tuple(args), dict(attrs), gradient=gradient, **kw))
 
     A = Arg
@@ -213,8 +204,8 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     add("sub", "scalar-left", A(()), A((3, 4)))
     add("mul", "same", A((3, 4)), A((3, 4)))
     add("mul", "rank-broadcast", A((4,)), A((2, 3, 1)))
-    add("add", "int", A((3, 4), ints, "int"), A((4,), ints, "int"), gradient=False, xfail=KIND_DECLARATION_BUG)
-    add("mul", "int", A((2, 3), ints, "int"), A((2, 1), ints, "int"), gradient=False, xfail=KIND_DECLARATION_BUG)
+    add("add", "int", A((3, 4), ints, "int"), A((4,), ints, "int"), gradient=False)
+    add("mul", "int", A((2, 3), ints, "int"), A((2, 1), ints, "int"), gradient=False)
     add("div", "same", A((3, 4)), A((3, 4), nonzero))
     add("div", "broadcast", A((2, 3, 4)), A((3, 1), nonzero))
     add("div", "scalar-numerator", A(()), A((2, 5), nonzero))
@@ -231,8 +222,8 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     for p in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"):
         add(p, "broadcast", A((2, 3, 1), small_ints), A((4,), small_ints), gradient=False)
     add("equal", "same", A((3, 4), small_ints), A((3, 4), small_ints), gradient=False)
-    add("equal", "int", A((3, 4), ints, "int"), A((3, 4), ints, "int"), gradient=False, xfail=KIND_DECLARATION_BUG)
-    add("greater", "int", A((3, 4), ints, "int"), A((4,), ints, "int"), gradient=False, xfail=KIND_DECLARATION_BUG)
+    add("equal", "int", A((3, 4), ints, "int"), A((3, 4), ints, "int"), gradient=False)
+    add("greater", "int", A((3, 4), ints, "int"), A((4,), ints, "int"), gradient=False)
 
     # ---- where / cast
     add("where", "same", A((3, 4), bools, "bool"), A((3, 4)), A((3, 4)))
@@ -241,14 +232,10 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     add("cast", "float-to-float", A((3, 4)), attrs={"kind": "float"})
     add("cast", "float-to-int", A((3, 4), fractional), attrs={"kind": "int"}, gradient=False)
     add("cast", "float-to-bool", A((3, 4), with_zeros), attrs={"kind": "bool"}, gradient=False)
-    add("cast", "int-to-float", A((3, 4), ints, "int"), attrs={"kind": "float"}, gradient=False,
-        xfail=KIND_DECLARATION_BUG)
-    add("cast", "bool-to-float", A((3, 4), bools, "bool"), attrs={"kind": "float"}, gradient=False,
-        xfail=KIND_DECLARATION_BUG)
-    add("cast", "int-to-bool", A((3, 4), ints, "int"), attrs={"kind": "bool"}, gradient=False,
-        xfail=KIND_DECLARATION_BUG)
-    add("cast", "bool-to-int", A((3, 4), bools, "bool"), attrs={"kind": "int"}, gradient=False,
-        xfail=KIND_DECLARATION_BUG)
+    add("cast", "int-to-float", A((3, 4), ints, "int"), attrs={"kind": "float"}, gradient=False)
+    add("cast", "bool-to-float", A((3, 4), bools, "bool"), attrs={"kind": "float"}, gradient=False)
+    add("cast", "int-to-bool", A((3, 4), ints, "int"), attrs={"kind": "bool"}, gradient=False)
+    add("cast", "bool-to-int", A((3, 4), bools, "bool"), attrs={"kind": "int"}, gradient=False)
 
     # ---- unary
     add("neg", "matrix", A((3, 4)))
@@ -400,6 +387,25 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     # ---- optional (fused) primitives: run only where the backend has a kernel
     add("linear", "matrix", A((3, 5)), A((4, 5)), A((4,)), gradient=False)
     add("linear", "batched", A((2, 3, 5)), A((4, 5)), A((4,)), gradient=False)
+
+    # ---- int and bool data through kind-polymorphic primitives (forward only)
+    add("sub", "int-broadcast", A((2, 3), ints, "int"), A((3,), ints, "int"), gradient=False)
+    add("maximum", "int", A((3, 4), ints, "int"), A((3, 1), ints, "int"), gradient=False)
+    add("neg", "int", A((3, 4), ints, "int"), gradient=False)
+    add("abs", "int", A((3, 4), ints, "int"), gradient=False)
+    add("sign", "int", A((3, 4), ints, "int"), gradient=False)
+    add("where", "int-branches", A((3, 4), bools, "bool"), A((3, 4), ints, "int"), A((4,), ints, "int"),
+        gradient=False)
+    add("sum", "int", A((3, 4), ints, "int"), attrs={"axis": (1,), "keepdims": False}, gradient=False)
+    add("max", "int", A((3, 4), ints, "int"), attrs={"axis": (0,), "keepdims": True}, gradient=False)
+    add("argmax", "int-distinct", A((2, 5), lambda rng, shape: rng.permutation(10).reshape(shape), "int"),
+        attrs={"axis": (-1,), "keepdims": False}, gradient=False)
+    add("transpose", "bool", A((2, 3, 4), bools, "bool"), attrs={"axes": (2, 0, 1)}, gradient=False)
+    add("reshape", "int", A((2, 6), ints, "int"), attrs={"shape": (3, -1)}, gradient=False)
+    add("broadcast_to", "bool", A((3, 1), bools, "bool"), attrs={"shape": (2, 3, 4)}, gradient=False)
+    add("concat", "bool", A((2, 1), bools, "bool"), A((2, 3), bools, "bool"), attrs={"axis": 1}, gradient=False)
+    add("slice", "int-negative-step", A((5, 4), ints, "int"),
+        attrs={"starts": (None, 3), "stops": (None, None), "steps": (2, -1)}, gradient=False)
 
     # primitives without a gradient rule are forward-only, whatever the table says
     from ..primitives import registry
@@ -653,6 +659,6 @@ def block_case(label: str) -> BlockCase:
 
 __all__ = [
     "Arg", "PrimitiveCase", "PRIMITIVE_CASES", "cases_for", "ParamSpec", "BlockCase", "BLOCK_CASES", "block_case",
-    "KIND_DECLARATION_BUG", "normal", "wide", "positive", "nonzero", "distinct", "small_ints", "with_zeros",
+    "normal", "wide", "positive", "nonzero", "distinct", "small_ints", "with_zeros",
     "fractional", "ints", "bools", "indices",
 ]

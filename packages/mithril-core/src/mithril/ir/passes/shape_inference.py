@@ -45,6 +45,8 @@ def solve(flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None],
                 continue
             for spec in vi.declared_shapes:
                 unify(t.shape, SymShape.of(spec))
+            if vi.declared_kind is not None:
+                bind_kind(t.kind, vi.declared_kind)
         for n in g.nodes:
             for v in n.inputs:
                 if v.role is ValueRole.CONST:
@@ -57,15 +59,20 @@ def solve(flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None],
         for key, shape in shapes.items():
             if shape is None:
                 continue
-            v = named[key]
+            v = named.get(key)
+            if v is None:  # an input this mode does not use
+                continue
             t = term(v)
+            need = repr(t.shape)
             try:
                 unify(t.shape, SymShape.of(list(shape)))
             except ShapeMismatchError as e:
                 raise ShapeMismatchError(
-                    f"shape given for {key!r} is {list(shape)} but the model needs {t.shape}: {e}"
+                    f"shape given for {key!r} is {list(shape)} but the model needs {need}: {e}"
                 ) from None
         for key, kind in (kinds or {}).items():
+            if key not in named:
+                continue
             try:
                 bind_kind(term(named[key]).kind, kind)
             except DTypeMismatchError as e:
