@@ -152,6 +152,13 @@ class PhysicalModel:
             raise UnsupportedError(f"{type(self.backend).__name__} does not generate Python source")
         return src
 
+    @property
+    def executable(self) -> Any:
+        """The backend's executable of the most recently compiled graph (e.g. for GGUF export)."""
+        if self._last is None:
+            raise ShapeUnknownError("nothing is compiled yet: shapes are not all known until evaluate is called")
+        return self._last.executable
+
     def write_source(self, path: str) -> None:
         """Write the generated code to ``path``."""
         with open(path, "w") as f:
