@@ -385,6 +385,14 @@ def _bind_variadic(v: Variadic, shape: SymShape) -> None:
         _wake(root)
 
 
+def _unify_when_decidable(a: SymShape, b: SymShape) -> bool:
+    ra, rb = a.resolve(), b.resolve()
+    if ra.variadic is not None and rb.variadic is not None and ra.variadic.find() is not rb.variadic.find():
+        return False
+    _unify_resolved(ra, rb)
+    return True
+
+
 def unify(a: SymShape, b: SymShape) -> None:
     """Make two shapes equal or raise :class:`ShapeMismatchError`."""
     ra, rb = a.resolve(), b.resolve()
@@ -438,11 +446,8 @@ def _unify_resolved(ra: SymShape, rb: SymShape) -> None:
         _bind_variadic(ra.variadic, _raw(list(b_pre), rb.variadic, list(b_suf)))
     elif not b_pre and not b_suf:
         _bind_variadic(rb.variadic, _raw(list(a_pre), ra.variadic, list(a_suf)))
-    elif a_suf:  # va + a_suf == b_pre + vb
-        m = Variadic()
-        _bind_variadic(ra.variadic, _raw(list(b_pre), m, []))
-        _bind_variadic(rb.variadic, _raw([], m, list(a_suf)))
-    else:  # a_pre + va == vb + b_suf
-        m = Variadic()
-        _bind_variadic(rb.variadic, _raw(list(a_pre), m, []))
-        _bind_variadic(ra.variadic, _raw([], m, list(b_suf)))
+    else:
+        # va + a_suf == b_pre + vb (or mirrored): the fixed parts may overlap, so no single
+        # most general answer exists yet; wait until a rank is known
+        a_rest, b_rest = _raw(list(a_pre), ra.variadic, list(a_suf)), _raw(list(b_pre), rb.variadic, list(b_suf))
+        _queue.append(Constraint(lambda: _unify_when_decidable(a_rest, b_rest), [a_rest, b_rest], ""))
