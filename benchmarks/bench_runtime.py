@@ -67,7 +67,15 @@ def model_specs(level: str, gpt_cfg: M.GPTConfig | None = None) -> list[ModelSpe
         cfg = gpt_cfg or M.GPTConfig(n_layers=2 if level == "quick" else 12)
     n, w, b = deep
     skip_deep = level == "smoke"  # the seed MLP covers the same code paths
-    gpt_title = (f"GPT {cfg.n_layers}L d={cfg.d_model} h={cfg.n_heads} T={cfg.seq_len} B={cfg.batch}")
+
+    def gpt_spec(cfg: M.GPTConfig) -> ModelSpec:
+        title = f"GPT {cfg.n_layers}L d={cfg.d_model} h={cfg.n_heads} T={cfg.seq_len} B={cfg.batch}"
+        return ModelSpec(f"gpt{cfg.n_layers}", title, lambda: M.gpt(cfg), tuple(M.gpt_input_shape(cfg)),
+                         lambda p, x: NN.gpt_forward(cfg, p, x), lambda p, c, g: NN.gpt_backward(cfg, p, c, g),
+                         lambda: NT.GPT(cfg), lambda: NJ.gpt(cfg), tokens=cfg.batch * cfg.seq_len)
+
+    # the full CPU run also has a 2-layer GPT: torch.compile of the 12-layer training step takes minutes
+    small_gpt = [gpt_spec(M.GPTConfig(n_layers=2))] if level == "full" and gpt_cfg is None else []
     specs = [
         ModelSpec("seed_mlp", "seed MLP 20-64-10, B=32", M.seed_mlp, (32, 20),
                   lambda p, x: NN.mlp_forward(p, x, 2), lambda p, c, g: NN.mlp_backward(p, c, g, 2)[0],
@@ -77,9 +85,8 @@ def model_specs(level: str, gpt_cfg: M.GPTConfig | None = None) -> list[ModelSpe
                   lambda: NT.DeepMLP(n, w), lambda: NJ.deep_mlp(n)),
         ModelSpec("seed_cnn", f"seed CNN (BatchNorm training), B={cnn_batch}", M.seed_cnn, (cnn_batch, 3, 32, 32),
                   NN.cnn_forward, NN.cnn_backward, NT.SeedCNN, lambda: NJ.seed_cnn),
-        ModelSpec(f"gpt{cfg.n_layers}", gpt_title, lambda: M.gpt(cfg), tuple(M.gpt_input_shape(cfg)),
-                  lambda p, x: NN.gpt_forward(cfg, p, x), lambda p, c, g: NN.gpt_backward(cfg, p, c, g),
-                  lambda: NT.GPT(cfg), lambda: NJ.gpt(cfg), tokens=cfg.batch * cfg.seq_len),
+        *small_gpt,
+        gpt_spec(cfg),
     ]
     return [s for s in specs if not (skip_deep and s.key.startswith(f"mlp{n}x"))]
 
@@ -347,7 +354,8 @@ def run(level: str, *, device: str, families: Sequence[str], rounds: int, target
         ctx = _Ctx(spec)
         for mode in ("forward", "train"):
             for fam in families:
-                jit = torch_jit_models is None or spec.key in torch_jit_models
+                jit = torch_jit_models is None or any(
+                    spec.key == m or (m.endswith("*") and spec.key.startswith(m[:-1])) for m in torch_jit_models)
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)

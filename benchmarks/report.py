@@ -121,7 +121,9 @@ def write_markdown(path: str, result: dict[str, Any]) -> None:
     if gg:
         lines += ["## ggml: batch-1 inference vs PyTorch float32 (CPU)", "",
                   "speedup = torch time / variant time (per-round ratios: variant / torch). "
-                  "weights = bytes GGML stores for the params / float32 bytes.", ""]
+                  "weights = bytes GGML stores for the params (ratio to float32 bytes). ggml context = the "
+                  "memory GGML allocates once for weights, activations and graph (so peak mem per call is "
+                  "about 0).", ""]
         body = []
         for r in gg:
             if r["variant"] == "error":
@@ -133,9 +135,10 @@ def write_markdown(path: str, result: dict[str, Any]) -> None:
                          f"{r['speedup_vs_torch']:.2f}x" if r.get("speedup_vs_torch") else "baseline",
                          fmt_ratio(r.get("ratio")) if r.get("ratio") else "—",
                          (fmt_bytes(w) + (f" ({wr:.3f}x)" if wr else "")) if w else "—",
+                         fmt_bytes(r.get("context_bytes")) if r.get("context_bytes") else "—",
                          f"{fmt_bytes(r.get('peak_mem_bytes'))} ({r['mem_method']})", _err(r.get("check_rel_err"))])
-        lines += [md_table(["model", "variant", "time per call", "speedup", "ratio", "weights", "peak mem",
-                            "check"], body), ""]
+        lines += [md_table(["model", "variant", "time per call", "speedup", "ratio", "weights", "ggml context",
+                            "peak mem", "check"], body), ""]
     lines += ["## Memory columns", "",
               "* tracemalloc: peak bytes traced during one call above those traced before it (NumPy buffers "
               "and Python objects).",

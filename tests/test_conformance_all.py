@@ -21,13 +21,7 @@ OPT_IN = frozenset({"ggml"})
 
 #: cases that abort the whole process on a backend (so they cannot run even as failures), by backend
 #: name; the backend's own test_conformance.py declares the same, with the reason
-PROCESS_ABORTS: dict[str, dict[str, str]] = {
-    "jax": {
-        "conv2d_input_grad-uneven": "aborts the process: XLA CPU check failure in the transpose of a stride-3 "
-                                    "kernel-4 conv (see packages/mithril-jax/tests/test_conformance.py)",
-        "gradient:conv2d-uneven": "the same XLA abort, through conv2d_input_grad",
-    },
-}
+PROCESS_ABORTS: dict[str, dict[str, str]] = {}
 
 
 def _backends() -> dict[str, type]:

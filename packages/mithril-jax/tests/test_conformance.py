@@ -20,17 +20,9 @@ JIT_SUBSET = frozenset({
     "max_pool2d-k3s2p1", "block-cnn",
 })
 
-#: cases that abort the whole process (a failed XLA check), so they cannot even run as failing tests
-XLA_ABORTS = {
-    "conv2d_input_grad-uneven": "aborts the process: XLA CPU check 'Window dimensions do not match RHS shape' "
-                                "in the transpose of a stride-3, kernel-4 conv (plain jax.vjp of "
-                                "lax.conv_general_dilated aborts the same way); mithril-jax needs a workaround",
-    "gradient:conv2d-uneven": "the same XLA abort, through conv2d_input_grad",
-}
-
 CONFIGURATIONS = {
-    "eager": {"unsupported": XLA_ABORTS},
-    "jit": {"jit": True, "dtypes": ("float32",), "only": JIT_SUBSET, "unsupported": XLA_ABORTS},
+    "eager": {},
+    "jit": {"jit": True, "dtypes": ("float32",), "only": JIT_SUBSET | {"conv2d_input_grad-uneven"}},
 }
 
 

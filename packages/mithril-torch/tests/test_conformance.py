@@ -1,11 +1,15 @@
 """Mithril's backend conformance suite (mithril.testing) run against TorchBackend.
 
-Three configurations (``mithril_conformance_options``):
+Four configurations (``mithril_conformance_options``):
 
 * ``eager``: every case in float32 and float64, the core's autodiff;
 * ``torch-autodiff``: the gradient tests again with ``autodiff="torch"`` (torch.autograd);
-* ``jit``: a representative subset with ``jit=True`` (torch.compile) in float32 only;
-  compiling every case would take minutes. A fallback to eager execution fails the test.
+* ``jit``: ``jit=True`` with the default torch.compile (inductor) on the CNN block, forward
+  and gradients, float32: an inductor compile costs seconds per graph on a cold cache;
+* ``jit-traced``: ``jit=True`` with ``torch.compile(backend="aot_eager")`` (dynamo and
+  AOTAutograd, no code generation) on a representative subset of primitives, float32.
+
+A fallback of torch.compile to eager execution fails the test.
 """
 
 from __future__ import annotations
@@ -20,16 +24,18 @@ from mithril_torch import TorchBackend
 #: torch.compile falling back to eager would make the jit configuration test nothing
 pytestmark = pytest.mark.filterwarnings("error:TorchBackend:RuntimeWarning")
 
-#: case ids and block case ids compiled with torch.compile
-JIT_SUBSET = frozenset({
+#: case ids traced by dynamo (torch.compile with the aot_eager backend)
+TRACED_SUBSET = frozenset({
     "matmul-broadcast-batch", "conv2d-groups", "softmax-middle", "slice-negative-steps", "where-broadcast",
-    "max_pool2d-k3s2p1", "block-cnn",
+    "max_pool2d-k3s2p1", "gather_last-rank3", "block-mlp",
 })
 
 CONFIGURATIONS = {
     "eager": {},
     "torch-autodiff": {"tests": {"gradient"}, "factory_options": {"autodiff": "torch"}},
-    "jit": {"jit": True, "dtypes": ("float32",), "only": JIT_SUBSET},
+    "jit": {"jit": True, "dtypes": ("float32",), "only": {"block-cnn"}, "tests": {"forward", "gradient"}},
+    "jit-traced": {"jit": True, "dtypes": ("float32",), "only": TRACED_SUBSET,
+                   "factory_options": {"compile_options": {"backend": "aot_eager"}}},
 }
 
 

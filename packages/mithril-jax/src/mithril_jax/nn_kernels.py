@@ -50,9 +50,25 @@ def _conv2d(x: Array, w: Array, *, stride: Pair, padding: Pair, dilation: Pair, 
 @static_jit("input_shape", *_CONV_ATTRS)
 def _conv2d_input_grad(g: Array, w: Array, *, input_shape: tuple[int, ...], stride: Pair, padding: Pair,
                        dilation: Pair, groups: int) -> Array:
-    transpose = jax.linear_transpose(lambda x: _conv(x, w, stride, padding, dilation, groups),
-                                     jax.ShapeDtypeStruct(input_shape, g.dtype))
-    return transpose(g)[0]
+    """Transposed convolution written out: dilate ``g`` by the stride, pad, correlate with the flipped kernel.
+
+    (``jax.linear_transpose`` of the forward aborts the process inside XLA for some uneven
+    stride/kernel/size combinations; this form has no such case.)
+    """
+    o, c_g, kh, kw = w.shape
+    c = input_shape[1]
+    # [O, C/G, kh, kw] -> [C, O/G, kh, kw], flipped in space
+    wt = w.reshape(groups, o // groups, c_g, kh, kw).transpose(0, 2, 1, 3, 4).reshape(c, o // groups, kh, kw)
+    wt = wt[:, :, ::-1, ::-1]
+    pads = [(0, 0, 0), (0, 0, 0)]
+    for i, k in enumerate((kh, kw)):
+        reach = dilation[i] * (k - 1)
+        n_out = g.shape[2 + i]
+        extra = input_shape[2 + i] + 2 * padding[i] - reach - 1 - (n_out - 1) * stride[i]
+        pads.append((reach - padding[i], reach - padding[i] + extra, stride[i] - 1))
+    gp = lax.pad(g, np.array(0, dtype=g.dtype), pads)
+    return lax.conv_general_dilated(gp, wt, window_strides=(1, 1), padding=[(0, 0), (0, 0)],
+                                    rhs_dilation=dilation, dimension_numbers=_NCHW, feature_group_count=groups)
 
 
 @static_jit("weight_shape", *_CONV_ATTRS)

@@ -169,7 +169,8 @@ def _joint_distinct(rng: np.random.Generator, args: Sequence[Arg]) -> list[np.nd
     return out
 
 
-def _slice_shape(shape: Sequence[int], starts: Sequence[Any], stops: Sequence[Any], steps: Sequence[Any]) -> tuple[int, ...]:
+def _slice_shape(shape: Sequence[int], starts: Sequence[Any], stops: Sequence[Any],
+                 steps: Sequence[Any]) -> tuple[int, ...]:
     head = tuple(len(range(n)[slice(a, b, c)]) for n, a, b, c in zip(shape, starts, stops, steps))
     return head + tuple(shape[len(starts):])
 
