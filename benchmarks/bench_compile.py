@@ -66,7 +66,7 @@ def cases(level: str) -> list[tuple[str, str, int, Callable[[], Any], dict[str, 
         mlp_sizes, gpt_sizes = [5, 10], [1, 2]
         gcfg = dict(d_model=64, n_heads=4, seq_len=16, vocab=64)
     elif level == "quick":
-        mlp_sizes, gpt_sizes = [50, 100, 200], [2, 12]
+        mlp_sizes, gpt_sizes = [50, 100], [2, 12]
         gcfg = {}
     else:
         mlp_sizes, gpt_sizes = [50, 100, 200, 400], [2, 12, 24, 48]

@@ -62,7 +62,7 @@ def model_specs(level: str, gpt_cfg: M.GPTConfig | None = None) -> list[ModelSpe
         cnn_batch = 4
         cfg = gpt_cfg or M.GPTConfig(n_layers=1, d_model=64, n_heads=4, seq_len=16, vocab=64)
     else:
-        deep = (10, 2048, 128)
+        deep = (10, 1024, 64) if level == "quick" else (10, 2048, 128)
         cnn_batch = 32
         cfg = gpt_cfg or M.GPTConfig(n_layers=2 if level == "quick" else 12)
     n, w, b = deep
@@ -344,9 +344,14 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
 # ------------------------------------------------------------------------------------------ run
 def run(level: str, *, device: str, families: Sequence[str], rounds: int, target_s: float,
         torch_jit_models: Sequence[str] | None, memory: bool, log: Callable[[str], None],
-        gpt_cfg: M.GPTConfig | None = None, models: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Rows of the runtime suite (one per variant); ``models``: key prefixes to run (default all)."""
+        gpt_cfg: M.GPTConfig | None = None, models: Sequence[str] | None = None,
+        sink: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+    """Rows of the runtime suite (one per variant); ``models``: key prefixes to run (default all).
+
+    ``sink`` receives the rows of each group as soon as it is measured (for partial results).
+    """
     rows: list[dict[str, Any]] = []
+    sink = sink or (lambda new: None)
     specs = model_specs(level, gpt_cfg)
     if models:
         specs = [s for s in specs if any(s.key.startswith(m.strip()) for m in models)]
@@ -373,9 +378,11 @@ def run(level: str, *, device: str, families: Sequence[str], rounds: int, target
                         grp.run_checks()
                 except Exception as e:  # noqa: BLE001 - a failing group is reported, the suite goes on
                     log(f"runtime: {spec.key} {mode} {fam} FAILED: {type(e).__name__}: {e}")
-                    rows.append(dict(suite="runtime", model=spec.key, model_title=spec.title, mode=mode,
-                                     family=fam, variant="error", framework=fam,
-                                     error=f"{type(e).__name__}: {str(e)[:300]}"))
+                    err = [dict(suite="runtime", model=spec.key, model_title=spec.title, mode=mode,
+                                family=fam, variant="error", framework=fam,
+                                error=f"{type(e).__name__}: {str(e)[:300]}")]
+                    rows.extend(err)
+                    sink(err)
                     continue
                 new = _rows(grp, times, mems)
                 for r in new:
@@ -383,6 +390,7 @@ def run(level: str, *, device: str, families: Sequence[str], rounds: int, target
                         f"{(r['first_call_s'] or 0):7.2f} s  ratio {r.get('ratio', {}).get('median', float('nan')):5.2f}"
                         f"  mem {r['peak_mem_bytes']}  check {r['check_rel_err']}")
                 rows.extend(new)
+                sink(new)
                 del grp
     return rows
 

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     import harness
     from harness import dump_json, machine_info
 
-    if level == "smoke":
+    if level != "full":
         harness.MEM_REPEATS = 1
     from report import write_markdown
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if "compile" in suites:
         import bench_compile
 
-        result["rows"] += bench_compile.run(level, reps={"smoke": 1, "quick": 3, "full": 5}[level],
+        result["rows"] += bench_compile.run(level, reps={"smoke": 1, "quick": 2, "full": 5}[level],
                                             backends=installed, memory=not args.no_memory, log=log)
         save()
     if "runtime" in suites:
@@ -194,10 +194,13 @@ def main(argv: list[str] | None = None) -> int:
             result["skipped"].append("torch.compile variants only for " + (", ".join(jit_models) or "no model")
                                      + f" at --{level} (on a small CPU, torch.compile of the 12-layer GPT "
                                      "training step alone takes minutes)")
-        result["rows"] += bench_runtime.run(level, device=args.device, families=families, rounds=rounds,
-                                            target_s=target, torch_jit_models=jit_models,
-                                            memory=not args.no_memory, log=log, gpt_cfg=gpt_cfg,
-                                            models=args.models.split(",") if args.models else None)
+        def sink(new: list[dict[str, Any]]) -> None:  # partial results survive an interrupted run
+            result["rows"].extend(new)
+            save()
+
+        bench_runtime.run(level, device=args.device, families=families, rounds=rounds, target_s=target,
+                          torch_jit_models=jit_models, memory=not args.no_memory, log=log, gpt_cfg=gpt_cfg,
+                          models=args.models.split(",") if args.models else None, sink=sink)
         save()
     if "ggml" in suites:
         if "ggml" in installed and _available("torch"):

@@ -46,7 +46,13 @@ class JaxBackend(Backend):
     supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
     supports_jit: ClassVar[bool] = True
 
-    def __init__(self, dtype: DType = DType.float32, device: str = "cpu", *, device_mesh: Any = None) -> None:
+    def __init__(self, dtype: DType = DType.float32, device: str = "cpu", *, autodiff: str = "mithril",
+                 device_mesh: Any = None) -> None:
+        if autodiff not in ("mithril", "jax"):
+            raise UnsupportedError(f"JaxBackend autodiff must be 'mithril' or 'jax', got {autodiff!r}")
+        #: 'mithril': the core's autodiff pass; 'jax': jax.vjp of the forward function
+        self.autodiff = autodiff
+        self.differentiates_natively = autodiff == "jax"
         if device_mesh is not None:
             raise UnsupportedError(
                 f"JaxBackend: device_mesh={device_mesh!r} asks for multi-device sharding, which is not "
@@ -59,6 +65,7 @@ class JaxBackend(Backend):
         self.uses_x64: bool = dtype is DType.float64
         self._float = to_jax_dtype(dtype)
         self._scoped_kernels: dict[str, Kernel] | None = None
+        self._accepted: set[Any] | None = None
         self._key = self._make_key(secrets.randbits(63))
 
     # ------------------------------------------------------------------ scope
@@ -137,6 +144,13 @@ class JaxBackend(Backend):
         :class:`~mithril.errors.EvaluationError` naming ``what``; nothing is moved
         or cast silently.
         """
+        ok = self._accepted
+        if ok is None:
+            ok = self._accepted = {np.dtype(self._float), np.dtype("int32"), np.dtype("int64"), np.dtype("bool")}
+        if isinstance(x, jax.Array) and x.dtype in ok and (
+            isinstance(x, jax.core.Tracer) or x.devices() == {self.jax_device}
+        ):
+            return x  # the common case, checked cheaply
         if not isinstance(x, jax.Array):
             raise EvaluationError(
                 f"{what}: expected a jax.Array for {self!r}, got {type(x).__module__}.{type(x).__name__}; "
@@ -248,7 +262,13 @@ class JaxBackend(Backend):
     def lower(self, graph: Any, **kwargs: Any) -> Any:
         """The core's lowering, done (and, for float64 or a non-default device, run) in :meth:`scope`."""
         with self.scope():
-            executable = super().lower(graph, **kwargs)
+            if self.differentiates_natively and getattr(graph, "cotangents", None):
+                from .vjp import lower_with_vjp
+
+                executable = lower_with_vjp(graph, self, jit=kwargs["jit"], wrt=kwargs.get("wrt", ()),
+                                            source_path=kwargs.get("source_path"))
+            else:
+                executable = super().lower(graph, **kwargs)
         if self.uses_x64 or self.jax_device != jax.devices()[0]:
             return _ScopedExecutable(executable, self)
         return executable
