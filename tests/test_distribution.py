@@ -84,3 +84,31 @@ def test_offline_install_of_mithril_numpy_from_local_wheels(wheelhouse, tmp_path
     r = subprocess.run([*pip, "--no-index", "--find-links", str(wheelhouse), "mithril==0.1.2"],
                        capture_output=True, text=True)
     assert r.returncode != 0
+
+
+@pytest.mark.parametrize("extra, deps, cls", [
+    ("torch", ["torch==2.13.0"], "TorchBackend"),
+    ("jax", ["jax", "jaxlib"], "JaxBackend"),
+    ("ggml", ["ggml-python==0.0.45"], "GGMLBackend"),
+])
+def test_offline_install_of_each_backend_extra(wheelhouse, tmp_path, extra, deps, cls):
+    """``pip install mithril[<extra>]`` from local wheels; the heavy third-party wheels come first."""
+    if not any(wheelhouse.glob(f"mithril_{extra}-*.whl")):
+        pytest.skip(f"mithril-{extra} is not in this repository")
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)
+    py = str(env_dir / "bin" / "python")
+    pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    run(*pip, "-c", str(ROOT / "constraints.txt"), "numpy", "pluggy", "importlib-metadata", *deps)
+    run(*pip, "--no-index", "--find-links", str(wheelhouse), f"mithril[{extra}]")
+    code = (
+        "import mithril as ml, numpy as np\n"
+        "from mithril.models import Model, Linear\n"
+        f"be = ml.{cls}()\n"
+        "m = Model(); m |= Linear(dimension=3)\n"
+        "pm = ml.compile(m, be, shapes={'input': [2, 4]})\n"
+        "out = pm.evaluate(pm.randomize_params(), {'input': be.array(np.ones((2, 4), np.float32))})\n"
+        "print(tuple(out['output'].shape), ml.__file__)\n"
+    )
+    r = run(py, "-c", code, cwd=str(tmp_path), env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert r.stdout.startswith("(2, 3)") and str(env_dir) in r.stdout
