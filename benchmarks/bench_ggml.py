@@ -34,8 +34,9 @@ def _specs(level: str) -> list[tuple[str, str, Callable[[], Any], tuple[int, ...
 
 
 def _executable(pm: Any) -> Any:
-    """The lowered GGML executable (PhysicalModel has no public accessor yet)."""
-    return pm._last.executable  # noqa: SLF001
+    """The lowered GGML executable of the last compiled graph."""
+    exe = getattr(pm, "executable", None)
+    return exe if exe is not None else pm._last.executable  # noqa: SLF001 - older mithril
 
 
 def run(level: str, *, rounds: int, target_s: float, memory: bool, modes: tuple[str | None, ...],

@@ -325,18 +325,30 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
     grp.variants.append(Variant("mithril-jit", m_fn, mem, "Mithril jax jit=True", baseline="native-jit"))
     label = "jax.jit(f)" if mode == "forward" else "jax.jit(jax.value_and_grad(loss))"
     grp.variants.append(Variant("native-jit", n_fn, mem, label))
+    if mode == "train":
+        try:
+            be_ad = ml.JaxBackend(dtype=ml.float32, device=device, autodiff="jax")
+        except TypeError:  # a mithril-jax without the option
+            be_ad = None
+        if be_ad is not None:
+            pm_ad = ml.compile(ctx.model, be_ad, shapes={"input": list(spec.input_shape)}, jit=True)
+            ad_fn = lambda: jax.block_until_ready(pm_ad.evaluate(p, inputs, {"output": g}))  # noqa: E731
+            grp.variants.append(Variant("mithril-jit-autodiff", ad_fn, mem, "Mithril jax jit=True, autodiff='jax'",
+                                        baseline="native-jit"))
 
-    def check() -> None:
+    def check(v: Variant) -> None:
         if mode == "forward":
-            grp.check["mithril-jit"] = _rel([np.asarray(m_fn()["output"])], [np.asarray(n_fn())])
+            grp.check[v.name] = _rel([np.asarray(v.fn()["output"])], [np.asarray(n_fn())])
         else:
-            _, grads = m_fn()
+            _, grads = v.fn()
             _, vjp = jax.vjp(lambda q: fwd(q, x), trainable)
             (ref,) = vjp(g)
             keys = sorted(grads)
-            grp.check["mithril-jit"] = _rel([np.asarray(grads[k]) for k in keys], [np.asarray(ref[k]) for k in keys])
+            grp.check[v.name] = _rel([np.asarray(grads[k]) for k in keys], [np.asarray(ref[k]) for k in keys])
 
-    grp.checks.append(("mithril-jit", check))
+    for v in grp.variants:
+        if not v.name.startswith("native"):
+            grp.checks.append((v.name, lambda v=v: check(v)))
     del jnp
     return grp
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from harness import fmt_bytes, fmt_ratio, fmt_time, md_table
@@ -78,17 +79,28 @@ def write_markdown(path: str, result: dict[str, Any]) -> None:
     comp = [r for r in rows if r.get("suite") == "compile"]
     if comp:
         lines += ["## compile: build and compile time", "",
-                  "Median (min–max) over repetitions; growth = total / total of the previous size "
-                  "(sizes double); peak memory: tracemalloc over build + compile.", ""]
+                  "Median (min–max) over repetitions; growth = total / total of the previous size; per "
+                  "doubling = growth ** (1 / log2(size ratio)); peak memory: tracemalloc over build + compile.",
+                  ""]
         body = []
+        prev: dict[str, tuple[int, float]] = {}
         for r in comp:
             if "error" in r:
-                body.append([r["case"], r["backend"], "error", r["error"], "", "", ""])
+                body.append([r["case"], r["backend"], "error", r["error"], "", "", "", ""])
                 continue
-            gr = r.get("growth_vs_previous")
+            growth = per_doubling = "—"
+            if r["family"] in ("mlp", "gpt"):
+                t = r["total_s"]["median"]
+                if r["family"] in prev:
+                    n0, t0 = prev[r["family"]]
+                    g = t / t0
+                    growth = f"{g:.2f}x ({n0}→{r['size']})"
+                    per_doubling = f"{g ** (1 / math.log2(r['size'] / n0)):.2f}x"
+                prev[r["family"]] = (r["size"], t)
             body.append([r["case"], r["backend"], _t(r["build_s"]), _t(r["compile_s"]), _t(r["total_s"]),
-                         f"{gr:.2f}x" if gr else "—", fmt_bytes(r.get("peak_mem_bytes"))])
-        lines += [md_table(["case", "backend", "build", "compile", "total", "growth", "peak mem"], body), ""]
+                         growth, per_doubling, fmt_bytes(r.get("peak_mem_bytes"))])
+        lines += [md_table(["case", "backend", "build", "compile", "total", "growth", "per doubling", "peak mem"],
+                           body), ""]
 
     rt = [r for r in rows if r.get("suite") == "runtime"]
     if rt:
@@ -150,3 +162,13 @@ def write_markdown(path: str, result: dict[str, Any]) -> None:
               "bound).", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
+
+
+if __name__ == "__main__":  # re-render a results.json: python benchmarks/report.py results.json [results.md]
+    import json
+    import sys
+
+    src = sys.argv[1]
+    dst = sys.argv[2] if len(sys.argv) > 2 else src[: -len(".json")] + ".md"
+    with open(src) as f:
+        write_markdown(dst, json.load(f))
