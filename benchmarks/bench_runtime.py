@@ -139,8 +139,6 @@ class _Ctx:
 
 # ------------------------------------------------------------------------------------------ numpy
 def numpy_group(ctx: _Ctx, mode: str) -> Group:
-    import mithril as ml
-
     spec = ctx.spec
     grp = Group(spec, mode, "numpy")
     pm = ctx.numpy_pm
@@ -175,7 +173,6 @@ def numpy_group(ctx: _Ctx, mode: str) -> Group:
                 grp.check["mithril"] = _rel([mg[k] for k in keys], [ng[k] for k in keys])
 
         grp.checks.append(("mithril", check))
-    del ml
     return grp
 
 
@@ -295,7 +292,6 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
 # ------------------------------------------------------------------------------------------ jax
 def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
     import jax
-    import jax.numpy as jnp
 
     import mithril as ml
     import native_jax as NJ
@@ -349,7 +345,6 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
     for v in grp.variants:
         if not v.name.startswith("native"):
             grp.checks.append((v.name, lambda v=v: check(v)))
-    del jnp
     return grp
 
 

@@ -1,6 +1,6 @@
 """Mithril benchmarks against hand-written native code, measured in the same run.
 
-    python benchmarks/run.py                  # full CPU run (~15 min on 2 cores)
+    python benchmarks/run.py                  # full CPU run (about 9 min on 2 cores)
     python benchmarks/run.py --quick          # smaller sizes, fewer rounds (< 2 min)
     python benchmarks/run.py --smoke          # tiny sizes, for the test suite (< 60 s)
     python benchmarks/run.py --only compile   # one suite: compile | runtime | ggml
