@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ..errors import ModelBuildError
-from .connections import IOKey, bias_of, ones, uniform_fan_in, zeros
+from .connections import IOKey, TerminalRef, bias_of, ones, uniform_fan_in, zeros
 from .model import Model
 from .primitive_blocks import _pair
 
@@ -79,33 +80,45 @@ class BatchNorm2d(Model):
                  affine: bool = True, track_running_stats: bool = True, *, name: str | None = None) -> None:
         super().__init__(name=name)
         c = num_features
-        axes = (0, 2, 3)
-        x = IOKey("input", shape=[None, c, None, None])
-        mean = self.call("mean", x, axis=axes, keepdims=True)
-        centered = self.call("sub", "input", mean)
-        var = self.call("mean", centered * centered, axis=axes, keepdims=True)
-        xhat_train = centered / self.call("sqrt", var + eps)
-        if track_running_stats:
-            rm = self.call("reshape", IOKey("running_mean", shape=[c], role="state", init=zeros), shape=(1, -1, 1, 1))
-            rv = self.call("reshape", IOKey("running_var", shape=[c], role="state", init=ones), shape=(1, -1, 1, 1))
-            xhat_eval = (self.call("sub", "input", rm)) / self.call("sqrt", rv + eps)
-            xhat = self.call("mode_switch", xhat_train, xhat_eval)
-            n = self.call("numel", "input", axis=axes)
-            batch_mean = self.call("reshape", mean, shape=(-1,))
-            unbiased = self.call("reshape", var, shape=(-1,)) * (n / (n - 1.0))
-            self.call("add", self.call("mul", "running_mean", 1.0 - momentum), batch_mean * momentum,
-                      output="_new_running_mean")
-            self.call("add", self.call("mul", "running_var", 1.0 - momentum), unbiased * momentum,
-                      output="_new_running_var")
-            for s in ("running_mean", "running_var"):
-                self._named[f"_new_{s}"].expose = False
-                self.update_state(s, f"_new_{s}")
-        else:
-            xhat = xhat_train
-        if affine:
-            w = self.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=(1, -1, 1, 1))
-            b = self.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=(1, -1, 1, 1))
-            self.call("add", xhat * w, b, output=IOKey("output"))
-        else:
-            self.call("identity", xhat, output=IOKey("output"))
+        batch_norm_body(self, IOKey("input", shape=[None, c, None, None]), "input", c, axes=(0, 2, 3), eps=eps,
+                        momentum=momentum, affine=affine, track_running_stats=track_running_stats,
+                        output=IOKey("output"))
         self.set_canonical(input="input", output="output")
+
+
+def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tuple[int, ...], eps: float,
+                    momentum: float, affine: bool, track_running_stats: bool, output: Any = None) -> TerminalRef:
+    """The computation shared by the BatchNorm blocks, channels on axis 1, reduced over ``axes``.
+
+    ``first`` is what the batch mean reads (it may declare the input's shape), ``h`` the same
+    values for every later use. Declares the state ``running_mean``/``running_var`` (updated in
+    training mode) and the params ``weight``/``bias``; returns the normalised (affine) result,
+    written to ``output`` when given.
+    """
+    stat_shape = (1, -1) + (1,) * (len(axes) - 1)
+    mean = model.call("mean", first, axis=axes, keepdims=True)
+    centered = model.call("sub", h, mean)
+    var = model.call("mean", centered * centered, axis=axes, keepdims=True)
+    xhat = centered / model.call("sqrt", var + eps)
+    if track_running_stats:
+        rm = model.call("reshape", IOKey("running_mean", shape=[c], role="state", init=zeros), shape=stat_shape)
+        rv = model.call("reshape", IOKey("running_var", shape=[c], role="state", init=ones), shape=stat_shape)
+        xhat_eval = model.call("sub", h, rm) / model.call("sqrt", rv + eps)
+        xhat = model.call("mode_switch", xhat, xhat_eval)
+        n = model.call("numel", h, axis=axes)
+        batch_mean = model.call("reshape", mean, shape=(-1,))
+        unbiased = model.call("reshape", var, shape=(-1,)) * (n / (n - 1.0))
+        model.call("add", model.call("mul", "running_mean", 1.0 - momentum), batch_mean * momentum,
+                   output="_new_running_mean")
+        model.call("add", model.call("mul", "running_var", 1.0 - momentum), unbiased * momentum,
+                   output="_new_running_var")
+        for s in ("running_mean", "running_var"):
+            model._named[f"_new_{s}"].expose = False
+            model.update_state(s, f"_new_{s}")
+    if affine:
+        w = model.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=stat_shape)
+        b = model.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=stat_shape)
+        return model.call("add", xhat * w, b, output=output)
+    if output is not None:
+        return model.call("identity", xhat, output=output)
+    return xhat

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from ...errors import ModelBuildError
 from ..connections import IOKey, ones, zeros
+from ..layers import batch_norm_body
 from ..model import Model
 from ._util import shape_tuple
 
@@ -26,32 +27,8 @@ class BatchNorm1d(Model):
         # a declared [N, C, ...] would meet the rule's [..., d] as rank >= 3 (a core limitation: see mithril-core README)
         h = self.call("flatten", self.call("unflatten", IOKey("input"), axis=-1, sizes=(-1, 1)), start_axis=2,
                       end_axis=-1, output=IOKey("_flat", shape=[None, c, None], expose=False))
-        axes = (0, 2)
-        mean = self.call("mean", h, axis=axes, keepdims=True)
-        centered = self.call("sub", h, mean)
-        var = self.call("mean", centered * centered, axis=axes, keepdims=True)
-        xhat_train = centered / self.call("sqrt", var + eps)
-        if track_running_stats:
-            rm = self.call("reshape", IOKey("running_mean", shape=[c], role="state", init=zeros), shape=(1, -1, 1))
-            rv = self.call("reshape", IOKey("running_var", shape=[c], role="state", init=ones), shape=(1, -1, 1))
-            xhat_eval = self.call("sub", h, rm) / self.call("sqrt", rv + eps)
-            xhat = self.call("mode_switch", xhat_train, xhat_eval)
-            n = self.call("numel", h, axis=axes)
-            batch_mean = self.call("reshape", mean, shape=(-1,))
-            unbiased = self.call("reshape", var, shape=(-1,)) * (n / (n - 1.0))
-            self.call("add", self.call("mul", "running_mean", 1.0 - momentum), batch_mean * momentum,
-                      output="_new_running_mean")
-            self.call("add", self.call("mul", "running_var", 1.0 - momentum), unbiased * momentum,
-                      output="_new_running_var")
-            for s in ("running_mean", "running_var"):
-                self._named[f"_new_{s}"].expose = False
-                self.update_state(s, f"_new_{s}")
-        else:
-            xhat = xhat_train
-        if affine:
-            w = self.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=(1, -1, 1))
-            b = self.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=(1, -1, 1))
-            xhat = xhat * w + b
+        xhat = batch_norm_body(self, h, h, c, axes=(0, 2), eps=eps, momentum=momentum, affine=affine,
+                               track_running_stats=track_running_stats)
         self.call("reshape_as", xhat, "input", output=IOKey("output"))
         self.set_canonical(input="input", output="output")
 
