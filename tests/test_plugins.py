@@ -141,3 +141,51 @@ def test_disable_by_name_in_process():
     )
     assert r.returncode == 0, r.stderr
     assert "disabled" in r.stdout
+
+
+def test_creating_one_backend_imports_no_other_framework():
+    """Backends register lazily ("module:Class"): the NumPy backend does not import torch or JAX."""
+    r = run_python(
+        """
+        import sys
+        import mithril as ml
+        ml.NumpyBackend()
+        print(sorted(ml.plugins.backend_names()))
+        print("heavy:", [m for m in ("torch", "jax", "ggml") if m in sys.modules])
+        """
+    )
+    assert "heavy: []" in r.stdout, r.stdout + r.stderr
+    assert "'numpy'" in r.stdout
+
+
+def test_lazy_backend_that_fails_to_import_is_reported_with_the_reason():
+    from mithril.plugins import hookimpl
+
+    class Lazy:
+        MITHRIL_PLUGIN_API = 1
+
+        @hookimpl
+        def mithril_register_backends(self, register):
+            register("mithril_no_such_module.backend:NoBackend", name="ghost_backend")
+
+    ml.plugins.register(Lazy(), name="lazy_ghost")
+    try:
+        assert "ghost_backend" in ml.plugins.backend_names()
+        with pytest.raises(BackendNotInstalledError, match=r"ghost_backend.*failed to import.*mithril_no_such_module"):
+            ml.backend("ghost_backend")
+        assert "ghost_backend" not in ml.plugins.backend_names()
+        assert "failed to import" in ml.plugins.report()
+    finally:
+        ml.plugins.unregister("lazy_ghost")
+
+
+def test_lazy_backend_registration_needs_a_name():
+    from mithril.plugins import hookimpl
+
+    class Nameless:
+        @hookimpl
+        def mithril_register_backends(self, register):
+            register("somewhere:Backend")
+
+    with pytest.raises(PluginError, match=r"register\('module:Class', name=\.\.\.\)"):
+        ml.plugins.register(Nameless(), name="lazy_nameless")

@@ -7,12 +7,28 @@ shape set and reused; ``save_gguf`` / ``load_gguf`` write and read a model
 
 from __future__ import annotations
 
-from .backend import GGMLBackend
-from .executable import GGMLExecutable
-from .gguf import GGUFError, GGUFModel, load_gguf, save_gguf
-from .weights import QuantizationReport, WeightPlan
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backend import GGMLBackend
+    from .executable import GGMLExecutable
+    from .gguf import GGUFError, GGUFModel, load_gguf, save_gguf
+    from .weights import QuantizationReport, WeightPlan
 
 __version__ = "0.1.0"
 
 __all__ = ["GGMLBackend", "GGMLExecutable", "GGUFModel", "GGUFError", "QuantizationReport", "WeightPlan",
            "load_gguf", "save_gguf", "__version__"]
+
+_LAZY = {'GGMLBackend': '.backend', 'GGMLExecutable': '.executable', 'GGUFModel': '.gguf', 'GGUFError': '.gguf', 'load_gguf': '.gguf', 'save_gguf': '.gguf', 'QuantizationReport': '.weights', 'WeightPlan': '.weights'}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the backend (and ggml) on first use, not when the plugin entry point loads."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,6 @@ MITHRIL_PLUGIN_API = 1
 
 
 @hookimpl
-def mithril_register_backends(register: Callable[[type], None]) -> None:
-    from .backend import GGMLBackend
-
-    register(GGMLBackend)
+def mithril_register_backends(register: Callable[..., None]) -> None:
+    """Provide ``GGMLBackend`` as backend ``"ggml"``; its module (and ggml) is imported on first use."""
+    register("mithril_ggml.backend:GGMLBackend", name="ggml")

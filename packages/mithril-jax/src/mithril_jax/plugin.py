@@ -10,7 +10,6 @@ MITHRIL_PLUGIN_API = 1
 
 
 @hookimpl
-def mithril_register_backends(register: Callable[[type], None]) -> None:
-    from .backend import JaxBackend
-
-    register(JaxBackend)
+def mithril_register_backends(register: Callable[..., None]) -> None:
+    """Provide ``JaxBackend`` as backend ``"jax"``; its module (and jax) is imported on first use."""
+    register("mithril_jax.backend:JaxBackend", name="jax")

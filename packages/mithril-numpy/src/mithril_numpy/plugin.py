@@ -10,7 +10,6 @@ MITHRIL_PLUGIN_API = 1
 
 
 @hookimpl
-def mithril_register_backends(register: Callable[[type], None]) -> None:
-    from .backend import NumpyBackend
-
-    register(NumpyBackend)
+def mithril_register_backends(register: Callable[..., None]) -> None:
+    """Provide ``NumpyBackend`` as backend ``"numpy"``; its module (and numpy) is imported on first use."""
+    register("mithril_numpy.backend:NumpyBackend", name="numpy")

@@ -10,8 +10,6 @@ MITHRIL_PLUGIN_API = 1
 
 
 @hookimpl
-def mithril_register_backends(register: Callable[[type], None]) -> None:
-    """Provide :class:`~mithril_torch.TorchBackend` as backend ``"torch"``."""
-    from .backend import TorchBackend  # imports torch only when backends are asked for
-
-    register(TorchBackend)
+def mithril_register_backends(register: Callable[..., None]) -> None:
+    """Provide ``TorchBackend`` as backend ``"torch"``; its module (and torch) is imported on first use."""
+    register("mithril_torch.backend:TorchBackend", name="torch")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .._gc import gc_paused
 from ..errors import CycleError, DTypeMismatchError, DuplicateNameError, ModelBuildError, ShapeMismatchError, UnknownKeyError
 from ..primitives.base import Term
 from ..shapes.kinds import bind_kind, unify_kinds
@@ -76,6 +77,7 @@ class Model(Block):
         """``model |= block(**connections)``."""
         return self.add(block(**connections) if connections else block, chain=False)
 
+    @gc_paused
     def add(self, block: Block, *, chain: bool = False) -> "Model":
         """Add ``block``; with ``chain`` its canonical input follows the last output."""
         self._check_mutable()
@@ -157,6 +159,7 @@ class Model(Block):
             self._cout = binding[block.canonical_output]
         return self
 
+    @gc_paused
     def call(self, primitive: str, *inputs: Any, output: Any = None, **attrs: Any) -> TerminalRef:
         """Add one primitive call and return its output: ``h = m.call("matmul", "x", w_ref)``."""
         from .block import PrimitiveBlock

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._gc import gc_paused
 from ..backend import Backend
 from ..errors import CompileError, UnknownKeyError, UnsupportedError
 from ..models.block import Block
@@ -13,6 +14,7 @@ from .model import PhysicalModel
 from .pipeline import Options
 
 
+@gc_paused
 def compile(  # noqa: A001 - the public name the seeds use
     model: Block,
     backend: Backend,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._gc import gc_paused
 from ..backend import Backend
 from ..errors import (
     DTypeMismatchError, EvaluationError, MissingInputError, ParamsError, ShapeMismatchError, ShapeUnknownError,
@@ -99,6 +100,11 @@ class PhysicalModel:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        return self._compile_new(key, training, input_shapes, cot)
+
+    @gc_paused
+    def _compile_new(self, key: Any, training: bool, input_shapes: dict[str, tuple[int, ...]],
+                     cot: tuple[str, ...] | None) -> Compiled:
         if self.static_shapes:
             for k, s in input_shapes.items():
                 want = self._shapes.get(k)

@@ -42,11 +42,17 @@ def report() -> str:
 
 
 def backends() -> dict[str, type]:
-    """Installed backends by name."""
+    """Installed backends by name (imports every one of them)."""
     return plugin_manager().backends()
+
+
+def backend_names() -> list[str]:
+    """Names of the installed backends, without importing them."""
+    return plugin_manager().backend_names()
 
 
 __all__ = [
     "PLUGIN_API", "ENTRY_POINT_GROUP", "PluginInfo", "hookimpl", "hookspec", "register", "unregister",
-    "disable", "list_plugins", "failed", "report", "backends", "plugin_manager",
+    "disable", "list_plugins", "failed", "report", "backends", "backend_names",
+    "plugin_manager",
 ]

@@ -26,8 +26,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def mithril_register_backends(register: Callable[[type], None]) -> None:
-    """Call ``register(BackendSubclass)`` for each backend this plugin provides."""
+def mithril_register_backends(register: Callable[..., None]) -> None:
+    """Call ``register(BackendSubclass)`` for each backend this plugin provides.
+
+    Prefer the lazy form ``register("package.module:BackendClass", name="mybackend")``:
+    the module is imported only when that backend is first asked for, so creating
+    one backend does not import every installed framework.
+    """
 
 
 @hookspec

@@ -50,7 +50,8 @@ class MithrilPluginManager:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
-        self._backends: dict[str, type] = {}
+        #: name -> backend class, or a "module:Class" reference not imported yet
+        self._backends: dict[str, type | str] = {}
         self._backend_plugin: dict[str, str] = {}
         self._kernels: dict[str, dict[str, Callable[..., Any]]] = {}
         self._loaded = False
@@ -152,13 +153,21 @@ class MithrilPluginManager:
         prims: list[str] = []
         try:
             self.pm.register(obj, name=name)
-            staged_backends: dict[str, type] = {}
+            staged_backends: dict[str, type | str] = {}
 
-            def reg_backend(cls: type) -> None:
-                bname = getattr(cls, "name", "")
-                if not bname:
-                    raise PluginError(f"backend class {cls!r} has no name")
-                if bname in self._backends and self._backends[bname] is not cls:
+            def reg_backend(cls: type | str, name: str | None = None) -> None:
+                if isinstance(cls, str):
+                    if not name or ":" not in cls:
+                        raise PluginError(f"a lazy backend is registered as register('module:Class', name=...), "
+                                          f"got {cls!r} with name={name!r}")
+                    bname = name
+                else:
+                    bname = getattr(cls, "name", "")
+                    if not bname:
+                        raise PluginError(f"backend class {cls!r} has no name")
+                    if name is not None and name != bname:
+                        raise PluginError(f"backend class {cls.__name__} is named {bname!r}, registered as {name!r}")
+                if bname in self._backends and self._backends[bname] != cls:
                     raise PluginError(f"backend {bname!r} is already provided by {self._backend_plugin[bname]!r}")
                 staged_backends[bname] = cls
 
@@ -194,11 +203,13 @@ class MithrilPluginManager:
 
     # --------------------------------------------------------------- queries
     def backend_class(self, name: str) -> type:
+        """The backend class named ``name``, importing its module on first use."""
         self.load_entry_points()
-        try:
-            return self._backends[name]
-        except KeyError:
-            pass
+        entry = self._backends.get(name)
+        if isinstance(entry, type):
+            return entry
+        if entry is not None:
+            return self._resolve(name, entry)
         installed = sorted(self._backends)
         for info in self.infos.values():
             if info.status != "loaded" and info.name == name:
@@ -218,9 +229,45 @@ class MithrilPluginManager:
             f"(a third-party backend registers through the 'mithril' entry-point group)"
         )
 
-    def backends(self) -> dict[str, type]:
+    def _resolve(self, name: str, ref: str) -> type:
+        """Import a lazily registered backend; a failure disables it with the reason."""
+        import importlib
+
+        owner = self._backend_plugin[name]
+        module_name, _, attr = ref.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+            if not (isinstance(cls, type) and getattr(cls, "name", None) == name):
+                raise PluginError(f"{ref} is not a backend class named {name!r}")
+        except Exception as e:  # noqa: BLE001 - report, like a failed plugin import
+            del self._backends[name]
+            del self._backend_plugin[name]
+            reason = f"backend {name!r} ({ref}) failed to import: {type(e).__name__}: {e}"
+            info = self.infos.get(owner)
+            if info is not None:
+                info.backends = tuple(b for b in info.backends if b != name)
+                info.reason = reason
+            if self.strict:
+                raise PluginError(f"plugin {owner!r}: {reason}") from e
+            raise BackendNotInstalledError(reason) from e
+        self._backends[name] = cls
+        return cls
+
+    def backend_names(self) -> list[str]:
+        """Names of the registered backends, without importing any of them."""
         self.load_entry_points()
-        return dict(self._backends)
+        return sorted(self._backends)
+
+    def backends(self) -> dict[str, type]:
+        """Every registered backend class (this imports each lazily registered backend)."""
+        self.load_entry_points()
+        out: dict[str, type] = {}
+        for name in list(self._backends):
+            try:
+                out[name] = self.backend_class(name)
+            except BackendNotInstalledError as e:
+                warnings.warn(f"mithril: {e}", RuntimeWarning, stacklevel=2)
+        return out
 
     def kernels_for(self, backend_name: str) -> dict[str, Callable[..., Any]]:
         self.load_entry_points()
@@ -256,7 +303,7 @@ class MithrilPluginManager:
                 [f"backends: {', '.join(info.backends)}"] * bool(info.backends)
                 + [f"primitives: {', '.join(info.primitives)}"] * bool(info.primitives)
             )
-            tail = info.reason if info.status != "loaded" else what
+            tail = info.reason if info.status != "loaded" else "; ".join(filter(None, [what, info.reason]))
             lines.append(f"{info.name:<24} {info.status:<9} {info.source:<32} {tail}")
         return "\n".join(lines)
 
