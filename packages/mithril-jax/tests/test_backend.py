@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,9 +23,11 @@ needs_x64_off = pytest.mark.skipif(X64_GLOBALLY, reason="jax_enable_x64 is on fo
 # ------------------------------------------------------------------ plugin
 def test_plugin_registers_the_backend_class():
     assert plugin.MITHRIL_PLUGIN_API == 1
-    seen: list[type] = []
-    plugin.mithril_register_backends(register=seen.append)
-    assert seen == [JaxBackend]
+    seen: list[tuple[object, object]] = []
+    plugin.mithril_register_backends(register=lambda ref, name=None: seen.append((ref, name)))
+    assert seen == [("mithril_jax.backend:JaxBackend", "jax")]  # lazy: imported on first use
+    module, _, attr = seen[0][0].partition(":")
+    assert getattr(importlib.import_module(module), attr) is JaxBackend
     assert JaxBackend.name == "jax" and JaxBackend.distribution == "mithril-jax"
     assert JaxBackend.supports_jit and issubclass(JaxBackend, Backend)
 

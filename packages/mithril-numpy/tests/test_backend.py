@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -102,6 +104,8 @@ def test_helpers_go_through_kernels():
 
 def test_plugin_registers_the_backend():
     assert plugin.MITHRIL_PLUGIN_API == 1
-    registered: list[type] = []
-    plugin.mithril_register_backends(register=registered.append)
-    assert registered == [NumpyBackend]
+    registered: list[tuple[object, object]] = []
+    plugin.mithril_register_backends(register=lambda ref, name=None: registered.append((ref, name)))
+    assert registered == [("mithril_numpy.backend:NumpyBackend", "numpy")]  # lazy: imported on first use
+    module, _, attr = registered[0][0].partition(":")
+    assert getattr(importlib.import_module(module), attr) is NumpyBackend

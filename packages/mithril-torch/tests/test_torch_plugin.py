@@ -23,18 +23,22 @@ def test_plugin_declares_the_api_version():
 
 
 def test_hook_registers_the_backend():
-    registered: list[type] = []
-    torch_plugin.mithril_register_backends(registered.append)
-    assert registered == [TorchBackend]
+    registered: list[tuple[object, object]] = []
+    torch_plugin.mithril_register_backends(register=lambda ref, name=None: registered.append((ref, name)))
+    assert registered == [("mithril_torch.backend:TorchBackend", "torch")]  # lazy: imported on first use
+    module, _, attr = registered[0][0].partition(":")
+    assert getattr(importlib.import_module(module), attr) is TorchBackend
 
 
 def test_plugin_works_through_pluggy():
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(torch_plugin, name="torch")
-    registered: list[type] = []
-    pm.hook.mithril_register_backends(register=registered.append)
-    assert registered == [TorchBackend]
+    registered: list[tuple[object, object]] = []
+    pm.hook.mithril_register_backends(register=lambda ref, name=None: registered.append((ref, name)))
+    assert registered == [("mithril_torch.backend:TorchBackend", "torch")]  # lazy: imported on first use
+    module, _, attr = registered[0][0].partition(":")
+    assert getattr(importlib.import_module(module), attr) is TorchBackend
 
 
 def test_version():

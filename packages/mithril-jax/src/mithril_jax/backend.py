@@ -33,6 +33,7 @@ from mithril.dtypes import DType
 from mithril.errors import EvaluationError, UnsupportedError
 
 from . import kernels as _kernels
+from . import rng
 from .devices import resolve_device
 from .dtypes import from_jax_dtype, to_jax_dtype
 from .x64 import x64_context, x64_enabled
@@ -63,19 +64,28 @@ class JaxBackend(Backend):
         self.jax_device: jax.Device = resolve_device(device)
         #: whether this backend runs in a scoped 64-bit mode (float64)
         self.uses_x64: bool = dtype is DType.float64
+        #: whether evaluation needs :meth:`scope` (float64, or a device other than JAX's default)
+        self._needs_scope: bool = self.uses_x64 or self.jax_device != jax.devices()[0]
         self._float = to_jax_dtype(dtype)
         self._scoped_kernels: dict[str, Kernel] | None = None
         self._accepted: set[Any] | None = None
         self._key = self._make_key(secrets.randbits(63))
 
     # ------------------------------------------------------------------ scope
-    @contextlib.contextmanager
-    def scope(self) -> Iterator[None]:
+    def scope(self) -> contextlib.AbstractContextManager[None]:
         """Run a block as the backend does: on its device, with 64-bit types if float64.
 
         Use it around your own arithmetic on a float64 backend's arrays when
-        ``jax_enable_x64`` is off, or JAX truncates the results to float32.
+        ``jax_enable_x64`` is off, or JAX truncates the results to float32. For a
+        float32 backend on JAX's default device there is nothing to set up, and the
+        scope is a no-op (``jax.default_device`` would slow every jit dispatch).
         """
+        if not self._needs_scope:
+            return contextlib.nullcontext()
+        return self._scope()
+
+    @contextlib.contextmanager
+    def _scope(self) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             if self.uses_x64:
                 stack.enter_context(x64_context())
@@ -244,6 +254,14 @@ class JaxBackend(Backend):
             flat = sample(key, (math.prod(shape),), self._float, **kw)
             return self._commit(flat.reshape(shape))
 
+    def next_seed(self) -> jax.Array:
+        """The seed of one call of a graph with random primitives: a key split from this backend's key."""
+        return self._next_key()
+
+    def random_key(self, seed: jax.Array, stream: int) -> jax.Array:
+        """One random node's key: ``jax.random.fold_in(seed, stream)``."""
+        return rng.random_key(seed, stream)
+
     def randn(self, *shape: int) -> jax.Array:
         return self._draw(jax.random.normal, _shape(shape))
 
@@ -269,7 +287,7 @@ class JaxBackend(Backend):
                                             source_path=kwargs.get("source_path"))
             else:
                 executable = super().lower(graph, **kwargs)
-        if self.uses_x64 or self.jax_device != jax.devices()[0]:
+        if self._needs_scope:
             return _ScopedExecutable(executable, self)
         return executable
 
