@@ -81,15 +81,12 @@ class GPTConfig:
 
 
 class LayerNorm(Model):
-    """LayerNorm over the last axis from mean/sub/mul/sqrt, with ``weight``/``bias`` params (torch names)."""
+    """LayerNorm over the last axis: the core's ``normalize`` (one fused kernel where the backend has
+    one), then ``weight``/``bias`` (torch names)."""
 
     def __init__(self, d: int, eps: float = 1e-5, *, name: str | None = None) -> None:
         super().__init__(name=name)
-        x = IOKey("input", shape=[None, None, d])
-        mean = self.call("mean", x, axis=(-1,), keepdims=True)
-        centered = self.call("sub", "input", mean)
-        var = self.call("mean", centered * centered, axis=(-1,), keepdims=True)
-        xhat = centered / self.call("sqrt", var + eps)
+        xhat = self.call("normalize", IOKey("input", shape=[None, None, d]), axes=(-1,), eps=eps)
         w = IOKey("weight", shape=[d], role="param", init=ones)
         b = IOKey("bias", shape=[d], role="param", init=zeros)
         self.call("add", self.call("mul", xhat, w), b, output=IOKey("output"))

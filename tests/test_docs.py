@@ -7,7 +7,8 @@ right before a block's opening fence:
 * ``<!-- docs-test: skip -->``: the block is not run (it needs something this
   project does not have yet, and the page says so);
 * ``<!-- docs-test: requires ggml -->`` (names separated by commas): the block
-  runs only when these backends are installed.
+  runs only when these backends are installed; a name that is not a backend
+  (``requires transformers``) is a Python module that must be importable.
 
 A page whose other blocks use a backend that is not installed (``ml.TorchBackend``,
 ``import jax``, ``ml.backend("numpy")``...) is skipped with the reason.
@@ -104,6 +105,14 @@ def required_backends(text: str) -> set[str]:
     return {name for name, pattern in BACKEND_USES.items() if pattern.search(code)}
 
 
+def importable_requirements(text: str) -> set[str]:
+    """Names in the page's requires markers that are not backends and can be imported as modules."""
+    import importlib.util
+
+    names = {n for b in python_blocks(text) for n in b.requires if n not in BACKEND_USES}
+    return {n for n in names if importlib.util.find_spec(n) is not None}
+
+
 def doc_pages() -> list[Path]:
     return sorted(DOCS.glob("*.md")) if DOCS.is_dir() else []
 
@@ -165,6 +174,7 @@ def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     text = page.read_text(encoding="utf-8")
     installed = set(ml.plugins.backends())
     missing = sorted(required_backends(text) - installed)
+    installed |= importable_requirements(text)
     if missing:
         pytest.skip(f"{page.name} needs backend(s) not installed: {', '.join(missing)}")
     monkeypatch.chdir(tmp_path)
@@ -211,3 +221,5 @@ def test_parser_honours_skip_marker() -> None:
     guarded = parse_blocks("<!-- docs-test: requires jax, ggml -->\n\n```python\nb = ml.GGMLBackend()\n```\n")
     assert guarded[0].requires == {"jax", "ggml"} and not guarded[0].skip
     assert required_backends("<!-- docs-test: requires ggml -->\n```python\nml.GGMLBackend()\n```\n") == set()
+    modules = "<!-- docs-test: requires torch, pytest, no_such_module_xyz -->\n```python\nx = 1\n```\n"
+    assert importable_requirements(modules) == {"pytest"}

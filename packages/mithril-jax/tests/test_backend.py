@@ -340,3 +340,14 @@ def test_base_class_helpers_follow_the_backend_dtype():
         assert out.dtype == jnp.float64
     assert b.argmax(x).dtype == jnp.int64
     assert "JaxBackend(dtype=ml.float64, device='cpu')" == repr(b)
+
+
+def test_array_from_numpy_never_aliases_the_source():
+    import mithril as ml
+
+    be = ml.JaxBackend(dtype=ml.float32)
+    for src in (np.arange(1024, dtype=np.float32), np.zeros((64, 64), np.float32), np.arange(8, dtype=np.int64)):
+        x = be.array(src)
+        before = np.array(x)
+        src[...] = 99
+        np.testing.assert_array_equal(np.array(x), before)

@@ -1,5 +1,5 @@
 """gather_rows, scatter_add_rows, gather_last, scatter_last, unflatten, reshape_as, conv_transpose2d,
-tril_mask (the model zoo's primitives) against independent NumPy oracles."""
+tril_mask, positions (the model zoo's primitives) against independent NumPy oracles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from torch_oracles import conv2d
 
 COVERED = ("gather_rows", "scatter_add_rows", "gather_last", "scatter_last", "unflatten", "reshape_as",
-           "conv_transpose2d", "tril_mask")
+           "conv_transpose2d", "tril_mask", "positions")
 
 
 @pytest.mark.parametrize("ishape", [(4,), (2, 3), ()], ids=str)
@@ -72,3 +72,11 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(stride, padding, output_paddi
 def test_tril_mask(diagonal, kernels, case, rng):
     x, _ = case.put(rng.standard_normal((2, 3, 4)))
     case.check(kernels["tril_mask"](x, diagonal=diagonal), np.tril(np.ones((3, 4), bool), diagonal))
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1, -3])
+def test_positions(axis, kernels, case, rng):
+    x, _ = case.put(rng.standard_normal((2, 3, 4)))
+    got = kernels["positions"](x, axis=axis)
+    assert str(got.device) == str(x.device) and not got.is_floating_point()
+    case.check(got, np.arange((2, 3, 4)[axis]))

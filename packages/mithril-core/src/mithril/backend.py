@@ -136,6 +136,21 @@ class Backend(abc.ABC):
     def uniform(self, low: float, high: float, shape: Sequence[int]) -> Any:
         return self.rand(*shape) * (high - low) + low
 
+    # ------------------------------------------------ random primitives
+    def next_seed(self) -> Any:
+        """The seed of one call of a graph with random primitives (see mithril.ir.randomness).
+
+        Drawn from this backend's generator, so :meth:`seed` makes calls reproducible and
+        successive calls differ; an array (or PRNG key) so a jit-compiled function takes it
+        as an argument without retracing.
+        """
+        raise UnsupportedError(f"{type(self).__name__} has no random primitives (such as Dropout's "
+                               f"'bernoulli'); compile the model for inference")
+
+    def random_key(self, seed: Any, stream: int) -> Any:
+        """The key a random kernel draws from: ``seed`` (from :meth:`next_seed`) and a node's 31-bit ``stream``."""
+        raise UnsupportedError(f"{type(self).__name__} has no random primitives")
+
     @abc.abstractmethod
     def zeros(self, *shape: int, dtype: DType | None = None) -> Any: ...
 

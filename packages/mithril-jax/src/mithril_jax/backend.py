@@ -204,7 +204,9 @@ class JaxBackend(Backend):
         else:
             raise UnsupportedError(f"{self!r}: cannot make an array from data of dtype {source.dtype}")
         with self.scope():
-            return self._commit(jnp.asarray(source, dtype=target))
+            # jnp.array copies: jnp.asarray may alias an aligned NumPy buffer on the CPU, and a later
+            # write to that buffer would change this (immutable) jax.Array
+            return self._commit(jnp.array(source, dtype=target, copy=True))
 
     def constant(self, value: np.ndarray) -> jax.Array:
         return self.array(value)

@@ -57,6 +57,11 @@ def conv_transpose2d(input: Array, weight: Array, *, stride: Sequence[int] = (1,
                                         dilation=dilation, groups=groups)
 
 
+def positions(like: Array, *, axis: int = -1) -> Array:
+    """``0..n-1`` (JAX's default int) for ``n = like.shape[axis]``."""
+    return jnp.arange(jnp.shape(like)[axis])
+
+
 def tril_mask(like: Array, *, diagonal: int = 0) -> Array:
     return jnp.tril(jnp.ones(jnp.shape(like)[-2:], jnp.bool_), int(diagonal))
 
@@ -70,4 +75,5 @@ KERNELS = {
     "reshape_as": reshape_as,
     "conv_transpose2d": conv_transpose2d,
     "tril_mask": tril_mask,
+    "positions": positions,
 }

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from mithril.errors import UnsupportedError
 
-from . import indexing, nn_kernels
+from . import indexing, nn_kernels, normalization, rng
 from .static import hashable, static_jit
 from .x64 import int_dtype
 
@@ -241,6 +241,8 @@ def core_kernels(float_dtype: Any) -> dict[str, Kernel]:
     )
     table.update(nn_kernels.KERNELS)
     table.update(indexing.KERNELS)  # model-zoo primitives
+    table.update(rng.KERNELS)  # random primitives: kernel(key, *inputs, **attrs)
+    table.update(normalization.KERNELS)  # fused composites (normalize, normalize_grad)
     return table
 
 

@@ -11,6 +11,7 @@ from mithril.backend import Backend, Kernel
 from mithril.dtypes import DType, dtype_of_numpy
 from mithril.errors import UnsupportedError
 
+from . import rng
 from .kernels import build_kernels
 
 _INT = np.dtype(np.int64)
@@ -106,6 +107,14 @@ class NumpyBackend(Backend):
             out = self._rng.random(_shape(shape), dtype=np.float32).astype(np.float16)
             return np.minimum(out, np.float16(1.0) - np.finfo(np.float16).epsneg)  # rounding may reach 1.0
         return self._rng.random(_shape(shape), dtype=self._float)
+
+    def next_seed(self) -> int:
+        """The seed of one call of a graph with random primitives, from this backend's generator."""
+        return int(self._rng.integers(2**63))
+
+    def random_key(self, seed: int, stream: int) -> np.random.Generator:
+        """A generator of its own for one random node (see :mod:`mithril_numpy.rng`)."""
+        return rng.random_key(seed, stream)
 
     def zeros(self, *shape: int, dtype: DType | None = None) -> np.ndarray:
         return np.zeros(_shape(shape), dtype=self._resolve(dtype))

@@ -56,6 +56,11 @@ def conv_transpose2d(input: np.ndarray, weight: np.ndarray, *, stride: Pair = (1
                                   dilation=dilation, groups=groups)
 
 
+def positions(like: np.ndarray, *, axis: int = -1) -> np.ndarray:
+    """``0..n-1`` (int64) for ``n = like.shape[axis]``."""
+    return np.arange(np.shape(like)[axis], dtype=np.int64)
+
+
 def tril_mask(like: np.ndarray, *, diagonal: int = 0) -> np.ndarray:
     """Bool ``[L, S]``: True on and below ``diagonal`` of ``like``'s last two axes."""
     return np.tril(np.ones(np.shape(like)[-2:], dtype=np.bool_), diagonal)
@@ -70,4 +75,5 @@ KERNELS = {
     "reshape_as": reshape_as,
     "conv_transpose2d": conv_transpose2d,
     "tril_mask": tril_mask,
+    "positions": positions,
 }

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import conv, indexing, pool, special
+from . import conv, indexing, pool, rng, special
 
 Kernel = Callable[..., Any]
 
@@ -198,4 +198,6 @@ def build_kernels(float_dtype: np.dtype | type) -> dict[str, Kernel]:
         "avg_pool2d_grad": pool.avg_pool2d_grad,
         # indexing, reshaping by example, transposed convolution, masks (model zoo)
         **indexing.KERNELS,
+        # random primitives: kernel(key, *inputs, **attrs)
+        **rng.KERNELS,
     }

@@ -15,6 +15,7 @@ from mithril.errors import EvaluationError, UnsupportedError
 from . import dtypes as _dt
 from .devices import resolve_device
 from .jit import compile_with_fallback
+from . import rng
 from .kernels import make_kernels
 
 
@@ -128,6 +129,17 @@ class TorchBackend(Backend):
 
     def rand(self, *shape: int) -> torch.Tensor:
         return self._random(torch.rand, shape)
+
+    def next_seed(self) -> torch.Tensor:
+        """The seed of one call of a graph with random primitives, from this backend's generator.
+
+        A 0-d int64 CPU tensor: ``torch.compile`` takes it as data, so a new seed never recompiles.
+        """
+        return torch.randint(2**62, (), generator=self.generator, device=self.torch_device).cpu()
+
+    def random_key(self, seed: torch.Tensor, stream: int) -> torch.Tensor:
+        """The seed of one random node's generator (see :mod:`mithril_torch.rng`)."""
+        return rng.random_key(seed, stream)
 
     def _make(self, fill: Callable[..., torch.Tensor], shape: tuple[Any, ...], dtype: DType | None) -> torch.Tensor:
         target = self.torch_dtype if dtype is None else _dt.to_torch(dtype)

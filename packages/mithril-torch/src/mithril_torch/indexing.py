@@ -46,6 +46,11 @@ def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, *, stride: Pair 
     return F.conv_transpose2d(input, weight, None, stride, padding, output_padding, groups, dilation)
 
 
+def positions(like: torch.Tensor, *, axis: int = -1) -> torch.Tensor:
+    """``0..n-1`` (int64, on ``like``'s device) for ``n = like.shape[axis]``."""
+    return torch.arange(like.shape[axis], device=like.device)
+
+
 def tril_mask(like: torch.Tensor, *, diagonal: int = 0) -> torch.Tensor:
     return torch.ones(tuple(like.shape[-2:]), dtype=torch.bool, device=like.device).tril(diagonal)
 
@@ -59,4 +64,5 @@ KERNELS = {
     "reshape_as": reshape_as,
     "conv_transpose2d": conv_transpose2d,
     "tril_mask": tril_mask,
+    "positions": positions,
 }

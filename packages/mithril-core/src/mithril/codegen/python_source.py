@@ -3,6 +3,8 @@
 The generated function reads params/inputs/cotangents from dicts, calls one
 kernel per node with its attributes as literals, frees each intermediate
 after its last use and returns ``(outputs, gradients, state_updates)``.
+A random node's kernel gets ``random_key(seed, stream)`` first, the seed read
+from ``inputs[SEED_INPUT]`` (see :mod:`mithril.ir.randomness`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir.graph import Graph, Value, ValueRole
+from ..ir.randomness import SEED_INPUT, stream_ids
 
 
 class PythonExecutable:
@@ -59,7 +62,7 @@ class _Names:
 def generate_source(graph: Graph, backend: Any) -> tuple[str, dict[str, Any]]:
     """Source text of ``run(params, inputs, cotangents)`` and the namespace it needs."""
     names = _Names()
-    for reserved in ("params", "inputs", "cotangents", "run"):
+    for reserved in ("params", "inputs", "cotangents", "run", "random_key"):
         names.used.add(reserved)
     var: dict[int, str] = {}
     ns: dict[str, Any] = {}
@@ -89,6 +92,14 @@ def generate_source(graph: Graph, backend: Any) -> tuple[str, dict[str, Any]]:
             var[v.uid] = n
             body.append(f"    {n} = {label}[{key!r}]")
 
+    # random nodes: the call's seed, and each node's stream (mithril.ir.randomness)
+    streams = stream_ids(graph)
+    seed = ""
+    if streams:
+        seed = names.make("seed")
+        ns["random_key"] = backend.random_key
+        body.append(f"    {seed} = inputs[{SEED_INPUT!r}]")
+
     # last use of each value, to free intermediates early
     results = {v.uid for v in graph.results()}
     last_use: dict[int, int] = {}
@@ -105,6 +116,8 @@ def generate_source(graph: Graph, backend: Any) -> tuple[str, dict[str, Any]]:
                 else:
                     raise UnsupportedError(f"{node.where}: input {v!r} of {node.primitive.name} is never computed")
             args.append(var[v.uid])
+        if node.primitive.random:
+            args.insert(0, f"random_key({seed}, {streams[node.output.uid]})")
         attrs = [f"{k}={v!r}" for k, v in node.attrs.items()]
         out = names.make(node.output.name or node.primitive.name)
         var[node.output.uid] = out

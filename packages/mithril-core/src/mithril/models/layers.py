@@ -90,17 +90,17 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
                     momentum: float, affine: bool, track_running_stats: bool, output: Any = None) -> TerminalRef:
     """The computation shared by the BatchNorm blocks, channels on axis 1, reduced over ``axes``.
 
-    ``first`` is what the batch mean reads (it may declare the input's shape), ``h`` the same
-    values for every later use. Declares the state ``running_mean``/``running_var`` (updated in
+    ``first`` is what ``normalize`` reads (it may declare the input's shape), ``h`` the same
+    values for every later use (the running statistics). Declares the state ``running_mean``/``running_var`` (updated in
     training mode) and the params ``weight``/``bias``; returns the normalised (affine) result,
     written to ``output`` when given.
     """
     stat_shape = (1, -1) + (1,) * (len(axes) - 1)
-    mean = model.call("mean", first, axis=axes, keepdims=True)
-    centered = model.call("sub", h, mean)
-    var = model.call("mean", centered * centered, axis=axes, keepdims=True)
-    xhat = centered / model.call("sqrt", var + eps)
+    xhat = model.call("normalize", first, axes=axes, eps=eps)  # batch statistics; one fused kernel where there is one
     if track_running_stats:
+        mean = model.call("mean", h, axis=axes, keepdims=True)
+        centered = model.call("sub", h, mean)
+        var = model.call("mean", centered * centered, axis=axes, keepdims=True)
         rm = model.call("reshape", IOKey("running_mean", shape=[c], role="state", init=zeros), shape=stat_shape)
         rv = model.call("reshape", IOKey("running_var", shape=[c], role="state", init=ones), shape=stat_shape)
         xhat_eval = model.call("sub", h, rm) / model.call("sqrt", rv + eps)

@@ -13,6 +13,7 @@ from ..errors import (
 )
 from ..ir.flatten import FlatModel, flatten
 from ..ir.graph import Graph
+from ..ir.randomness import SEED_INPUT
 from ..ir.passes.shape_inference import solve
 from ..models.model import Model
 from .pipeline import Compiled, Options, build_graph, compile_graph
@@ -88,7 +89,7 @@ class PhysicalModel:
         shapes.update(input_shapes)
         for k, v in self._constants.items():
             shapes[k] = list(getattr(v, "shape", ()))
-        return build_graph(flat, shapes, self._constants)
+        return build_graph(flat, shapes, self._constants, keep=self.backend.kernels)
 
     @staticmethod
     def _key(training: bool, input_shapes: Mapping[str, tuple[int, ...]], cot: tuple[str, ...] | None) -> Any:
@@ -225,7 +226,9 @@ class PhysicalModel:
 
         Returns ``outputs``; with ``output_gradients`` ``(outputs, gradients)``
         where gradients are d(sum <output_gradients, outputs>)/d(param); with
-        ``return_state`` the updated state dict is appended to the result.
+        ``return_state`` the updated state dict is appended to the result. A graph
+        with random nodes (Dropout in training mode) gets a fresh seed per call from
+        the backend's generator (``backend.seed(n)`` makes calls reproducible).
         """
         with self.backend.scope():
             return self._evaluate(params, inputs, output_gradients, training, return_state)
@@ -283,6 +286,8 @@ class PhysicalModel:
                         f"output_gradients[{k!r}] has shape {list(be.shape_of(g))}, output {k!r} has {list(want)}"
                     )
                 cots[k] = g
+        if compiled.random:
+            checked_inputs[SEED_INPUT] = be.next_seed()
         outputs, grads, state = compiled.executable.run(checked_params, checked_inputs, cots)
         result: Any = outputs if output_gradients is None else (outputs, grads)
         if return_state:

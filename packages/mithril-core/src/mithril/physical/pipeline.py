@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +10,9 @@ from ..backend import Backend
 from ..ir.flatten import FlatModel
 from ..ir.graph import Graph, Value, ValueRole
 from ..ir.passes import autodiff, fuse, simplify
+from ..ir.passes.expand import expand
 from ..ir.passes.shape_inference import concretize
+from ..ir.randomness import is_random
 from .executable import Executable
 
 
@@ -37,11 +39,13 @@ class Compiled:
     wrt: tuple[str, ...]
     #: per param/input: (shape, native dtype), filled on first evaluate
     expected: dict[str, tuple[tuple[int, ...], Any]] | None = None
+    #: the graph has random nodes: each run needs a seed (mithril.ir.randomness)
+    random: bool = False
 
 
 def build_graph(flat: FlatModel, shapes: Mapping[str, Sequence[int] | None], constants: Mapping[str, Any],
-                kinds: Mapping[str, str] | None = None) -> Graph:
-    """Concrete graph with constants bound, aliases and shape constants resolved."""
+                kinds: Mapping[str, str] | None = None, keep: Container[str] = ()) -> Graph:
+    """Concrete graph with constants bound, composites expanded, aliases and shape constants resolved."""
     graph = concretize(flat, shapes, kinds)
     for name, data in constants.items():
         table = next(d for d in (graph.inputs, graph.params, graph.state) if name in d)
@@ -49,6 +53,7 @@ def build_graph(flat: FlatModel, shapes: Mapping[str, Sequence[int] | None], con
         graph.initializers.pop(name, None)
         v.role = ValueRole.CONST
         v.data = data
+    expand(graph, keep)  # composites -> their subgraphs, now that shapes are concrete (kept: backend kernels)
     simplify.remove_identities(graph)
     simplify.fold_shape_constants(graph)
     return graph
@@ -71,6 +76,7 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
                 graph.cotangents[name] = Value(ValueRole.INPUT, name=name, kind=out.kind, shape=out.shape)
         else:
             autodiff.differentiate(graph, wrt_t, cotangent_outputs)
+            expand(graph, backend.kernels)  # composites emitted by gradient rules (normalize_grad)
     simplify.cse(graph)
     fuse.simplify_transposes(graph)
     fuse.fuse_linear(graph, backend.kernels)
@@ -88,6 +94,7 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
         param_shapes={k: v.shape for k, v in {**graph.params, **graph.state}.items()},  # type: ignore[misc]
         output_shapes={k: v.shape for k, v in graph.outputs.items()},  # type: ignore[misc]
         wrt=wrt_t,
+        random=is_random(graph),
     )
 
 

@@ -32,6 +32,9 @@ ShapeRule = Callable[[Sequence[Term], Term, Mapping[str, Any]], bool]
 GradRule = Callable[["GraphBuilder", "Node", "Value"], Sequence["Value | None"]]
 """``vjp(builder, node, cotangent) -> one cotangent (or None) per input``."""
 
+ExpandRule = Callable[["GraphBuilder", "Node"], "Value | Mapping[str, Value]"]
+"""``expand(builder, node) -> value`` (or ``{result name: value}``): the node as other primitives."""
+
 
 @dataclass
 class Primitive:
@@ -58,6 +61,20 @@ class Primitive:
     optional: bool = False
     #: canonicalises attributes (``axis=1`` -> ``(1,)``, ``stride=2`` -> ``(2, 2)``)
     normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: a composite: replaced, once shapes are concrete, by the subgraph of other primitives this rule
+    #: emits (mithril.ir.passes.expand); it needs no kernel and no vjp of its own
+    expand: ExpandRule | None = None
+    #: a composite with several results: the attribute ``result`` picks the one a node outputs and
+    #: ``expand`` returns all of them by name; calls that differ only in ``result`` expand once
+    results: tuple[str, ...] = ()
+    #: not a pure function of its inputs: draws from the per-call random stream (mithril.ir.randomness).
+    #: Passes never merge (CSE), fold, recompute (checkpointing) or drop such a node as an identity;
+    #: its kernel takes the node's key first: ``kernel(key, *inputs, **attrs)``
+    random: bool = False
+
+    def __post_init__(self) -> None:
+        if self.results and (self.expand is None or "result" not in self.attrs):
+            raise ValueError(f"primitive {self.name!r}: results need an expand rule and a 'result' attribute")
 
     def bind_attrs(self, given: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         """Fill defaults, reject unknown attributes."""
@@ -78,6 +95,8 @@ class Primitive:
             else:
                 out[k] = default
         out = {k: _tuples(v) for k, v in out.items()}
+        if self.results and out["result"] not in self.results:
+            raise ModelBuildError(f"{where or self.name}: result must be one of {self.results}, got {out['result']!r}")
         if self.normalize is not None:
             try:
                 out = self.normalize(out)
@@ -87,7 +106,8 @@ class Primitive:
 
     @property
     def differentiable(self) -> bool:
-        return self.vjp is not None
+        """Has a gradient rule, or is a composite (its expansion is differentiated)."""
+        return self.vjp is not None or self.expand is not None
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"

@@ -157,7 +157,7 @@ _UNARY_GRADS = {
     "cos": lambda b, x, y, g, a: b.emit("neg", b.emit("mul", g, b.emit("sin", x))),
     "tanh": lambda b, x, y, g, a: b.emit("mul", g, b.emit("sub", b.const(1.0), b.emit("mul", y, y))),
     "sigmoid": lambda b, x, y, g, a: b.emit("mul", g, b.emit("mul", y, b.emit("sub", b.const(1.0), y))),
-    "relu": lambda b, x, y, g, a: b.emit("where", b.emit("greater", x, b.const(0.0)), g, b.const(0.0)),
+    "relu": lambda b, x, y, g, a: b.emit("relu_grad", y, g),  # a fused composite (primitives/normalization.py)
     "leaky_relu": lambda b, x, y, g, a: b.emit(
         "where", b.emit("greater", x, b.const(0.0)), g, b.emit("mul", g, b.const(a["slope"]))
     ),

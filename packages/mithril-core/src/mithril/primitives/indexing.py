@@ -11,6 +11,8 @@
 * ``conv_transpose2d(input, weight; stride, padding, output_padding, dilation, groups)``:
   as ``torch.nn.functional.conv_transpose2d`` without bias; weight ``[in, out/groups, kh, kw]``.
   It is the transpose of ``conv2d``: its gradients are ``conv2d`` and ``conv2d_weight_grad``.
+* ``positions(like; axis)``: int ``[n]`` = ``0, 1, ..., n - 1`` where ``n`` is the size of
+  ``like``'s ``axis`` (negative: from the end), e.g. token positions of ``ids [B, T]`` with ``axis=-1``.
 * ``tril_mask(like; diagonal)``: a bool ``[L, S]`` mask, True on and below the
   ``diagonal`` of the last two axes of ``like`` (causal attention).
 
@@ -265,6 +267,35 @@ def _tril_mask_rule(ins, out, attrs) -> bool:
     return True
 
 
+def _positions_rule(ins, out, attrs) -> bool:
+    bind_kind(out.kind, "int")
+    axis = attrs["axis"]
+    if axis >= 0:
+        dims = known_rank_prefix(ins[0].shape, axis + 1)
+        if dims is None:
+            return False
+        d = dims[axis]
+    else:
+        split = _tail(ins[0].shape, -axis)
+        if split is None:
+            return False
+        d = split[1][0]
+    unify(out.shape, _raw([d], None, []))
+    return True
+
+
+def known_rank_prefix(shape, n: int):  # type: ignore[no-untyped-def]
+    """The first ``n`` dims of ``shape`` once it is known to have them, else None."""
+    r = shape.resolve()
+    if len(r.prefix) >= n:
+        return list(r.prefix[:n])
+    if r.variadic is None:
+        raise ShapeMismatchError(f"positions: axis {n - 1} is out of range for a rank-{len(r.prefix) + len(r.suffix)} input")
+    return None
+
+
+primitive("positions", ("like",), _positions_rule, attrs={"axis": -1}, nondiff=("like",),
+          doc="int [n]: 0..n-1 for n = like.shape[axis] (token positions, iota)")
 primitive("tril_mask", ("like",), _tril_mask_rule, attrs={"diagonal": 0}, nondiff=("like",),
           doc="bool [L, S]: True where column <= row + diagonal for the last two axes of like (causal mask)")
 

@@ -41,7 +41,14 @@ def _swap_last(b, x):
 def _vjp_matmul(b, node, g):
     x, y = node.inputs
     gx = b.emit("matmul", g, _swap_last(b, y)) if b.needs_grad(x) else None
-    gy = b.emit("matmul", _swap_last(b, x), g) if b.needs_grad(y) else None
+    if b.needs_grad(y) and len(y.shape) == 2 and len(x.shape) > 2:
+        # x [..., M, K] @ W [K, N]: dW = x2.T @ g2 over the flattened batch, one GEMM instead of a
+        # batched product [..., K, N] summed afterwards
+        k, n = y.shape
+        x2 = b.emit("reshape", x, shape=(-1, k))
+        gy = b.emit("matmul", _swap_last(b, x2), b.emit("reshape", g, shape=(-1, n)))
+    else:
+        gy = b.emit("matmul", _swap_last(b, x), g) if b.needs_grad(y) else None
     return [
         unbroadcast(b, gx, x.shape) if gx is not None else None,
         unbroadcast(b, gy, y.shape) if gy is not None else None,

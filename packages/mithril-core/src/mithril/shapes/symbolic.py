@@ -341,8 +341,10 @@ def _unify_dims(a: Dim, b: Dim) -> None:
     if ra.value is None:
         ra, rb = rb, ra  # keep the known one as root
     # now ra may be known, rb is free
-    # something is learnt only if a value became known or two watched symbols met
-    learnt = ra.value is not None or (bool(ra.watchers) and bool(rb.watchers))
+    # something is learnt only if a watched symbol got a value or two watched symbols met (waking the
+    # known side's watchers when an unwatched symbol got its value re-ran them forever: a rule that
+    # binds a fresh symbol to a known one on every run, as slice does for an unknown length)
+    learnt = bool(rb.watchers) and (ra.value is not None or bool(ra.watchers))
     _set(rb, "parent", ra)
     if rb.watchers:
         if ra.watchers is None:

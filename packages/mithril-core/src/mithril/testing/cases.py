@@ -274,6 +274,16 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
         add(p, "middle", A((2, 3, 4), wide), attrs={"axis": 1})
         add(p, "negative-axis", A((2, 3, 4), wide), attrs={"axis": -2})
 
+    # ---- fused composites (kernel where the backend has one, else the expansion)
+    add("normalize", "last-axis", A((3, 5)), attrs={"axes": (-1,), "eps": 1e-5})
+    add("normalize", "trailing-two", A((2, 3, 4)), attrs={"axes": (-2, -1), "eps": 1e-3})
+    add("normalize", "batch-norm-axes", A((4, 3, 2, 2)), attrs={"axes": (0, 2, 3), "eps": 1e-5})
+    add("normalize", "middle-axis", A((2, 5, 3)), attrs={"axes": (1,), "eps": 0.1})
+    for label, shape, axes in (("last-axis", (3, 5), (-1,)), ("batch-norm-axes", (4, 3, 2, 2), (0, 2, 3)),
+                               ("middle-axis", (2, 5, 3), (1,))):
+        add("normalize_grad", label, A(shape), A(shape), attrs={"axes": axes, "eps": 1e-4}, gradient=False)
+    add("relu_grad", "same", A((3, 4)), A((3, 4)), gradient=False)
+
     # ---- structure
     add("matmul", "matrix", A((3, 4)), A((4, 5)))
     add("matmul", "batched", A((2, 3, 4)), A((2, 4, 5)))
@@ -384,6 +394,9 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     add("tril_mask", "batched-square", A((2, 4, 4), diff=False), gradient=False)
     add("tril_mask", "wide-offset", A((3, 5), diff=False), attrs={"diagonal": 1}, gradient=False)
     add("tril_mask", "tall-negative", A((5, 3), diff=False), attrs={"diagonal": -1}, gradient=False)
+    add("positions", "last-axis", A((2, 7), diff=False), gradient=False)
+    add("positions", "first-axis", A((5, 3), diff=False), attrs={"axis": 0}, gradient=False)
+    add("positions", "middle-negative", A((2, 4, 3), diff=False), attrs={"axis": -2}, gradient=False)
 
     # ---- optional (fused) primitives: run only where the backend has a kernel
     add("linear", "matrix", A((3, 5)), A((4, 5)), A((4,)), gradient=False)

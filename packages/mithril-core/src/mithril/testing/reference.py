@@ -241,6 +241,35 @@ def log_softmax(input: Array, *, axis: int = -1) -> Array:
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
+def normalize(input: Array, *, axes: tuple[int, ...] = (-1,), eps: float = 1e-5) -> Array:
+    x = _f(input)
+    mu = np.mean(x, axis=axes, keepdims=True)
+    return (x - mu) / np.sqrt(np.var(x, axis=axes, keepdims=True) + eps)
+
+
+def normalize_grad(input: Array, grad: Array, *, axes: tuple[int, ...] = (-1,), eps: float = 1e-5) -> Array:
+    # g @ J per normalised group, with the explicit Jacobian J = (I - 1/n - x̂ x̂ᵀ/n) / σ
+    # (an independent form of the closed-form gradient the backends compute)
+    x, g = _f(input), _f(grad)
+    ax = sorted(a % x.ndim for a in axes)
+    rest = [a for a in range(x.ndim) if a not in ax]
+    perm = rest + ax
+    xs, gs = np.transpose(x, perm), np.transpose(g, perm)
+    n = int(np.prod([x.shape[a] for a in ax]))
+    xr, gr = xs.reshape(-1, n), gs.reshape(-1, n)
+    out = np.empty_like(xr)
+    for r in range(xr.shape[0]):
+        sigma = np.sqrt(np.var(xr[r]) + eps)
+        xhat = (xr[r] - np.mean(xr[r])) / sigma
+        jac = (np.eye(n) - 1.0 / n - np.outer(xhat, xhat) / n) / sigma
+        out[r] = gr[r] @ jac
+    return np.transpose(out.reshape(xs.shape), np.argsort(perm))
+
+
+def relu_grad(activation: Array, grad: Array) -> Array:
+    return np.where(_f(activation) > 0, _f(grad), 0.0)
+
+
 # ---------------------------------------------------------------- structure
 def matmul(left: Array, right: Array) -> Array:
     """Batched matrix product of rank >= 2 operands, batch dims broadcast, as sums of products."""
@@ -495,6 +524,10 @@ def reshape_as(input: Array, like: Array) -> Array:
     return np.reshape(np.asarray(input), np.shape(like)).copy()
 
 
+def positions(like: Array, *, axis: int = -1) -> Array:
+    return np.arange(np.shape(like)[axis], dtype=np.int64)
+
+
 def tril_mask(like: Array, *, diagonal: int = 0) -> Array:
     """bool [L, S] for the last two axes of ``like``: True where column <= row + diagonal."""
     rows, cols = np.shape(like)[-2:]
@@ -542,14 +575,15 @@ REFERENCE: dict[str, ReferenceFn] = {
     "neg": neg, "abs": abs_, "sign": sign, "exp": exp, "log": log, "sqrt": sqrt, "sin": sin, "cos": cos,
     "tanh": tanh, "sigmoid": sigmoid, "relu": relu, "leaky_relu": leaky_relu, "erf": erf, "gelu": gelu,
     "sum": sum_, "mean": mean, "max": max_, "min": min_, "argmax": argmax,
-    "softmax": softmax, "log_softmax": log_softmax,
+    "softmax": softmax, "log_softmax": log_softmax, "normalize": normalize, "normalize_grad": normalize_grad,
+    "relu_grad": relu_grad,
     "matmul": matmul, "transpose": transpose, "reshape": reshape, "flatten": flatten,
     "broadcast_to": broadcast_to, "concat": concat, "slice": slice_, "slice_grad": slice_grad,
     "conv2d": conv2d, "conv2d_input_grad": conv2d_input_grad, "conv2d_weight_grad": conv2d_weight_grad,
     "max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad,
     "avg_pool2d": avg_pool2d, "avg_pool2d_grad": avg_pool2d_grad,
     "gather_rows": gather_rows, "scatter_add_rows": scatter_add_rows, "gather_last": gather_last,
-    "scatter_last": scatter_last, "unflatten": unflatten, "reshape_as": reshape_as, "tril_mask": tril_mask,
+    "scatter_last": scatter_last, "unflatten": unflatten, "reshape_as": reshape_as, "tril_mask": tril_mask, "positions": positions,
     "conv_transpose2d": conv_transpose2d,
     # optional (fused) primitives
     "linear": linear,

@@ -16,6 +16,8 @@ NOT_LOWERED: dict[str, str] = {
        for p in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")},
     "where": "select on a boolean condition; the ggml lowering handles float data only",
     "erf": "ggml has no erf",
+    "bernoulli": "a random primitive (training-mode Dropout); GGMLBackend runs inference: compile with "
+                 "training=False or static_inference=True, where Dropout is the identity",
     **{p: "a gradient primitive; the GGML backend differentiates with ggml's own backward pass"
        for p in ("conv2d_input_grad", "conv2d_weight_grad", "max_pool2d_grad", "avg_pool2d_grad", "slice_grad")},
 }

@@ -103,6 +103,7 @@ def checkpoint(graph: Graph, n_forward: int) -> Graph:
     size = max(2, math.isqrt(n_forward))
     seg_of: dict[int, int] = {}
     kept: set[int] = {v.uid for v in graph.outputs.values()} | {v.uid for v in graph.state_updates.values()}
+    kept |= {n.output.uid for n in forward if n.primitive.random}  # a redraw would differ: keep the draw
     for i, n in enumerate(forward):
         seg_of[n.output.uid] = i // size
         if i % size == size - 1:
@@ -119,6 +120,8 @@ def checkpoint(graph: Graph, n_forward: int) -> Graph:
             if s is None or v.uid in kept or v.uid in recomputed:
                 continue
             for fn in segments[s]:  # recompute the whole segment once
+                if fn.primitive.random:  # its kept output is read instead
+                    continue
                 ins = [recomputed.get(x.uid, x) for x in fn.inputs]
                 out = Value(ValueRole.NODE, kind=fn.output.kind, shape=fn.output.shape)
                 clone = Node(fn.primitive, ins, dict(fn.attrs), out, fn.where + " (recomputed)")

@@ -85,7 +85,7 @@ def _const_key(v: Value) -> Any:
 
 
 def cse(graph: Graph) -> Graph:
-    """Common-subexpression elimination: same primitive, inputs and attributes."""
+    """Common-subexpression elimination: same primitive, inputs and attributes (random nodes never merge)."""
     seen: dict[Any, Value] = {}
     const_seen: dict[Any, Value] = {}
     repl: dict[int, Value] = {}
@@ -101,6 +101,9 @@ def cse(graph: Graph) -> Graph:
 
     for n in graph.nodes:
         n.inputs = [r(v) for v in n.inputs]
+        if n.primitive.random:  # two draws are two values, whatever their inputs
+            keep.append(n)
+            continue
         key = (n.primitive.name, tuple(v.uid for v in n.inputs), _freeze(n.attrs))
         prev = seen.get(key)
         if prev is not None:
@@ -123,8 +126,8 @@ def fold_constants(graph: Graph, backend: Any) -> Graph:
     for n in graph.nodes:
         ins = [repl.get(v.uid, v) for v in n.inputs]
         n.inputs = ins
-        if not ins or not all(v.role is ValueRole.CONST for v in ins):
-            keep.append(n)
+        if n.primitive.random or not ins or not all(v.role is ValueRole.CONST for v in ins):
+            keep.append(n)  # a random node is drawn per call, never at compile time
             continue
         fn = kernels.get(n.primitive.name)
         arrays = [np.asarray(v.data, dtype=_np_dtype(backend, v.kind)) for v in ins]

@@ -10,13 +10,14 @@ from ..layers import Linear
 from ..model import Model
 from ..primitive_blocks import Gelu, Relu
 from ._util import xavier_uniform
+from .dropout import Dropout, check_probability
 from .norm import LayerNorm
 
 MASK_KINDS = (None, "additive", "bool")
 
 
 class MultiHeadAttention(Model):
-    """torch.nn.MultiheadAttention(embed_dim, num_heads, batch_first=True) without dropout.
+    """torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, batch_first=True).
 
     Terminals: ``query [N, L, E]``, ``key [N, S, E]``, ``value [N, S, E]`` (or one
     ``input`` with ``self_attention=True``), ``output [N, L, E]``. Parameters:
@@ -27,12 +28,16 @@ class MultiHeadAttention(Model):
     ``torch.nn.Transformer.generate_square_subsequent_mask``). ``attn_mask``:
     ``"additive"`` adds a float input ``attn_mask`` (broadcast to ``[N, H, L, S]``,
     e.g. ``[L, S]``) to the scores; ``"bool"`` takes a bool ``attn_mask`` where True
-    means *not allowed to attend* (torch's convention).
+    means *not allowed to attend* (torch's convention). ``dropout`` applies
+    :class:`~mithril.models.Dropout` to the attention weights in training mode (block
+    ``dropout``; none for 0.0, the default).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, bias: bool = True, *, causal: bool = False,
-                 attn_mask: str | None = None, self_attention: bool = False, name: str | None = None) -> None:
+                 attn_mask: str | None = None, self_attention: bool = False, dropout: float = 0.0,
+                 name: str | None = None) -> None:
         super().__init__(name=name)
+        dropout = check_probability(dropout, "MultiHeadAttention")
         if embed_dim % num_heads:
             raise ModelBuildError(f"MultiHeadAttention: embed_dim {embed_dim} not divisible by num_heads {num_heads}")
         if attn_mask not in MASK_KINDS:
@@ -63,6 +68,8 @@ class MultiHeadAttention(Model):
         if causal:
             scores = self.call("where", self.call("tril_mask", scores), scores, float("-inf"))
         attn = self.call("softmax", scores, axis=-1)
+        if dropout:
+            attn = _dropout(self, attn, dropout, "dropout")
         ctx = self.call("transpose", self.call("matmul", attn, v), axes=(0, 2, 1, 3))  # [N, L, H, Dh]
         ctx = self.call("flatten", ctx, start_axis=2, end_axis=3)
         self |= Linear(e, use_bias=bias, name="out_proj")(input=ctx, output=IOKey("output"))
@@ -71,20 +78,23 @@ class MultiHeadAttention(Model):
 
 class TransformerBlock(Model):
     """A pre-LN transformer encoder block (torch.nn.TransformerEncoderLayer with ``norm_first=True``,
-    ``batch_first=True``, no dropout)::
+    ``batch_first=True``)::
 
-        x = x + self_attn(norm1(x))
-        x = x + linear2(activation(linear1(norm2(x))))
+        x = x + dropout1(self_attn(norm1(x)))
+        x = x + dropout2(linear2(dropout(activation(linear1(norm2(x))))))
 
     Parameter names follow torch's state dict (``self_attn.in_proj_weight``,
     ``linear1.weight``, ``norm1.weight``...). ``causal``/``attn_mask`` as in
-    :class:`MultiHeadAttention`.
+    :class:`MultiHeadAttention`. ``dropout`` is torch's: the probability of every
+    :class:`~mithril.models.Dropout` above and of the attention weights' (default 0.0,
+    no Dropout blocks; torch's default is 0.1).
     """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, activation: str = "relu",
                  layer_norm_eps: float = 1e-5, bias: bool = True, *, causal: bool = False,
-                 attn_mask: str | None = None, name: str | None = None) -> None:
+                 attn_mask: str | None = None, dropout: float = 0.0, name: str | None = None) -> None:
         super().__init__(name=name)
+        dropout = check_probability(dropout, "TransformerBlock")
         acts = {"relu": Relu, "gelu": Gelu}
         if activation not in acts:
             raise ModelBuildError(f"TransformerBlock: activation must be 'relu' or 'gelu', got {activation!r}")
@@ -92,12 +102,12 @@ class TransformerBlock(Model):
         norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, name="norm1")
         self |= norm1(input=x)
         attn = MultiHeadAttention(d_model, nhead, bias=bias, causal=causal, attn_mask=attn_mask,
-                                  self_attention=True, name="self_attn")
+                                  self_attention=True, dropout=dropout, name="self_attn")
         conns = {"input": norm1.output}
         if attn_mask is not None:
             conns["attn_mask"] = "attn_mask"
         self |= attn(**conns)
-        h = self.call("add", "input", attn.output)
+        h = self.call("add", "input", _dropout(self, attn.output, dropout, "dropout1"))
         norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, name="norm2")
         self |= norm2(input=h)
         lin1 = Linear(dim_feedforward, use_bias=bias, name="linear1")
@@ -105,9 +115,18 @@ class TransformerBlock(Model):
         act = acts[activation]()
         self |= act(input=lin1.output)
         lin2 = Linear(d_model, use_bias=bias, name="linear2")
-        self |= lin2(input=act.output)
-        self.call("add", h, lin2.output, output=IOKey("output"))
+        self |= lin2(input=_dropout(self, act.output, dropout, "dropout"))
+        self.call("add", h, _dropout(self, lin2.output, dropout, "dropout2"), output=IOKey("output"))
         self.set_canonical(input="input", output="output")
+
+
+def _dropout(model: Model, x: TerminalRef, p: float, name: str) -> TerminalRef:
+    """``x`` through a :class:`Dropout` block ``name`` added to ``model``; ``x`` itself when ``p`` is 0."""
+    if not p:
+        return x
+    block = Dropout(p, name=name)
+    model |= block(input=x)
+    return block.output
 
 
 __all__ = ["MultiHeadAttention", "TransformerBlock"]

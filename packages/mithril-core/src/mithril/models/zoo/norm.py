@@ -41,11 +41,7 @@ class LayerNorm(Model):
         super().__init__(name=name)
         ns = shape_tuple(normalized_shape)
         axes = tuple(range(-len(ns), 0))
-        x = IOKey("input", shape=["...", *ns])
-        mean = self.call("mean", x, axis=axes, keepdims=True)
-        centered = self.call("sub", "input", mean)
-        var = self.call("mean", centered * centered, axis=axes, keepdims=True)
-        y = centered / self.call("sqrt", var + eps)
+        y = self.call("normalize", IOKey("input", shape=["...", *ns]), axes=axes, eps=eps)
         if elementwise_affine:
             y = y * IOKey("weight", shape=list(ns), role="param", init=ones)
             if bias:
@@ -87,10 +83,8 @@ class GroupNorm(Model):
         h = self.call("flatten", self.call("unflatten", IOKey("input"), axis=-1, sizes=(-1, 1)), start_axis=2,
                       end_axis=-1, output=IOKey("_flat", shape=[None, c, None], expose=False))
         hg = self.call("unflatten", h, axis=1, sizes=(num_groups, -1))  # [N, G, C/G, M]
-        mean = self.call("mean", hg, axis=(2, 3), keepdims=True)
-        centered = self.call("sub", hg, mean)
-        var = self.call("mean", centered * centered, axis=(2, 3), keepdims=True)
-        y = self.call("flatten", centered / self.call("sqrt", var + eps), start_axis=1, end_axis=2)  # [N, C, M]
+        y = self.call("flatten", self.call("normalize", hg, axes=(2, 3), eps=eps), start_axis=1,
+                      end_axis=2)  # [N, C, M]
         if affine:
             w = self.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=(1, -1, 1))
             b = self.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=(1, -1, 1))
