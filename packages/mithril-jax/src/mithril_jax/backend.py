@@ -36,6 +36,7 @@ from . import kernels as _kernels
 from . import rng
 from .devices import resolve_device
 from .dtypes import from_jax_dtype, to_jax_dtype
+from .fast_call import GuardedExecutable, TraceGuard
 from .x64 import x64_context, x64_enabled
 
 
@@ -68,6 +69,8 @@ class JaxBackend(Backend):
         self._needs_scope: bool = self.uses_x64 or self.jax_device != jax.devices()[0]
         self._float = to_jax_dtype(dtype)
         self._scoped_kernels: dict[str, Kernel] | None = None
+        #: set while :meth:`lower` builds a guarded executable (see :meth:`jit`)
+        self._lowering_guard: TraceGuard | None = None
         self._accepted: set[Any] | None = None
         self._key = self._make_key(secrets.randbits(63))
 
@@ -275,8 +278,13 @@ class JaxBackend(Backend):
 
     # -------------------------------------------------------------- execution
     def jit(self, fn: Callable[..., Any], *, what: str) -> Callable[..., Any]:
-        """``jax.jit(fn)``; a float64 backend traces and runs it inside the 64-bit scope."""
-        compiled = jax.jit(fn)
+        """``jax.jit(fn)``; a float64 backend traces and runs it inside the 64-bit scope.
+
+        Within :meth:`lower` the function is traced only through the checked path
+        (:mod:`mithril_jax.fast_call`), which lets ``evaluate`` skip its checks per call.
+        """
+        guard = self._lowering_guard
+        compiled = jax.jit(guard.wrap(fn) if guard is not None else fn)
         return self._in_x64(compiled)
 
     def lower(self, graph: Any, **kwargs: Any) -> Any:
@@ -287,6 +295,13 @@ class JaxBackend(Backend):
 
                 executable = lower_with_vjp(graph, self, jit=kwargs["jit"], wrt=kwargs.get("wrt", ()),
                                             source_path=kwargs.get("source_path"))
+            elif kwargs.get("jit") and not self._needs_scope:
+                # float32 on the default device: offer evaluate a check-free fast path
+                self._lowering_guard = guard = TraceGuard()
+                try:
+                    executable = GuardedExecutable(super().lower(graph, **kwargs), guard)
+                finally:
+                    self._lowering_guard = None
             else:
                 executable = super().lower(graph, **kwargs)
         if self._needs_scope:

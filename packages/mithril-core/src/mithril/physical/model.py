@@ -39,6 +39,8 @@ class PhysicalModel:
         self._flat: dict[bool, FlatModel] = {}
         self._cache: dict[Any, Compiled] = {}
         self._last: Compiled | None = None
+        #: ((training, output-gradient keys), executable.fast_call) of the last checked call, if offered
+        self._fast: tuple[Any, Any] | None = None
         flat = self._flat_for(training)
         g = flat.graph
         self.input_keys: tuple[str, ...] = tuple(k for k in g.inputs if k not in self._constants)
@@ -230,8 +232,24 @@ class PhysicalModel:
         with random nodes (Dropout in training mode) gets a fresh seed per call from
         the backend's generator (``backend.seed(n)`` makes calls reproducible).
         """
+        fast = self._fast
+        if fast is not None and inputs is not None:
+            key = (self.training if training is None else bool(training),
+                   None if output_gradients is None else tuple(output_gradients))
+            if key == fast[0]:
+                ran = fast[1](params, inputs, output_gradients or {})
+                if ran is not None:
+                    return self._result(ran, output_gradients is not None, return_state)
         with self.backend.scope():
             return self._evaluate(params, inputs, output_gradients, training, return_state)
+
+    @staticmethod
+    def _result(ran: tuple[Any, Any, Any], gradients: bool, return_state: bool) -> Any:
+        outputs, grads, state = ran
+        result: Any = (outputs, grads) if gradients else outputs
+        if return_state:
+            result = (*result, state) if isinstance(result, tuple) else (result, state)
+        return result
 
     def _evaluate(self, params: Mapping[str, Any], inputs: Mapping[str, Any] | None,
                   output_gradients: Mapping[str, Any] | None, training: bool | None, return_state: bool) -> Any:
@@ -288,11 +306,13 @@ class PhysicalModel:
                 cots[k] = g
         if compiled.random:
             checked_inputs[SEED_INPUT] = be.next_seed()
-        outputs, grads, state = compiled.executable.run(checked_params, checked_inputs, cots)
-        result: Any = outputs if output_gradients is None else (outputs, grads)
-        if return_state:
-            result = (*result, state) if isinstance(result, tuple) else (result, state)
-        return result
+        ran = compiled.executable.run(checked_params, checked_inputs, cots)
+        # an executable may offer a fast path that vouches for its arguments itself (a jitted JAX
+        # function traced only from here): the next call with the same mode and gradients tries it
+        fast_call = None if compiled.random else getattr(compiled.executable, "fast_call", None)
+        self._fast = None if fast_call is None else (
+            (mode, None if output_gradients is None else tuple(output_gradients)), fast_call)
+        return self._result(ran, output_gradients is not None, return_state)
 
     def _expected(self, compiled: Compiled) -> dict[str, tuple[tuple[int, ...], Any]]:
         """Per param/input: shape and the backend's native dtype, for the per-call fast checks."""

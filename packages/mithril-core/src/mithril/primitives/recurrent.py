@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import with_rank
-from ..shapes.symbolic import Dim, _raw, unify, unify_dims
+from ..shapes.symbolic import Dim, unify_dims
 from .base import REQUIRED, Term, primitive
 
 if TYPE_CHECKING:  # pragma: no cover
