@@ -153,6 +153,13 @@ def adaptive_avg_pool2d(rng):
                     {"input": normal(rng, 2, 3, oh * int(rng.integers(1, 3)), ow * int(rng.integers(1, 4)))})
 
 
+def adaptive_avg_pool2d_any_size(rng):
+    """Sizes that do not divide: overlapping windows, as torch's."""
+    oh, ow = int(rng.integers(2, 5)), int(rng.integers(2, 5))
+    h, w = oh + int(rng.integers(1, 4)), ow + int(rng.integers(1, 6))
+    return Instance(AdaptiveAvgPool2d((oh, ow)), nn.AdaptiveAvgPool2d((oh, ow)), {"input": normal(rng, 2, 3, h, w)})
+
+
 def adaptive_avg_pool2d_global(rng):
     return Instance(AdaptiveAvgPool2d(1), nn.AdaptiveAvgPool2d(1), {"input": normal(rng, 2, 3, 4, 5)})
 
@@ -299,7 +306,7 @@ def bce_with_logits(rng):
 
 CASES: dict[str, Callable[[np.random.Generator], Instance]] = {f.__name__: f for f in [
     conv1d, conv1d_same_no_bias, conv_transpose2d, batchnorm1d_2d, batchnorm1d_3d, layernorm, layernorm_2d_shape,
-    groupnorm_4d, groupnorm_3d, rmsnorm, embedding, maxpool1d, adaptive_avg_pool2d, adaptive_avg_pool2d_global,
+    groupnorm_4d, groupnorm_3d, rmsnorm, embedding, maxpool1d, adaptive_avg_pool2d, adaptive_avg_pool2d_any_size, adaptive_avg_pool2d_global,
     silu, gelu_tanh, log_softmax, mha_cross, mha_self_causal, mha_additive_mask_no_bias, mha_bool_mask,
     transformer_block, mlp, mse_loss, l1_loss_sum, huber_loss, cross_entropy, cross_entropy_none, nll_loss,
     cross_entropy_4d_ignore_index, nll_loss_3d_ignore_sum, cross_entropy_none_3d, bce_with_logits,

@@ -4,7 +4,8 @@ from . import compile_time, elementwise, fused, nn, reductions, structure  # noq
 from . import indexing  # noqa: F401,E402  (zoo primitives; sets conv2d_input_grad's gradient rule)
 from . import recurrent  # noqa: F401,E402  (composites: lstm, gru)
 from . import randomness  # noqa: F401,E402  (random primitives: bernoulli)
-from . import normalization  # noqa: F401,E402  (fused composites: normalize, normalize_grad)
+from . import normalization  # noqa: F401,E402  (fused composites: normalize, normalize_grad, relu_grad)
+from . import pooling  # noqa: F401,E402  (composite: adaptive_avg_pool2d)
 from .base import REQUIRED, Primitive, PrimitiveRegistry, Term, primitive, registry
 
 CORE_PRIMITIVES: tuple[str, ...] = tuple(

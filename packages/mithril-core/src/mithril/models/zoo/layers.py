@@ -90,22 +90,21 @@ class MaxPool1d(Model):
 
 
 class AdaptiveAvgPool2d(Model):
-    """As torch.nn.AdaptiveAvgPool2d, for an ``output_size`` that divides the input's height and width.
+    """torch.nn.AdaptiveAvgPool2d over the last two axes, for any input and output sizes.
 
-    Each output cell is the mean of an ``(H/oh) x (W/ow)`` window (global average
-    pooling for ``output_size=1``). A size that does not divide raises a shape error.
+    Output cell ``(i, j)`` averages torch's window of rows ``floor(i H / oh)`` to
+    ``ceil((i + 1) H / oh)`` (and the same for columns); windows overlap when the size
+    does not divide. ``output_size=1`` is global average pooling.
     """
 
     def __init__(self, output_size: int | Sequence[int], *, name: str | None = None) -> None:
         super().__init__(name=name)
         oh, ow = _pair(output_size)
-        x = IOKey("input", shape=[None, None, None, None])
+        x = IOKey("input", shape=["...", None, None])
         if (oh, ow) == (1, 1):
-            self.call("mean", x, axis=(2, 3), keepdims=True, output=IOKey("output"))
+            self.call("mean", x, axis=(-2, -1), keepdims=True, output=IOKey("output"))
         else:
-            h = self.call("mean", self.call("unflatten", x, axis=3, sizes=(ow, -1)), axis=(4,), keepdims=False)
-            h = self.call("unflatten", h, axis=2, sizes=(oh, -1))  # [N, C, oh, H/oh, ow]
-            self.call("mean", h, axis=(3,), keepdims=False, output=IOKey("output"))
+            self.call("adaptive_avg_pool2d", x, output_size=(oh, ow), output=IOKey("output"))
         self.set_canonical(input="input", output="output")
 
 
