@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ShapeMismatchError
+from ..errors import ModelBuildError
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import at_least_rank
 from ..shapes.symbolic import Dim, _raw, unify
@@ -29,7 +29,7 @@ def _normalize(attrs: dict) -> dict:  # type: ignore[type-arg]
     size = attrs["output_size"]
     pair = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(pair) != 2 or min(pair) < 1:
-        raise ShapeMismatchError(f"adaptive_avg_pool2d: output_size must be a positive int or pair, got {size!r}")
+        raise ModelBuildError(f"adaptive_avg_pool2d: output_size must be a positive int or pair, got {size!r}")
     attrs["output_size"] = pair
     return attrs
 
