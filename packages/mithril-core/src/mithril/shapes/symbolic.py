@@ -344,7 +344,19 @@ def _unify_dims(a: Dim, b: Dim) -> None:
     # something is learnt only if a watched symbol got a value or two watched symbols met (waking the
     # known side's watchers when an unwatched symbol got its value re-ran them forever: a rule that
     # binds a fresh symbol to a known one on every run, as slice does for an unknown length)
-    learnt = bool(rb.watchers) and (ra.value is not None or bool(ra.watchers))
+    # Only constraints that gain information wake: rb's watchers when rb gets ra's value, and when two
+    # free symbols meet, only those watching both (two of their own symbols became equal); a
+    # constraint watching one side only sees no change among its symbols. (Waking every watcher of
+    # the merged class re-ran all earlier layers' pending rules each time a new layer joined a shared
+    # batch dim: quadratic in model size. Waking the known side's watchers when an unwatched symbol
+    # got its value re-ran them forever: a rule that binds a fresh symbol on every run, as slice does.)
+    if ra.value is not None:
+        woken = [c for c in rb.watchers or () if not c.done]
+    elif rb.watchers and ra.watchers:
+        on_ra = {id(c) for c in ra.watchers}
+        woken = [c for c in rb.watchers if id(c) in on_ra and not c.done]
+    else:
+        woken = []
     _set(rb, "parent", ra)
     if rb.watchers:
         if ra.watchers is None:
@@ -352,8 +364,7 @@ def _unify_dims(a: Dim, b: Dim) -> None:
         old = list(ra.watchers)  # type: ignore[arg-type]
         _trail.record(lambda: setattr(ra, "watchers", old))
         ra.watchers.extend(rb.watchers)  # type: ignore[union-attr]
-    if learnt:
-        _wake(ra)
+    _queue.extend(woken)
 
 
 def bind_dim(d: Dim, value: int) -> None:
