@@ -7,7 +7,9 @@ shape set and reused; ``save_gguf`` / ``load_gguf`` write and read a model
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mithril.plugins.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .backend import GGMLBackend
@@ -23,12 +25,5 @@ __all__ = ["GGMLBackend", "GGMLExecutable", "GGUFModel", "GGUFError", "Quantizat
 _LAZY = {'GGMLBackend': '.backend', 'GGMLExecutable': '.executable', 'GGUFModel': '.gguf', 'GGUFError': '.gguf', 'load_gguf': '.gguf', 'save_gguf': '.gguf', 'QuantizationReport': '.weights', 'WeightPlan': '.weights'}
 
 
-def __getattr__(name: str) -> Any:
-    """Import the backend (and ggml) on first use, not when the plugin entry point loads."""
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: imported on first use, not when the plugin entry point loads (that would import ggml)
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mithril.plugins.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .backend import JaxBackend
@@ -13,12 +15,5 @@ __all__ = ["JaxBackend", "__version__"]
 _LAZY = {'JaxBackend': '.backend'}
 
 
-def __getattr__(name: str) -> Any:
-    """Import the backend (and jax) on first use, not when the plugin entry point loads."""
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: imported on first use, not when the plugin entry point loads (that would import jax)
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 #: the concrete class of jax.Array values (not tracers, not NumPy arrays)
@@ -76,4 +75,4 @@ class GuardedExecutable:
         return getattr(self._inner, name)
 
 
-__all__ = ["GuardedExecutable", "SignatureChanged", "TraceGuard", "jax"]
+__all__ = ["GuardedExecutable", "SignatureChanged", "TraceGuard"]
