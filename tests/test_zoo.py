@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import mithril as ml
+from mithril.testing.variants import installed, variant_backend, variants
 from mithril.models import (
     MLP, AdaptiveAvgPool2d, BatchNorm1d, BCEWithLogitsLoss, Conv1d, ConvTranspose2d, CrossEntropyLoss, Embedding,
     Gelu, GroupNorm, HuberLoss, IOKey, L1Loss, LayerNorm, LogSoftmax, MaxPool1d, Model, MSELoss,
@@ -31,10 +32,9 @@ from mithril.models import (
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-BACKEND_CLASSES = {"numpy": "NumpyBackend", "torch": "TorchBackend", "jax": "JaxBackend"}
-INSTALLED = sorted(set(ml.plugins.backends()) & set(BACKEND_CLASSES))
+INSTALLED = installed()
 #: backends under test: each installed one, and torch once more with gradients by torch.autograd
-VARIANTS = INSTALLED + (["torch-autograd"] if "torch" in INSTALLED else [])
+VARIANTS = variants()
 TOL = {"float64": 1e-9, "float32": 1e-4}
 
 
@@ -314,17 +314,8 @@ CASES: dict[str, Callable[[np.random.Generator], Instance]] = {f.__name__: f for
 
 
 # --------------------------------------------------------------------- harness
-_BACKENDS: dict[tuple[str, str], Any] = {}
-
-
-def backend(name: str, dtype: str) -> Any:
-    key = (name, dtype)
-    if key not in _BACKENDS:
-        if name == "torch-autograd":
-            _BACKENDS[key] = ml.TorchBackend(dtype=getattr(ml, dtype), autodiff="torch")
-        else:
-            _BACKENDS[key] = getattr(ml, BACKEND_CLASSES[name])(dtype=getattr(ml, dtype))
-    return _BACKENDS[key]
+#: one shared backend per (variant, dtype)
+backend = variant_backend
 
 
 def wrap(inst: Instance) -> tuple[Model, str]:

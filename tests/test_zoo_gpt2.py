@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import mithril as ml
+from mithril.testing.variants import installed, variant_backend, variants
 from mithril.errors import ModelBuildError, ParamsError, UnsupportedError
 from mithril.io import gpt2_config_from_hf, gpt2_from_hf, gpt2_to_hf
 from mithril.models import CrossEntropyLoss, GPT2Config, IOKey, gpt2
@@ -24,9 +25,8 @@ from mithril.models import CrossEntropyLoss, GPT2Config, IOKey, gpt2
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-BACKEND_CLASSES = {"numpy": "NumpyBackend", "torch": "TorchBackend", "jax": "JaxBackend"}
-INSTALLED = sorted(set(ml.plugins.backends()) & set(BACKEND_CLASSES))
-VARIANTS = INSTALLED + (["torch-autograd"] if "torch" in INSTALLED else [])
+INSTALLED = installed()
+VARIANTS = variants()
 TOL = {"float64": 1e-9, "float32": 1e-4}
 #: tiny Hugging Face configs: two head counts, a custom MLP width, another epsilon and activation
 HF_CONFIGS = {
@@ -50,16 +50,8 @@ def hf_model(config: str, *, head: bool = True, dtype: Any = None) -> Any:
     return cls(hf_cfg).to(dtype or torch.float64).eval()
 
 
-_BACKENDS: dict[tuple[str, str], Any] = {}
-
-
-def backend(name: str, dtype: str) -> Any:
-    if (name, dtype) not in _BACKENDS:
-        if name == "torch-autograd":
-            _BACKENDS[name, dtype] = ml.TorchBackend(dtype=getattr(ml, dtype), autodiff="torch")
-        else:
-            _BACKENDS[name, dtype] = getattr(ml, BACKEND_CLASSES[name])(dtype=getattr(ml, dtype))
-    return _BACKENDS[name, dtype]
+#: one shared backend per (variant, dtype)
+backend = variant_backend
 
 
 def close(got: Any, want: Any, dtype: str, what: str) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import mithril as ml
+from mithril.testing.variants import installed, variant_backend
 from mithril.errors import ModelBuildError, ParamsError
 from mithril.io import load_state_dict, to_state_dict
 from mithril.models import BasicBlock, ResNet, resnet18, resnet34, resnet50
@@ -27,8 +28,7 @@ from mithril.models import BasicBlock, ResNet, resnet18, resnet34, resnet50
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-BACKEND_CLASSES = {"numpy": "NumpyBackend", "torch": "TorchBackend", "jax": "JaxBackend"}
-INSTALLED = sorted(set(ml.plugins.backends()) & set(BACKEND_CLASSES))
+INSTALLED = installed()
 TOL = {"float64": 1e-9, "float32": 1e-4}
 NBT = "num_batches_tracked"
 
@@ -142,13 +142,8 @@ def torch_state(module: Any) -> dict[str, Any]:
     return {k: v for k, v in module.state_dict().items() if not k.endswith(NBT)}
 
 
-_BACKENDS: dict[tuple[str, str], Any] = {}
-
-
-def backend(name: str, dtype: str) -> Any:
-    if (name, dtype) not in _BACKENDS:
-        _BACKENDS[name, dtype] = getattr(ml, BACKEND_CLASSES[name])(dtype=getattr(ml, dtype))
-    return _BACKENDS[name, dtype]
+#: one shared backend per (variant, dtype)
+backend = variant_backend
 
 
 @functools.cache

@@ -23,16 +23,16 @@ import numpy as np
 import pytest
 
 import mithril as ml
+from mithril.testing.variants import installed, variant_backend, variants
 from mithril.errors import ModelBuildError, ShapeMismatchError
 from mithril.ir.graph import Graph, GraphBuilder, Value, ValueRole
 from mithril.models import GRU, LSTM, IOKey, Model
 
 torch = pytest.importorskip("torch")
 
-BACKEND_CLASSES = {"numpy": "NumpyBackend", "torch": "TorchBackend", "jax": "JaxBackend"}
-INSTALLED = sorted(set(ml.plugins.backends()) & set(BACKEND_CLASSES))
+INSTALLED = installed()
 #: each installed backend, and torch once more with gradients by torch.autograd
-VARIANTS = INSTALLED + (["torch-autograd"] if "torch" in INSTALLED else [])
+VARIANTS = variants()
 TARGETS = [(b, d) for b in VARIANTS for d in ("float64", "float32") if (b, d) != ("torch-autograd", "float32")]
 TOL = {"float64": 1e-9, "float32": 1e-4}
 #: JAX compiles one XLA computation per kernel and attribute set on first use (~0.1 s each here), so it
@@ -66,17 +66,8 @@ CASES = {
     "gru_2layers_h0_no_bias": Case("gru", 2, False, False, True, bias=False),
 }
 
-_BACKENDS: dict[tuple[str, str], Any] = {}
-
-
-def backend(name: str, dtype: str) -> Any:
-    key = (name, dtype)
-    if key not in _BACKENDS:
-        if name == "torch-autograd":
-            _BACKENDS[key] = ml.TorchBackend(dtype=getattr(ml, dtype), autodiff="torch")
-        else:
-            _BACKENDS[key] = getattr(ml, BACKEND_CLASSES[name])(dtype=getattr(ml, dtype))
-    return _BACKENDS[key]
+#: one shared backend per (variant, dtype)
+backend = variant_backend
 
 
 def build(case: Case, rng: np.random.Generator) -> tuple[Any, Any, dict[str, np.ndarray]]:
