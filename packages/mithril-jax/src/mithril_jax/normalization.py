@@ -10,22 +10,19 @@ import jax.numpy as jnp
 from jax import Array
 
 
-def _stats(x: Array, axes: tuple[int, ...], eps: float) -> tuple[Array, Array]:
-    centered = x - jnp.mean(x, axis=axes, keepdims=True)
-    return centered, jax.lax.rsqrt(jnp.mean(centered * centered, axis=axes, keepdims=True) + eps)
-
-
-def normalize(x: Array, *, axes: Sequence[int], eps: float) -> Array:
-    """``(x - mean) / sqrt(var + eps)`` over ``axes`` (biased variance)."""
-    centered, rstd = _stats(x, tuple(axes), eps)
-    return centered * rstd
-
-
-def normalize_grad(x: Array, g: Array, *, axes: Sequence[int], eps: float) -> Array:
-    """Input gradient of :func:`normalize` for the output gradient ``g``."""
+def normalize(x: Array, *, axes: Sequence[int], eps: float) -> tuple[Array, Array, Array]:
+    """``((x - mean) * rstd, mean, rstd)`` over ``axes`` (biased variance), statistics with the axes kept."""
     ax = tuple(axes)
-    centered, rstd = _stats(x, ax, eps)
-    xhat = centered * rstd
+    mean = jnp.mean(x, axis=ax, keepdims=True)
+    centered = x - mean
+    rstd = jax.lax.rsqrt(jnp.mean(centered * centered, axis=ax, keepdims=True) + eps)
+    return centered * rstd, mean, rstd
+
+
+def normalize_grad(x: Array, g: Array, mean: Array, rstd: Array, *, axes: Sequence[int]) -> Array:
+    """Input gradient of :func:`normalize`'s output for the output gradient ``g``, from its statistics."""
+    ax = tuple(axes)
+    xhat = (x - mean) * rstd
     return rstd * (g - jnp.mean(g, axis=ax, keepdims=True) - xhat * jnp.mean(g * xhat, axis=ax, keepdims=True))
 
 

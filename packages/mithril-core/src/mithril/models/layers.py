@@ -98,9 +98,10 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
     stat_shape = (1, -1) + (1,) * (len(axes) - 1)
     xhat = model.call("normalize", first, axes=axes, eps=eps)  # batch statistics; one fused kernel where there is one
     if track_running_stats:
-        mean = model.call("mean", h, axis=axes, keepdims=True)
-        centered = model.call("sub", h, mean)
-        var = model.call("mean", centered * centered, axis=axes, keepdims=True)
+        # the statistics of the same normalize call (one kernel call, or one expansion, computes all three)
+        mean = model.call("normalize", h, axes=axes, eps=eps, result="mean")
+        rstd = model.call("normalize", h, axes=axes, eps=eps, result="rstd")
+        var = model.call("sub", model.call("div", 1.0, rstd * rstd), eps)
         rm = model.call("reshape", IOKey("running_mean", shape=[c], role="state", init=zeros), shape=stat_shape)
         rv = model.call("reshape", IOKey("running_var", shape=[c], role="state", init=ones), shape=stat_shape)
         xhat_eval = model.call("sub", h, rm) / model.call("sqrt", rv + eps)

@@ -80,6 +80,7 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
     simplify.cse(graph)
     fuse.simplify_transposes(graph)
     fuse.fuse_linear(graph, backend.kernels)
+    fuse.fuse_pool_indices(graph, backend.kernels)
     simplify.cse(graph)
     simplify.prune(graph)
     if opts.gradient_checkpointing and graph.gradients:

@@ -64,8 +64,9 @@ class Primitive:
     #: a composite: replaced, once shapes are concrete, by the subgraph of other primitives this rule
     #: emits (mithril.ir.passes.expand); it needs no kernel and no vjp of its own
     expand: ExpandRule | None = None
-    #: a composite with several results: the attribute ``result`` picks the one a node outputs and
-    #: ``expand`` returns all of them by name; calls that differ only in ``result`` expand once
+    #: several results: the attribute ``result`` picks the one a node outputs. A composite's ``expand``
+    #: returns all of them by name; calls that differ only in ``result`` expand once, or, where the
+    #: backend has a kernel, make one kernel call that returns a tuple in ``results`` order
     results: tuple[str, ...] = ()
     #: not a pure function of its inputs: draws from the per-call random stream (mithril.ir.randomness).
     #: Passes never merge (CSE), fold, recompute (checkpointing) or drop such a node as an identity;
@@ -73,8 +74,9 @@ class Primitive:
     random: bool = False
 
     def __post_init__(self) -> None:
-        if self.results and (self.expand is None or "result" not in self.attrs):
-            raise ValueError(f"primitive {self.name!r}: results need an expand rule and a 'result' attribute")
+        if self.results and ((self.expand is None and not self.optional) or "result" not in self.attrs):
+            raise ValueError(f"primitive {self.name!r}: results need a 'result' attribute and an expand rule "
+                             f"(or optional=True: emitted only for backends with the kernel)")
 
     def bind_attrs(self, given: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         """Fill defaults, reject unknown attributes."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from ..shapes.kinds import unify_kinds
+from ..shapes.kinds import KindVar, bind_kind, unify_kinds
 from ..shapes.rules import at_least_rank
 from ..shapes.symbolic import _raw, unify, unify_dims
 from ..shapes.rules import with_rank
-from .base import primitive
+from .base import Term, primitive
+from .nn import _MAXPOOL, _pool_normalizer, _pool_rule
 
 
 def _linear_rule(ins, out, attrs) -> bool:
@@ -26,3 +27,31 @@ def _linear_rule(ins, out, attrs) -> bool:
 
 primitive("linear", ("input", "weight", "bias"), _linear_rule, optional=True,
           doc="input @ weight.T + bias (torch.nn.functional.linear); emitted by fusion, never differentiated")
+
+
+def _pool_with_indices_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+    if attrs["result"] == "indices":
+        bind_kind(out.kind, "int")
+        # the indices have the pooled shape: run the pooling rule on a float stand-in for them
+        return _pool_rule(ins, Term(out.shape, KindVar()), attrs)
+    return _pool_rule(ins, out, attrs)
+
+
+def _pool_grad_indices_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+    x, idx, g = ins
+    bind_kind(idx.kind, "int")
+    unify(idx.shape, g.shape)
+    unify_kinds(x.kind, g.kind)
+    unify_kinds(x.kind, out.kind)
+    unify(x.shape, out.shape)
+    return True
+
+
+_POOL_NORM = _pool_normalizer("kernel_size", "stride", "padding", "dilation")
+primitive("max_pool2d_with_indices", ("input",), _pool_with_indices_rule, optional=True,
+          attrs={**_MAXPOOL, "result": "output"}, results=("output", "indices"), normalize=_POOL_NORM,
+          doc="max_pool2d and, per output, the flat index (row * width + column) of the window's first max "
+              "in its input plane; emitted by fusion, never differentiated")
+primitive("max_pool2d_grad_indices", ("input", "indices", "grad"), _pool_grad_indices_rule, optional=True,
+          attrs=dict(_MAXPOOL), normalize=_POOL_NORM,
+          doc="max_pool2d_grad from saved indices: each grad added at its index; emitted by fusion")

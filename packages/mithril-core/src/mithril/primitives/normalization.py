@@ -1,17 +1,21 @@
 """Fused composites: ``normalize`` and ``normalize_grad`` (the core of LayerNorm, BatchNorm and
 GroupNorm), and ``relu_grad``.
 
-* ``normalize(input; axes, eps)`` = ``(x - mean(x)) / sqrt(var(x) + eps)`` over ``axes``
-  (biased variance, as torch's normalisation layers);
-* ``normalize_grad(input, grad; axes, eps)``: its input gradient,
-  ``(g - mean(g) - x̂ mean(g x̂)) / sqrt(var(x) + eps)``.
+* ``normalize(input; axes, eps, result)`` over ``axes`` (biased variance, as torch's
+  normalisation layers) has three results: ``output`` = ``(x - mean) * rstd``, and the
+  statistics ``mean`` and ``rstd`` = ``1 / sqrt(var + eps)``, both with the reduced axes
+  kept as size 1;
+* ``normalize_grad(input, grad, mean, rstd; axes)``: the input gradient of ``output``
+  from the saved statistics, ``rstd (g - mean(g) - x̂ mean(g x̂))`` with ``x̂ = (x - mean) rstd``.
 
 Both are composites: a backend with a kernel for one keeps it as one node (torch:
-``native_layer_norm``/``native_batch_norm`` and their backward kernels; JAX: one
-fused XLA expression), a backend without one gets the expansion into ``mean``,
-``sub``, ``mul``, ``sqrt``, ``div`` (see :mod:`mithril.ir.passes.expand`). The
-gradient rule of ``normalize`` emits ``normalize_grad``, so the backward pass is
-one kernel too where the backend has it.
+``native_layer_norm``/``native_batch_norm``, which return the statistics with the
+output, and their backward kernels; JAX: one fused XLA expression), a backend
+without one gets the expansion into ``mean``, ``sub``, ``mul``, ``sqrt``, ``div``
+(see :mod:`mithril.ir.passes.expand`). The nodes asking for the results of one
+``normalize`` call share one kernel call (or one expansion), so the gradient rule,
+which reads ``mean`` and ``rstd``, recomputes nothing, and BatchNorm's running
+statistics come from the same call.
 
 * ``relu_grad(activation, grad)``: the gradient of ``relu`` from its output ``activation``,
   ``grad where output > 0 else 0`` (torch: ``threshold_backward``, 20x faster on a
@@ -23,17 +27,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..shapes.kinds import bind_kind, unify_kinds
-from ..shapes.symbolic import unify
+from ..shapes.rules import normalize_axis
+from ..shapes.symbolic import Dim, _raw, unify
 from .base import primitive
+from .grad_utils import reduced_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..ir.graph import GraphBuilder, Node, Value
+
+RESULTS = ("output", "mean", "rstd")
 
 
 def _axes(attrs: dict[str, Any]) -> dict[str, Any]:
     axes = attrs["axes"]
     attrs["axes"] = (int(axes),) if isinstance(axes, int) else tuple(int(a) for a in axes)
-    attrs["eps"] = float(attrs["eps"])
+    if "eps" in attrs:
+        attrs["eps"] = float(attrs["eps"])
     return attrs
 
 
@@ -47,38 +56,80 @@ def _same_as_input(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
     return True
 
 
-def _stats(b: "GraphBuilder", x: "Value", axes: tuple[int, ...], eps: float) -> tuple["Value", "Value"]:
-    """``(x - mean, sqrt(var + eps))`` over ``axes``, written with core primitives."""
-    centered = b.emit("sub", x, b.emit("mean", x, axis=axes, keepdims=True))
+def _stats_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+    """``mean``/``rstd``: the input's shape with the normalised axes kept as 1."""
+    x = ins[0]
+    bind_kind(x.kind, "float")
+    unify_kinds(x.kind, out.kind)
+    dims = x.shape.dims()
+    if dims is None:
+        return False
+    rank = len(dims)
+    axes = {normalize_axis(a, rank, "normalize: ") for a in attrs["axes"]}
+    unify(out.shape, _raw([Dim(1) if i in axes else d for i, d in enumerate(dims)], None, []))
+    return True
+
+
+def _normalize_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+    if attrs["result"] == "output":
+        return _same_as_input(ins, out, attrs)
+    return _stats_rule(ins, out, attrs)
+
+
+def _normalize_grad_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+    x, g, mean, rstd = ins
+    _same_as_input([x, g], out, attrs)
+    done = True
+    for s in (mean, rstd):
+        unify_kinds(x.kind, s.kind)
+        done = _stats_rule([x], s, attrs) and done
+    return done
+
+
+def _stats(b: "GraphBuilder", x: "Value", axes: tuple[int, ...], eps: float) -> tuple["Value", "Value", "Value"]:
+    """``(x - mean, mean, 1 / sqrt(var + eps))`` over ``axes``, written with core primitives."""
+    mean = b.emit("mean", x, axis=axes, keepdims=True)
+    centered = b.emit("sub", x, mean)
     var = b.emit("mean", b.emit("mul", centered, centered), axis=axes, keepdims=True)
-    return centered, b.emit("sqrt", b.emit("add", var, b.const(eps)))
+    return centered, mean, b.emit("div", b.const(1.0), b.emit("sqrt", b.emit("add", var, b.const(eps))))
 
 
-def _expand_normalize(b: "GraphBuilder", node: "Node") -> "Value":
-    centered, std = _stats(b, node.inputs[0], node.attrs["axes"], node.attrs["eps"])
-    return b.emit("div", centered, std)
+def _expand_normalize(b: "GraphBuilder", node: "Node") -> dict[str, "Value"]:
+    centered, mean, rstd = _stats(b, node.inputs[0], node.attrs["axes"], node.attrs["eps"])
+    return {"output": b.emit("mul", centered, rstd), "mean": mean, "rstd": rstd}
 
 
 def _expand_normalize_grad(b: "GraphBuilder", node: "Node") -> "Value":
-    x, g = node.inputs
+    x, g, mean, rstd = node.inputs
     axes = node.attrs["axes"]
-    centered, std = _stats(b, x, axes, node.attrs["eps"])
-    xhat = b.emit("div", centered, std)
+    xhat = b.emit("mul", b.emit("sub", x, mean), rstd)
     mean_g = b.emit("mean", g, axis=axes, keepdims=True)
     mean_gx = b.emit("mean", b.emit("mul", g, xhat), axis=axes, keepdims=True)
-    return b.emit("div", b.emit("sub", b.emit("sub", g, mean_g), b.emit("mul", xhat, mean_gx)), std)
+    return b.emit("mul", b.emit("sub", b.emit("sub", g, mean_g), b.emit("mul", xhat, mean_gx)), rstd)
 
 
 def _vjp_normalize(b: "GraphBuilder", node: "Node", g: "Value") -> list["Value | None"]:
-    return [b.emit("normalize_grad", node.inputs[0], g, **node.attrs)]
+    x, attrs = node.inputs[0], node.attrs
+    stat = {r: b.emit("normalize", x, **{**attrs, "result": r}) for r in ("mean", "rstd")}
+    result = attrs["result"]
+    if result == "output":
+        return [b.emit("normalize_grad", x, g, stat["mean"], stat["rstd"], axes=attrs["axes"])]
+    n = b.const(float(reduced_count(x.shape, attrs["axes"])))  # type: ignore[arg-type]
+    if result == "mean":  # d mean / dx = 1/n
+        return [b.emit("broadcast_to", b.emit("div", g, n), shape=x.shape)]
+    # d rstd / dx = -rstd³ (x - mean) / n
+    r3 = b.emit("mul", stat["rstd"], b.emit("mul", stat["rstd"], stat["rstd"]))
+    scale = b.emit("div", b.emit("mul", g, r3), n)
+    return [b.emit("neg", b.emit("mul", b.emit("sub", x, stat["mean"]), scale))]
 
 
-primitive("normalize", ("input",), _same_as_input, attrs={"axes": (-1,), "eps": 1e-5}, normalize=_axes,
-          vjp=_vjp_normalize, expand=_expand_normalize,
-          doc="(x - mean) / sqrt(var + eps) over axes (biased variance); fused where the backend has a kernel")
-primitive("normalize_grad", ("input", "grad"), _same_as_input, attrs={"axes": (-1,), "eps": 1e-5},
-          normalize=_axes, expand=_expand_normalize_grad,
-          doc="input gradient of normalize: (g - mean(g) - x̂ mean(g x̂)) / sqrt(var + eps)")
+primitive("normalize", ("input",), _normalize_rule, attrs={"axes": (-1,), "eps": 1e-5, "result": "output"},
+          normalize=_axes, vjp=_vjp_normalize, expand=_expand_normalize, results=RESULTS,
+          doc="(x - mean) * rstd over axes (biased variance), rstd = 1/sqrt(var + eps); results output, "
+              "mean, rstd (reduced axes kept); fused where the backend has a kernel")
+primitive("normalize_grad", ("input", "grad", "mean", "rstd"), _normalize_grad_rule,
+          attrs={"axes": (-1,)}, normalize=_axes, expand=_expand_normalize_grad,
+          doc="input gradient of normalize from its saved mean and rstd: rstd (g - mean(g) - x̂ mean(g x̂))")
 
 
 def _expand_relu_grad(b: "GraphBuilder", node: "Node") -> "Value":

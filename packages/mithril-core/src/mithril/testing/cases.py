@@ -169,6 +169,26 @@ def _joint_distinct(rng: np.random.Generator, args: Sequence[Arg]) -> list[np.nd
     return out
 
 
+def _with_stats(axes: tuple[int, ...], eps: float) -> Callable[[np.random.Generator, Sequence[Arg]], list[np.ndarray]]:
+    """``(x, g, mean(x), 1/sqrt(var(x) + eps))``: normalize_grad's saved statistics, consistent with x."""
+
+    def make(rng: np.random.Generator, args: Sequence[Arg]) -> list[np.ndarray]:
+        x, g = normal(rng, args[0].shape), normal(rng, args[1].shape)
+        return [x, g, np.mean(x, axis=axes, keepdims=True), 1.0 / np.sqrt(np.var(x, axis=axes, keepdims=True) + eps)]
+
+    return make
+
+
+def _with_pool_indices(attrs: Mapping[str, Any]) -> Callable[[np.random.Generator, Sequence[Arg]], list[np.ndarray]]:
+    """``(x, argmax indices of x's windows, g)``: max_pool2d_grad_indices' saved indices, consistent with x."""
+
+    def make(rng: np.random.Generator, args: Sequence[Arg]) -> list[np.ndarray]:
+        x = distinct(rng, args[0].shape)
+        return [x, ref.max_pool2d_with_indices(x, **attrs, result="indices"), normal(rng, args[2].shape)]
+
+    return make
+
+
 def _slice_shape(shape: Sequence[int], starts: Sequence[Any], stops: Sequence[Any],
                  steps: Sequence[Any]) -> tuple[int, ...]:
     head = tuple(len(range(n)[slice(a, b, c)]) for n, a, b, c in zip(shape, starts, stops, steps))
@@ -279,9 +299,15 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     add("normalize", "trailing-two", A((2, 3, 4)), attrs={"axes": (-2, -1), "eps": 1e-3})
     add("normalize", "batch-norm-axes", A((4, 3, 2, 2)), attrs={"axes": (0, 2, 3), "eps": 1e-5})
     add("normalize", "middle-axis", A((2, 5, 3)), attrs={"axes": (1,), "eps": 0.1})
+    for result in ("mean", "rstd"):
+        add("normalize", f"{result}-last-axis", A((3, 5)), attrs={"axes": (-1,), "eps": 1e-5, "result": result})
+        add("normalize", f"{result}-batch-norm-axes", A((4, 3, 2, 2)),
+            attrs={"axes": (0, 2, 3), "eps": 1e-3, "result": result})
     for label, shape, axes in (("last-axis", (3, 5), (-1,)), ("batch-norm-axes", (4, 3, 2, 2), (0, 2, 3)),
                                ("middle-axis", (2, 5, 3), (1,))):
-        add("normalize_grad", label, A(shape), A(shape), attrs={"axes": axes, "eps": 1e-4}, gradient=False)
+        stat = tuple(1 if i in {a % len(shape) for a in axes} else d for i, d in enumerate(shape))
+        add("normalize_grad", label, A(shape), A(shape), A(stat), A(stat), attrs={"axes": axes},
+            gradient=False, make=_with_stats(axes, 1e-4))
     add("relu_grad", "same", A((3, 4)), A((3, 4)), gradient=False)
 
     # ---- structure
@@ -353,6 +379,11 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
         ys = _pool_out(xs, attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["dilation"])
         add("max_pool2d", label, A(xs, distinct), attrs=attrs)
         add("max_pool2d_grad", label, A(xs, distinct), A(ys), attrs=attrs, gradient=False)
+        for result in ("output", "indices"):  # optional: tested where the backend has the kernel
+            add("max_pool2d_with_indices", f"{result}-{label}", A(xs, distinct), attrs={**attrs, "result": result},
+                gradient=False)
+        add("max_pool2d_grad_indices", label, A(xs, distinct), A(ys, kind="int"), A(ys), attrs=attrs,
+            gradient=False, make=_with_pool_indices(attrs))
     avg_pools: list[tuple[str, tuple[int, ...], dict[str, Any]]] = [
         ("k2s2", (2, 3, 6, 6), {"kernel_size": (2, 2), "stride": (2, 2)}),
         ("k3s2p1", (1, 2, 7, 7), {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1)}),

@@ -241,27 +241,28 @@ def log_softmax(input: Array, *, axis: int = -1) -> Array:
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-def normalize(input: Array, *, axes: tuple[int, ...] = (-1,), eps: float = 1e-5) -> Array:
+def normalize(input: Array, *, axes: tuple[int, ...] = (-1,), eps: float = 1e-5, result: str = "output") -> Array:
     x = _f(input)
     mu = np.mean(x, axis=axes, keepdims=True)
-    return (x - mu) / np.sqrt(np.var(x, axis=axes, keepdims=True) + eps)
+    rstd = 1.0 / np.sqrt(np.var(x, axis=axes, keepdims=True) + eps)
+    return {"output": (x - mu) * rstd, "mean": mu, "rstd": rstd}[result]
 
 
-def normalize_grad(input: Array, grad: Array, *, axes: tuple[int, ...] = (-1,), eps: float = 1e-5) -> Array:
-    # g @ J per normalised group, with the explicit Jacobian J = (I - 1/n - x̂ x̂ᵀ/n) / σ
+def normalize_grad(input: Array, grad: Array, mean: Array, rstd: Array, *, axes: tuple[int, ...] = (-1,)) -> Array:
+    # g @ J per normalised group, with the explicit Jacobian J = (I - 1/n - x̂ x̂ᵀ/n) rstd
     # (an independent form of the closed-form gradient the backends compute)
     x, g = _f(input), _f(grad)
     ax = sorted(a % x.ndim for a in axes)
     rest = [a for a in range(x.ndim) if a not in ax]
     perm = rest + ax
     xs, gs = np.transpose(x, perm), np.transpose(g, perm)
+    ms, rs = np.transpose(_f(mean), perm), np.transpose(_f(rstd), perm)
     n = int(np.prod([x.shape[a] for a in ax]))
-    xr, gr = xs.reshape(-1, n), gs.reshape(-1, n)
+    xr, gr, mr, rr = xs.reshape(-1, n), gs.reshape(-1, n), ms.reshape(-1), rs.reshape(-1)
     out = np.empty_like(xr)
     for r in range(xr.shape[0]):
-        sigma = np.sqrt(np.var(xr[r]) + eps)
-        xhat = (xr[r] - np.mean(xr[r])) / sigma
-        jac = (np.eye(n) - 1.0 / n - np.outer(xhat, xhat) / n) / sigma
+        xhat = (xr[r] - mr[r]) * rr[r]
+        jac = (np.eye(n) - 1.0 / n - np.outer(xhat, xhat) / n) * rr[r]
         out[r] = gr[r] @ jac
     return np.transpose(out.reshape(xs.shape), np.argsort(perm))
 
@@ -429,6 +430,35 @@ def max_pool2d(input: Array, *, kernel_size: Sequence[int], stride: Sequence[int
     return out
 
 
+def max_pool2d_with_indices(input: Array, *, kernel_size: Sequence[int], stride: Sequence[int],
+                            padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1),
+                            result: str = "output") -> Array:
+    """max_pool2d, or the flat in-plane index (row * width + column) of each window's first max."""
+    x = np.asarray(input)
+    if result == "output":
+        return max_pool2d(x, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
+    n, c, h, w = x.shape
+    ho, wo = _pool_shape(x, kernel_size, stride, padding, dilation)
+    out = np.empty((n, c, ho, wo), dtype=np.int64)
+    for oy, ox, rows, cols, _, _ in _pool_positions(h, w, kernel_size, stride, padding, dilation):
+        taps = [(r, q) for r in rows if 0 <= r < h for q in cols if 0 <= q < w]
+        first = np.argmax(np.stack([x[:, :, r, q] for r, q in taps], axis=-1), axis=-1)
+        out[:, :, oy, ox] = np.asarray([r * w + q for r, q in taps])[first]
+    return out
+
+
+def max_pool2d_grad_indices(input: Array, indices: Array, grad: Array, **_: Any) -> Array:
+    """Each grad added at its saved flat in-plane index."""
+    x, gy = np.asarray(input), _f(grad)
+    n, c, h, w = x.shape
+    gx = np.zeros((n, c, h * w))
+    idx = np.asarray(indices).reshape(n, c, -1)
+    for i in range(n):
+        for j in range(c):
+            np.add.at(gx[i, j], idx[i, j], gy[i, j].reshape(-1))
+    return gx.reshape(x.shape)
+
+
 def max_pool2d_grad(input: Array, grad: Array, *, kernel_size: Sequence[int], stride: Sequence[int],
                     padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1)) -> Array:
     """Each window's grad goes to the first (row-major) position of its max; overlaps add up."""
@@ -581,6 +611,7 @@ REFERENCE: dict[str, ReferenceFn] = {
     "broadcast_to": broadcast_to, "concat": concat, "slice": slice_, "slice_grad": slice_grad,
     "conv2d": conv2d, "conv2d_input_grad": conv2d_input_grad, "conv2d_weight_grad": conv2d_weight_grad,
     "max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad,
+    "max_pool2d_with_indices": max_pool2d_with_indices, "max_pool2d_grad_indices": max_pool2d_grad_indices,
     "avg_pool2d": avg_pool2d, "avg_pool2d_grad": avg_pool2d_grad,
     "gather_rows": gather_rows, "scatter_add_rows": scatter_add_rows, "gather_last": gather_last,
     "scatter_last": scatter_last, "unflatten": unflatten, "reshape_as": reshape_as, "tril_mask": tril_mask, "positions": positions,

@@ -5,7 +5,11 @@
 * ``add(matmul(x, transpose(w)), b)`` becomes the optional fused primitive
   ``linear(x, w, b)`` when the backend has a kernel for it (torch.nn.functional.linear
   semantics). Backends without the kernel keep the unfused graph: one mechanism,
-  no backend names in the core.
+  no backend names in the core;
+* ``max_pool2d(x)`` and its gradient ``max_pool2d_grad(x, g)`` become one
+  ``max_pool2d_with_indices(x)`` call, whose ``indices`` result the gradient reads
+  (``max_pool2d_grad_indices(x, indices, g)``), instead of pooling ``x`` twice, where
+  the backend has both kernels.
 """
 
 from __future__ import annotations
@@ -126,6 +130,49 @@ def fuse_linear(graph: Graph, kernels: object) -> Graph:
     graph.nodes = out_nodes
     _apply(graph, repl)
     return graph
+
+
+def fuse_pool_indices(graph: Graph, kernels: object) -> Graph:
+    """Max pooling saves its argmax indices for its gradient where the backend has the kernels."""
+    if not all(k in kernels for k in ("max_pool2d_with_indices", "max_pool2d_grad_indices")):  # type: ignore[operator]
+        return graph
+    from .simplify import _freeze
+
+    grads = {(n.inputs[0].uid, _freeze(n.attrs)) for n in graph.nodes if n.primitive.name == "max_pool2d_grad"}
+    if not grads:
+        return graph
+    indices: dict[tuple, Value] = {}
+    out_nodes: list[Node] = []
+
+    def saved(x: Value, attrs: dict, where: str) -> Value:
+        key = (x.uid, _freeze(attrs))
+        if key not in indices:
+            pooled = tuple(x.shape[:2]) + _pooled(x.shape, attrs)  # type: ignore[index,arg-type]
+            node = _new_node("max_pool2d_with_indices", [x], {**attrs, "result": "indices"}, pooled, "int", where)
+            out_nodes.append(node)
+            indices[key] = node.output
+        return indices[key]
+
+    for node in graph.nodes:
+        name = node.primitive.name
+        if name == "max_pool2d" and (node.inputs[0].uid, _freeze(node.attrs)) in grads:
+            attrs = dict(node.attrs)
+            node.primitive, node.attrs = registry.get("max_pool2d_with_indices"), {**attrs, "result": "output"}
+            out_nodes.append(node)
+            saved(node.inputs[0], attrs, node.where)
+            continue
+        if name == "max_pool2d_grad":
+            x, g = node.inputs
+            idx = saved(x, node.attrs, node.where)
+            node.primitive, node.inputs = registry.get("max_pool2d_grad_indices"), [x, idx, g]
+        out_nodes.append(node)
+    graph.nodes = out_nodes
+    return graph
+
+
+def _pooled(shape: tuple[int, ...], attrs: dict) -> tuple[int, ...]:
+    k, s, p, d = attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["dilation"]
+    return tuple((shape[2 + i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(2))
 
 
 def _apply(graph: Graph, repl: dict[int, Value]) -> None:
