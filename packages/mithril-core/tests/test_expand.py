@@ -173,7 +173,7 @@ def test_results_of_one_call_share_one_expansion() -> None:
 def test_a_result_must_be_declared() -> None:
     with pytest.raises(ModelBuildError, match=r"result must be one of \('first', 'second'\), got 'third'"):
         primitive_block("halves", result="third")
-    with pytest.raises(ValueError, match="results need an expand rule and a 'result' attribute"):
+    with pytest.raises(ValueError, match="results need a 'result' attribute and an expand rule"):
         Primitive("broken", ("input",), same_shape, results=("a", "b"))
 
 

@@ -96,16 +96,27 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
     written to ``output`` when given.
     """
     stat_shape = (1, -1) + (1,) * (len(axes) - 1)
-    xhat = model.call("normalize", first, axes=axes, eps=eps)  # batch statistics; one fused kernel where there is one
+    # batch statistics; one fused kernel (output and statistics together) where there is one
+    if affine:
+        w = model.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=stat_shape)
+        b = model.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=stat_shape)
+        fused: tuple[Any, ...] = ("normalize_affine", w, b)
+    else:
+        fused = ("normalize",)
+
+    def normalized(x: Any, result: str = "output") -> TerminalRef:
+        return model.call(fused[0], x, *fused[1:], axes=axes, eps=eps, result=result)
+
+    y = normalized(first)
     if track_running_stats:
-        # the statistics of the same normalize call (one kernel call, or one expansion, computes all three)
-        mean = model.call("normalize", h, axes=axes, eps=eps, result="mean")
-        rstd = model.call("normalize", h, axes=axes, eps=eps, result="rstd")
+        mean, rstd = normalized(h, "mean"), normalized(h, "rstd")  # the same call's statistics
         var = model.call("sub", model.call("div", 1.0, rstd * rstd), eps)
         rm = model.call("reshape", IOKey("running_mean", shape=[c], role="state", init=zeros), shape=stat_shape)
         rv = model.call("reshape", IOKey("running_var", shape=[c], role="state", init=ones), shape=stat_shape)
-        xhat_eval = model.call("sub", h, rm) / model.call("sqrt", rv + eps)
-        xhat = model.call("mode_switch", xhat, xhat_eval)
+        y_eval = model.call("sub", h, rm) / model.call("sqrt", rv + eps)
+        if affine:
+            y_eval = y_eval * w + b
+        y = model.call("mode_switch", y, y_eval)
         n = model.call("numel", h, axis=axes)
         batch_mean = model.call("reshape", mean, shape=(-1,))
         unbiased = model.call("reshape", var, shape=(-1,)) * (n / (n - 1.0))
@@ -116,10 +127,6 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
         for s in ("running_mean", "running_var"):
             model._named[f"_new_{s}"].expose = False
             model.update_state(s, f"_new_{s}")
-    if affine:
-        w = model.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=stat_shape)
-        b = model.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=stat_shape)
-        return model.call("add", xhat * w, b, output=output)
     if output is not None:
-        return model.call("identity", xhat, output=output)
-    return xhat
+        return model.call("identity", y, output=output)
+    return y

@@ -27,10 +27,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..shapes.kinds import bind_kind, unify_kinds
-from ..shapes.rules import normalize_axis
+from ..shapes.rules import broadcast, normalize_axis
 from ..shapes.symbolic import Dim, _raw, unify
 from .base import primitive
-from .grad_utils import reduced_count
+from .grad_utils import reduced_count, unbroadcast
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..ir.graph import GraphBuilder, Node, Value
@@ -111,16 +111,21 @@ def _expand_normalize_grad(b: "GraphBuilder", node: "Node") -> "Value":
 def _vjp_normalize(b: "GraphBuilder", node: "Node", g: "Value") -> list["Value | None"]:
     x, attrs = node.inputs[0], node.attrs
     stat = {r: b.emit("normalize", x, **{**attrs, "result": r}) for r in ("mean", "rstd")}
-    result = attrs["result"]
-    if result == "output":
+    if attrs["result"] == "output":
         return [b.emit("normalize_grad", x, g, stat["mean"], stat["rstd"], axes=attrs["axes"])]
+    return [_vjp_stat(b, x, g, attrs, stat)]
+
+
+def _vjp_stat(b: "GraphBuilder", x: "Value", g: "Value", attrs: dict[str, Any], stat: dict[str, "Value"]) -> "Value":
+    """Input gradient through the ``mean`` or ``rstd`` result."""
+    result = attrs["result"]
     n = b.const(float(reduced_count(x.shape, attrs["axes"])))  # type: ignore[arg-type]
     if result == "mean":  # d mean / dx = 1/n
-        return [b.emit("broadcast_to", b.emit("div", g, n), shape=x.shape)]
+        return b.emit("broadcast_to", b.emit("div", g, n), shape=x.shape)
     # d rstd / dx = -rstd³ (x - mean) / n
     r3 = b.emit("mul", stat["rstd"], b.emit("mul", stat["rstd"], stat["rstd"]))
     scale = b.emit("div", b.emit("mul", g, r3), n)
-    return [b.emit("neg", b.emit("mul", b.emit("sub", x, stat["mean"]), scale))]
+    return b.emit("neg", b.emit("mul", b.emit("sub", x, stat["mean"]), scale))
 
 
 primitive("normalize", ("input",), _normalize_rule, attrs={"axes": (-1,), "eps": 1e-5, "result": "output"},
@@ -130,6 +135,66 @@ primitive("normalize", ("input",), _normalize_rule, attrs={"axes": (-1,), "eps":
 primitive("normalize_grad", ("input", "grad", "mean", "rstd"), _normalize_grad_rule,
           attrs={"axes": (-1,)}, normalize=_axes, expand=_expand_normalize_grad,
           doc="input gradient of normalize from its saved mean and rstd: rstd (g - mean(g) - x̂ mean(g x̂))")
+
+
+# ------------------------------------------------------------------ with an affine transform
+def _normalize_affine_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+    x, w, bias = ins
+    for t in (w, bias):
+        unify_kinds(x.kind, t.kind)
+    unify(w.shape, bias.shape)
+    if attrs["result"] != "output":
+        return _stats_rule([x], out, attrs)
+    bind_kind(x.kind, "float")
+    unify_kinds(x.kind, out.kind)
+    unify(x.shape, out.shape)
+    return broadcast([x.shape, w.shape], out.shape)
+
+
+def _expand_normalize_affine(b: "GraphBuilder", node: "Node") -> dict[str, "Value"]:
+    x, w, bias = node.inputs
+    n = {r: b.emit("normalize", x, axes=node.attrs["axes"], eps=node.attrs["eps"], result=r) for r in RESULTS}
+    return {**n, "output": b.emit("add", b.emit("mul", n["output"], w), bias)}
+
+
+def _vjp_normalize_affine(b: "GraphBuilder", node: "Node", g: "Value") -> list["Value | None"]:
+    (x, w, _), attrs = node.inputs, node.attrs
+    stat = {r: b.emit("normalize_affine", *node.inputs, **{**attrs, "result": r}) for r in ("mean", "rstd")}
+    if attrs["result"] != "output":
+        return [_vjp_stat(b, x, g, attrs, stat), None, None]
+    return [b.emit("normalize_affine_grad", x, w, g, stat["mean"], stat["rstd"], axes=attrs["axes"], result=r)
+            for r in AFFINE_GRAD_RESULTS]
+
+
+def _normalize_affine_grad_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+    x, w, g, mean, rstd = ins
+    for t in (w, g, mean, rstd):
+        unify_kinds(x.kind, t.kind)
+    unify(x.shape, g.shape)
+    unify_kinds(x.kind, out.kind)
+    unify(out.shape, {"input": x, "weight": w, "bias": w}[attrs["result"]].shape)
+    return _stats_rule([x], mean, attrs) and _stats_rule([x], rstd, attrs)
+
+
+def _expand_normalize_affine_grad(b: "GraphBuilder", node: "Node") -> dict[str, "Value"]:
+    x, w, g, mean, rstd = node.inputs
+    axes = node.attrs["axes"]
+    xhat = b.emit("mul", b.emit("sub", x, mean), rstd)
+    return {"input": b.emit("normalize_grad", x, b.emit("mul", g, w), mean, rstd, axes=axes),
+            "weight": unbroadcast(b, b.emit("mul", g, xhat), w.shape),  # type: ignore[arg-type]
+            "bias": unbroadcast(b, g, w.shape)}  # type: ignore[arg-type]
+
+
+AFFINE_GRAD_RESULTS = ("input", "weight", "bias")
+primitive("normalize_affine", ("input", "weight", "bias"), _normalize_affine_rule,
+          attrs={"axes": (-1,), "eps": 1e-5, "result": "output"}, normalize=_axes, vjp=_vjp_normalize_affine,
+          expand=_expand_normalize_affine, results=RESULTS,
+          doc="normalize(x) * weight + bias (weight and bias broadcast against x); results output, mean, rstd; "
+              "fused where the backend has a kernel")
+primitive("normalize_affine_grad", ("input", "weight", "grad", "mean", "rstd"), _normalize_affine_grad_rule,
+          attrs={"axes": (-1,), "result": "input"}, normalize=_axes, expand=_expand_normalize_affine_grad,
+          results=AFFINE_GRAD_RESULTS,
+          doc="gradients of normalize_affine's output wrt input, weight and bias, from the saved statistics")
 
 
 def _expand_relu_grad(b: "GraphBuilder", node: "Node") -> "Value":

@@ -169,12 +169,18 @@ def _joint_distinct(rng: np.random.Generator, args: Sequence[Arg]) -> list[np.nd
     return out
 
 
-def _with_stats(axes: tuple[int, ...], eps: float) -> Callable[[np.random.Generator, Sequence[Arg]], list[np.ndarray]]:
-    """``(x, g, mean(x), 1/sqrt(var(x) + eps))``: normalize_grad's saved statistics, consistent with x."""
+RESULTS_OF_NORMALIZE = ("output", "mean", "rstd")
+
+
+def _with_stats(axes: tuple[int, ...], eps: float,
+                affine: bool = False) -> Callable[[np.random.Generator, Sequence[Arg]], list[np.ndarray]]:
+    """``(x, [w,] g, mean(x), 1/sqrt(var(x) + eps))``: the saved statistics of the normalize gradients,
+    consistent with x."""
 
     def make(rng: np.random.Generator, args: Sequence[Arg]) -> list[np.ndarray]:
-        x, g = normal(rng, args[0].shape), normal(rng, args[1].shape)
-        return [x, g, np.mean(x, axis=axes, keepdims=True), 1.0 / np.sqrt(np.var(x, axis=axes, keepdims=True) + eps)]
+        vals = [normal(rng, a.shape) for a in args[:-2]]
+        x = vals[0]
+        return [*vals, np.mean(x, axis=axes, keepdims=True), 1.0 / np.sqrt(np.var(x, axis=axes, keepdims=True) + eps)]
 
     return make
 
@@ -303,6 +309,16 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
         add("normalize", f"{result}-last-axis", A((3, 5)), attrs={"axes": (-1,), "eps": 1e-5, "result": result})
         add("normalize", f"{result}-batch-norm-axes", A((4, 3, 2, 2)),
             attrs={"axes": (0, 2, 3), "eps": 1e-3, "result": result})
+    affine = (("layer", (2, 3, 4), (-2, -1), (3, 4)), ("batch", (4, 3, 2, 2), (0, 2, 3), (1, 3, 1, 1)),
+              ("other", (2, 5, 3), (1,), (3,)))
+    for label, shape, axes, wshape in affine:
+        for result in RESULTS_OF_NORMALIZE:
+            add("normalize_affine", f"{result}-{label}", A(shape), A(wshape), A(wshape),
+                attrs={"axes": axes, "eps": 1e-3, "result": result})
+        stat = tuple(1 if i in {a % len(shape) for a in axes} else d for i, d in enumerate(shape))
+        for result in ("input", "weight", "bias"):
+            add("normalize_affine_grad", f"{result}-{label}", A(shape), A(wshape), A(shape), A(stat), A(stat),
+                attrs={"axes": axes, "result": result}, gradient=False, make=_with_stats(axes, 1e-4, affine=True))
     for label, shape, axes in (("last-axis", (3, 5), (-1,)), ("batch-norm-axes", (4, 3, 2, 2), (0, 2, 3)),
                                ("middle-axis", (2, 5, 3), (1,))):
         stat = tuple(1 if i in {a % len(shape) for a in axes} else d for i, d in enumerate(shape))

@@ -267,6 +267,23 @@ def normalize_grad(input: Array, grad: Array, mean: Array, rstd: Array, *, axes:
     return np.transpose(out.reshape(xs.shape), np.argsort(perm))
 
 
+def normalize_affine(input: Array, weight: Array, bias: Array, *, axes: tuple[int, ...] = (-1,), eps: float = 1e-5,
+                     result: str = "output") -> Array:
+    out = normalize(input, axes=axes, eps=eps, result=result)
+    return out * _f(weight) + _f(bias) if result == "output" else out
+
+
+def normalize_affine_grad(input: Array, weight: Array, grad: Array, mean: Array, rstd: Array, *,
+                          axes: tuple[int, ...] = (-1,), result: str = "input") -> Array:
+    x, w, g = _f(input), _f(weight), _f(grad)
+    if result == "input":
+        return normalize_grad(x, g * w, mean, rstd, axes=axes)
+    full = g * (x - _f(mean)) * _f(rstd) if result == "weight" else g
+    lead = full.ndim - w.ndim
+    summed = full.sum(axis=tuple(range(lead))) if lead else full
+    return summed.sum(axis=tuple(i for i, d in enumerate(w.shape) if d == 1), keepdims=True).reshape(w.shape)
+
+
 def relu_grad(activation: Array, grad: Array) -> Array:
     return np.where(_f(activation) > 0, _f(grad), 0.0)
 
@@ -606,6 +623,7 @@ REFERENCE: dict[str, ReferenceFn] = {
     "tanh": tanh, "sigmoid": sigmoid, "relu": relu, "leaky_relu": leaky_relu, "erf": erf, "gelu": gelu,
     "sum": sum_, "mean": mean, "max": max_, "min": min_, "argmax": argmax,
     "softmax": softmax, "log_softmax": log_softmax, "normalize": normalize, "normalize_grad": normalize_grad,
+    "normalize_affine": normalize_affine, "normalize_affine_grad": normalize_affine_grad,
     "relu_grad": relu_grad,
     "matmul": matmul, "transpose": transpose, "reshape": reshape, "flatten": flatten,
     "broadcast_to": broadcast_to, "concat": concat, "slice": slice_, "slice_grad": slice_grad,

@@ -41,11 +41,14 @@ class LayerNorm(Model):
         super().__init__(name=name)
         ns = shape_tuple(normalized_shape)
         axes = tuple(range(-len(ns), 0))
-        y = self.call("normalize", IOKey("input", shape=["...", *ns]), axes=axes, eps=eps)
-        if elementwise_affine:
-            y = y * IOKey("weight", shape=list(ns), role="param", init=ones)
-            if bias:
-                y = y + IOKey("bias", shape=list(ns), role="param", init=zeros)
+        x = IOKey("input", shape=["...", *ns])
+        if elementwise_affine and bias:  # one fused kernel where there is one
+            y = self.call("normalize_affine", x, IOKey("weight", shape=list(ns), role="param", init=ones),
+                          IOKey("bias", shape=list(ns), role="param", init=zeros), axes=axes, eps=eps)
+        else:
+            y = self.call("normalize", x, axes=axes, eps=eps)
+            if elementwise_affine:
+                y = y * IOKey("weight", shape=list(ns), role="param", init=ones)
         self.call("identity", y, output=IOKey("output"))
         self.set_canonical(input="input", output="output")
 
