@@ -170,6 +170,35 @@ def test_results_of_one_call_share_one_expansion() -> None:
     assert EXPANSIONS == ["halves"]  # one graph compiled, one expansion for both nodes
 
 
+class HalvesKernel(ml.NumpyBackend):
+    """NumPy with a kernel for ``halves``: a kept multi-result composite."""
+
+    CALLS: list[tuple[int, ...]] = []
+
+    def core_kernels(self) -> dict[str, Any]:
+        def halves_kernel(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            HalvesKernel.CALLS.append(x.shape)
+            k = x.shape[1] // 2
+            return x[:, :k].copy(), x[:, k:].copy()
+
+        return {**super().core_kernels(), "halves": halves_kernel}
+
+
+@pytest.mark.parametrize("wanted", [("first", "second"), ("second",), ("first", "second", "first")])
+def test_kept_results_share_one_kernel_call(wanted: tuple[str, ...]) -> None:
+    model = Model()
+    for i, r in enumerate(wanted):
+        model |= primitive_block("halves", result=r)(input="input", output=IOKey(f"out_{i}"))
+    x = np.random.default_rng(4).standard_normal((2, 6))
+    HalvesKernel.CALLS.clear()
+    pm = ml.compile(model, HalvesKernel(dtype=ml.float64), shapes={"input": [2, 6]})
+    out = pm.evaluate({}, {"input": x})
+    for i, r in enumerate(wanted):
+        np.testing.assert_array_equal(out[f"out_{i}"], x[:, :3] if r == "first" else x[:, 3:])
+    assert HalvesKernel.CALLS == [(2, 6)] and EXPANSIONS == []  # one call, nothing expanded
+    assert pm.source.count("k_halves(") == 1
+
+
 def test_a_result_must_be_declared() -> None:
     with pytest.raises(ModelBuildError, match=r"result must be one of \('first', 'second'\), got 'third'"):
         primitive_block("halves", result="third")

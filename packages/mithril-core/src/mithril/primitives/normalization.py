@@ -6,7 +6,12 @@ GroupNorm), and ``relu_grad``.
   statistics ``mean`` and ``rstd`` = ``1 / sqrt(var + eps)``, both with the reduced axes
   kept as size 1;
 * ``normalize_grad(input, grad, mean, rstd; axes)``: the input gradient of ``output``
-  from the saved statistics, ``rstd (g - mean(g) - x̂ mean(g x̂))`` with ``x̂ = (x - mean) rstd``.
+  from the saved statistics, ``rstd (g - mean(g) - x̂ mean(g x̂))`` with ``x̂ = (x - mean) rstd``;
+* ``normalize_affine(input, weight, bias; axes, eps, result)``: ``normalize`` followed by
+  ``* weight + bias`` (broadcast against the input), the same three results;
+  ``normalize_affine_grad(input, weight, grad, mean, rstd; axes, result)`` has the results
+  ``input``, ``weight`` and ``bias`` (torch: one ``native_batch_norm_backward`` or
+  ``native_layer_norm_backward`` call for all three).
 
 Both are composites: a backend with a kernel for one keeps it as one node (torch:
 ``native_layer_norm``/``native_batch_norm``, which return the statistics with the
