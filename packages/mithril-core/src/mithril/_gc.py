@@ -6,6 +6,12 @@ every tracked object of the process, and with PyTorch or JAX imported that is
 hundreds of thousands of objects: measured, half of a 12-layer GPT compile. The
 work here creates no garbage cycles worth collecting early, so the collector is
 paused for its duration and resumed (never left off) afterwards.
+
+Block constructors are paused too (``Block.__init_subclass__`` wraps every
+subclass's ``__init__``): a model class builds its whole subgraph in its
+constructor, and a collection in between its ``add``/``call`` steps walks the
+whole process. Measured: with PyTorch and JAX imported, one full collection of
+about 400k objects made the 48-layer GPT build 0.78 s instead of 0.59 s.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._gc import gc_paused
 from ..errors import ModelBuildError, UnknownKeyError
 from ..primitives.base import Primitive, Term, registry
 from ..shapes.kinds import KindVar
@@ -26,6 +27,12 @@ class Block:
 
     canonical_input: str | None = "input"
     canonical_output: str | None = "output"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # a block's constructor builds its whole subgraph: no collector passes in between (mithril._gc)
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = gc_paused(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     def __init__(self, *, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name or "." in name):
