@@ -253,6 +253,11 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
         grp.variants.append(Variant("mithril-jit", mithril_fn(pmj), mem, "Mithril torch jit=True (torch.compile)",
                                     baseline="native-compile"))
         grp.variants.append(Variant("native-compile", native_fn(compiled), mem, "torch.compile(nn.Module)"))
+        if mode == "train":
+            be_adj = ml.TorchBackend(dtype=ml.float32, device=device, autodiff="torch")
+            pm_adj = ml.compile(ctx.model, be_adj, shapes=shapes, jit=True)
+            grp.variants.append(Variant("mithril-jit-autograd", mithril_fn(pm_adj), mem,
+                                        "Mithril torch jit=True, autodiff='torch'", baseline="native-compile"))
     if ggml and mode == "forward" and not cuda and spec.ggml:
         try:
             gbe = ml.GGMLBackend(n_threads=bench_threads())
