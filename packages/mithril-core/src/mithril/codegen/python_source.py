@@ -165,16 +165,14 @@ def generate_source(graph: Graph, backend: Any) -> tuple[str, dict[str, Any]]:
 
 def _result_groups(graph: Graph) -> dict[int, list[Any]]:
     """Nodes of a multi-result primitive that differ only in ``result``: id(node) -> the group's nodes."""
-    from ..ir.passes.simplify import _freeze
+    from ..ir.passes.expand import result_call
 
     by_key: dict[Any, list[Any]] = {}
     for node in graph.nodes:
         prim = node.primitive
-        if not prim.results:
-            continue
-        others = {k: v for k, v in node.attrs.items() if k != "result"}
-        key = (prim.name, tuple(v.uid for v in node.inputs), _freeze(others), id(node) if prim.random else 0)
-        by_key.setdefault(key, []).append(node)
+        if prim.results:
+            key = (*result_call(node), id(node) if prim.random else 0)
+            by_key.setdefault(key, []).append(node)
     return {id(n): group for group in by_key.values() for n in group}
 
 

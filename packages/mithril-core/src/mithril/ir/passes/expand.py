@@ -68,8 +68,7 @@ def _expansion(node: Node, repl: dict[int, Value], shared: dict[Any, Mapping[str
     prim = node.primitive
     key = None
     if prim.results:
-        others = {k: v for k, v in node.attrs.items() if k != "result"}
-        key = (prim.name, tuple(v.uid for v in node.inputs), _freeze(others))
+        key = result_call(node)
         if key in shared:
             return shared[key][node.attrs["result"]]
     scratch = Graph()
@@ -87,6 +86,13 @@ def _expansion(node: Node, repl: dict[int, Value], shared: dict[Any, Mapping[str
     results = {k: _resolve(v, repl) for k, v in result.items()}
     shared[key] = results
     return results[node.attrs["result"]]
+
+
+def result_call(node: Node) -> tuple[Any, ...]:
+    """The call a node of a multi-result primitive belongs to: the same for nodes that differ only
+    in their ``result`` attribute (they share one expansion, or one kernel call)."""
+    others = {k: v for k, v in node.attrs.items() if k != "result"}
+    return node.primitive.name, tuple(v.uid for v in node.inputs), _freeze(others)
 
 
 def _resolve(v: Value, repl: Mapping[int, Value]) -> Value:
