@@ -144,11 +144,12 @@ def fuse_pool_indices(graph: Graph, kernels: object) -> Graph:
     indices: dict[tuple, Value] = {}
     out_nodes: list[Node] = []
 
-    def saved(x: Value, attrs: dict, where: str) -> Value:
+    def saved(x: Value, attrs: dict, pooled: Value, where: str) -> Value:
+        """The indices of pooling ``x`` (``pooled``: a value of the pooled shape)."""
         key = (x.uid, _freeze(attrs))
         if key not in indices:
-            pooled = tuple(x.shape[:2]) + _pooled(x.shape, attrs)  # type: ignore[index,arg-type]
-            node = _new_node("max_pool2d_with_indices", [x], {**attrs, "result": "indices"}, pooled, "int", where)
+            node = _new_node("max_pool2d_with_indices", [x], {**attrs, "result": "indices"},
+                             pooled.shape, "int", where)  # type: ignore[arg-type]
             out_nodes.append(node)
             indices[key] = node.output
         return indices[key]
@@ -159,20 +160,15 @@ def fuse_pool_indices(graph: Graph, kernels: object) -> Graph:
             attrs = dict(node.attrs)
             node.primitive, node.attrs = registry.get("max_pool2d_with_indices"), {**attrs, "result": "output"}
             out_nodes.append(node)
-            saved(node.inputs[0], attrs, node.where)
+            saved(node.inputs[0], attrs, node.output, node.where)
             continue
         if name == "max_pool2d_grad":
             x, g = node.inputs
-            idx = saved(x, node.attrs, node.where)
+            idx = saved(x, node.attrs, g, node.where)
             node.primitive, node.inputs = registry.get("max_pool2d_grad_indices"), [x, idx, g]
         out_nodes.append(node)
     graph.nodes = out_nodes
     return graph
-
-
-def _pooled(shape: tuple[int, ...], attrs: dict) -> tuple[int, ...]:
-    k, s, p, d = attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["dilation"]
-    return tuple((shape[2 + i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(2))
 
 
 def _apply(graph: Graph, repl: dict[int, Value]) -> None:
