@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParamsError, UnsupportedError
+from ._arrays import numpy_copy
 from ..models.zoo.gpt2 import ACTIVATIONS, GPT2Config
 
 PREFIX = "transformer."
@@ -32,21 +33,6 @@ LAYOUTS = ("GPT2LMHeadModel", "GPT2Model")
 #: Hugging Face config options that change GPT-2's computation -> the only value the zoo supports
 FIXED_OPTIONS = {"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
                  "add_cross_attention": False, "tie_word_embeddings": True}
-
-
-def _to_numpy(value: Any, backend: Any, key: str) -> np.ndarray:
-    """NumPy copy of a torch tensor, a backend array or anything ``np.asarray`` takes."""
-    if backend is not None:
-        return np.asarray(backend.to_numpy(value))
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
-        t = value.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
-            t = t.float()
-        return t.numpy().copy()
-    try:
-        return np.array(value)
-    except Exception as e:  # noqa: BLE001 - any unconvertible object
-        raise ParamsError(f"{key}: cannot convert a {type(value).__name__} to an array: {e}") from None
 
 
 def _infer_config(arrays: Mapping[str, np.ndarray], hf_layout: bool, where: str) -> GPT2Config:
@@ -103,11 +89,11 @@ def gpt2_from_hf(state_dict: Mapping[str, Any], config: GPT2Config | None = None
     head = None
     for k, v in state_dict.items():
         if k == HEAD:
-            head = _to_numpy(v, None, k)
+            head = numpy_copy(v, None, k)
             continue
         name = k if prefixed else PREFIX + k
         if not BUFFERS.match(name):
-            arrays[name] = _to_numpy(v, None, k)
+            arrays[name] = numpy_copy(v, None, k)
     cfg = config if config is not None else _infer_config(arrays, True, "gpt2_from_hf")
     _check(arrays, _hf_layout(cfg.param_shapes()), "gpt2_from_hf", "Hugging Face")
     wte = arrays["transformer.wte.weight"]
@@ -131,7 +117,7 @@ def gpt2_to_hf(params: Mapping[str, Any], backend: Any = None, *, layout: str = 
         raise ParamsError(f"gpt2_to_hf: layout must be one of {LAYOUTS}, got {layout!r}")
     if tensors not in ("torch", "numpy"):
         raise ParamsError(f"gpt2_to_hf: tensors must be 'torch' or 'numpy', got {tensors!r}")
-    arrays = {k: _to_numpy(v, backend, k) for k, v in params.items()}
+    arrays = {k: numpy_copy(v, backend, k) for k, v in params.items()}
     cfg = _infer_config(arrays, False, "gpt2_to_hf")
     _check(arrays, cfg.param_shapes(), "gpt2_to_hf", "Mithril")
     out: dict[str, Any] = {}

@@ -15,13 +15,13 @@ accepts a state dict without them (it keeps the module's counters).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ParamsError, ShapeUnknownError, UnsupportedError
+from ._arrays import numpy_copy
 
 if TYPE_CHECKING:
     from ..physical.model import PhysicalModel
@@ -30,34 +30,6 @@ if TYPE_CHECKING:
 IGNORED_SUFFIX = "num_batches_tracked"
 
 Rename = Mapping[str, str] | Callable[[str], str | None]
-
-
-def _torch_tensor_type() -> Any:
-    """torch.Tensor when torch is already imported (never imports it)."""
-    torch = sys.modules.get("torch")
-    return getattr(torch, "Tensor", None)
-
-
-def _to_numpy(value: Any, backend: Any, what: str) -> np.ndarray:
-    """A NumPy copy of ``value`` (a torch tensor, a backend array or anything ``np.asarray`` takes).
-
-    Always a copy: a backend may wrap a host buffer without copying it (JAX does for
-    aligned ones), and the source (a module's live buffers) may change afterwards.
-    """
-    tensor_type = _torch_tensor_type()
-    if tensor_type is not None and isinstance(value, tensor_type):
-        t = value.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; float32 holds it exactly
-            t = t.float()
-        arr = t.numpy()
-    elif backend is not None and backend.is_array(value):
-        arr = backend.to_numpy(value)
-    else:
-        try:
-            arr = np.asarray(value)
-        except Exception as e:  # noqa: BLE001 - report what could not be converted
-            raise ParamsError(f"{what}: cannot convert {type(value).__name__} to an array ({e})") from None
-    return np.array(arr, copy=True, order="C")
 
 
 def _rename(state_dict: Mapping[str, Any], rename: Rename | None) -> dict[str, Any]:
@@ -86,7 +58,7 @@ def _shape_of(value: Any, backend: Any, what: str) -> tuple[int, ...]:
     """The shape of an entry without copying it."""
     shape = getattr(value, "shape", None)
     if shape is None:
-        shape = _to_numpy(value, backend, what).shape
+        shape = numpy_copy(value, backend, what).shape
     return tuple(int(d) for d in shape)
 
 
@@ -141,7 +113,7 @@ def load_state_dict(state_dict: Mapping[str, Any], model: PhysicalModel, *, stri
     out: dict[str, Any] = {}
     for key in (*model.param_keys, *model.state_keys):
         if key in entries:
-            out[key] = _to_backend(_to_numpy(entries[key], backend, f"state_dict[{key!r}]"), backend, key)
+            out[key] = _to_backend(numpy_copy(entries[key], backend, f"state_dict[{key!r}]"), backend, key)
     return out
 
 
@@ -174,7 +146,7 @@ def to_state_dict(params: Mapping[str, Any], backend: Any = None, *, as_torch: b
     for name, value in params.items():
         if not isinstance(name, str) or not name:
             raise ParamsError(f"to_state_dict: names must be non-empty strings, got {name!r}")
-        out[name] = _to_numpy(value, backend, f"params[{name!r}]")
+        out[name] = numpy_copy(value, backend, f"params[{name!r}]")
     if not as_torch:
         return out
     try:
