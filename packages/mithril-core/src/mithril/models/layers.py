@@ -100,12 +100,11 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
     if affine:
         w = model.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=stat_shape)
         b = model.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=stat_shape)
-        fused: tuple[Any, ...] = ("normalize_affine", w, b)
-    else:
-        fused = ("normalize",)
 
     def normalized(x: Any, result: str = "output") -> TerminalRef:
-        return model.call(fused[0], x, *fused[1:], axes=axes, eps=eps, result=result)
+        if affine:
+            return model.call("normalize_affine", x, w, b, axes=axes, eps=eps, result=result)
+        return model.call("normalize", x, axes=axes, eps=eps, result=result)
 
     y = normalized(first)
     if track_running_stats:

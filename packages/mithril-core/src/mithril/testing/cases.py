@@ -169,9 +169,6 @@ def _joint_distinct(rng: np.random.Generator, args: Sequence[Arg]) -> list[np.nd
     return out
 
 
-RESULTS_OF_NORMALIZE = ("output", "mean", "rstd")
-
-
 def _with_stats(axes: tuple[int, ...], eps: float,
                 affine: bool = False) -> Callable[[np.random.Generator, Sequence[Arg]], list[np.ndarray]]:
     """``(x, [w,] g, mean(x), 1/sqrt(var(x) + eps))``: the saved statistics of the normalize gradients,
@@ -312,7 +309,7 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     affine = (("layer", (2, 3, 4), (-2, -1), (3, 4)), ("batch", (4, 3, 2, 2), (0, 2, 3), (1, 3, 1, 1)),
               ("other", (2, 5, 3), (1,), (3,)))
     for label, shape, axes, wshape in affine:
-        for result in RESULTS_OF_NORMALIZE:
+        for result in ("output", "mean", "rstd"):
             add("normalize_affine", f"{result}-{label}", A(shape), A(wshape), A(wshape),
                 attrs={"axes": axes, "eps": 1e-3, "result": result})
         stat = tuple(1 if i in {a % len(shape) for a in axes} else d for i, d in enumerate(shape))
