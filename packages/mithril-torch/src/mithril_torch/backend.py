@@ -15,7 +15,7 @@ from mithril.errors import EvaluationError, UnsupportedError
 from . import dtypes as _dt
 from .devices import resolve_device
 from .jit import compile_with_fallback
-from . import rng
+from . import host_memory, rng
 from .kernels import make_kernels
 
 
@@ -38,6 +38,11 @@ class TorchBackend(Backend):
 
     ``compile_options`` are passed to ``torch.compile`` by :meth:`jit`
     (for example ``{"mode": "reduce-overhead"}``).
+
+    On the CPU the first backend sets glibc's malloc thresholds so that memory a step
+    frees is reused by the next step instead of being faulted in again
+    (:mod:`mithril_torch.host_memory`; what happened is in ``host_memory``).
+    ``retain_host_memory=False`` leaves malloc alone.
     """
 
     name: ClassVar[str] = "torch"
@@ -52,6 +57,7 @@ class TorchBackend(Backend):
         *,
         autodiff: str = "mithril",
         compile_options: Mapping[str, Any] | None = None,
+        retain_host_memory: bool = True,
     ) -> None:
         super().__init__(dtype=dtype, device=str(device))
         if autodiff not in ("torch", "mithril"):
@@ -65,6 +71,10 @@ class TorchBackend(Backend):
         self.compile_options: dict[str, Any] = dict(compile_options or {})
         self.generator = torch.Generator(device=self.torch_device)
         self.generator.seed()
+        #: "set", "skipped: <reason>" or "off" (see :mod:`mithril_torch.host_memory`)
+        self.host_memory = "off"
+        if retain_host_memory and self.torch_device.type == "cpu":
+            self.host_memory = host_memory.retain_freed_memory()
 
     # ------------------------------------------------------------- kernels
     def core_kernels(self) -> Mapping[str, Kernel]:

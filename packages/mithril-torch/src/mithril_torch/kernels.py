@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import indexing, normalization, rng
+from . import indexing, normalization, pooling, rng
 
 Kernel = Callable[..., Any]
 Axes = tuple[int, ...] | None
@@ -200,22 +200,6 @@ def max_pool2d_grad(
     )
 
 
-def max_pool2d_with_indices(
-    x: torch.Tensor, *, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0), dilation: Pair = (1, 1),
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """max_pool2d and the flat in-plane index of each window's max (saved for the gradient)."""
-    return _aten.max_pool2d_with_indices.default(x, kernel_size, stride, padding, dilation, False)  # type: ignore[no-any-return]
-
-
-def max_pool2d_grad_indices(
-    x: torch.Tensor, indices: torch.Tensor, grad: torch.Tensor, *, kernel_size: Pair, stride: Pair,
-    padding: Pair = (0, 0), dilation: Pair = (1, 1),
-) -> torch.Tensor:
-    """Gradient of max_pool2d from the saved indices (no second pooling pass)."""
-    return _aten.max_pool2d_with_indices_backward.default(grad, x, kernel_size, stride, padding, dilation, False,
-                                                          indices)
-
-
 def avg_pool2d_grad(
     grad: torch.Tensor, *, input_shape: Sequence[int], kernel_size: Pair, stride: Pair | None,
     padding: Pair = (0, 0), count_include_pad: bool = True,
@@ -284,8 +268,8 @@ STATIC_KERNELS: dict[str, Kernel] = {
     "conv2d_weight_grad": conv2d_weight_grad,
     "max_pool2d": torch.max_pool2d,
     "max_pool2d_grad": max_pool2d_grad,
-    "max_pool2d_with_indices": max_pool2d_with_indices,
-    "max_pool2d_grad_indices": max_pool2d_grad_indices,
+    "max_pool2d_with_indices": pooling.max_pool2d_with_indices,
+    "max_pool2d_grad_indices": pooling.max_pool2d_grad_indices,
     "avg_pool2d": F.avg_pool2d,
     "avg_pool2d_grad": avg_pool2d_grad,
 }

@@ -51,7 +51,9 @@ _POOL_NORM = _pool_normalizer("kernel_size", "stride", "padding", "dilation")
 primitive("max_pool2d_with_indices", ("input",), _pool_with_indices_rule, optional=True,
           attrs={**_MAXPOOL, "result": "output"}, results=("output", "indices"), normalize=_POOL_NORM,
           doc="max_pool2d and, per output, the flat index (row * width + column) of the window's first max "
-              "in its input plane; emitted by fusion, never differentiated")
+              "in its input plane; emitted by fusion, never differentiated. Only max_pool2d_grad_indices reads "
+              "the indices, so a backend may store them in its own encoding while compiling (torch: int8 "
+              "offsets in the window under torch.compile)")
 primitive("max_pool2d_grad_indices", ("input", "indices", "grad"), _pool_grad_indices_rule, optional=True,
           attrs=dict(_MAXPOOL), normalize=_POOL_NORM,
           doc="max_pool2d_grad from saved indices: each grad added at its index; emitted by fusion")
