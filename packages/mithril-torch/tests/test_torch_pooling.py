@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from mithril_torch import pooling
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
 CONFIGS = [  # kernel, stride, padding: non-overlapping, overlapping with padding, odd sizes
     ((2, 2), (2, 2), (0, 0)),
     ((3, 3), (2, 2), (1, 1)),
@@ -28,12 +30,12 @@ def _step(x: torch.Tensor, g: torch.Tensor, k, s, p) -> tuple[torch.Tensor, torc
     return out, where, gx
 
 
-def _inputs(k, s, p) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(k, s, p, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 9, 11, generator=gen)
     x[0, 0, :4, :4] = 0.0  # ties: the first max in the window gets the gradient
     shape = F.max_pool2d(x, k, s, p).shape
-    return x, torch.randn(shape, generator=gen)
+    return x.to(device), torch.randn(shape, generator=gen).to(device)
 
 
 @pytest.mark.parametrize("k,s,p", CONFIGS)
@@ -46,12 +48,13 @@ def test_eager_keeps_torch_flat_indices(k, s, p) -> None:
     assert torch.equal(out, ref_out) and torch.equal(gx, ref_gx)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
 @pytest.mark.parametrize("k,s,p", CONFIGS)
-def test_compiled_stores_window_offsets(compiler: str, k, s, p) -> None:
+def test_compiled_stores_window_offsets(compiler: str, k, s, p, device: str) -> None:
     if compiler == "inductor" and k != (3, 3):
         pytest.skip("one inductor compile is enough; aot_eager covers the rest")
-    x, g = _inputs(k, s, p)
+    x, g = _inputs(k, s, p, device)
     torch._dynamo.reset()
     out, where, gx = torch.compile(_step, backend=compiler, fullgraph=True)(x, g, k, s, p)
     ref_out, ref_gx = _oracle(x, g, k, s, p)
