@@ -15,7 +15,8 @@ from mithril.errors import EvaluationError, UnsupportedError
 from . import dtypes as _dt
 from .devices import resolve_device
 from .jit import compile_with_fallback
-from . import host_memory, rng
+from . import rng
+from .host_memory import retain_freed_memory
 from .kernels import make_kernels
 
 
@@ -74,7 +75,7 @@ class TorchBackend(Backend):
         #: "set", "skipped: <reason>" or "off" (see :mod:`mithril_torch.host_memory`)
         self.host_memory = "off"
         if retain_host_memory and self.torch_device.type == "cpu":
-            self.host_memory = host_memory.retain_freed_memory()
+            self.host_memory = retain_freed_memory()
 
     # ------------------------------------------------------------- kernels
     def core_kernels(self) -> Mapping[str, Kernel]:

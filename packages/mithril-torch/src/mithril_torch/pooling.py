@@ -21,6 +21,8 @@ elements, and torch builds without these inductor prims, keep the flat indices.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 Pair = tuple[int, int]
@@ -30,7 +32,8 @@ _aten = torch.ops.aten
 MAX_OFFSET_WINDOW = 25
 
 
-def _inductor_prims() -> bool:
+@functools.cache
+def _has_offset_prims() -> bool:
     """Whether this torch has the prims of inductor's low-memory max pooling."""
     try:
         import torch._inductor.inductor_prims  # noqa: F401 - registers the prims
@@ -42,16 +45,9 @@ def _inductor_prims() -> bool:
         "inductor_force_stride_order"))
 
 
-_HAS_OFFSETS: bool | None = None
-
-
 def _use_offsets(kernel_size: Pair) -> bool:
-    global _HAS_OFFSETS
-    if not torch.compiler.is_compiling() or kernel_size[0] * kernel_size[1] > MAX_OFFSET_WINDOW:
-        return False
-    if _HAS_OFFSETS is None:
-        _HAS_OFFSETS = _inductor_prims()
-    return _HAS_OFFSETS
+    return (torch.compiler.is_compiling() and kernel_size[0] * kernel_size[1] <= MAX_OFFSET_WINDOW
+            and _has_offset_prims())
 
 
 def max_pool2d_with_indices(
