@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torch_oracles as ref
 
 COVERED = (
-    "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
+    "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "conv2d_backward",
     "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad",
 )
 
@@ -71,6 +71,26 @@ def test_conv2d_grads(x_shape, w_shape, attrs, kernels, case, rng):
     lhs = float((y_ref * gr).sum())
     assert float((xr * case.backend.to_numpy(gx)).sum()) == pytest.approx(lhs, rel=1e-4, abs=1e-3)
     assert float((wr * case.backend.to_numpy(gw)).sum()) == pytest.approx(lhs, rel=1e-4, abs=1e-3)
+
+
+@pytest.mark.parametrize("wanted", [("input", "weight", "bias"), ("weight", "bias"), ("input", "weight")])
+@pytest.mark.parametrize("x_shape,w_shape,attrs", CONV_CASES, ids=range(len(CONV_CASES)))
+def test_conv2d_backward_is_one_call_for_the_wanted_gradients(x_shape, w_shape, attrs, wanted, kernels, case, rng):
+    """The fused form (fuse.fuse_conv_backward): torch autograd of conv2d with a bias is the oracle."""
+    attrs = _attrs(attrs)
+    x, xr = case.put(rng.standard_normal(x_shape))
+    w, wr = case.put(rng.standard_normal(w_shape))
+    g, gr = case.put(rng.standard_normal(ref.conv2d(xr, wr, **attrs).shape))
+    got = dict(zip(("input", "weight", "bias"), kernels["conv2d_backward"](x, w, g, wanted=wanted, **attrs)))
+    xt, wt = torch.tensor(xr, requires_grad=True), torch.tensor(wr, requires_grad=True)
+    bt = torch.zeros(w_shape[0], dtype=torch.float64, requires_grad=True)
+    F.conv2d(xt, wt, bt, **attrs).backward(torch.tensor(gr))
+    want = {"input": xt.grad.numpy(), "weight": wt.grad.numpy(), "bias": bt.grad.numpy()}
+    for r in ("input", "weight", "bias"):
+        if r in wanted:
+            case.check(got[r], want[r], scale=30)
+        else:
+            assert got[r] is None, r
 
 
 MAXPOOL_CASES = [

@@ -48,6 +48,7 @@ def test_eager_keeps_torch_flat_indices(k, s, p) -> None:
     assert torch.equal(out, ref_out) and torch.equal(gx, ref_gx)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # nothing in the kernels makes dynamo warn the user
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
 @pytest.mark.parametrize("k,s,p", CONFIGS)

@@ -40,6 +40,10 @@ class Backend(abc.ABC):
     supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float32, DType.float64)
     #: whether ``compile(..., jit=True)`` can do anything
     supports_jit: ClassVar[bool] = False
+    #: whether the JIT fuses element-wise chains into the kernels that read them (torch.compile, XLA);
+    #: the compiler then recomputes cheap values in the backward pass instead of keeping them
+    #: (mithril.ir.passes.remat)
+    jit_fuses_elementwise: ClassVar[bool] = False
     #: True when :meth:`lower` computes gradients itself (native autodiff); the core's
     #: autodiff pass is then skipped and ``lower`` gets ``wrt`` to differentiate
     differentiates_natively: bool = False

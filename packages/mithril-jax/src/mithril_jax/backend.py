@@ -47,6 +47,7 @@ class JaxBackend(Backend):
     distribution: ClassVar[str] = "mithril-jax"
     supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
     supports_jit: ClassVar[bool] = True
+    jit_fuses_elementwise: ClassVar[bool] = True
 
     def __init__(self, dtype: DType = DType.float32, device: str = "cpu", *, autodiff: str = "mithril",
                  device_mesh: Any = None) -> None:

@@ -50,6 +50,7 @@ class TorchBackend(Backend):
     distribution: ClassVar[str] = "mithril-torch"
     supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
     supports_jit: ClassVar[bool] = True
+    jit_fuses_elementwise: ClassVar[bool] = True
 
     def __init__(
         self,

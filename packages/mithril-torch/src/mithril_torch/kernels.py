@@ -187,6 +187,17 @@ def conv2d_weight_grad(
     )[1]
 
 
+def conv2d_backward(
+    x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, *, wanted: tuple[str, ...],
+    stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Input, weight and bias gradients of conv2d in one ``convolution_backward`` (None where not wanted)."""
+    mask = ("input" in wanted, "weight" in wanted, "bias" in wanted)
+    return tuple(_aten.convolution_backward.default(  # type: ignore[return-value]
+        grad, x, weight, [weight.shape[0]] if mask[2] else None, stride, padding, dilation, False, (0, 0),
+        groups, mask))
+
+
 # ---------------------------------------------------------------- pooling
 def max_pool2d_grad(
     x: torch.Tensor, grad: torch.Tensor, *, kernel_size: Pair, stride: Pair | None,
@@ -266,6 +277,7 @@ STATIC_KERNELS: dict[str, Kernel] = {
     "conv2d": torch.conv2d,
     "conv2d_input_grad": conv2d_input_grad,
     "conv2d_weight_grad": conv2d_weight_grad,
+    "conv2d_backward": conv2d_backward,
     "max_pool2d": torch.max_pool2d,
     "max_pool2d_grad": max_pool2d_grad,
     "max_pool2d_with_indices": pooling.max_pool2d_with_indices,

@@ -21,8 +21,6 @@ elements, and torch builds without these inductor prims, keep the flat indices.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 Pair = tuple[int, int]
@@ -32,8 +30,7 @@ _aten = torch.ops.aten
 MAX_OFFSET_WINDOW = 25
 
 
-@functools.cache
-def _has_offset_prims() -> bool:
+def _probe_offset_prims() -> bool:
     """Whether this torch has the prims of inductor's low-memory max pooling."""
     try:
         import torch._inductor.inductor_prims  # noqa: F401 - registers the prims
@@ -45,9 +42,18 @@ def _has_offset_prims() -> bool:
         "inductor_force_stride_order"))
 
 
+#: the probe's answer, once made. A plain global, not functools.cache: dynamo traces through
+#: cache wrappers and warns the user about each one it meets.
+_HAS_OFFSET_PRIMS: bool | None = None
+
+
 def _use_offsets(kernel_size: Pair) -> bool:
-    return (torch.compiler.is_compiling() and kernel_size[0] * kernel_size[1] <= MAX_OFFSET_WINDOW
-            and _has_offset_prims())
+    global _HAS_OFFSET_PRIMS
+    if not torch.compiler.is_compiling() or kernel_size[0] * kernel_size[1] > MAX_OFFSET_WINDOW:
+        return False
+    if _HAS_OFFSET_PRIMS is None:
+        _HAS_OFFSET_PRIMS = _probe_offset_prims()
+    return _HAS_OFFSET_PRIMS
 
 
 def max_pool2d_with_indices(

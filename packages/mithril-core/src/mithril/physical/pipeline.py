@@ -9,7 +9,7 @@ from typing import Any
 from ..backend import Backend
 from ..ir.flatten import FlatModel
 from ..ir.graph import Graph, Value, ValueRole
-from ..ir.passes import autodiff, fuse, simplify
+from ..ir.passes import autodiff, fuse, remat, simplify
 from ..ir.passes.expand import expand
 from ..ir.passes.shape_inference import concretize
 from ..ir.randomness import is_random
@@ -81,11 +81,15 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
     fuse.simplify_transposes(graph)
     fuse.fuse_linear(graph, backend.kernels)
     fuse.fuse_pool_indices(graph, backend.kernels)
+    fuse.fuse_conv_backward(graph, backend.kernels)
     simplify.cse(graph)
     simplify.prune(graph)
+    # both after CSE, which would merge the recomputed copies back
     if opts.gradient_checkpointing and graph.gradients:
-        # after CSE, which would merge the recomputed copies back
         autodiff.checkpoint(graph, _forward_prefix(graph))
+        simplify.prune(graph)
+    elif opts.jit and backend.jit_fuses_elementwise and graph.gradients:
+        remat.rematerialize(graph, _forward_prefix(graph))
         simplify.prune(graph)
     executable = backend.lower(graph, jit=opts.jit, wrt=wrt_t, source_path=opts.source_path)
     return Compiled(

@@ -35,6 +35,10 @@ GradRule = Callable[["GraphBuilder", "Node", "Value"], Sequence["Value | None"]]
 ExpandRule = Callable[["GraphBuilder", "Node"], "Value | Mapping[str, Value]"]
 """``expand(builder, node) -> value`` (or ``{result name: value}``): the node as other primitives."""
 
+RecomputeRule = Callable[["GraphBuilder", "Node", Mapping[str, "Value"]], "Value | None"]
+"""``recompute(builder, node, siblings) -> value`` (or None where it cannot): the node's value again, from
+element-wise primitives only; ``siblings`` are the other results of the same call, by result name."""
+
 
 @dataclass
 class Primitive:
@@ -72,6 +76,15 @@ class Primitive:
     #: Passes never merge (CSE), fold, recompute (checkpointing) or drop such a node as an identity;
     #: its kernel takes the node's key first: ``kernel(key, *inputs, **attrs)``
     random: bool = False
+    #: how to compute the value again with element-wise primitives, which a fusing JIT inlines into the
+    #: kernels that read it: the rematerialisation pass (mithril.ir.passes.remat) recomputes such values
+    #: in the backward pass instead of keeping them. :func:`same_node` for element-wise primitives and views
+    recompute: RecomputeRule | None = None
+    #: inputs read only for their shape (never their elements)
+    shape_only: tuple[str, ...] = ()
+    #: the output is the input's elements rearranged (reshape, transpose): backends return a view, so
+    #: keeping the output keeps the input in memory too
+    view: bool = False
 
     def __post_init__(self) -> None:
         if self.results and ((self.expand is None and not self.optional) or "result" not in self.attrs):
@@ -113,6 +126,11 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"
+
+
+def same_node(b: "GraphBuilder", node: "Node", siblings: Mapping[str, "Value"]) -> "Value":
+    """The recompute rule of element-wise primitives and views: the same call again."""
+    return b.emit(node.primitive.name, *node.inputs, **node.attrs)
 
 
 def _tuples(v: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import broadcast
 from ..shapes.symbolic import unify
-from .base import Primitive, Term, primitive
+from .base import Primitive, Term, primitive, same_node
 from .grad_utils import unbroadcast
 
 
@@ -168,32 +168,34 @@ _UNARY_GRADS = {
 }
 
 # ------------------------------------------------------------ definitions
-add = primitive("add", ("left", "right"), _arith_rule, vjp=_vjp_add, doc="left + right")
-sub = primitive("sub", ("left", "right"), _arith_rule, vjp=_vjp_sub, doc="left - right")
-mul = primitive("mul", ("left", "right"), _arith_rule, vjp=_vjp_mul, doc="left * right")
-div = primitive("div", ("left", "right"), _float_arith_rule, vjp=_vjp_div, doc="left / right (true division)")
-pow_ = primitive("pow", ("base", "exponent"), _float_arith_rule, vjp=_vjp_pow, doc="base ** exponent")
-maximum = primitive("maximum", ("left", "right"), _arith_rule, vjp=_vjp_select("greater_equal"), doc="element-wise max")
-minimum = primitive("minimum", ("left", "right"), _arith_rule, vjp=_vjp_select("less_equal"), doc="element-wise min")
+add = primitive("add", ("left", "right"), _arith_rule, vjp=_vjp_add, recompute=same_node, doc="left + right")
+sub = primitive("sub", ("left", "right"), _arith_rule, vjp=_vjp_sub, recompute=same_node, doc="left - right")
+mul = primitive("mul", ("left", "right"), _arith_rule, vjp=_vjp_mul, recompute=same_node, doc="left * right")
+div = primitive("div", ("left", "right"), _float_arith_rule, vjp=_vjp_div, recompute=same_node, doc="left / right (true division)")
+pow_ = primitive("pow", ("base", "exponent"), _float_arith_rule, vjp=_vjp_pow, recompute=same_node, doc="base ** exponent")
+maximum = primitive("maximum", ("left", "right"), _arith_rule, vjp=_vjp_select("greater_equal"),
+                  recompute=same_node, doc="element-wise max")
+minimum = primitive("minimum", ("left", "right"), _arith_rule, vjp=_vjp_select("less_equal"),
+                  recompute=same_node, doc="element-wise min")
 
 for _name in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"):
-    primitive(_name, ("left", "right"), _compare_rule, doc=f"element-wise {_name}, bool output")
+    primitive(_name, ("left", "right"), _compare_rule, recompute=same_node, doc=f"element-wise {_name}, bool output")
 
-where = primitive("where", ("condition", "left", "right"), _where_rule, vjp=_vjp_where, nondiff=("condition",),
+where = primitive("where", ("condition", "left", "right"), _where_rule, vjp=_vjp_where, nondiff=("condition",), recompute=same_node,
                   doc="condition ? left : right")
 cast = primitive("cast", ("input",), _cast_rule, attrs={"kind": "float"},
                  vjp=lambda b, n, g: [b.emit("cast", g, kind="float") if n.inputs[0].kind == "float" else None],
-                 doc="convert to the backend's dtype of kind 'float', 'int' or 'bool'")
+                 recompute=same_node, doc="convert to the backend's dtype of kind 'float', 'int' or 'bool'")
 
 for _name in ("neg", "abs"):
-    primitive(_name, ("input",), _same_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]))
-primitive("sign", ("input",), _same_rule, doc="-1, 0 or 1")
+    primitive(_name, ("input",), _same_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node)
+primitive("sign", ("input",), _same_rule, recompute=same_node, doc="-1, 0 or 1")
 for _name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "erf"):
-    primitive(_name, ("input",), _float_unary_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]))
+    primitive(_name, ("input",), _float_unary_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node)
 primitive("leaky_relu", ("input",), _float_unary_rule, attrs={"slope": 0.01},
-          vjp=_vjp_unary(_UNARY_GRADS["leaky_relu"]), doc="x if x > 0 else slope * x")
+          vjp=_vjp_unary(_UNARY_GRADS["leaky_relu"]), recompute=same_node, doc="x if x > 0 else slope * x")
 primitive("gelu", ("input",), _float_unary_rule, attrs={"approximate": "none"},
-          vjp=_vjp_unary(_UNARY_GRADS["gelu"]),
+          vjp=_vjp_unary(_UNARY_GRADS["gelu"]), recompute=same_node,
           doc="x * Phi(x); approximate='tanh' uses the tanh formula (as torch.nn.GELU)")
 
 UNARY_FLOAT = ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "erf", "leaky_relu", "gelu")

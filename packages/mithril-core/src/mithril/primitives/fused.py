@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from ..shapes.kinds import KindVar, bind_kind, unify_kinds
-from ..shapes.rules import at_least_rank
+from ..shapes.rules import at_least_rank, with_rank
 from ..shapes.symbolic import _raw, unify, unify_dims
-from ..shapes.rules import with_rank
-from .base import Term, primitive
-from .nn import _MAXPOOL, _pool_normalizer, _pool_rule
+from .base import REQUIRED, Term, pairs_normalizer, primitive
+from .nn import _CONV, _MAXPOOL, _pool_normalizer, _pool_rule
 
 
 def _linear_rule(ins, out, attrs) -> bool:
@@ -55,5 +54,40 @@ primitive("max_pool2d_with_indices", ("input",), _pool_with_indices_rule, option
               "the indices, so a backend may store them in its own encoding while compiling (torch: int8 "
               "offsets in the window under torch.compile)")
 primitive("max_pool2d_grad_indices", ("input", "indices", "grad"), _pool_grad_indices_rule, optional=True,
-          attrs=dict(_MAXPOOL), normalize=_POOL_NORM,
+          attrs=dict(_MAXPOOL), normalize=_POOL_NORM, shape_only=("input",),
           doc="max_pool2d_grad from saved indices: each grad added at its index; emitted by fusion")
+
+
+CONV_GRAD_RESULTS = ("input", "weight", "bias")
+
+
+def _conv_backward_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+    x, w, g = ins
+    for t in (w, g):
+        unify_kinds(x.kind, t.kind)
+    unify_kinds(x.kind, out.kind)
+    result = attrs["result"]
+    if result == "bias":
+        o, *_ = with_rank(w.shape, 4)
+        unify(out.shape, _raw([o], None, []))
+    else:
+        unify(out.shape, (x if result == "input" else w).shape)
+    return True
+
+
+def _conv_backward_attrs(attrs: dict) -> dict:  # type: ignore[type-arg]
+    attrs = _pairs(attrs)
+    wanted = tuple(attrs["wanted"])
+    if not wanted or set(wanted) - set(CONV_GRAD_RESULTS) or attrs["result"] not in wanted:
+        raise ValueError(f"wanted must name results among {CONV_GRAD_RESULTS}, including result")
+    attrs["wanted"] = tuple(r for r in CONV_GRAD_RESULTS if r in wanted)
+    return attrs
+
+
+_pairs = pairs_normalizer("stride", "padding", "dilation")
+primitive("conv2d_backward", ("input", "weight", "grad"), _conv_backward_rule, optional=True,
+          attrs={**_CONV, "wanted": REQUIRED, "result": "weight"}, results=CONV_GRAD_RESULTS,
+          normalize=_conv_backward_attrs,
+          doc="the gradients of conv2d (plus a per-channel bias) wrt input, weight and bias from the output "
+              "gradient, in one call that computes only the results in ``wanted`` (torch: one "
+              "convolution_backward); emitted by fusion")

@@ -29,12 +29,13 @@ statistics come from the same call.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import broadcast, normalize_axis
 from ..shapes.symbolic import Dim, _raw, unify
-from .base import primitive
+from .base import primitive, same_node
 from .grad_utils import reduced_count, unbroadcast
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,6 +114,18 @@ def _expand_normalize_grad(b: "GraphBuilder", node: "Node") -> "Value":
     return b.emit("mul", b.emit("sub", b.emit("sub", g, mean_g), b.emit("mul", xhat, mean_gx)), rstd)
 
 
+def _recompute_normalize(b: "GraphBuilder", node: "Node", siblings: Mapping[str, "Value"]) -> "Value | None":
+    """``output`` again from the call's saved ``mean`` and ``rstd`` (element-wise); the statistics: None."""
+    if node.attrs["result"] != "output" or not {"mean", "rstd"} <= siblings.keys():
+        return None
+    x = node.inputs[0]
+    out = b.emit("mul", b.emit("sub", x, siblings["mean"]), siblings["rstd"])
+    if node.primitive.name == "normalize_affine":
+        _, w, bias = node.inputs
+        out = b.emit("add", b.emit("mul", out, w), bias)
+    return out
+
+
 def _vjp_normalize(b: "GraphBuilder", node: "Node", g: "Value") -> list["Value | None"]:
     x, attrs = node.inputs[0], node.attrs
     stat = {r: b.emit("normalize", x, **{**attrs, "result": r}) for r in ("mean", "rstd")}
@@ -135,6 +148,7 @@ def _vjp_stat(b: "GraphBuilder", x: "Value", g: "Value", attrs: dict[str, Any], 
 
 primitive("normalize", ("input",), _normalize_rule, attrs={"axes": (-1,), "eps": 1e-5, "result": "output"},
           normalize=_axes, vjp=_vjp_normalize, expand=_expand_normalize, results=RESULTS,
+          recompute=_recompute_normalize,
           doc="(x - mean) * rstd over axes (biased variance), rstd = 1/sqrt(var + eps); results output, "
               "mean, rstd (reduced axes kept); fused where the backend has a kernel")
 primitive("normalize_grad", ("input", "grad", "mean", "rstd"), _normalize_grad_rule,
@@ -193,7 +207,7 @@ def _expand_normalize_affine_grad(b: "GraphBuilder", node: "Node") -> dict[str, 
 AFFINE_GRAD_RESULTS = ("input", "weight", "bias")
 primitive("normalize_affine", ("input", "weight", "bias"), _normalize_affine_rule,
           attrs={"axes": (-1,), "eps": 1e-5, "result": "output"}, normalize=_axes, vjp=_vjp_normalize_affine,
-          expand=_expand_normalize_affine, results=RESULTS,
+          expand=_expand_normalize_affine, results=RESULTS, recompute=_recompute_normalize,
           doc="normalize(x) * weight + bias (weight and bias broadcast against x); results output, mean, rstd; "
               "fused where the backend has a kernel")
 primitive("normalize_affine_grad", ("input", "weight", "grad", "mean", "rstd"), _normalize_affine_grad_rule,
@@ -207,5 +221,5 @@ def _expand_relu_grad(b: "GraphBuilder", node: "Node") -> "Value":
     return b.emit("where", b.emit("greater", y, b.const(0.0)), g, b.const(0.0))
 
 
-primitive("relu_grad", ("activation", "grad"), _same_as_input, expand=_expand_relu_grad,
+primitive("relu_grad", ("activation", "grad"), _same_as_input, expand=_expand_relu_grad, recompute=same_node,
           doc="gradient of relu from its output: grad where output > 0, else 0")

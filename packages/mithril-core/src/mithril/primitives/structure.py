@@ -10,7 +10,7 @@ from ..errors import ShapeMismatchError
 from ..shapes.kinds import unify_kinds
 from ..shapes.rules import at_least_rank, broadcast, normalize_axis, with_rank
 from ..shapes.symbolic import Dim, SymShape, Variadic, _raw, bind_dim, unify, unify_dims
-from .base import REQUIRED, Term, primitive
+from .base import REQUIRED, Term, primitive, same_node
 from .grad_utils import unbroadcast
 
 
@@ -86,7 +86,7 @@ def _vjp_transpose(b, node, g):
     return [b.emit("transpose", g, axes=tuple(inv))]
 
 
-primitive("transpose", ("input",), _transpose_rule, attrs={"axes": None}, vjp=_vjp_transpose,
+primitive("transpose", ("input",), _transpose_rule, attrs={"axes": None}, vjp=_vjp_transpose, recompute=same_node, view=True,
           doc="permute axes (None reverses them)")
 
 
@@ -115,8 +115,8 @@ def _reshape_rule(ins, out, attrs) -> bool:
 
 
 primitive("reshape", ("input",), _reshape_rule, attrs={"shape": REQUIRED},
-          vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape)],
-          doc="reshape; one entry may be -1")
+          vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape)], recompute=same_node,
+          view=True, doc="reshape; one entry may be -1")
 
 
 def _flatten_rule(ins, out, attrs) -> bool:
@@ -144,8 +144,8 @@ def _flatten_rule(ins, out, attrs) -> bool:
 
 
 primitive("flatten", ("input",), _flatten_rule, attrs={"start_axis": 1, "end_axis": -1},
-          vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape)],
-          doc="merge axes start_axis..end_axis into one (as torch.flatten)")
+          vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape)], recompute=same_node,
+          view=True, doc="merge axes start_axis..end_axis into one (as torch.flatten)")
 
 
 def _broadcast_to_rule(ins, out, attrs) -> bool:
@@ -159,8 +159,8 @@ def _broadcast_to_rule(ins, out, attrs) -> bool:
 
 
 primitive("broadcast_to", ("input",), _broadcast_to_rule, attrs={"shape": REQUIRED},
-          vjp=lambda b, n, g: [unbroadcast(b, g, n.inputs[0].shape)],
-          doc="NumPy broadcast_to")
+          vjp=lambda b, n, g: [unbroadcast(b, g, n.inputs[0].shape)], recompute=same_node,
+          view=True, doc="NumPy broadcast_to")
 
 
 # ------------------------------------------------------------------ concat

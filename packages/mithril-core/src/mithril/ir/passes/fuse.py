@@ -9,7 +9,11 @@
 * ``max_pool2d(x)`` and its gradient ``max_pool2d_grad(x, g)`` become one
   ``max_pool2d_with_indices(x)`` call, whose ``indices`` result the gradient reads
   (``max_pool2d_grad_indices(x, indices, g)``), instead of pooling ``x`` twice, where
-  the backend has both kernels.
+  the backend has both kernels;
+* a convolution's weight gradient ``conv2d_weight_grad(x, g)``, its input gradient
+  ``conv2d_input_grad(g, w)`` and its bias gradient ``sum(g, axis=(0, 2, 3))`` become one
+  ``conv2d_backward(x, w, g)`` call (torch: one ``convolution_backward``, which also
+  reads ``g`` once) where the backend has the kernel.
 """
 
 from __future__ import annotations
@@ -169,6 +173,67 @@ def fuse_pool_indices(graph: Graph, kernels: object) -> Graph:
         out_nodes.append(node)
     graph.nodes = out_nodes
     return graph
+
+
+def fuse_conv_backward(graph: Graph, kernels: object) -> Graph:
+    """A convolution's weight, input and bias gradients from one ``g`` -> one ``conv2d_backward`` call.
+
+    Anchored on ``conv2d_weight_grad(x, g)``, whose weight ``w`` is found through the
+    forward ``conv2d(x, w)``; the input gradient and the bias sum join where present.
+    """
+    if "conv2d_backward" not in kernels:  # type: ignore[operator]
+        return graph
+    from .simplify import _freeze
+
+    conv_keys = ("stride", "padding", "dilation", "groups")
+
+    def conv_attrs(n: Node) -> dict:  # type: ignore[type-arg]
+        return {k: n.attrs[k] for k in conv_keys}
+
+    weights: dict[tuple, Value] = {}
+    input_grads: dict[tuple, Node] = {}
+    bias_sums: dict[int, Node] = {}
+    for n in graph.nodes:
+        name = n.primitive.name
+        if name == "conv2d":
+            x, w = n.inputs
+            weights.setdefault((x.uid, w.shape, _freeze(conv_attrs(n))), w)
+        elif name == "conv2d_input_grad":
+            g, w = n.inputs
+            input_grads.setdefault((g.uid, w.uid, n.attrs["input_shape"], _freeze(conv_attrs(n))), n)
+        elif name == "sum" and _is_channel_sum(n):
+            bias_sums.setdefault(n.inputs[0].uid, n)
+    for n in list(graph.nodes):
+        if n.primitive.name != "conv2d_weight_grad":
+            continue
+        x, g = n.inputs
+        attrs = conv_attrs(n)
+        w = weights.get((x.uid, n.attrs["weight_shape"], _freeze(attrs)))
+        if w is None:
+            continue
+        group = {"weight": n}
+        gi = input_grads.pop((g.uid, w.uid, x.shape, _freeze(attrs)), None)
+        if gi is not None:
+            group["input"] = gi
+        gb = bias_sums.pop(g.uid, None)
+        if gb is not None and gb.output.shape == (w.shape[0],):  # type: ignore[index]
+            group["bias"] = gb
+        if len(group) == 1:
+            continue
+        prim = registry.get("conv2d_backward")
+        wanted = tuple(r for r in ("input", "weight", "bias") if r in group)
+        for result, member in group.items():
+            member.primitive, member.inputs = prim, [x, w, g]
+            member.attrs = prim.bind_attrs({**attrs, "wanted": wanted, "result": result}, where=member.where)
+    return graph
+
+
+def _is_channel_sum(n: Node) -> bool:
+    """``sum(g, axis=(0, 2, 3))`` of a 4-d ``g``: a conv bias gradient."""
+    shape = n.inputs[0].shape
+    axes = n.attrs["axis"]
+    return (shape is not None and len(shape) == 4 and axes is not None and not n.attrs["keepdims"]
+            and sorted(a % 4 for a in axes) == [0, 2, 3])
 
 
 def _apply(graph: Graph, repl: dict[int, Value]) -> None:

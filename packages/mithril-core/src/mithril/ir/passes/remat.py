@@ -1,0 +1,154 @@
+"""Rematerialisation: the backward pass recomputes cheap forward values instead of keeping them.
+
+Under a JIT that fuses element-wise chains into the kernels that read them
+(torch.compile's inductor, XLA), every forward value the backward pass reads is
+written to memory in the forward pass and read back later. When such a value is
+an element-wise function of values the backward pass holds anyway, recomputing
+it inside the backward kernels is free in memory traffic and saves the write:
+BatchNorm -> ReLU keeps the convolution's output and the batch statistics, which
+its gradient needs in any case, and not the ReLU's output as well.
+
+A forward value ``v`` is recomputed when
+
+* its node has a ``recompute`` rule (:attr:`~mithril.primitives.base.Primitive.recompute`:
+  element-wise primitives and views; normalize's output from its saved mean and
+  rstd) and is not random;
+* everything that rule reads is *available* in the backward pass without keeping
+  anything new: sources, constants, results, forward values the backward pass
+  reads itself, or values recomputable in turn;
+* it is in memory for no other reason: it is not a result, every backward node
+  that reads it is element-wise itself (has a recompute rule, so the
+  recomputation fuses into it) or reads only its shape, and the same holds for
+  the views of it (``reshape``, ``transpose``: :attr:`~mithril.primitives.base.Primitive.view`).
+  A value that feeds, say, a convolution's weight gradient stays kept: recomputing
+  it would write it again.
+
+The recomputed nodes go right before the first backward node that reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..graph import Graph, GraphBuilder, Node, Value, ValueRole
+
+
+def rematerialize(graph: Graph, n_forward: int) -> Graph:
+    """Recompute cheap forward values in the backward pass (see the module doc); the graph, changed in place.
+
+    The first ``n_forward`` nodes are the forward pass, the rest the backward pass
+    (including the nodes gradient rules emit that read no cotangent, such as
+    ``greater(y, 0)`` for a ReLU: they are computed there, not kept).
+    """
+    forward = graph.nodes[:n_forward]
+    backward = {id(n) for n in graph.nodes[n_forward:]}
+    if not backward:
+        return graph
+    produced = {n.output.uid for n in forward}
+    readers: dict[int, list[tuple[Node, int]]] = {}
+    for n in graph.nodes:
+        if id(n) in backward:
+            for i, v in enumerate(n.inputs):
+                if v.uid in produced:
+                    readers.setdefault(v.uid, []).append((n, i))
+    results = {v.uid for v in graph.results()}
+
+    siblings = _siblings(forward)
+    plans: dict[int, list[Node] | None] = {}
+
+    def plan_of(v: Value) -> list[Node] | None:
+        """How to recompute forward value ``v`` from available values (None: it cannot be)."""
+        if v.uid not in plans:
+            plans[v.uid] = None  # no cycles in a DAG; this only guards re-entry
+            plan = _plan(v.producer, siblings) if v.producer is not None else None
+            if plan is not None and all(available(x) for x in _leaves(plan)):
+                plans[v.uid] = plan
+        return plans[v.uid]
+
+    def available(v: Value) -> bool:
+        return (v.role is not ValueRole.NODE or v.uid in results or v.uid in readers
+                or (v.uid in produced and plan_of(v) is not None))
+
+    # in memory anyway: results, values a non-element-wise backward node reads, and what those view
+    pinned = set(results) | {uid for uid, reads in readers.items()
+                             if not all(_fuses_or_shape_only(n, i) for n, i in reads)}
+    for n in reversed(forward):
+        if n.primitive.view and n.output.uid in pinned:
+            pinned.add(n.inputs[0].uid)
+    chosen = {uid for uid, reads in readers.items()
+              if uid not in pinned and plan_of(reads[0][0].inputs[reads[0][1]]) is not None}
+    if not chosen:
+        return graph
+
+    done: dict[int, Value] = {}
+
+    def materialize(v: Value, into: list[Node]) -> Value:
+        """``v`` in the backward pass: itself where kept, else its recomputation (appended to ``into``)."""
+        if v.uid in done:
+            return done[v.uid]
+        if v.uid not in chosen and (v.role is not ValueRole.NODE or v.uid in results or v.uid in readers):
+            return v
+        plan = plans[v.uid]
+        assert plan is not None
+        inner = {m.output.uid for m in plan}
+        for m in plan:
+            m.inputs = [x if x.uid in inner else materialize(x, into) for x in m.inputs]
+            into.append(m)
+        done[v.uid] = plan[-1].output
+        return done[v.uid]
+
+    nodes: list[Node] = []
+    for n in graph.nodes:
+        if id(n) in backward:
+            n.inputs = [materialize(v, nodes) if v.uid in chosen else v for v in n.inputs]
+        nodes.append(n)
+    graph.nodes = nodes
+    return graph
+
+
+def _siblings(nodes: list[Node]) -> dict[tuple, dict[str, Value]]:
+    """Multi-result calls: (primitive, inputs, attrs but ``result``) -> {result: value}."""
+    from .simplify import _freeze
+
+    out: dict[tuple, dict[str, Value]] = {}
+    for n in nodes:
+        if n.primitive.results:
+            out.setdefault(_call_key(n, _freeze), {})[n.attrs["result"]] = n.output
+    return out
+
+
+def _call_key(n: Node, freeze) -> tuple:  # type: ignore[no-untyped-def]
+    attrs = {k: v for k, v in n.attrs.items() if k != "result"}
+    return (n.primitive.name, tuple(v.uid for v in n.inputs), freeze(attrs))
+
+
+def _plan(n: Node, siblings: Mapping[tuple, dict[str, Value]]) -> list[Node] | None:
+    """The nodes that recompute ``n``'s value (reading forward values), or None."""
+    from .simplify import _freeze
+
+    rule = n.primitive.recompute
+    if rule is None or n.primitive.random:
+        return None
+    scratch = Graph()
+    b = GraphBuilder(scratch, where=f"{n.where} (recomputed)")
+    sib = siblings.get(_call_key(n, _freeze), {}) if n.primitive.results else {}
+    out = rule(b, n, {k: v for k, v in sib.items() if v is not n.output})
+    if out is None or not scratch.nodes or scratch.nodes[-1].output is not out:
+        return None
+    if out.shape != n.output.shape or out.kind != n.output.kind:
+        raise AssertionError(f"{n.where}: the recompute rule of {n.primitive.name} gave {out!r} for {n.output!r}")
+    if any(m.primitive.recompute is None for m in scratch.nodes):
+        return None  # only element-wise primitives fuse for free
+    return scratch.nodes
+
+
+def _leaves(plan: list[Node]) -> list[Value]:
+    inner = {m.output.uid for m in plan}
+    return [v for m in plan for v in m.inputs if v.uid not in inner]
+
+
+def _fuses_or_shape_only(n: Node, i: int) -> bool:
+    prim = n.primitive
+    if prim.recompute is not None:
+        return True
+    return not prim.variadic and prim.inputs[i] in prim.shape_only
