@@ -12,6 +12,7 @@ from ``inputs[SEED_INPUT]`` (see :mod:`mithril.ir.randomness`).
 
 from __future__ import annotations
 
+import itertools
 import keyword
 import os
 import re
@@ -193,9 +194,15 @@ def _unpack(group: list[Any], names: _Names, var: dict[int, str]) -> tuple[str, 
     return (target + "," if len(prim.results) == 1 else target), aliases
 
 
+_generated = itertools.count(1)
+
+
 def lower_to_python(graph: Graph, backend: Any, *, jit: bool, source_path: str | None = None) -> PythonExecutable:
     source, ns = generate_source(graph, backend)
-    filename = "<mithril-generated>"
+    # one name per generated function: torch.compile keys what it learns about a function (which
+    # dimensions vary between calls) by file name and line, and would otherwise treat every
+    # generated function as one, compiling later ones with dynamic shapes
+    filename = f"<mithril-generated-{next(_generated)}>"
     if source_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(source_path)) or ".", exist_ok=True)
         with open(source_path, "w") as f:
