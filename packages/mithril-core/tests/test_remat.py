@@ -16,7 +16,8 @@ import pytest
 
 import mithril as ml
 from mithril.ir.graph import Graph, Value
-from mithril.models import BatchNorm2d, Conv2d, Dropout, Flatten, IOKey, Linear, Model, Relu, primitive_block
+from mithril.models import (BatchNorm2d, Conv2d, Dropout, Flatten, IOKey, LayerNorm, Linear, Model, Relu,
+                            primitive_block)
 from mithril.physical.pipeline import _forward_prefix
 
 
@@ -36,7 +37,10 @@ class FusingNumpy(ml.NumpyBackend):
             rstd = 1.0 / np.sqrt(((x - mean) ** 2).mean(axis=axes, keepdims=True) + eps)
             return (x - mean) * rstd * w + b, mean, rstd
 
-        return {**super().core_kernels(), "normalize_affine": normalize_affine}
+        def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return x @ w.T + b
+
+        return {**super().core_kernels(), "normalize_affine": normalize_affine, "linear": linear}
 
 
 class ConvBackwardNumpy(ml.NumpyBackend):
@@ -137,6 +141,19 @@ def test_a_value_read_by_a_weight_gradient_is_kept(tail: str) -> None:
     assert_same(grads, ref_grads)
     graph = pm._last.graph  # type: ignore[union-attr]
     assert relu_output(graph).uid in read_by_backward(graph)
+
+
+def test_a_value_a_matrix_product_reads_through_a_backward_view_is_kept() -> None:
+    """[B, T, D] -> LayerNorm -> Linear: the weight gradient reads the normalised values through a
+    reshape emitted by the gradient rule; recomputing them would write them again for the product."""
+    m = Model()
+    m |= LayerNorm(4)(input="input", output="ln")
+    m += Linear(dimension=3)(input="ln", output=IOKey("output"))
+    pm = ml.compile(m, FusingNumpy(dtype=ml.float64), shapes={"input": [2, 5, 4]}, jit=True)
+    params = pm.randomize_params(seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 5, 4))
+    pm.evaluate(params, {"input": x}, {"output": np.ones((2, 5, 3))})
+    assert not any("(recomputed)" in n.where for n in pm._last.graph.nodes)  # type: ignore[union-attr]
 
 
 def test_random_draws_are_kept_and_everything_after_them_agrees() -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..graph import Graph, GraphBuilder, Node, Value, ValueRole
+from .expand import result_call
 
 
 def rematerialize(graph: Graph, n_forward: int) -> Graph:
@@ -38,19 +39,23 @@ def rematerialize(graph: Graph, n_forward: int) -> Graph:
 
     The first ``n_forward`` nodes are the forward pass, the rest the backward pass
     (including the nodes gradient rules emit that read no cotangent, such as
-    ``greater(y, 0)`` for a ReLU: they are computed there, not kept).
+    ``greater(y, 0)`` for a ReLU: they are computed there, not kept), except the
+    other results of a forward multi-result call (LayerNorm's mean and rstd, asked
+    for by its gradient rule): they come out of the forward call.
     """
-    forward = graph.nodes[:n_forward]
-    backward = {id(n) for n in graph.nodes[n_forward:]}
+    calls = {result_call(n) for n in graph.nodes[:n_forward] if n.primitive.results}
+    forward = graph.nodes[:n_forward] + [n for n in graph.nodes[n_forward:]
+                                         if n.primitive.results and result_call(n) in calls]
+    backward = {id(n) for n in graph.nodes} - {id(n) for n in forward}
     if not backward:
         return graph
-    produced = {n.output.uid for n in forward}
-    readers: dict[int, list[tuple[Node, int]]] = {}
+    produced = {n.output.uid: n.output for n in forward}
+    consumers: dict[int, list[tuple[Node, int]]] = {}  # backward reads, by value
     for n in graph.nodes:
         if id(n) in backward:
             for i, v in enumerate(n.inputs):
-                if v.uid in produced:
-                    readers.setdefault(v.uid, []).append((n, i))
+                consumers.setdefault(v.uid, []).append((n, i))
+    readers = {uid: reads for uid, reads in consumers.items() if uid in produced}  # of forward values
     results = {v.uid for v in graph.results()}
 
     siblings = _siblings(forward)
@@ -69,14 +74,19 @@ def rematerialize(graph: Graph, n_forward: int) -> Graph:
         return (v.role is not ValueRole.NODE or v.uid in results or v.uid in readers
                 or (v.uid in produced and plan_of(v) is not None))
 
-    # in memory anyway: results, values a non-element-wise backward node reads, and what those view
-    pinned = set(results) | {uid for uid, reads in readers.items()
-                             if not all(_fuses_or_shape_only(n, i) for n, i in reads)}
+    # in memory anyway: results, values a non-element-wise backward node reads (directly or through
+    # backward views: a matmul of a reshape reads the recomputation materialised), and what those view
+    def fuses(uid: int) -> bool:
+        """Every backward read of ``uid`` fuses a recomputation: element-wise, shape-only, or a view that does."""
+        return uid not in results and all(
+            fuses(n.output.uid) if n.primitive.view else _fuses_or_shape_only(n, i)
+            for n, i in consumers.get(uid, ()))
+
+    pinned = set(results) | {uid for uid in readers if not fuses(uid)}
     for n in reversed(forward):
         if n.primitive.view and n.output.uid in pinned:
             pinned.add(n.inputs[0].uid)
-    chosen = {uid for uid, reads in readers.items()
-              if uid not in pinned and plan_of(reads[0][0].inputs[reads[0][1]]) is not None}
+    chosen = {uid for uid in readers if uid not in pinned and plan_of(produced[uid]) is not None}
     if not chosen:
         return graph
 
@@ -107,31 +117,22 @@ def rematerialize(graph: Graph, n_forward: int) -> Graph:
 
 
 def _siblings(nodes: list[Node]) -> dict[tuple, dict[str, Value]]:
-    """Multi-result calls: (primitive, inputs, attrs but ``result``) -> {result: value}."""
-    from .simplify import _freeze
-
+    """Multi-result calls (:func:`~mithril.ir.passes.expand.result_call`) -> {result: value}."""
     out: dict[tuple, dict[str, Value]] = {}
     for n in nodes:
         if n.primitive.results:
-            out.setdefault(_call_key(n, _freeze), {})[n.attrs["result"]] = n.output
+            out.setdefault(result_call(n), {})[n.attrs["result"]] = n.output
     return out
-
-
-def _call_key(n: Node, freeze) -> tuple:  # type: ignore[no-untyped-def]
-    attrs = {k: v for k, v in n.attrs.items() if k != "result"}
-    return (n.primitive.name, tuple(v.uid for v in n.inputs), freeze(attrs))
 
 
 def _plan(n: Node, siblings: Mapping[tuple, dict[str, Value]]) -> list[Node] | None:
     """The nodes that recompute ``n``'s value (reading forward values), or None."""
-    from .simplify import _freeze
-
     rule = n.primitive.recompute
     if rule is None or n.primitive.random:
         return None
     scratch = Graph()
     b = GraphBuilder(scratch, where=f"{n.where} (recomputed)")
-    sib = siblings.get(_call_key(n, _freeze), {}) if n.primitive.results else {}
+    sib = siblings.get(result_call(n), {}) if n.primitive.results else {}
     out = rule(b, n, {k: v for k, v in sib.items() if v is not n.output})
     if out is None or not scratch.nodes or scratch.nodes[-1].output is not out:
         return None
