@@ -171,18 +171,20 @@ _UNARY_GRADS = {
 add = primitive("add", ("left", "right"), _arith_rule, vjp=_vjp_add, recompute=same_node, doc="left + right")
 sub = primitive("sub", ("left", "right"), _arith_rule, vjp=_vjp_sub, recompute=same_node, doc="left - right")
 mul = primitive("mul", ("left", "right"), _arith_rule, vjp=_vjp_mul, recompute=same_node, doc="left * right")
-div = primitive("div", ("left", "right"), _float_arith_rule, vjp=_vjp_div, recompute=same_node, doc="left / right (true division)")
-pow_ = primitive("pow", ("base", "exponent"), _float_arith_rule, vjp=_vjp_pow, recompute=same_node, doc="base ** exponent")
+div = primitive("div", ("left", "right"), _float_arith_rule, vjp=_vjp_div, recompute=same_node,
+                doc="left / right (true division)")
+pow_ = primitive("pow", ("base", "exponent"), _float_arith_rule, vjp=_vjp_pow, recompute=same_node,
+                 doc="base ** exponent")
 maximum = primitive("maximum", ("left", "right"), _arith_rule, vjp=_vjp_select("greater_equal"),
-                  recompute=same_node, doc="element-wise max")
+                    recompute=same_node, doc="element-wise max")
 minimum = primitive("minimum", ("left", "right"), _arith_rule, vjp=_vjp_select("less_equal"),
-                  recompute=same_node, doc="element-wise min")
+                    recompute=same_node, doc="element-wise min")
 
 for _name in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"):
     primitive(_name, ("left", "right"), _compare_rule, recompute=same_node, doc=f"element-wise {_name}, bool output")
 
-where = primitive("where", ("condition", "left", "right"), _where_rule, vjp=_vjp_where, nondiff=("condition",), recompute=same_node,
-                  doc="condition ? left : right")
+where = primitive("where", ("condition", "left", "right"), _where_rule, vjp=_vjp_where, nondiff=("condition",),
+                  recompute=same_node, doc="condition ? left : right")
 cast = primitive("cast", ("input",), _cast_rule, attrs={"kind": "float"},
                  vjp=lambda b, n, g: [b.emit("cast", g, kind="float") if n.inputs[0].kind == "float" else None],
                  recompute=same_node, doc="convert to the backend's dtype of kind 'float', 'int' or 'bool'")

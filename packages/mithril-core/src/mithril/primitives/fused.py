@@ -59,6 +59,7 @@ primitive("max_pool2d_grad_indices", ("input", "indices", "grad"), _pool_grad_in
 
 
 CONV_GRAD_RESULTS = ("input", "weight", "bias")
+_pairs = pairs_normalizer("stride", "padding", "dilation")
 
 
 def _conv_backward_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
@@ -84,7 +85,6 @@ def _conv_backward_attrs(attrs: dict) -> dict:  # type: ignore[type-arg]
     return attrs
 
 
-_pairs = pairs_normalizer("stride", "padding", "dilation")
 primitive("conv2d_backward", ("input", "weight", "grad"), _conv_backward_rule, optional=True,
           attrs={**_CONV, "wanted": REQUIRED, "result": "weight"}, results=CONV_GRAD_RESULTS,
           normalize=_conv_backward_attrs,

@@ -183,12 +183,13 @@ def fuse_conv_backward(graph: Graph, kernels: object) -> Graph:
     """
     if "conv2d_backward" not in kernels:  # type: ignore[operator]
         return graph
+    from ...primitives.nn import _CONV
     from .simplify import _freeze
 
-    conv_keys = ("stride", "padding", "dilation", "groups")
+    fused = registry.get("conv2d_backward")
 
     def conv_attrs(n: Node) -> dict:  # type: ignore[type-arg]
-        return {k: n.attrs[k] for k in conv_keys}
+        return {k: n.attrs[k] for k in _CONV}
 
     weights: dict[tuple, Value] = {}
     input_grads: dict[tuple, Node] = {}
@@ -220,11 +221,10 @@ def fuse_conv_backward(graph: Graph, kernels: object) -> Graph:
             group["bias"] = gb
         if len(group) == 1:
             continue
-        prim = registry.get("conv2d_backward")
-        wanted = tuple(r for r in ("input", "weight", "bias") if r in group)
-        for result, member in group.items():
-            member.primitive, member.inputs = prim, [x, w, g]
-            member.attrs = prim.bind_attrs({**attrs, "wanted": wanted, "result": result}, where=member.where)
+        for result, member in group.items():  # bind_attrs puts ``wanted`` in the results' order
+            member.primitive, member.inputs = fused, [x, w, g]
+            member.attrs = fused.bind_attrs({**attrs, "wanted": tuple(group), "result": result},
+                                            where=member.where)
     return graph
 
 

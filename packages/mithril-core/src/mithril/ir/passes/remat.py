@@ -70,9 +70,12 @@ def rematerialize(graph: Graph, n_forward: int) -> Graph:
                 plans[v.uid] = plan
         return plans[v.uid]
 
+    def kept(v: Value) -> bool:
+        """In the backward pass without recomputing: a source, a constant, a result or a value it reads."""
+        return v.role is not ValueRole.NODE or v.uid in results or v.uid in readers
+
     def available(v: Value) -> bool:
-        return (v.role is not ValueRole.NODE or v.uid in results or v.uid in readers
-                or (v.uid in produced and plan_of(v) is not None))
+        return kept(v) or (v.uid in produced and plan_of(v) is not None)
 
     # in memory anyway: results, values a non-element-wise backward node reads (directly or through
     # backward views: a matmul of a reshape reads the recomputation materialised), and what those view
@@ -96,7 +99,7 @@ def rematerialize(graph: Graph, n_forward: int) -> Graph:
         """``v`` in the backward pass: itself where kept, else its recomputation (appended to ``into``)."""
         if v.uid in done:
             return done[v.uid]
-        if v.uid not in chosen and (v.role is not ValueRole.NODE or v.uid in results or v.uid in readers):
+        if v.uid not in chosen and kept(v):
             return v
         plan = plans[v.uid]
         assert plan is not None
