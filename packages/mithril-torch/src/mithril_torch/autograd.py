@@ -31,8 +31,14 @@ def lower_with_autograd(graph: Graph, backend: Any, *, jit: bool, wrt: tuple[str
         leaves = {k: params[k].detach().requires_grad_(True) for k in wrt}
         with torch.enable_grad():
             outs, _, state = run_forward({**params, **leaves}, inputs, {})
-            ys = [outs[k] for k in cot_names]
-            gs = grad(ys, [leaves[k] for k in wrt], [cotangents[k] for k in cot_names], allow_unused=True)
+            # An output no differentiated param reaches has no autograd history: it adds nothing
+            # to the gradients (zero, as the core's autodiff gives), and torch.autograd.grad
+            # refuses it, as it refuses an empty list of params.
+            reached = [k for k in cot_names if outs[k].requires_grad]
+            gs: tuple[Any, ...] = (None,) * len(wrt)
+            if reached and wrt:
+                gs = grad([outs[k] for k in reached], [leaves[k] for k in wrt],
+                          [cotangents[k] for k in reached], allow_unused=True)
         grads = {k: (g if g is not None else torch.zeros_like(leaves[k])) for k, g in zip(wrt, gs)}
         return ({k: v.detach() for k, v in outs.items()}, grads, {k: v.detach() for k, v in state.items()})
 

@@ -1,0 +1,58 @@
+"""Regression tests for the bugs the fuzzer found (issue 19, "Bugs the fuzzer found").
+
+Each test reproduces one report and checks the fixed behaviour, on every installed backend
+where it applies (:mod:`mithril.testing.variants`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mithril as ml
+from mithril.errors import MithrilError
+from mithril.models import IOKey, Linear, Model, Relu
+from mithril.testing.variants import variant_backend, variants
+
+VARIANTS = variants()
+
+
+# ---------------------------------------------------------------- 1. torch.autograd, unreached outputs
+def _unreached_model() -> Model:
+    """``out1`` depends on the Linear's params, ``out2`` on no param at all."""
+    model = Model()
+    model |= Linear(dimension=3)(input="input", output=IOKey("out1"))
+    model |= Relu()(input="x", output=IOKey("out2"))
+    return model
+
+
+def _paramless_model() -> Model:
+    model = Model()
+    model |= Relu()(input="x", output=IOKey("out2"))
+    return model
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("case", ["both_outputs", "only_unreached", "no_params"])
+def test_torch_autograd_unreached_output_gives_zero_gradients(case, jit):
+    pytest.importorskip("mithril_torch")
+    model = _paramless_model() if case == "no_params" else _unreached_model()
+    shapes = {"x": [2, 3]} if case == "no_params" else {"input": [2, 4], "x": [2, 3]}
+    cot_keys = ["out2"] if case != "both_outputs" else ["out1", "out2"]
+    rng = np.random.default_rng(0)
+    data = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    cots = {k: rng.standard_normal((2, 3)) for k in cot_keys}
+    results = {}
+    for autodiff in ("mithril", "torch"):
+        backend = ml.TorchBackend(dtype=ml.float64, autodiff=autodiff)
+        pm = ml.compile(model, backend, shapes=shapes, jit=jit)
+        params = pm.randomize_params(seed=0)
+        inputs = {k: backend.array(v) for k, v in data.items()}
+        _, grads = pm.evaluate(params, inputs, {k: backend.array(v) for k, v in cots.items()})
+        results[autodiff] = {k: np.asarray(v) for k, v in grads.items()}
+    assert results["torch"].keys() == results["mithril"].keys()
+    for k, v in results["mithril"].items():
+        np.testing.assert_allclose(results["torch"][k], v, rtol=1e-12, atol=1e-12)
+    if case == "only_unreached":
+        assert all(not v.any() for v in results["torch"].values())
+
