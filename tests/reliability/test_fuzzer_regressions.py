@@ -11,7 +11,8 @@ import pytest
 
 import mithril as ml
 from mithril.errors import MithrilError
-from mithril.models import IOKey, Linear, Model, Relu
+from mithril.models import IOKey, Linear, MatrixMultiply, Model, Relu
+from mithril.models.connections import uniform_fan_in
 from mithril.testing.variants import variant_backend, variants
 
 VARIANTS = variants()
@@ -56,3 +57,36 @@ def test_torch_autograd_unreached_output_gives_zero_gradients(case, jit):
     if case == "only_unreached":
         assert all(not v.any() for v in results["torch"].values())
 
+
+
+# ---------------------------------------------------------------- 2. GGML: a param as matmul's left operand
+def _param_left_matmul(w_shape: list[int]) -> Model:
+    model = Model()
+    model |= MatrixMultiply()(left=IOKey("w", shape=w_shape, role="param", init=uniform_fan_in),
+                              right="input", output=IOKey("output"))
+    return model
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+@pytest.mark.parametrize(("w_shape", "x_shape"), [([3, 32], [32, 5]), ([2, 3, 32], [2, 32, 5]), ([3, 32], [2, 32, 5])])
+def test_ggml_param_as_left_matmul_operand(w_shape, x_shape, quantize):
+    pytest.importorskip("mithril_ggml")
+    pytest.importorskip("mithril_numpy")
+    model = _param_left_matmul(w_shape)
+    ref = ml.NumpyBackend(dtype=ml.float32)
+    pr = ml.compile(model, ref, shapes={"input": x_shape})
+    params = pr.randomize_params(seed=0)
+    x = ref.randn(*x_shape)
+    expected = np.asarray(pr.evaluate(params, {"input": x})["output"])
+    cot = np.random.default_rng(1).standard_normal(expected.shape).astype(np.float32)
+    _, ref_grads = pr.evaluate(params, {"input": x}, {"output": ref.array(cot)})
+
+    backend = ml.GGMLBackend(dtype=ml.float32, quantize=quantize)
+    pm = ml.compile(model, backend, shapes={"input": x_shape})
+    gparams = {k: backend.array(np.asarray(v)) for k, v in params.items()}
+    gx = backend.array(np.asarray(x))
+    got = np.asarray(pm.evaluate(gparams, {"input": gx})["output"])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    if quantize is None:
+        _, grads = pm.evaluate(gparams, {"input": gx}, {"output": backend.array(cot)})
+        np.testing.assert_allclose(np.asarray(grads["w"]), np.asarray(ref_grads["w"]), rtol=1e-5, atol=1e-5)

@@ -120,6 +120,9 @@ def _uses(v: Value, consumers: dict[int, list[Node]], outputs: set[int], folded:
             uses.append("conv")
         elif n.output.uid in folded:
             uses.append("matmul_t")
+        elif p == "matmul":
+            # the left operand (or both): ggml reads it in natural layout, never quantized
+            uses.append("matmul as the left operand")
         else:
             uses.append(p)
     return uses
