@@ -11,7 +11,7 @@ import pytest
 
 import mithril as ml
 from mithril.errors import MithrilError
-from mithril.models import IOKey, Linear, MatrixMultiply, Model, Relu
+from mithril.models import BatchNorm2d, IOKey, LayerNorm, Linear, MatrixMultiply, Model, Relu
 from mithril.models.connections import uniform_fan_in
 from mithril.testing.variants import variant_backend, variants
 
@@ -90,3 +90,30 @@ def test_ggml_param_as_left_matmul_operand(w_shape, x_shape, quantize):
     if quantize is None:
         _, grads = pm.evaluate(gparams, {"input": gx}, {"output": backend.array(cot)})
         np.testing.assert_allclose(np.asarray(grads["w"]), np.asarray(ref_grads["w"]), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- 3. static_inference folds multi-result primitives
+NORM_CASES = {
+    "layernorm": (lambda: LayerNorm(4), [2, 3, 4]),
+    "layernorm_no_affine": (lambda: LayerNorm(4, elementwise_affine=False), [2, 3, 4]),
+    "layernorm_no_bias": (lambda: LayerNorm(4, bias=False), [2, 3, 4]),
+    "batchnorm2d": (lambda: BatchNorm2d(3), [2, 3, 4, 4]),
+    "batchnorm2d_batch_stats": (lambda: BatchNorm2d(3, affine=False, track_running_stats=False), [2, 3, 4, 4]),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("case", sorted(NORM_CASES))
+def test_static_inference_folds_normalisation(case, variant):
+    make, shape = NORM_CASES[case]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    backend = variant_backend(variant, "float32")
+    results = {}
+    for static in (False, True):
+        model = Model()
+        model |= make()(input=IOKey("input", value=x), output=IOKey("output"))
+        pm = ml.compile(model, backend, static_inference=static)
+        params = pm.randomize_params(seed=0)
+        kw = {} if static else {"training": False}  # static_inference is inference mode
+        results[static] = np.asarray(pm.evaluate(params, {}, **kw)["output"])
+    np.testing.assert_allclose(results[True], results[False], rtol=1e-5, atol=1e-5)

@@ -123,6 +123,7 @@ def fold_constants(graph: Graph, backend: Any) -> Graph:
     repl: dict[int, Value] = {}
     keep: list[Node] = []
     kernels = backend.kernels
+    calls: dict[Any, Any] = {}  # one kernel call per group of a multi-result primitive's nodes
     for n in graph.nodes:
         ins = [repl.get(v.uid, v) for v in n.inputs]
         n.inputs = ins
@@ -131,7 +132,15 @@ def fold_constants(graph: Graph, backend: Any) -> Graph:
             continue
         fn = kernels.get(n.primitive.name)
         arrays = [np.asarray(v.data, dtype=_np_dtype(backend, v.kind)) for v in ins]
-        if fn is not None:
+        if fn is not None and n.primitive.results:
+            # a multi-result primitive's kernel returns every result, in ``results`` order, and
+            # takes no ``result`` attribute (the convention of mithril.codegen.python_source)
+            attrs = {k: v for k, v in n.attrs.items() if k != "result"}
+            key = (n.primitive.name, tuple(v.uid for v in ins), _freeze(attrs))
+            if key not in calls:
+                calls[key] = fn(*[backend.constant(a) for a in arrays], **attrs)
+            data = backend.to_numpy(calls[key][n.primitive.results.index(n.attrs["result"])])
+        elif fn is not None:
             data = backend.to_numpy(fn(*[backend.constant(a) for a in arrays], **n.attrs))
         elif n.primitive.name in REFERENCE:  # a backend without kernels (GGML): the NumPy reference
             data = np.asarray(REFERENCE[n.primitive.name](*arrays, **n.attrs)).astype(_np_dtype(backend, n.output.kind))
