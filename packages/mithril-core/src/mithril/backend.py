@@ -213,7 +213,11 @@ class Backend(abc.ABC):
         return self.array(value)
 
     def jit(self, fn: Callable[..., Any], *, what: str) -> Callable[..., Any]:
-        """Compile a generated function (``what`` is 'evaluate' or 'gradients')."""
+        """Compile a generated function.
+
+        ``what`` is 'evaluate', 'gradients' or 'train_step'; a training step's first
+        argument (the params dict) is handed over, so its buffers may be donated.
+        """
         raise UnsupportedError(f"{type(self).__name__} cannot jit-compile; use jit=False")
 
     def lower(

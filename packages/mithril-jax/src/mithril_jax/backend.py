@@ -283,9 +283,12 @@ class JaxBackend(Backend):
 
         Within :meth:`lower` the function is traced only through the checked path
         (:mod:`mithril_jax.fast_call`), which lets ``evaluate`` skip its checks per call.
+        A training step (``what="train_step"``) donates its params argument: the parameters
+        and optimizer state are updated in place.
         """
         guard = self._lowering_guard
-        compiled = jax.jit(guard.wrap(fn) if guard is not None else fn)
+        donate = (0,) if what == "train_step" else ()
+        compiled = jax.jit(guard.wrap(fn) if guard is not None else fn, donate_argnums=donate)
         return self._in_x64(compiled)
 
     def lower(self, graph: Any, **kwargs: Any) -> Any:

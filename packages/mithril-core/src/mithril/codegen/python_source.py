@@ -211,7 +211,8 @@ def lower_to_python(graph: Graph, backend: Any, *, jit: bool, source_path: str |
     code = compile(source, filename, "exec")
     exec(code, ns)  # noqa: S102 - the source is generated above
     raw = ns["run"]
-    fn = backend.jit(raw, what="gradients" if graph.gradients else "evaluate") if jit else raw
+    what = "train_step" if graph.donates_params else "gradients" if graph.gradients else "evaluate"
+    fn = backend.jit(raw, what=what) if jit else raw
     return PythonExecutable(source, fn, raw)
 
 

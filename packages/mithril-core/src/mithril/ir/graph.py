@@ -78,6 +78,9 @@ class Graph:
     cotangents: dict[str, Value] = field(default_factory=dict)
     #: initializers of params/state, by name (see mithril.models.connections)
     initializers: dict[str, Any] = field(default_factory=dict)
+    #: the caller hands over the params dict: every entry is replaced by its update (a training
+    #: step), so a backend may reuse the buffers (JAX donation)
+    donates_params: bool = False
 
     def sources(self) -> Iterator[Value]:
         yield from self.inputs.values()

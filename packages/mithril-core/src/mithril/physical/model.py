@@ -105,9 +105,9 @@ class PhysicalModel:
             return hit
         return self._compile_new(key, training, input_shapes, cot)
 
-    @gc_paused
-    def _compile_new(self, key: Any, training: bool, input_shapes: dict[str, tuple[int, ...]],
-                     cot: tuple[str, ...] | None) -> Compiled:
+    def checked_graph(self, training: bool, input_shapes: Mapping[str, tuple[int, ...]]) -> Graph:
+        """The concrete graph for ``input_shapes``, checked against the static shapes and the params'
+        shapes of earlier calls (a new shape set must not change the parameters)."""
         if self.static_shapes:
             for k, s in input_shapes.items():
                 want = self._shapes.get(k)
@@ -132,6 +132,12 @@ class PhysicalModel:
                     )
         else:
             self._param_shapes = {k: v.shape for k, v in {**graph.params, **graph.state}.items()}  # type: ignore[misc]
+        return graph
+
+    @gc_paused
+    def _compile_new(self, key: Any, training: bool, input_shapes: dict[str, tuple[int, ...]],
+                     cot: tuple[str, ...] | None) -> Compiled:
+        graph = self.checked_graph(training, input_shapes)
         self._cache[key] = compiled = compile_graph(graph, self.backend, self.options, cotangent_outputs=cot)
         self._last = compiled
         return compiled

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +60,15 @@ def build_graph(flat: FlatModel, shapes: Mapping[str, Sequence[int] | None], con
 
 
 def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_outputs: Sequence[str] | None,
-                  wrt: Sequence[str] | None = None) -> Compiled:
-    """Optimise ``graph`` (forward, or with gradients when ``cotangent_outputs`` is given) and lower it."""
+                  wrt: Sequence[str] | None = None, after_autodiff: Callable[[Graph], None] | None = None,
+                  seed_cotangents: Mapping[str, float] | None = None) -> Compiled:
+    """Optimise ``graph`` (forward, or with gradients when ``cotangent_outputs`` is given) and lower it.
+
+    A training step (:mod:`mithril.training`) passes ``after_autodiff``, which appends the
+    optimizer's update to the graph once the gradients exist (always by the core's autodiff,
+    so the update is part of the same graph), and ``seed_cotangents``, the constant
+    cotangents of its outputs (1.0 for the loss): they become constants of the lowered code.
+    """
     simplify.prune(graph)
     if opts.fold_constants:
         simplify.fold_constants(graph, backend)
@@ -70,13 +77,16 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
     n_forward = len(graph.nodes)
     if cotangent_outputs is not None:
         wrt_t = tuple(wrt if wrt is not None else autodiff.differentiable_params(graph))
-        if backend.differentiates_natively:
+        if backend.differentiates_natively and after_autodiff is None:
             for name in cotangent_outputs:
                 out = graph.outputs[name]
                 graph.cotangents[name] = Value(ValueRole.INPUT, name=name, kind=out.kind, shape=out.shape)
         else:
             autodiff.differentiate(graph, wrt_t, cotangent_outputs)
             expand(graph, backend.kernels)  # composites emitted by gradient rules (normalize_grad)
+    backward = bool(graph.gradients)
+    if after_autodiff is not None:
+        after_autodiff(graph)
     simplify.cse(graph)
     fuse.simplify_transposes(graph)
     fuse.fuse_linear(graph, backend.kernels)
@@ -85,12 +95,15 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
     simplify.cse(graph)
     simplify.prune(graph)
     # both after CSE, which would merge the recomputed copies back
-    if opts.gradient_checkpointing and graph.gradients:
+    if opts.gradient_checkpointing and backward:
         autodiff.checkpoint(graph, _forward_prefix(graph))
         simplify.prune(graph)
-    elif opts.jit and backend.jit_fuses_elementwise and graph.gradients:
+    elif opts.jit and backend.jit_fuses_elementwise and backward:
         remat.rematerialize(graph, _forward_prefix(graph))
         simplify.prune(graph)
+    for name, value in (seed_cotangents or {}).items():  # after the passes, which find the backward by them
+        seed = graph.cotangents.pop(name)
+        seed.role, seed.data = ValueRole.CONST, value
     executable = backend.lower(graph, jit=opts.jit, wrt=wrt_t, source_path=opts.source_path)
     return Compiled(
         graph=graph,

@@ -1,0 +1,343 @@
+"""One compiled training step: forward, loss, backward, optimizer and state updates in one function.
+
+:func:`compile_step` builds, from a logical model, a loss block and an optimizer, a
+:class:`TrainingStep` whose generated function (one per input shape set) runs the
+model, its loss and metrics, the core's reverse-mode autodiff, the optimizer's update
+(:mod:`mithril.training.update`) and the model's state updates. With ``jit=True`` that
+function is one ``torch.compile`` graph or one ``jax.jit`` (the params and optimizer
+state donated). The same step evaluates without updating (``evaluate``) and predicts
+with the model alone (``predict``), all on the same parameter names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from .._gc import gc_paused
+from ..backend import Backend
+from ..errors import (
+    CompileError, EvaluationError, MissingInputError, ModelBuildError, ParamsError, ShapeMismatchError, UnknownKeyError,
+)
+from ..ir.graph import Graph, GraphBuilder
+from ..ir.randomness import SEED_INPUT
+from ..models.block import Block
+from ..models.connections import IOKey
+from ..models.model import Model
+from ..physical.model import PhysicalModel
+from ..physical.pipeline import Compiled, Options, compile_graph
+from .expr import X
+from .metrics import Metric, as_metric
+from .optim.base import Optimizer
+from .state import StepResult, TrainState
+from .update import GRAD_NORM_OUTPUT, LR_OUTPUT, append_update
+
+LOSS_OUTPUT = "loss"
+
+
+def with_loss(model: Model, loss: Block, *, prediction: str, target: str) -> Model:
+    """A model that runs ``model`` and ``loss(input=prediction, target=target)``, keeping every
+    terminal of ``model`` under its own name (so both share parameter names) and adding the
+    input ``target`` and the output ``loss``."""
+    terminals = model.terminals()
+    outputs = set(model.output_terminals())
+    for name in (target, LOSS_OUTPUT):
+        if name in terminals:
+            raise ModelBuildError(f"the model already has a terminal named {name!r}; "
+                                  f"name the loss's target otherwise (target=...)")
+    if prediction not in outputs:
+        raise ModelBuildError(f"the loss reads {prediction!r}, which is not an output of the model; "
+                              f"its outputs: {sorted(outputs)}")
+    if sorted(loss.input_terminals()) != ["input", "target"] or loss.output_terminals() != ["output"]:
+        raise ModelBuildError(f"{loss.display_name}: a loss block has inputs 'input', 'target' and the output "
+                              f"'output'; this one has {loss.input_terminals()} -> {loss.output_terminals()}")
+    trained = Model(name="training")
+    trained |= model(**{k: IOKey(k, expose=True) if k in outputs else IOKey(k) for k in terminals})
+    trained |= loss(input=prediction, target=IOKey(target), output=IOKey(LOSS_OUTPUT))
+    return trained
+
+
+class TrainingStep:
+    """A compiled training step; see :func:`compile_step`."""
+
+    def __init__(self, model: Model, backend: Backend, *, loss: Block | None, optimizer: Optimizer,
+                 shapes: Mapping[str, Sequence[int | None]] | None, metrics: Iterable[str | Metric],
+                 prediction: str | None, target: str, jit: bool, gradient_checkpointing: bool,
+                 accumulate: int) -> None:
+        if not isinstance(backend, Backend):
+            raise CompileError(f"backend must be a mithril Backend instance, got {type(backend).__name__}")
+        if isinstance(model, Block) and not isinstance(model, Model):
+            wrapped = Model()
+            wrapped |= model
+            model = wrapped
+        if not isinstance(model, Model):
+            raise CompileError(f"model must be a mithril Model or block, got {type(model).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise CompileError(f"optimizer must be a mithril.optim optimizer, got {type(optimizer).__name__}")
+        if jit and not backend.supports_jit:
+            from ..errors import UnsupportedError
+
+            raise UnsupportedError(f"{type(backend).__name__} has no JIT compiler; compile with jit=False")
+        if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+            raise CompileError(f"accumulate must be a positive int (micro-batches per step), got {accumulate!r}")
+        self.backend = backend
+        self.optimizer = optimizer
+        self.accumulate = accumulate
+        self.metrics: tuple[Metric, ...] = tuple(as_metric(m) for m in metrics)
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names) or set(names) & {LOSS_OUTPUT, LR_OUTPUT, GRAD_NORM_OUTPUT}:
+            raise ModelBuildError(f"metric names must be distinct and not 'loss', 'lr' or 'grad_norm': {names}")
+        model._freeze()
+        outputs = model.output_terminals()
+        if loss is None:
+            if LOSS_OUTPUT not in outputs:
+                raise ModelBuildError(f"without a loss block the model must have an output {LOSS_OUTPUT!r}; "
+                                      f"its outputs: {outputs}")
+            trained, self.prediction = model, prediction
+            self.target = target if target in model.input_terminals() else None
+            inference_model = None
+        else:
+            if prediction is None:
+                prediction = "output" if "output" in outputs else outputs[0] if len(outputs) == 1 else None
+                if prediction is None:
+                    raise ModelBuildError(f"the model has several outputs {outputs}: say which one the loss "
+                                          f"reads with prediction=...")
+            trained, self.prediction, self.target = with_loss(model, loss, prediction=prediction, target=target), \
+                prediction, target
+            inference_model = model
+        if self.metrics and (self.prediction is None or self.target is None):
+            raise ModelBuildError("metrics need the model's prediction and the target: give prediction= and target=")
+        self.model = model
+        shapes = dict(shapes or {})
+        self.options = Options(jit=jit, gradient_checkpointing=gradient_checkpointing)
+        self.physical = PhysicalModel(trained, backend, shapes=shapes, constants={}, static_shapes=False,
+                                      training=True, options=Options(gradient_checkpointing=gradient_checkpointing))
+        model_shapes = {k: v for k, v in shapes.items() if k != self.target}
+        self._inference_model = inference_model or model
+        self._inference_shapes = model_shapes
+        self._inference: PhysicalModel | None = None
+        flat = self.physical._flat_for(True).graph
+        # kinds are not all known before shapes are: a param is trainable unless declared int/bool
+        self._trainable = [k for k, v in flat.params.items() if v.kind in (None, "float") and k in self.physical.param_keys]
+        self._resolved = optimizer.resolve(self._trainable)
+        self._wrt = [k for k in self._trainable if self._resolved[k] is not None]
+        self._cache: dict[Any, Compiled] = {}
+        self._last: Compiled | None = None
+        self.input_keys: tuple[str, ...] = self.physical.input_keys
+
+    # ---------------------------------------------------------------- state
+    def init(self, params: Mapping[str, Any] | None = None, *, seed: int | None = None) -> TrainState:
+        """A fresh state: ``params`` (copied; default :meth:`PhysicalModel.randomize_params` with
+        ``seed``) and zeroed optimizer state. ``seed`` also fixes the steps' random draws."""
+        be = self.backend
+        with be.scope():
+            if params is None:
+                params = self.physical.randomize_params(seed)
+            checked = self._check_params(params)
+            state = {k: be.array(be.to_numpy(v)) for k, v in checked.items()}
+            opt: dict[str, Any] = {}
+            shapes = self.physical.param_shapes
+            for key, (shape, init) in self.optimizer.state_layout(self._resolved, shapes).items():
+                opt[key] = be.full(shape, init) if init else be.zeros(*shape)
+            opt[self.optimizer.step_key] = be.array(np.zeros((), np.int64))
+        return TrainState(state, opt, 0, 0 if seed is None else int(seed))
+
+    def _check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(params, Mapping):
+            raise ParamsError(f"params must be a dict of arrays, got {type(params).__name__}")
+        need = set(self.physical.param_keys) | set(self.physical.state_keys)
+        missing, extra = sorted(need - set(params)), sorted(set(params) - need)
+        if missing or extra:
+            raise ParamsError(f"params do not fit the model: missing {missing}, unknown {extra}")
+        shapes = self.physical.param_shapes
+        out = {}
+        for k in need:
+            x = self.backend.accept(params[k], f"params[{k!r}]")
+            if tuple(self.backend.shape_of(x)) != tuple(shapes[k]):
+                raise ParamsError(f"params[{k!r}] has shape {list(self.backend.shape_of(x))}, "
+                                  f"the model needs {list(shapes[k])}")
+            out[k] = x
+        return out
+
+    @property
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the optimizer's state arrays, by key."""
+        layout = self.optimizer.state_layout(self._resolved, self.physical.param_shapes)
+        return {**{k: s for k, (s, _) in layout.items()}, self.optimizer.step_key: ()}
+
+    # ------------------------------------------------------------- compiling
+    def _batch(self, batch: Mapping[str, Any], need_target: bool = True) -> tuple[dict[str, Any], Any]:
+        if not isinstance(batch, Mapping):
+            raise EvaluationError(f"a batch must be a dict of arrays keyed by the model's inputs "
+                                  f"{list(self.input_keys)}, got {type(batch).__name__}")
+        keys = set(self.input_keys) if need_target else set(self.input_keys) - {self.target}
+        missing, extra = sorted(keys - set(batch)), sorted(set(batch) - set(self.input_keys))
+        if missing:
+            raise MissingInputError(f"the batch is missing {missing}; the training step's inputs are "
+                                    f"{list(self.input_keys)}")
+        if extra:
+            raise UnknownKeyError(f"the batch has unknown key(s) {extra}; the training step's inputs are "
+                                  f"{list(self.input_keys)}")
+        inputs = {k: self.backend.accept(batch[k], f"batch[{k!r}]") for k in keys}
+        shapes = tuple(sorted((k, tuple(self.backend.shape_of(v))) for k, v in inputs.items()))
+        return inputs, shapes
+
+    def _add_metrics(self, graph: Graph) -> None:
+        b = GraphBuilder(graph, where="metrics")
+        for m in self.metrics:
+            b.where = f"metrics ({m.name})"
+            graph.outputs[m.name] = m.emit(X(b, graph.outputs[self.prediction]),
+                                           X(b, graph.inputs[self.target])).v  # type: ignore[index]
+
+    @gc_paused
+    def _compiled(self, training: bool, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> Compiled:
+        key = (training, shapes)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        graph = self.physical.checked_graph(training, dict(shapes))
+        self._add_metrics(graph)
+        keep = {LOSS_OUTPUT, *(m.name for m in self.metrics)}
+        graph.outputs = {k: v for k, v in graph.outputs.items() if k in keep}
+        if training:
+            graph.donates_params = True
+            wrt = [k for k in self._wrt if k in graph.params]
+            update = partial(self._append_update, wrt=wrt)
+            compiled = compile_graph(graph, self.backend, self.options, cotangent_outputs=(LOSS_OUTPUT,), wrt=wrt,
+                                     after_autodiff=update, seed_cotangents={LOSS_OUTPUT: 1.0})
+        else:
+            graph.state_updates = {}
+            compiled = compile_graph(graph, self.backend, Options(jit=self.options.jit), cotangent_outputs=None)
+        self._cache[key] = self._last = compiled
+        return compiled
+
+    def _append_update(self, graph: Graph, wrt: list[str]) -> None:
+        grads = dict(graph.gradients)
+        graph.gradients = {}
+        append_update(graph, self.optimizer, grads, self._resolved)
+        # every entry of the donated params dict comes back, changed or not
+        for k, v in {**graph.params, **graph.state}.items():
+            graph.state_updates.setdefault(k, v)
+
+    # ------------------------------------------------------------------ run
+    def __call__(self, state: TrainState, batch: Mapping[str, Any]) -> StepResult:
+        """One update from ``batch`` (a dict keyed by the model's inputs and the target)."""
+        if not isinstance(state, TrainState):
+            raise EvaluationError(f"a training step takes a TrainState (from step.init()), got {type(state).__name__}")
+        be = self.backend
+        with be.scope():
+            inputs, shapes = self._batch(batch)
+            compiled = self._compiled(True, shapes)
+            arrays = {**state.params, **state.optimizer}
+            if arrays.keys() != compiled.graph.params.keys() | compiled.graph.state.keys():
+                self._check_state_keys(state, compiled)
+            if compiled.random:
+                inputs[SEED_INPUT] = self._seed(state)
+            outputs, _, updates = compiled.executable.run(arrays, inputs, {})
+        params = {k: updates.get(k, v) for k, v in state.params.items()}
+        opt = {k: updates.get(k, v) for k, v in state.optimizer.items()}
+        metrics = {m.name: outputs[m.name] for m in self.metrics}
+        if GRAD_NORM_OUTPUT in outputs:
+            metrics[GRAD_NORM_OUTPUT] = outputs[GRAD_NORM_OUTPUT]
+        return StepResult(TrainState(params, opt, state.step + 1, state.seed), outputs[LOSS_OUTPUT], metrics,
+                          outputs.get(LR_OUTPUT))
+
+    def _check_state_keys(self, state: TrainState, compiled: Compiled) -> None:
+        need = compiled.graph.params.keys() | compiled.graph.state.keys()
+        have = state.params.keys() | state.optimizer.keys()
+        missing, extra = sorted(need - have), sorted(have - need)
+        raise ParamsError(f"the state does not fit this training step: missing {missing}, unknown {extra}; "
+                          f"make it with step.init() or load_checkpoint(..., step)")
+
+    def _seed(self, state: TrainState) -> Any:
+        """The random seed of step ``state.step``: the same for the same (seed, step), on every run."""
+        digest = hashlib.blake2b(f"{state.seed}:{state.step}".encode(), digest_size=8).digest()
+        self.backend.seed(int.from_bytes(digest, "little") >> 1)
+        return self.backend.next_seed()
+
+    def evaluate(self, params: Mapping[str, Any] | TrainState, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The loss and metrics on ``batch`` in inference mode (running statistics, no dropout), no update."""
+        if isinstance(params, TrainState):
+            params = params.params
+        be = self.backend
+        with be.scope():
+            inputs, shapes = self._batch(batch)
+            compiled = self._compiled(False, shapes)
+            arrays = {k: params[k] for k in (*compiled.graph.params, *compiled.graph.state)}
+            outputs, _, _ = compiled.executable.run(arrays, inputs, {})
+        return dict(outputs)
+
+    def predict(self, params: Mapping[str, Any] | TrainState, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The model's outputs in inference mode, without target or loss (the loss branch is not compiled)."""
+        if isinstance(params, TrainState):
+            params = params.params
+        pm = self.inference_model
+        return pm.evaluate({k: params[k] for k in (*pm.param_keys, *pm.state_keys)}, inputs, training=False)
+
+    @property
+    def inference_model(self) -> PhysicalModel:
+        """The model alone, compiled for inference on the same parameter names (export it from here)."""
+        if self._inference is None:
+            self._inference = PhysicalModel(self._inference_model, self.backend, shapes=self._inference_shapes,
+                                            constants={}, static_shapes=False, training=False,
+                                            options=Options(jit=self.options.jit))
+        return self._inference
+
+    @property
+    def source(self) -> str:
+        """The generated code of the most recently compiled step (the whole step, readable)."""
+        if self._last is None:
+            raise CompileError("no step is compiled yet: call the step once (or step.lower(batch_shapes))")
+        return self._last.executable.source or ""
+
+    def lower(self, shapes: Mapping[str, Sequence[int]], *, training: bool = True) -> str:
+        """Compile the step for these input shapes now; returns the generated source."""
+        key = tuple(sorted((k, tuple(int(d) for d in v)) for k, v in shapes.items()))
+        with self.backend.scope():
+            return self._compiled(training, key).executable.source or ""
+
+    @property
+    def compile_count(self) -> int:
+        """How many (mode, shapes) variants are compiled."""
+        return len(self._cache)
+
+    def __repr__(self) -> str:
+        return (f"TrainingStep({self.backend!r}, optimizer={self.optimizer!r}, inputs={list(self.input_keys)}, "
+                f"metrics={[m.name for m in self.metrics]})")
+
+
+def compile_step(
+    model: Block,
+    backend: Backend,
+    *,
+    loss: Block | None,
+    optimizer: Optimizer,
+    shapes: Mapping[str, Sequence[int | None]] | None = None,
+    metrics: Iterable[str | Metric] = (),
+    prediction: str | None = None,
+    target: str = "target",
+    jit: bool = False,
+    gradient_checkpointing: bool = False,
+    accumulate: int = 1,
+) -> TrainingStep:
+    """Compile a training step for ``model``.
+
+    * ``loss``: a loss block (``CrossEntropyLoss()``...) reading the model's output
+      ``prediction`` (default ``"output"``) and the new input ``target``; ``None`` when the
+      model computes its own output ``"loss"``.
+    * ``optimizer``: an optimizer of :mod:`mithril.optim` (its groups, clipping and schedule).
+    * ``metrics``: names (``"accuracy"``, ``"top5_accuracy"``, ``"mae"``, ``"mse"``) or
+      :class:`~mithril.training.metrics.Metric` objects, computed in the same graph.
+    * ``jit``: one ``torch.compile`` / ``jax.jit`` of the whole step.
+    * ``accumulate``: micro-batches per update (gradient accumulation).
+    """
+    return TrainingStep(model, backend, loss=loss, optimizer=optimizer, shapes=shapes, metrics=metrics,
+                        prediction=prediction, target=target, jit=jit, gradient_checkpointing=gradient_checkpointing,
+                        accumulate=accumulate)
+
+
+__all__ = ["TrainingStep", "compile_step", "with_loss", "LOSS_OUTPUT"]
