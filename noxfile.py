@@ -43,7 +43,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests of every package, the conformance suite on every backend, docs and seeds."""
-    install_project(session, "pytest>=7", "build", "safetensors", "transformers")
+    install_project(session, "pytest>=7", "build", "safetensors", "transformers", "optax")
     session.install(*CONSTRAINTS, "--no-deps", "-e", str(ROOT / "tests" / "plugins" / "mithril-swish"))
     session.run(
         "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=10",
