@@ -11,7 +11,7 @@ import pytest
 
 import mithril as ml
 from mithril.errors import MithrilError
-from mithril.models import BatchNorm2d, IOKey, LayerNorm, Linear, MatrixMultiply, Model, Relu
+from mithril.models import BatchNorm2d, ConvTranspose2d, IOKey, LayerNorm, Linear, MatrixMultiply, Model, Relu
 from mithril.models.connections import uniform_fan_in
 from mithril.testing.variants import variant_backend, variants
 
@@ -117,3 +117,35 @@ def test_static_inference_folds_normalisation(case, variant):
         kw = {} if static else {"training": False}  # static_inference is inference mode
         results[static] = np.asarray(pm.evaluate(params, {}, **kw)["output"])
     np.testing.assert_allclose(results[True], results[False], rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- 4. ConvTranspose2d gradient, output_padding >= stride
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(("stride", "dilation", "output_padding", "padding", "groups"), [
+    (1, 2, 1, 0, 1), (1, 2, 1, 1, 1), (1, 3, 2, 0, 2), (2, 3, 2, 1, 1), ((1, 2), (2, 1), (1, 0), (1, 0), 1),
+    (2, 1, 1, 0, 1),
+])
+def test_conv_transpose2d_gradients_with_output_padding(variant, stride, dilation, output_padding, padding, groups):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 6))
+    block = ConvTranspose2d(2, 4, 3, stride=stride, dilation=dilation, output_padding=output_padding,
+                            padding=padding, groups=groups)
+    model = Model()
+    model |= block(input=IOKey("x", shape=list(x.shape), role="param"), output=IOKey("output"))
+    backend = variant_backend(variant, "float64")
+    pm = ml.compile(model, backend)
+    params = pm.randomize_params(seed=0)
+    params["x"] = backend.array(x)
+    out = pm.evaluate(params, {})["output"]
+    cot = np.random.default_rng(1).standard_normal(tuple(out.shape))
+    _, grads = pm.evaluate(params, {}, {"output": backend.array(cot)})
+
+    w_key, b_key = (next(k for k in params if k.endswith(s)) for s in (".weight", ".bias"))
+    tx, tw, tb = (torch.tensor(np.asarray(params[k]), requires_grad=True) for k in ("x", w_key, b_key))
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, tb, stride=stride, padding=padding,
+                                              output_padding=output_padding, dilation=dilation, groups=groups)
+    ty.backward(torch.tensor(cot))
+    np.testing.assert_allclose(np.asarray(out), ty.detach().numpy(), rtol=1e-9, atol=1e-9)
+    for k, t in (("x", tx), (w_key, tw), (b_key, tb)):
+        assert tuple(grads[k].shape) == tuple(t.shape), k
+        np.testing.assert_allclose(np.asarray(grads[k]), t.grad.numpy(), rtol=1e-9, atol=1e-9, err_msg=k)

@@ -232,8 +232,22 @@ def _conv_attrs(attrs):
 def _vjp_conv_transpose(b, node, g):
     x, w = node.inputs
     attrs = _conv_attrs(node.attrs)
-    gx = b.emit("conv2d", g, w, **attrs) if b.needs_grad(x) else None
-    gw = b.emit("conv2d_weight_grad", g, x, weight_shape=w.shape, **attrs) if b.needs_grad(w) else None
+    # conv2d over g gives H + floor(output_padding / stride) rows (likewise columns): output_padding
+    # >= stride, which dilation > stride allows, adds output positions no input position reaches.
+    # The input gradient is then the first H rows, and the weight gradient sees x padded with zeros.
+    op, s = node.attrs["output_padding"], node.attrs["stride"]
+    extra = [op[i] // s[i] for i in range(2)]
+    n, c, h, wd = x.shape
+    full = (n, c, h + extra[0], wd + extra[1])
+    crop = dict(starts=(None, None, None, None), stops=(None, None, h, wd), steps=(None, None, None, None))
+    gx = gw = None
+    if b.needs_grad(x):
+        gx = b.emit("conv2d", g, w, **attrs)
+        if any(extra):
+            gx = b.emit("slice", gx, **crop)
+    if b.needs_grad(w):
+        xs = b.emit("slice_grad", x, input_shape=full, **crop) if any(extra) else x
+        gw = b.emit("conv2d_weight_grad", g, xs, weight_shape=w.shape, **attrs)
     return [gx, gw]
 
 
