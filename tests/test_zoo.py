@@ -25,8 +25,8 @@ import mithril as ml
 from mithril.testing.variants import installed, variant_backend, variants
 from mithril.models import (
     MLP, AdaptiveAvgPool2d, BatchNorm1d, BCEWithLogitsLoss, Conv1d, ConvTranspose2d, CrossEntropyLoss, Embedding,
-    Gelu, GroupNorm, HuberLoss, IOKey, L1Loss, LayerNorm, LogSoftmax, MaxPool1d, Model, MSELoss,
-    MultiHeadAttention, NLLLoss, RMSNorm, Silu, TransformerBlock,
+    Gelu, GroupNorm, HuberLoss, IOKey, KLDivLoss, L1Loss, LayerNorm, LogSoftmax, MaxPool1d, Model, MSELoss,
+    MultiHeadAttention, NLLLoss, RMSNorm, Silu, SmoothL1Loss, TransformerBlock,
 )
 
 torch = pytest.importorskip("torch")
@@ -304,12 +304,34 @@ def bce_with_logits(rng):
     return _loss(BCEWithLogitsLoss(), nn.BCEWithLogitsLoss(), 3 * normal(rng, *s), rng.uniform(0, 1, s))
 
 
+def smooth_l1_loss(rng):
+    beta = float(rng.uniform(0.5, 1.5))
+    s = (4, 3)
+    return _loss(SmoothL1Loss(beta=beta), nn.SmoothL1Loss(beta=beta), 2 * normal(rng, *s), normal(rng, *s))
+
+
+def cross_entropy_probabilities(rng):
+    n, c = int(rng.integers(2, 5)), int(rng.integers(2, 5))
+    p = rng.uniform(0, 1, (n, c, 2))
+    return _loss(CrossEntropyLoss(label_smoothing=0.1, target="probabilities"),
+                 nn.CrossEntropyLoss(label_smoothing=0.1), normal(rng, n, c, 2), p / p.sum(axis=1, keepdims=True))
+
+
+def kl_div_batchmean(rng):
+    s = (3, int(rng.integers(2, 5)))
+    p = rng.uniform(0, 1, s)
+    p[0, 0] = 0.0
+    return _loss(KLDivLoss(reduction="batchmean"), nn.KLDivLoss(reduction="batchmean"),
+                 torch.log_softmax(torch.tensor(normal(rng, *s)), 1).numpy(), p / p.sum(axis=1, keepdims=True))
+
+
 CASES: dict[str, Callable[[np.random.Generator], Instance]] = {f.__name__: f for f in [
     conv1d, conv1d_same_no_bias, conv_transpose2d, batchnorm1d_2d, batchnorm1d_3d, layernorm, layernorm_2d_shape,
     groupnorm_4d, groupnorm_3d, rmsnorm, embedding, maxpool1d, adaptive_avg_pool2d, adaptive_avg_pool2d_any_size, adaptive_avg_pool2d_global,
     silu, gelu_tanh, log_softmax, mha_cross, mha_self_causal, mha_additive_mask_no_bias, mha_bool_mask,
     transformer_block, mlp, mse_loss, l1_loss_sum, huber_loss, cross_entropy, cross_entropy_none, nll_loss,
-    cross_entropy_4d_ignore_index, nll_loss_3d_ignore_sum, cross_entropy_none_3d, bce_with_logits,
+    cross_entropy_4d_ignore_index, nll_loss_3d_ignore_sum, cross_entropy_none_3d, bce_with_logits, smooth_l1_loss,
+    cross_entropy_probabilities, kl_div_batchmean,
 ]}
 
 

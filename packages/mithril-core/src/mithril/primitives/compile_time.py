@@ -4,10 +4,17 @@
 * ``mode_switch(train, eval)``: picks a branch by the compiled mode (BatchNorm, Dropout).
 * ``numel(input; axis)``: the number of elements over ``axis``, a float scalar known
   once shapes are concrete (folded to a constant).
+* ``same_shape(input, like; drop_axis, block, names)``: ``input`` itself, once its shape is
+  ``like``'s (without axis ``drop_axis`` where it is given); otherwise a
+  :class:`~mithril.errors.ShapeMismatchError` naming ``block`` and both terminals (``names``) with
+  their shapes. A loss puts it on its target so that mismatched shapes are an error rather than a
+  silent broadcast. It waits for both shapes to be concrete (it relates nothing before, so a mismatch
+  is always reported here rather than by the rule of some later primitive), and expands to nothing.
 """
 
 from __future__ import annotations
 
+from ..errors import ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.symbolic import SymShape, unify
 from .base import primitive
@@ -36,3 +43,30 @@ identity = primitive("identity", ("input",), _identity_rule, vjp=lambda b, n, g:
 mode_switch = primitive("mode_switch", ("train", "eval"), _switch_rule, compile_time=True)
 numel = primitive("numel", ("input",), _numel_rule, attrs={"axis": None}, compile_time=True,
                   nondiff=("input",))
+
+
+def _same_shape_rule(ins, out, attrs) -> bool:
+    unify_kinds(ins[0].kind, out.kind)
+    got, like = ins[0].shape.concrete(), ins[1].shape.concrete()
+    if got is None or like is None:
+        return False  # decided once both are concrete, never by unification with other rules' shapes
+    axis = attrs["drop_axis"]
+    block = attrs["block"] or "same_shape"
+    a, b = attrs["names"]
+    if axis is None:
+        if list(got) != list(like):
+            raise ShapeMismatchError(f"{block}: {a} and {b} must have the same shape, got {a} {list(got)} "
+                                     f"and {b} {list(like)}")
+    elif len(like) <= axis or list(got) != list(like[:axis]) + list(like[axis + 1:]):
+        want = f"{a} {list(like[:axis]) + list(like[axis + 1:])}" if len(like) > axis else \
+            f"{b} of rank >= {axis + 1}"
+        raise ShapeMismatchError(f"{block}: {a} must have the shape of {b} without its axis {axis}, got {a} "
+                                 f"{list(got)} and {b} {list(like)} (expected {want})")
+    unify(out.shape, ins[0].shape)
+    return True
+
+
+same_shape = primitive("same_shape", ("input", "like"), _same_shape_rule,
+                       attrs={"drop_axis": None, "block": "", "names": ("input", "like")},
+                       expand=lambda b, n: n.inputs[0], nondiff=("like",), shape_only=("like",),
+                       doc="input, once its shape is like's (without axis drop_axis); a named error otherwise")
