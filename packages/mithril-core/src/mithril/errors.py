@@ -69,3 +69,11 @@ class PluginError(MithrilError):
 
 class BackendNotInstalledError(MithrilError, ImportError):
     """The distribution providing a backend is not installed."""
+
+
+class TrainingError(MithrilError):
+    """Training cannot go on as asked (a non-finite loss, a batch that does not fit)."""
+
+
+class CheckpointError(MithrilError):
+    """A checkpoint file is unreadable, corrupted or from another model or optimizer."""
