@@ -44,6 +44,9 @@ class Backend(abc.ABC):
     #: the compiler then recomputes cheap values in the backward pass instead of keeping them
     #: (mithril.ir.passes.remat)
     jit_fuses_elementwise: ClassVar[bool] = False
+    #: whether the backend runs training steps (:mod:`mithril.training`): the core's autodiff and
+    #: optimizer graphs over its kernels; an inference-only backend says False
+    supports_training: ClassVar[bool] = True
     #: True when :meth:`lower` computes gradients itself (native autodiff); the core's
     #: autodiff pass is then skipped and ``lower`` gets ``wrt`` to differentiate
     differentiates_natively: bool = False

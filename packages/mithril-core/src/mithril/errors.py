@@ -77,3 +77,7 @@ class TrainingError(MithrilError):
 
 class CheckpointError(MithrilError):
     """A checkpoint file is unreadable, corrupted or from another model or optimizer."""
+
+
+class StateNotReturnedWarning(UserWarning):
+    """A model with state (BatchNorm's running statistics) ran in training mode without returning the new state."""

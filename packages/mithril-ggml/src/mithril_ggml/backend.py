@@ -35,6 +35,7 @@ class GGMLBackend(Backend):
     distribution: ClassVar[str] = "mithril-ggml"
     supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float32,)
     supports_jit: ClassVar[bool] = False
+    supports_training: ClassVar[bool] = False
     differentiates_natively: ClassVar[bool] = True
 
     def __init__(self, dtype: DType = DType.float32, quantize: str | None = None,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+import warnings
 from typing import Any
 
 from .._gc import gc_paused
 from ..backend import Backend
 from ..errors import (
-    DTypeMismatchError, EvaluationError, MissingInputError, ParamsError, ShapeMismatchError, ShapeUnknownError,
+    DTypeMismatchError, EvaluationError, StateNotReturnedWarning, MissingInputError, ParamsError, ShapeMismatchError, ShapeUnknownError,
     UnknownKeyError, UnsupportedError,
 )
 from ..ir.flatten import FlatModel, flatten
@@ -28,8 +29,12 @@ class PhysicalModel:
     """
 
     def __init__(self, model: Model, backend: Backend, *, shapes: Mapping[str, Sequence[int | None]],
-                 constants: Mapping[str, Any], static_shapes: bool, training: bool, options: Options) -> None:
+                 constants: Mapping[str, Any], static_shapes: bool, training: bool, options: Options,
+                 flatten_fn: Callable[[bool], FlatModel] | None = None) -> None:
         self.model = model
+        #: the model's graph in training or inference mode (default :func:`mithril.ir.flatten.flatten`;
+        #: a training step adds its loss)
+        self._flatten_fn = flatten_fn or (lambda training: flatten(model, training=training))
         self.backend = backend
         self.options = options
         self.static_shapes = static_shapes
@@ -49,13 +54,14 @@ class PhysicalModel:
         self.output_keys: tuple[str, ...] = tuple(g.outputs)
         self._param_shapes: dict[str, tuple[int, ...]] | None = None
         self._param_set = frozenset(self.param_keys) | frozenset(self.state_keys)
+        self._warned_state = False
         self._input_set = frozenset(self.input_keys)
         self._check_static()
 
     # ------------------------------------------------------------- compile
     def _flat_for(self, training: bool) -> FlatModel:
         if training not in self._flat:
-            self._flat[training] = flatten(self.model, training=training)
+            self._flat[training] = self._flatten_fn(training)
         return self._flat[training]
 
     def _check_static(self) -> None:
@@ -310,6 +316,14 @@ class PhysicalModel:
                         f"output_gradients[{k!r}] has shape {list(be.shape_of(g))}, output {k!r} has {list(want)}"
                     )
                 cots[k] = g
+        if mode and compiled.graph.state_updates and not return_state and not self._warned_state:
+            self._warned_state = True
+            warnings.warn(
+                f"the model updates state in training mode ({', '.join(sorted(compiled.graph.state_updates)[:4])}"
+                f"{', ...' if len(compiled.graph.state_updates) > 4 else ''}) but evaluate(..., return_state=False) "
+                f"drops the new values, so inference will use the initial ones; pass return_state=True and merge "
+                f"them into params, evaluate with training=False, or train with mithril.training",
+                StateNotReturnedWarning, stacklevel=3)
         if compiled.random:
             checked_inputs[SEED_INPUT] = be.next_seed()
         ran = compiled.executable.run(checked_params, checked_inputs, cots)

@@ -64,10 +64,10 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
                   seed_cotangents: Mapping[str, float] | None = None) -> Compiled:
     """Optimise ``graph`` (forward, or with gradients when ``cotangent_outputs`` is given) and lower it.
 
-    A training step (:mod:`mithril.training`) passes ``after_autodiff``, which appends the
-    optimizer's update to the graph once the gradients exist (always by the core's autodiff,
-    so the update is part of the same graph), and ``seed_cotangents``, the constant
-    cotangents of its outputs (1.0 for the loss): they become constants of the lowered code.
+    A training step (:mod:`mithril.training`) passes ``seed_cotangents``, the constant
+    cotangents of its outputs (1.0 for the loss), which become constants of the lowered code,
+    and ``after_autodiff``, which appends the optimizer's update once the gradients exist.
+    Gradients are then always the core's autodiff, so the update is part of the same graph.
     """
     simplify.prune(graph)
     if opts.fold_constants:
@@ -77,7 +77,7 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
     n_forward = len(graph.nodes)
     if cotangent_outputs is not None:
         wrt_t = tuple(wrt if wrt is not None else autodiff.differentiable_params(graph))
-        if backend.differentiates_natively and after_autodiff is None:
+        if backend.differentiates_natively and seed_cotangents is None:
             for name in cotangent_outputs:
                 out = graph.outputs[name]
                 graph.cotangents[name] = Value(ValueRole.INPUT, name=name, kind=out.kind, shape=out.shape)

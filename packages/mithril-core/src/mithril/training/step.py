@@ -21,44 +21,23 @@ import numpy as np
 from .._gc import gc_paused
 from ..backend import Backend
 from ..errors import (
-    CompileError, EvaluationError, MissingInputError, ModelBuildError, ParamsError, ShapeMismatchError, UnknownKeyError,
+    CompileError, EvaluationError, MissingInputError, ModelBuildError, ParamsError, UnknownKeyError, UnsupportedError,
 )
-from ..ir.graph import Graph, GraphBuilder
+from ..ir.graph import Graph, GraphBuilder, Value, ValueRole
 from ..ir.randomness import SEED_INPUT
 from ..models.block import Block
-from ..models.connections import IOKey
 from ..models.model import Model
 from ..physical.model import PhysicalModel
 from ..physical.pipeline import Compiled, Options, compile_graph
 from .expr import X
+from .graph import LOSS_OUTPUT, as_model, attach_loss
 from .metrics import Metric, as_metric
 from .optim.base import Optimizer
 from .state import StepResult, TrainState
 from .update import GRAD_NORM_OUTPUT, LR_OUTPUT, append_update
 
-LOSS_OUTPUT = "loss"
-
-
-def with_loss(model: Model, loss: Block, *, prediction: str, target: str) -> Model:
-    """A model that runs ``model`` and ``loss(input=prediction, target=target)``, keeping every
-    terminal of ``model`` under its own name (so both share parameter names) and adding the
-    input ``target`` and the output ``loss``."""
-    terminals = model.terminals()
-    outputs = set(model.output_terminals())
-    for name in (target, LOSS_OUTPUT):
-        if name in terminals:
-            raise ModelBuildError(f"the model already has a terminal named {name!r}; "
-                                  f"name the loss's target otherwise (target=...)")
-    if prediction not in outputs:
-        raise ModelBuildError(f"the loss reads {prediction!r}, which is not an output of the model; "
-                              f"its outputs: {sorted(outputs)}")
-    if sorted(loss.input_terminals()) != ["input", "target"] or loss.output_terminals() != ["output"]:
-        raise ModelBuildError(f"{loss.display_name}: a loss block has inputs 'input', 'target' and the output "
-                              f"'output'; this one has {loss.input_terminals()} -> {loss.output_terminals()}")
-    trained = Model(name="training")
-    trained |= model(**{k: IOKey(k, expose=True) if k in outputs else IOKey(k) for k in terminals})
-    trained |= loss(input=prediction, target=IOKey(target), output=IOKey(LOSS_OUTPUT))
-    return trained
+#: prefix of the gradient inputs of an accumulated step's update
+_GRAD = "grad."
 
 
 class TrainingStep:
@@ -70,17 +49,15 @@ class TrainingStep:
                  accumulate: int) -> None:
         if not isinstance(backend, Backend):
             raise CompileError(f"backend must be a mithril Backend instance, got {type(backend).__name__}")
-        if isinstance(model, Block) and not isinstance(model, Model):
-            wrapped = Model()
-            wrapped |= model
-            model = wrapped
-        if not isinstance(model, Model):
+        if not isinstance(model, Block):
             raise CompileError(f"model must be a mithril Model or block, got {type(model).__name__}")
+        model = as_model(model)
         if not isinstance(optimizer, Optimizer):
             raise CompileError(f"optimizer must be a mithril.optim optimizer, got {type(optimizer).__name__}")
+        if not backend.supports_training:
+            raise UnsupportedError(f"{type(backend).__name__} is for inference only: train on another backend "
+                                   f"and compile the trained model for it (the params carry over by name)")
         if jit and not backend.supports_jit:
-            from ..errors import UnsupportedError
-
             raise UnsupportedError(f"{type(backend).__name__} has no JIT compiler; compile with jit=False")
         if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
             raise CompileError(f"accumulate must be a positive int (micro-batches per step), got {accumulate!r}")
@@ -97,8 +74,9 @@ class TrainingStep:
             if LOSS_OUTPUT not in outputs:
                 raise ModelBuildError(f"without a loss block the model must have an output {LOSS_OUTPUT!r}; "
                                       f"its outputs: {outputs}")
-            trained, self.prediction = model, prediction
+            self.prediction = prediction
             self.target = target if target in model.input_terminals() else None
+            flatten_fn = None
             inference_model = None
         else:
             if prediction is None:
@@ -106,16 +84,21 @@ class TrainingStep:
                 if prediction is None:
                     raise ModelBuildError(f"the model has several outputs {outputs}: say which one the loss "
                                           f"reads with prediction=...")
-            trained, self.prediction, self.target = with_loss(model, loss, prediction=prediction, target=target), \
-                prediction, target
+            if not isinstance(loss, Block):
+                raise CompileError(f"loss must be a loss block (CrossEntropyLoss()...), got {type(loss).__name__}")
+            loss_model = as_model(loss)
+            loss_model._freeze()
+            self.prediction, self.target = prediction, target
+            flatten_fn = partial(attach_loss, model, loss_model, prediction=prediction, target=target)
             inference_model = model
         if self.metrics and (self.prediction is None or self.target is None):
             raise ModelBuildError("metrics need the model's prediction and the target: give prediction= and target=")
         self.model = model
         shapes = dict(shapes or {})
         self.options = Options(jit=jit, gradient_checkpointing=gradient_checkpointing)
-        self.physical = PhysicalModel(trained, backend, shapes=shapes, constants={}, static_shapes=False,
-                                      training=True, options=Options(gradient_checkpointing=gradient_checkpointing))
+        self.physical = PhysicalModel(model, backend, shapes=shapes, constants={}, static_shapes=False,
+                                      training=True, options=Options(gradient_checkpointing=gradient_checkpointing),
+                                      flatten_fn=flatten_fn)
         model_shapes = {k: v for k, v in shapes.items() if k != self.target}
         self._inference_model = inference_model or model
         self._inference_shapes = model_shapes
@@ -194,34 +177,56 @@ class TrainingStep:
                                            X(b, graph.inputs[self.target])).v  # type: ignore[index]
 
     @gc_paused
-    def _compiled(self, training: bool, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> Compiled:
-        key = (training, shapes)
+    def _compiled(self, kind: str, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> Compiled:
+        """``kind``: "train" (the whole step), "grad" (loss, metrics, gradients and state of one
+        micro-batch) or "eval" (loss and metrics in inference mode)."""
+        key = (kind, shapes)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        graph = self.physical.checked_graph(training, dict(shapes))
+        graph = self.physical.checked_graph(kind != "eval", dict(shapes))
         self._add_metrics(graph)
         keep = {LOSS_OUTPUT, *(m.name for m in self.metrics)}
         graph.outputs = {k: v for k, v in graph.outputs.items() if k in keep}
-        if training:
-            graph.donates_params = True
-            wrt = [k for k in self._wrt if k in graph.params]
-            update = partial(self._append_update, wrt=wrt)
-            compiled = compile_graph(graph, self.backend, self.options, cotangent_outputs=(LOSS_OUTPUT,), wrt=wrt,
-                                     after_autodiff=update, seed_cotangents={LOSS_OUTPUT: 1.0})
-        else:
+        if kind == "eval":
             graph.state_updates = {}
             compiled = compile_graph(graph, self.backend, Options(jit=self.options.jit), cotangent_outputs=None)
+        else:
+            wrt = [k for k in self._wrt if k in graph.params]
+            update = None
+            if kind == "train":
+                graph.donates_params = True
+                update = partial(self._append_update, grad_scale=None)
+            compiled = compile_graph(graph, self.backend, self.options, cotangent_outputs=(LOSS_OUTPUT,), wrt=wrt,
+                                     after_autodiff=update, seed_cotangents={LOSS_OUTPUT: 1.0})
         self._cache[key] = self._last = compiled
         return compiled
 
-    def _append_update(self, graph: Graph, wrt: list[str]) -> None:
+    def _append_update(self, graph: Graph, grad_scale: float | None) -> None:
         grads = dict(graph.gradients)
         graph.gradients = {}
-        append_update(graph, self.optimizer, grads, self._resolved)
+        append_update(graph, self.optimizer, grads, self._resolved, grad_scale=grad_scale)
         # every entry of the donated params dict comes back, changed or not
         for k, v in {**graph.params, **graph.state}.items():
             graph.state_updates.setdefault(k, v)
+
+    @gc_paused
+    def _compiled_apply(self) -> Compiled:
+        """The optimizer's update alone, from gradients summed over ``accumulate`` micro-batches."""
+        hit = self._cache.get(("apply",))
+        if hit is not None:
+            return hit
+        graph = Graph(donates_params=True)
+        shapes = self.physical.param_shapes
+        for k in self.physical.param_keys:
+            graph.params[k] = Value(ValueRole.PARAM, name=k, kind="float", shape=tuple(shapes[k]))
+        for k in self._wrt:
+            graph.gradients[k] = graph.inputs[_GRAD + k] = Value(ValueRole.INPUT, name=_GRAD + k, kind="float",
+                                                                  shape=tuple(shapes[k]))
+        self._append_update(graph, grad_scale=1.0 / self.accumulate)
+        compiled = compile_graph(graph, self.backend, Options(jit=self.options.jit), cotangent_outputs=None)
+        self._cache[("apply",)] = compiled
+        return compiled
 
     # ------------------------------------------------------------------ run
     def __call__(self, state: TrainState, batch: Mapping[str, Any]) -> StepResult:
@@ -231,13 +236,16 @@ class TrainingStep:
         be = self.backend
         with be.scope():
             inputs, shapes = self._batch(batch)
-            compiled = self._compiled(True, shapes)
-            arrays = {**state.params, **state.optimizer}
-            if arrays.keys() != compiled.graph.params.keys() | compiled.graph.state.keys():
-                self._check_state_keys(state, compiled)
-            if compiled.random:
-                inputs[SEED_INPUT] = self._seed(state)
-            outputs, _, updates = compiled.executable.run(arrays, inputs, {})
+            if self.accumulate > 1:
+                outputs, updates = self._accumulated(state, inputs)
+            else:
+                compiled = self._compiled("train", shapes)
+                arrays = {**state.params, **state.optimizer}
+                if arrays.keys() != compiled.graph.params.keys() | compiled.graph.state.keys():
+                    self._check_state_keys(state, compiled)
+                if compiled.random:
+                    inputs[SEED_INPUT] = self._seed(state)
+                outputs, _, updates = compiled.executable.run(arrays, inputs, {})
         params = {k: updates.get(k, v) for k, v in state.params.items()}
         opt = {k: updates.get(k, v) for k, v in state.optimizer.items()}
         metrics = {m.name: outputs[m.name] for m in self.metrics}
@@ -246,6 +254,40 @@ class TrainingStep:
         return StepResult(TrainState(params, opt, state.step + 1, state.seed), outputs[LOSS_OUTPUT], metrics,
                           outputs.get(LR_OUTPUT))
 
+    def _accumulated(self, state: TrainState, inputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``accumulate`` forward/backward passes over equal slices of the batch, then one update."""
+        be, k = self.backend, self.accumulate
+        sizes = {name: be.shape_of(x)[0] if be.shape_of(x) else None for name, x in inputs.items()}
+        n = next(iter(sizes.values()))
+        if any(s != n for s in sizes.values()) or n is None or n % k:
+            raise EvaluationError(f"accumulate={k}: every input needs a batch axis divisible by {k}; got "
+                                  f"{ {name: list(be.shape_of(x)) for name, x in inputs.items()} }")
+        m = n // k
+        add, mul = be.kernel("add"), be.kernel("mul")
+        params = dict(state.params)
+        total: dict[str, Any] = {}
+        sums: dict[str, Any] = {}
+        for i in range(k):
+            micro = {name: x[i * m:(i + 1) * m] for name, x in inputs.items()}
+            shapes = tuple(sorted((name, tuple(be.shape_of(x))) for name, x in micro.items()))
+            compiled = self._compiled("grad", shapes)
+            if compiled.random:
+                micro[SEED_INPUT] = self._seed(state, i)
+            outputs, grads, new_state = compiled.executable.run(
+                {name: params[name] for name in (*compiled.graph.params, *compiled.graph.state)}, micro, {})
+            params.update(new_state)  # running statistics advance micro-batch by micro-batch
+            total = grads if not total else {name: add(total[name], g) for name, g in grads.items()}
+            sums = dict(outputs) if not sums else {name: add(sums[name], v) for name, v in outputs.items()}
+        apply = self._compiled_apply()
+        arrays = {name: params[name] for name in apply.graph.params}
+        arrays.update({name: state.optimizer[name] for name in apply.graph.state})
+        out, _, updates = apply.executable.run(arrays, {_GRAD + name: g for name, g in total.items()}, {})
+        scale = be.constant(np.asarray(1.0 / k))
+        outputs = {name: mul(v, scale) for name, v in sums.items()}
+        outputs.update(out)
+        updates = {**{name: v for name, v in params.items() if name in self.physical.state_keys}, **updates}
+        return outputs, updates
+
     def _check_state_keys(self, state: TrainState, compiled: Compiled) -> None:
         need = compiled.graph.params.keys() | compiled.graph.state.keys()
         have = state.params.keys() | state.optimizer.keys()
@@ -253,9 +295,9 @@ class TrainingStep:
         raise ParamsError(f"the state does not fit this training step: missing {missing}, unknown {extra}; "
                           f"make it with step.init() or load_checkpoint(..., step)")
 
-    def _seed(self, state: TrainState) -> Any:
+    def _seed(self, state: TrainState, micro: int = 0) -> Any:
         """The random seed of step ``state.step``: the same for the same (seed, step), on every run."""
-        digest = hashlib.blake2b(f"{state.seed}:{state.step}".encode(), digest_size=8).digest()
+        digest = hashlib.blake2b(f"{state.seed}:{state.step}:{micro}".encode(), digest_size=8).digest()
         self.backend.seed(int.from_bytes(digest, "little") >> 1)
         return self.backend.next_seed()
 
@@ -266,7 +308,7 @@ class TrainingStep:
         be = self.backend
         with be.scope():
             inputs, shapes = self._batch(batch)
-            compiled = self._compiled(False, shapes)
+            compiled = self._compiled("eval", shapes)
             arrays = {k: params[k] for k in (*compiled.graph.params, *compiled.graph.state)}
             outputs, _, _ = compiled.executable.run(arrays, inputs, {})
         return dict(outputs)
@@ -298,7 +340,7 @@ class TrainingStep:
         """Compile the step for these input shapes now; returns the generated source."""
         key = tuple(sorted((k, tuple(int(d) for d in v)) for k, v in shapes.items()))
         with self.backend.scope():
-            return self._compiled(training, key).executable.source or ""
+            return self._compiled("train" if training else "eval", key).executable.source or ""
 
     @property
     def compile_count(self) -> int:
@@ -340,4 +382,4 @@ def compile_step(
                         accumulate=accumulate)
 
 
-__all__ = ["TrainingStep", "compile_step", "with_loss", "LOSS_OUTPUT"]
+__all__ = ["TrainingStep", "compile_step", "LOSS_OUTPUT"]
