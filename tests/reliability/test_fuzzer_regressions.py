@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import mithril as ml
-from mithril.errors import MithrilError
+from mithril.errors import MithrilError, ShapeMismatchError
 from mithril.models import BatchNorm2d, ConvTranspose2d, IOKey, LayerNorm, Linear, MatrixMultiply, Model, Relu
 from mithril.models.connections import uniform_fan_in
+from mithril.models.primitive_blocks import PrimitiveBlock
 from mithril.testing.variants import variant_backend, variants
 
 VARIANTS = variants()
@@ -149,3 +150,108 @@ def test_conv_transpose2d_gradients_with_output_padding(variant, stride, dilatio
     for k, t in (("x", tx), (w_key, tw), (b_key, tb)):
         assert tuple(grads[k].shape) == tuple(t.shape), k
         np.testing.assert_allclose(np.asarray(grads[k]), t.grad.numpy(), rtol=1e-9, atol=1e-9, err_msg=k)
+
+
+# ---------------------------------------------------------------- 5. shapes known only from compile(shapes=...)
+A_SHAPE, B_SHAPE, C_SHAPE = (2, 3, 4), (4, 5), (5, 2)
+
+
+def _matmul(model: Model, left: str = "a", right: str = "b", output: str | IOKey = "mm") -> None:
+    model |= MatrixMultiply()(left=left, right=right, output=output)
+
+
+def _slice(starts, stops, steps):
+    return PrimitiveBlock("slice", starts=starts, stops=stops, steps=steps)
+
+
+def _unflatten(axis, sizes):
+    return PrimitiveBlock("unflatten", axis=axis, sizes=sizes)
+
+
+def _after_matmul(make, *args):
+    def build(model: Model) -> None:
+        _matmul(model)
+        model |= make(*args)(input="mm", output=IOKey("output"))
+    return build
+
+
+def _slice_then_matmul(model: Model) -> None:
+    model |= _slice((None,), (1,), (None,))(input="a", output="s")
+    _matmul(model, left="s", output=IOKey("output"))
+
+
+def _matmul_slice_matmul(model: Model) -> None:
+    _matmul(model)
+    model |= _slice((None,), (1,), (None,))(input="mm", output="s")
+    _matmul(model, left="s", right="c", output=IOKey("output"))
+
+
+def _matmul_unflatten_matmul(model: Model) -> None:
+    _matmul(model)
+    model |= _unflatten(0, (1, 2))(input="mm", output="s")
+    _matmul(model, left="s", right="c", output=IOKey("output"))
+
+
+def _declared_leading_dim(model: Model) -> None:
+    model |= MatrixMultiply()(left=IOKey("a", shape=[2, "..."]), right="b", output=IOKey("output"))
+
+
+def _np_slice(x, starts, stops, steps):
+    return x[tuple(slice(a, z, s) for a, z, s in zip(starts, stops, steps))]
+
+
+def _np_unflatten(x, axis, sizes):
+    axis %= x.ndim
+    sizes = list(sizes)
+    if -1 in sizes:
+        sizes[sizes.index(-1)] = x.shape[axis] // -int(np.prod(sizes))
+    return x.reshape(x.shape[:axis] + tuple(sizes) + x.shape[axis + 1:])
+
+
+SLICES = [((None,), (1,), (None,)), ((1,), (None,), (None,)), ((None, 1), (None, 3), (None, None)),
+          ((0,), (2,), (2,)), ((None, None, 1), (None, None, None), (None, None, 2))]
+UNFLATTENS = [(0, (1, 2)), (1, (3, 1)), (2, (5, 1)), (0, (-1,)), (-1, (-1, 5)), (-2, (3, 1))]
+SHAPE_CASES = {
+    **{f"matmul-slice{args}": (_after_matmul(_slice, *args), lambda a, b, c, args=args: _np_slice(a @ b, *args))
+       for args in SLICES},
+    **{f"matmul-unflatten{args}": (_after_matmul(_unflatten, *args),
+                                   lambda a, b, c, args=args: _np_unflatten(a @ b, *args)) for args in UNFLATTENS},
+    "slice-matmul": (_slice_then_matmul, lambda a, b, c: a[:1] @ b),
+    "matmul-slice-matmul": (_matmul_slice_matmul, lambda a, b, c: (a @ b)[:1] @ c),
+    "matmul-unflatten-matmul": (_matmul_unflatten_matmul, lambda a, b, c: (a @ b).reshape(1, 2, 3, 5) @ c),
+    "declared-leading-dim": (_declared_leading_dim, lambda a, b, c: a @ b),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("case", sorted(SHAPE_CASES))
+def test_shapes_given_at_compile_through_matmul(case, variant):
+    build, reference = SHAPE_CASES[case]
+    model = Model()
+    build(model)
+    rng = np.random.default_rng(0)
+    data = {"a": rng.standard_normal(A_SHAPE), "b": rng.standard_normal(B_SHAPE), "c": rng.standard_normal(C_SHAPE)}
+    expected = reference(**data)
+    backend = variant_backend(variant, "float64")
+    pm = ml.compile(model, backend, shapes={k: list(v.shape) for k, v in data.items() if k in _inputs(model)})
+    assert list(pm.shapes["output"]) == list(expected.shape)
+    out = pm.evaluate(pm.randomize_params(seed=0), {k: backend.array(v) for k, v in data.items()
+                                                    if k in _inputs(model)})["output"]
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-12, atol=1e-12)
+
+
+def _inputs(model: Model) -> set[str]:
+    return {"a", "b", "c"} & set(model.shapes())
+
+
+@pytest.mark.parametrize(("build", "shapes", "needle"), [
+    (_after_matmul(_unflatten, 0, (2, 2)), {"a": [3, 3, 4], "b": [4, 5]}, "unflatten"),
+    (_after_matmul(_slice, (None,) * 4, (1,) * 4, (None,) * 4), {"a": [3, 4], "b": [4, 5]}, "slice"),
+    (_slice_then_matmul, {"a": [3], "b": [4, 5]}, "matrixmultiply"),
+])
+def test_shapes_given_at_compile_through_matmul_mismatch(build, shapes, needle):
+    pytest.importorskip("mithril_numpy")
+    model = Model()
+    build(model)
+    with pytest.raises(ShapeMismatchError, match=needle):
+        ml.compile(model, ml.NumpyBackend(dtype=ml.float64), shapes=shapes)

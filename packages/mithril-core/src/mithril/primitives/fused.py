@@ -14,7 +14,10 @@ def _linear_rule(ins, out, attrs) -> bool:
     for t in (w, b):
         unify_kinds(x.kind, t.kind)
     unify_kinds(x.kind, out.kind)
-    batch, (k,) = at_least_rank(x.shape, 1)
+    split = at_least_rank(x.shape, 1)
+    if split is None:
+        return False
+    batch, (k,) = split
     o, k2 = with_rank(w.shape, 2)
     (o2,) = with_rank(b.shape, 1)
     unify_dims(k, k2)

@@ -30,15 +30,7 @@ from .base import REQUIRED, primitive, registry
 
 
 def _tail(shape, n: int):  # type: ignore[no-untyped-def]
-    """``(rest, last n dims)`` like ``at_least_rank``, or None while undecidable.
-
-    ``at_least_rank`` turns ``[N, C, ...]`` into ``[N, C, ..., d]`` (rank >= 3), which
-    wrongly rejects ``[N, C]``; here a shape with known leading dims, a variadic
-    part and too short a suffix waits until more is known.
-    """
-    r = shape.resolve()
-    if r.variadic is not None and r.prefix and len(r.suffix) < n:
-        return None
+    """``(rest, last n dims)``, or None while undecidable: :func:`at_least_rank`."""
     return at_least_rank(shape, n)
 
 
@@ -139,6 +131,8 @@ def _unflatten_rule(ins, out, attrs) -> bool:
         if r.variadic is None and len(r.prefix) <= axis:
             raise ShapeMismatchError(f"unflatten: axis {axis} of a rank-{len(r.prefix)} input")
         if len(r.prefix) <= axis:
+            if r.suffix:  # [..., m, n] (a matmul of operands of unknown rank): axis may be m, wait
+                return False
             head = [Dim() for _ in range(axis + 1)]
             unify(ins[0].shape, _raw(head, Variadic(), []))
             r = ins[0].shape.resolve()

@@ -37,7 +37,10 @@ def _normalize(attrs: dict) -> dict:  # type: ignore[type-arg]
 def _rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
     bind_kind(ins[0].kind, "float")
     unify_kinds(ins[0].kind, out.kind)
-    lead, (_h, _w) = at_least_rank(ins[0].shape, 2)
+    split = at_least_rank(ins[0].shape, 2)
+    if split is None:
+        return False
+    lead, (_h, _w) = split
     oh, ow = attrs["output_size"]
     r = lead.resolve()
     unify(out.shape, _raw(r.prefix, r.variadic, r.suffix + [Dim(oh), Dim(ow)]))

@@ -22,8 +22,10 @@ def _kind_same(ins: Sequence[Term], out: Term) -> None:
 # ------------------------------------------------------------------ matmul
 def _matmul_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     _kind_same(ins, out)
-    a_batch, (m, k) = at_least_rank(ins[0].shape, 2)
-    b_batch, (k2, n) = at_least_rank(ins[1].shape, 2)
+    a_split, b_split = at_least_rank(ins[0].shape, 2), at_least_rank(ins[1].shape, 2)
+    if a_split is None or b_split is None:  # an operand [d, ...]: its last two dims wait for its rank
+        return False
+    (a_batch, (m, k)), (b_batch, (k2, n)) = a_split, b_split
     unify_dims(k, k2)
     batch = SymShape.unknown()
     done = broadcast([a_batch, b_batch], batch)
@@ -218,6 +220,8 @@ def _slice_rule(ins, out, attrs) -> bool:
     if r.variadic is None and len(r.prefix) < n:
         raise ShapeMismatchError(f"slice over {n} axes of a rank-{len(r.prefix)} input")
     if len(r.prefix) < n:
+        if r.suffix:  # [..., m, n] (a matmul of operands of unknown rank): the sliced axes are unknown, wait
+            return False
         r_dims = [Dim() for _ in range(n)]
         unify(ins[0].shape, _raw(r_dims, Variadic(), []))
         r = ins[0].shape.resolve()

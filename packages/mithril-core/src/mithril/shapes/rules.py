@@ -95,9 +95,18 @@ def with_rank(shape: SymShape, rank: int) -> list[Dim]:
     return shape.dims()  # type: ignore[return-value]
 
 
-def at_least_rank(shape: SymShape, n_suffix: int) -> tuple[SymShape, list[Dim]]:
-    """View ``shape`` as ``[*rest] + last n dims``; returns (rest, last dims)."""
+def at_least_rank(shape: SymShape, n_suffix: int) -> tuple[SymShape, list[Dim]] | None:
+    """View ``shape`` as ``[*rest] + last n dims``; returns (rest, last dims), or None while undecidable.
+
+    A shape with known leading dims, a variadic part and fewer than ``n`` trailing dims
+    (``[N, C, ...]``, or the ``[d, ...]`` a slice of an operand of unknown rank has) cannot be split
+    yet: ``[N, C, ...]`` may be ``[N, C]`` itself. A rule then waits (returns False) until the rank
+    is known, instead of unifying with ``[..., d]`` (which would wrongly demand rank >= 3, and
+    could not be decided either: the unification waits, and re-splitting recursed forever).
+    """
     r = shape.resolve()
+    if r.variadic is not None and r.prefix and len(r.suffix) < n_suffix:
+        return None
     if r.variadic is None:
         if len(r.prefix) < n_suffix:
             raise ShapeMismatchError(f"needs rank >= {n_suffix}, got rank {len(r.prefix)}")
@@ -108,7 +117,7 @@ def at_least_rank(shape: SymShape, n_suffix: int) -> tuple[SymShape, list[Dim]]:
         return _raw(r.prefix, r.variadic, r.suffix[:k]), r.suffix[k:]
     v = Variadic()
     tail = [Dim() for _ in range(n_suffix)]
-    unify(shape, _raw([], v, tail))
+    unify(shape, _raw([], v, tail))  # r is [*v', suffix]: binds v' to [*v, the missing dims]
     return at_least_rank(shape, n_suffix)
 
 
