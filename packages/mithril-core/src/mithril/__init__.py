@@ -21,6 +21,10 @@ _BACKEND_CLASSES = {
 }
 
 
+#: the training API, imported on first use: ``ml.optim.AdamW``, ``ml.Trainer``, ``ml.compile_step``
+_TRAINING = {"training", "optim", "schedules", "Trainer", "compile_step", "TrainState"}
+
+
 def __getattr__(name: str) -> Any:
     if name in _BACKEND_CLASSES:
         return plugins.plugin_manager().backend_class(_BACKEND_CLASSES[name])
@@ -28,6 +32,11 @@ def __getattr__(name: str) -> Any:
         from .physical.compile import compile as _compile
 
         return _compile
+    if name in _TRAINING:
+        import importlib
+
+        training = importlib.import_module(".training", __name__)
+        return training if name == "training" else getattr(training, name)
     raise AttributeError(f"module 'mithril' has no attribute {name!r}")
 
 
