@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import plugins
+from . import parallel, plugins
 from .backend import Backend
 from .dtypes import DType, bfloat16, bool_, float16, float32, float64, int32, int64
 from .errors import MithrilError
@@ -53,6 +53,6 @@ def compile(model: Model, backend: Backend, **options: Any) -> Any:  # noqa: A00
 
 
 __all__ = [
-    "Backend", "DType", "IOKey", "MithrilError", "Model", "Primitive", "Term", "backend", "compile", "plugins",
+    "Backend", "DType", "IOKey", "MithrilError", "Model", "Primitive", "Term", "backend", "compile", "parallel", "plugins",
     "bfloat16", "bool_", "float16", "float32", "float64", "int32", "int64", "__version__",
 ]

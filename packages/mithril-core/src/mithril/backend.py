@@ -60,6 +60,9 @@ class Backend(abc.ABC):
             )
         self.dtype = dtype
         self.device = device
+        #: the device mesh a multi-device backend runs on (mithril.parallel.DeviceMesh), else None;
+        #: ``lower`` then finds every array's layout in ``graph.shardings``
+        self.mesh: Any = None
         self._kernels: dict[str, Kernel] | None = None
         self._kernels_generation = -1
 

@@ -30,13 +30,15 @@ import jax.numpy as jnp
 import numpy as np
 from mithril.backend import Backend, Kernel
 from mithril.dtypes import DType
-from mithril.errors import EvaluationError, UnsupportedError
+from mithril.errors import EvaluationError, MithrilError, UnsupportedError
+from mithril.parallel import DeviceMesh
 
 from . import kernels as _kernels
 from . import rng
 from .devices import resolve_device
 from .dtypes import from_jax_dtype, to_jax_dtype
 from .fast_call import GuardedExecutable, TraceGuard
+from .sharding import ShardedExecutable, make_mesh
 from .x64 import x64_context, x64_enabled
 
 
@@ -56,14 +58,20 @@ class JaxBackend(Backend):
         #: 'mithril': the core's autodiff pass; 'jax': jax.vjp of the forward function
         self.autodiff = autodiff
         self.differentiates_natively = autodiff == "jax"
-        if device_mesh is not None:
-            raise UnsupportedError(
-                f"JaxBackend: device_mesh={device_mesh!r} asks for multi-device sharding, which is not "
-                "implemented yet (planned in a later release); use a single device for now"
-            )
         super().__init__(dtype, device)
-        #: the ``jax.Device`` every array of this backend lives on
+        #: the ``jax.Device`` every array of this backend lives on (the mesh's first, with a mesh)
         self.jax_device: jax.Device = resolve_device(device)
+        #: with ``device_mesh``: the core's mesh description and its ``jax.sharding.Mesh``
+        self.jax_mesh: Any = None
+        if device_mesh is not None:
+            try:
+                self.mesh = DeviceMesh.of(device_mesh)
+            except MithrilError as e:
+                raise UnsupportedError(f"JaxBackend: {e}") from None
+            self.jax_mesh = make_mesh(self.mesh, self.jax_device.platform)
+        #: the devices whose arrays this backend accepts
+        self._devices = frozenset(self.jax_mesh.devices.flat) if self.jax_mesh is not None else frozenset(
+            {self.jax_device})
         #: whether this backend runs in a scoped 64-bit mode (float64)
         self.uses_x64: bool = dtype is DType.float64
         #: whether evaluation needs :meth:`scope` (float64, or a device other than JAX's default)
@@ -149,7 +157,7 @@ class JaxBackend(Backend):
     def _on_device(self, x: jax.Array) -> bool:
         if isinstance(x, jax.core.Tracer):
             return True
-        return x.devices() == {self.jax_device}
+        return x.devices() <= self._devices
 
     def accept(self, x: Any, what: str) -> Any:
         """Accept only jax.Arrays on this device; floats must have the backend dtype.
@@ -162,7 +170,7 @@ class JaxBackend(Backend):
         if ok is None:
             ok = self._accepted = {np.dtype(self._float), np.dtype("int32"), np.dtype("int64"), np.dtype("bool")}
         if isinstance(x, jax.Array) and x.dtype in ok and (
-            isinstance(x, jax.core.Tracer) or x.devices() == {self.jax_device}
+            isinstance(x, jax.core.Tracer) or x.devices() <= self._devices
         ):
             return x  # the common case, checked cheaply
         if not isinstance(x, jax.Array):
@@ -294,7 +302,12 @@ class JaxBackend(Backend):
     def lower(self, graph: Any, **kwargs: Any) -> Any:
         """The core's lowering, done (and, for float64 or a non-default device, run) in :meth:`scope`."""
         with self.scope():
-            if self.differentiates_natively and getattr(graph, "cotangents", None):
+            if self.jax_mesh is not None:
+                if self.differentiates_natively and graph.cotangents:
+                    raise UnsupportedError("JaxBackend: a device mesh runs the core's autodiff; use autodiff='mithril'")
+                inner = super().lower(graph, **{**kwargs, "jit": False})
+                executable = ShardedExecutable(inner.source, inner.raw, graph, self.jax_mesh, self._in_x64)
+            elif self.differentiates_natively and getattr(graph, "cotangents", None):
                 from .vjp import lower_with_vjp
 
                 executable = lower_with_vjp(graph, self, jit=kwargs["jit"], wrt=kwargs.get("wrt", ()),

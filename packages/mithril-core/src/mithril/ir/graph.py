@@ -81,6 +81,11 @@ class Graph:
     #: the caller hands over the params dict: every entry is replaced by its update (a training
     #: step), so a backend may reuse the buffers (JAX donation)
     donates_params: bool = False
+    #: on a backend with a device mesh: the layout of every param, state and input, by name
+    #: (mithril.parallel.layout; a spec has one mesh axis or None per dimension)
+    shardings: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    #: state laid out like a param (optimizer state -> its param), for the sharding layout
+    shard_like: dict[str, str] = field(default_factory=dict)
 
     def sources(self) -> Iterator[Value]:
         yield from self.inputs.values()

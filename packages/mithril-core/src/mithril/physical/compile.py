@@ -10,6 +10,7 @@ from ..backend import Backend
 from ..errors import CompileError, UnknownKeyError, UnsupportedError
 from ..models.block import Block
 from ..models.model import Model
+from ..parallel.layout import Layout
 from .model import PhysicalModel
 from .pipeline import Options
 
@@ -27,6 +28,7 @@ def compile(  # noqa: A001 - the public name the seeds use
     constants: Mapping[str, Any] | None = None,
     training: bool | None = None,
     source_path: str | None = None,
+    sharding: Any = None,
 ) -> PhysicalModel:
     """Compile ``model`` for ``backend``.
 
@@ -43,6 +45,9 @@ def compile(  # noqa: A001 - the public name the seeds use
     * ``constants``: inputs fixed at compile time, by name.
     * ``training``: default mode of ``evaluate`` (True unless ``static_inference``).
     * ``source_path``: also write the generated source to this file.
+    * ``sharding``: on a backend with a ``device_mesh``, how params and inputs are split
+      (a :class:`mithril.parallel.Layout` or a dict of name pattern -> spec); default:
+      inputs split along the data axis, params replicated.
     """
     if not isinstance(backend, Backend):
         raise CompileError(f"backend must be a mithril Backend instance, got {type(backend).__name__}")
@@ -67,7 +72,11 @@ def compile(  # noqa: A001 - the public name the seeds use
         bad = sorted(set(d) - known)
         if bad:
             raise UnknownKeyError(f"compile({what}=...): unknown key(s) {bad}; the model has {sorted(known)}")
+    if sharding is not None and backend.mesh is None:
+        raise CompileError(f"sharding=... needs a backend with a device mesh; {backend!r} has none "
+                           f"(e.g. ml.JaxBackend(device_mesh=(8,)))")
     opts = Options(
+        layout=None if sharding is None else Layout.of(sharding),
         jit=jit,
         gradient_checkpointing=gradient_checkpointing,
         static_inference=static_inference,

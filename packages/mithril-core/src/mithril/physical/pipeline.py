@@ -13,6 +13,8 @@ from ..ir.passes import autodiff, fuse, remat, simplify
 from ..ir.passes.expand import expand
 from ..ir.passes.shape_inference import concretize
 from ..ir.randomness import is_random
+from ..parallel.layout import Layout
+from ..parallel.layout import resolve as resolve_layout
 from .executable import Executable
 
 
@@ -25,6 +27,8 @@ class Options:
     static_inference: bool = False
     fold_constants: bool = False
     source_path: str | None = None
+    #: sharding over the backend's device mesh (a mithril.parallel.Layout; None: data parallel)
+    layout: Any = None
 
 
 @dataclass
@@ -104,6 +108,8 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
     for name, value in (seed_cotangents or {}).items():  # after the passes, which find the backward by them
         seed = graph.cotangents.pop(name)
         seed.role, seed.data = ValueRole.CONST, value
+    if backend.mesh is not None:
+        graph.shardings = resolve_layout(Layout.of(opts.layout), backend.mesh, graph, graph.shard_like)
     executable = backend.lower(graph, jit=opts.jit, wrt=wrt_t, source_path=opts.source_path)
     return Compiled(
         graph=graph,

@@ -50,10 +50,12 @@ class Trainer:
     def __init__(self, model: Block, backend: Backend, *, loss: Block | None, optimizer: Optimizer,
                  metrics: Iterable[str | Metric] = (), shapes: Mapping[str, Sequence[int | None]] | None = None,
                  jit: bool = False, prediction: str | None = None, target: str = "target",
-                 params: Mapping[str, Any] | None = None, seed: int = 0, gradient_checkpointing: bool = False) -> None:
+                 params: Mapping[str, Any] | None = None, seed: int = 0, gradient_checkpointing: bool = False,
+                 sharding: Any = None) -> None:
         self.backend = backend
         self._spec = dict(model=model, backend=backend, loss=loss, optimizer=optimizer, metrics=tuple(metrics),
-                          prediction=prediction, target=target, jit=jit, gradient_checkpointing=gradient_checkpointing)
+                          prediction=prediction, target=target, jit=jit, gradient_checkpointing=gradient_checkpointing,
+                          sharding=sharding)
         self._params = params
         self.seed = seed
         self.stop_training = False

@@ -24,7 +24,7 @@ class Schedule:
 
     def _check(self, **positive: float) -> None:
         for name, value in positive.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
                 raise ModelBuildError(f"{type(self).__name__}: {name} must be a positive number, got {value!r}")
 
 
@@ -35,7 +35,8 @@ class Constant(Schedule):
     lr: float
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lr, (int, float)) or self.lr < 0:
+        if (not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not math.isfinite(self.lr)
+                or self.lr < 0):
             raise ModelBuildError(f"Constant: lr must be a non-negative number, got {self.lr!r}")
 
     def emit(self, t: X) -> X:

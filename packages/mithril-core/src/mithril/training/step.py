@@ -29,6 +29,7 @@ from ..models.block import Block
 from ..models.model import Model
 from ..physical.model import PhysicalModel
 from ..physical.pipeline import Compiled, Options, compile_graph
+from ..parallel.layout import Layout
 from .expr import X
 from .graph import LOSS_OUTPUT, as_model, attach_loss
 from .metrics import Metric, as_metric
@@ -46,7 +47,7 @@ class TrainingStep:
     def __init__(self, model: Model, backend: Backend, *, loss: Block | None, optimizer: Optimizer,
                  shapes: Mapping[str, Sequence[int | None]] | None, metrics: Iterable[str | Metric],
                  prediction: str | None, target: str, jit: bool, gradient_checkpointing: bool,
-                 accumulate: int) -> None:
+                 accumulate: int, sharding: Any = None) -> None:
         if not isinstance(backend, Backend):
             raise CompileError(f"backend must be a mithril Backend instance, got {type(backend).__name__}")
         if not isinstance(model, Block):
@@ -95,7 +96,10 @@ class TrainingStep:
             raise ModelBuildError("metrics need the model's prediction and the target: give prediction= and target=")
         self.model = model
         shapes = dict(shapes or {})
-        self.options = Options(jit=jit, gradient_checkpointing=gradient_checkpointing)
+        if sharding is not None and backend.mesh is None:
+            raise CompileError(f"sharding=... needs a backend with a device mesh; {backend!r} has none")
+        layout = None if sharding is None else Layout.of(sharding)
+        self.options = Options(jit=jit, gradient_checkpointing=gradient_checkpointing, layout=layout)
         self.physical = PhysicalModel(model, backend, shapes=shapes, constants={}, static_shapes=False,
                                       training=True, options=Options(gradient_checkpointing=gradient_checkpointing),
                                       flatten_fn=flatten_fn)
@@ -190,7 +194,8 @@ class TrainingStep:
         graph.outputs = {k: v for k, v in graph.outputs.items() if k in keep}
         if kind == "eval":
             graph.state_updates = {}
-            compiled = compile_graph(graph, self.backend, Options(jit=self.options.jit), cotangent_outputs=None)
+            compiled = compile_graph(graph, self.backend, Options(jit=self.options.jit, layout=self.options.layout),
+                                     cotangent_outputs=None)
         else:
             wrt = [k for k in self._wrt if k in graph.params]
             update = None
@@ -224,7 +229,8 @@ class TrainingStep:
             graph.gradients[k] = graph.inputs[_GRAD + k] = Value(ValueRole.INPUT, name=_GRAD + k, kind="float",
                                                                   shape=tuple(shapes[k]))
         self._append_update(graph, grad_scale=1.0 / self.accumulate)
-        compiled = compile_graph(graph, self.backend, Options(jit=self.options.jit), cotangent_outputs=None)
+        compiled = compile_graph(graph, self.backend, Options(jit=self.options.jit, layout=self.options.layout),
+                                 cotangent_outputs=None)
         self._cache[("apply",)] = compiled
         return compiled
 
@@ -326,7 +332,7 @@ class TrainingStep:
         if self._inference is None:
             self._inference = PhysicalModel(self._inference_model, self.backend, shapes=self._inference_shapes,
                                             constants={}, static_shapes=False, training=False,
-                                            options=Options(jit=self.options.jit))
+                                            options=Options(jit=self.options.jit, layout=self.options.layout))
         return self._inference
 
     @property
@@ -365,6 +371,7 @@ def compile_step(
     jit: bool = False,
     gradient_checkpointing: bool = False,
     accumulate: int = 1,
+    sharding: Any = None,
 ) -> TrainingStep:
     """Compile a training step for ``model``.
 
@@ -376,10 +383,12 @@ def compile_step(
       :class:`~mithril.training.metrics.Metric` objects, computed in the same graph.
     * ``jit``: one ``torch.compile`` / ``jax.jit`` of the whole step.
     * ``accumulate``: micro-batches per update (gradient accumulation).
+    * ``sharding``: on a backend with a ``device_mesh``, the layout of params, optimizer state
+      and inputs (:class:`mithril.parallel.Layout`); default data parallel.
     """
     return TrainingStep(model, backend, loss=loss, optimizer=optimizer, shapes=shapes, metrics=metrics,
                         prediction=prediction, target=target, jit=jit, gradient_checkpointing=gradient_checkpointing,
-                        accumulate=accumulate)
+                        accumulate=accumulate, sharding=sharding)
 
 
 __all__ = ["TrainingStep", "compile_step", "LOSS_OUTPUT"]

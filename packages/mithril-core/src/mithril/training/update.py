@@ -67,6 +67,7 @@ def append_update(graph: Graph, optimizer: Optimizer, grads: Mapping[str, Value]
             key = optimizer.slot_key(slot.name, name)
             slots[slot.name] = X(b, graph.state.setdefault(
                 key, Value(ValueRole.STATE, name=key, kind="float", shape=p.shape)))
+            graph.shard_like[key] = name  # laid out over a device mesh as its parameter
         b.where = f"optimizer ({name})"
         new_p, new_slots = optimizer.update(X(b, p), g[name], slots, rate(schedule), t, h)
         graph.state_updates[name] = new_p.v

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import numpy as np
 
 from ...errors import ModelBuildError
 from ..expr import X
@@ -113,9 +116,16 @@ class Optimizer:
                     and all(isinstance(x, (int, float)) and 0.0 <= x < 1.0 for x in betas)):
                 raise ModelBuildError(f"{where}: betas must be two numbers in [0, 1), got {betas!r}")
         for k, v in options.items():
-            if isinstance(v, bool):
+            default = self.defaults.get(k)
+            if k == "betas":
                 continue
-            if isinstance(v, (int, float)) and (not math.isfinite(v) or v < 0):
+            if isinstance(default, bool) and not isinstance(v, (bool, np.bool_)):
+                raise ModelBuildError(f"{where}: {k} must be True or False, got {v!r}")
+            if isinstance(v, (bool, np.bool_)):
+                continue
+            if isinstance(default, (int, float)) and not isinstance(v, numbers.Real):
+                raise ModelBuildError(f"{where}: {k} must be a number, got {v!r}")
+            if isinstance(v, numbers.Real) and (not math.isfinite(v) or v < 0):
                 raise ModelBuildError(f"{where}: {k} must be a finite non-negative number, got {v!r}")
 
     def resolve(self, names: Sequence[str]) -> dict[str, tuple[Schedule, dict[str, Any]] | None]:
