@@ -11,7 +11,7 @@ import pytest
 
 import mithril as ml
 from mithril.errors import MithrilError, ShapeMismatchError
-from mithril.models import BatchNorm2d, ConvTranspose2d, IOKey, LayerNorm, Linear, MatrixMultiply, Model, Relu
+from mithril.models import BatchNorm1d, BatchNorm2d, ConvTranspose2d, IOKey, LayerNorm, Linear, MatrixMultiply, Model, Relu
 from mithril.models.connections import uniform_fan_in
 from mithril.models.primitive_blocks import PrimitiveBlock
 from mithril.testing.variants import variant_backend, variants
@@ -255,3 +255,49 @@ def test_shapes_given_at_compile_through_matmul_mismatch(build, shapes, needle):
     build(model)
     with pytest.raises(ShapeMismatchError, match=needle):
         ml.compile(model, ml.NumpyBackend(dtype=ml.float64), shapes=shapes)
+
+
+# ---------------------------------------------------------------- 6. BatchNorm without num_features
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(("make", "torch_cls", "shape"), [
+    (lambda **kw: BatchNorm2d(**kw), "BatchNorm2d", (4, 3, 5, 5)),
+    (lambda **kw: BatchNorm1d(**kw), "BatchNorm1d", (4, 3, 6)),
+    (lambda **kw: BatchNorm1d(**kw), "BatchNorm1d", (6, 3)),
+])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_infers_num_features_at_compile(variant, make, torch_cls, shape, affine):
+    torch = pytest.importorskip("torch")
+    backend = variant_backend(variant, "float64")
+    x = np.random.default_rng(0).standard_normal(shape)
+    cot = np.random.default_rng(1).standard_normal(shape)
+    model = Model()
+    model |= make(affine=affine)(input=IOKey("x", shape=list(shape), role="param"), output=IOKey("output"))
+    pm = ml.compile(model, backend)
+    params = pm.randomize_params(seed=0)
+    assert {k: tuple(v.shape) for k, v in params.items() if k != "x"} == {
+        k: (shape[1],) for k in params if k != "x"}
+    params["x"] = backend.array(x)
+    ref = getattr(torch.nn, torch_cls)(shape[1], affine=affine).double()
+    tx = torch.tensor(x, requires_grad=True)
+    ty = ref(tx)
+    ty.backward(torch.tensor(cot))
+    outs, grads, state = pm.evaluate(params, {}, {"output": backend.array(cot)}, return_state=True)
+    np.testing.assert_allclose(np.asarray(outs["output"]), ty.detach().numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(grads["x"]), tx.grad.numpy(), rtol=1e-8, atol=1e-9)
+    for k, v in state.items():
+        np.testing.assert_allclose(np.asarray(v), getattr(ref, k.rsplit(".", 1)[-1]).numpy(), rtol=1e-9, atol=1e-12)
+    ref.eval()
+    evaluated = pm.evaluate({**params, **state}, {}, training=False)["output"]
+    np.testing.assert_allclose(np.asarray(evaluated), ref(torch.tensor(x)).detach().numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_batchnorm_without_num_features_reports_a_mismatched_weight():
+    pytest.importorskip("mithril_numpy")
+    model = Model()
+    with pytest.raises(ShapeMismatchError, match=r"batchnorm2d_0\.weight \(BatchNorm2d, shape \[3\]\).*\[4\]"):
+        model |= BatchNorm2d()(input=IOKey("input", shape=[2, 3, 4, 4]), weight=IOKey("w", shape=[4]),
+                               output=IOKey("output"))
+    model = Model()  # the input known only at compile: the given shape is reported against the weight's
+    model |= BatchNorm2d()(input="input", weight=IOKey("w", shape=[4]), output=IOKey("output"))
+    with pytest.raises(ShapeMismatchError, match=r"'input' is \[2, 3, 4, 4\] but the model needs \[d\d+, 4, "):
+        ml.compile(model, ml.NumpyBackend(dtype=ml.float64), shapes={"input": [2, 3, 4, 4]})

@@ -96,10 +96,18 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
     written to ``output`` when given.
     """
     stat_shape = (1, -1) + (1,) * (len(axes) - 1)
+
+    def per_channel(key: IOKey) -> Any:
+        """A per-channel param or state; without ``num_features``, its size is the input's channels."""
+        if c is not None:
+            return key
+        return model.call("same_dim", key, h, axis=0, like_axis=1, block=type(model).__name__,
+                          names=(key.name, "input"))
+
     # batch statistics; one fused kernel (output and statistics together) where there is one
     if affine:
-        w = model.call("reshape", IOKey("weight", shape=[c], role="param", init=ones), shape=stat_shape)
-        b = model.call("reshape", IOKey("bias", shape=[c], role="param", init=zeros), shape=stat_shape)
+        w = model.call("reshape", per_channel(IOKey("weight", shape=[c], role="param", init=ones)), shape=stat_shape)
+        b = model.call("reshape", per_channel(IOKey("bias", shape=[c], role="param", init=zeros)), shape=stat_shape)
 
     def normalized(x: Any, result: str = "output") -> TerminalRef:
         if affine:
@@ -110,8 +118,13 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
     if track_running_stats:
         mean, rstd = normalized(h, "mean"), normalized(h, "rstd")  # the same call's statistics
         var = model.call("sub", model.call("div", 1.0, rstd * rstd), eps)
-        rm = model.call("reshape", IOKey("running_mean", shape=[c], role="state", init=zeros), shape=stat_shape)
-        rv = model.call("reshape", IOKey("running_var", shape=[c], role="state", init=ones), shape=stat_shape)
+        # the state as read (tied to the channels where num_features is not given), by both modes
+        rm_in = per_channel(IOKey("running_mean", shape=[c], role="state", init=zeros))
+        rv_in = per_channel(IOKey("running_var", shape=[c], role="state", init=ones))
+        rm = model.call("reshape", rm_in, shape=stat_shape)
+        rv = model.call("reshape", rv_in, shape=stat_shape)
+        if c is not None:
+            rm_in, rv_in = "running_mean", "running_var"
         y_eval = model.call("sub", h, rm) / model.call("sqrt", rv + eps)
         if affine:
             y_eval = y_eval * w + b
@@ -119,9 +132,9 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
         n = model.call("numel", h, axis=axes)
         batch_mean = model.call("reshape", mean, shape=(-1,))
         unbiased = model.call("reshape", var, shape=(-1,)) * (n / (n - 1.0))
-        model.call("add", model.call("mul", "running_mean", 1.0 - momentum), batch_mean * momentum,
+        model.call("add", model.call("mul", rm_in, 1.0 - momentum), batch_mean * momentum,
                    output="_new_running_mean")
-        model.call("add", model.call("mul", "running_var", 1.0 - momentum), unbiased * momentum,
+        model.call("add", model.call("mul", rv_in, 1.0 - momentum), unbiased * momentum,
                    output="_new_running_var")
         for s in ("running_mean", "running_var"):
             model._named[f"_new_{s}"].expose = False

@@ -4,6 +4,10 @@
 * ``mode_switch(train, eval)``: picks a branch by the compiled mode (BatchNorm, Dropout).
 * ``numel(input; axis)``: the number of elements over ``axis``, a float scalar known
   once shapes are concrete (folded to a constant).
+* ``same_dim(input, like; axis, like_axis, block, names)``: ``input`` itself, its dimension ``axis``
+  made equal to ``like``'s dimension ``like_axis`` (a :class:`~mithril.errors.ShapeMismatchError` naming
+  ``block`` and both terminals when they differ). BatchNorm without ``num_features`` ties its
+  per-channel params and state to the input's channels with it; it expands to nothing.
 * ``same_shape(input, like; drop_axis, block, names)``: ``input`` itself, once its shape is
   ``like``'s (without axis ``drop_axis`` where it is given); otherwise a
   :class:`~mithril.errors.ShapeMismatchError` naming ``block`` and both terminals (``names``) with
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 from ..errors import ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
-from ..shapes.symbolic import SymShape, unify
+from ..shapes.symbolic import Dim, SymShape, unify, unify_dims
 from .base import primitive
 
 
@@ -70,3 +74,38 @@ same_shape = primitive("same_shape", ("input", "like"), _same_shape_rule,
                        attrs={"drop_axis": None, "block": "", "names": ("input", "like")},
                        expand=lambda b, n: n.inputs[0], nondiff=("like",), shape_only=("like",),
                        doc="input, once its shape is like's (without axis drop_axis); a named error otherwise")
+
+
+def _dim_at(shape: SymShape, axis: int, what: str) -> Dim | None:
+    """Dimension ``axis`` (negative: from the end) of ``shape``, None while its rank does not tell."""
+    r = shape.resolve()
+    if r.variadic is None:
+        if not -len(r.prefix) <= axis < len(r.prefix):
+            raise ShapeMismatchError(f"{what} has rank {len(r.prefix)}: it has no axis {axis}")
+        return r.prefix[axis]
+    if axis >= 0:
+        return r.prefix[axis] if len(r.prefix) > axis else None
+    return r.suffix[axis] if len(r.suffix) >= -axis else None
+
+
+def _same_dim_rule(ins, out, attrs) -> bool:
+    unify_kinds(ins[0].kind, out.kind)
+    unify(out.shape, ins[0].shape)
+    block = attrs["block"] or "same_dim"
+    a_name, b_name = attrs["names"]
+    a = _dim_at(ins[0].shape, attrs["axis"], f"{block}: {a_name} {ins[0].shape!r}")
+    b = _dim_at(ins[1].shape, attrs["like_axis"], f"{block}: {b_name} {ins[1].shape!r}")
+    if a is None or b is None:
+        return False
+    if a.known is not None and b.known is not None and a.known != b.known:
+        raise ShapeMismatchError(f"{block}: {a_name} axis {attrs['axis']} is {a.known} but {b_name} axis "
+                                 f"{attrs['like_axis']} is {b.known} ({a_name} {ins[0].shape!r}, {b_name} "
+                                 f"{ins[1].shape!r})")
+    unify_dims(a, b)
+    return True
+
+
+same_dim = primitive("same_dim", ("input", "like"), _same_dim_rule,
+                     attrs={"axis": 0, "like_axis": 0, "block": "", "names": ("input", "like")},
+                     expand=lambda b, n: n.inputs[0], nondiff=("like",), shape_only=("like",),
+                     doc="input, its dimension axis tied to like's dimension like_axis (expands to nothing)")
