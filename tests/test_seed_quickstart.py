@@ -177,5 +177,6 @@ def test_multi_backend_ggml_line(seed_run: SeedRun) -> None:
         _exec(statement, namespace, "deploy_model")
         assert isinstance(namespace["deploy_model"], PhysicalModel)
     else:
-        with pytest.raises(BackendNotInstalledError, match=re.escape("pip install mithril[ggml]")):
+        advice = "pip install -c constraints.txt -e packages/mithril-ggml"
+        with pytest.raises(BackendNotInstalledError, match=re.escape(advice)):
             _exec(statement, namespace, "deploy_model")

@@ -16,7 +16,7 @@ def ggml() -> ModuleType:
     except Exception as e:  # noqa: BLE001 - a missing or broken shared library
         raise BackendNotInstalledError(
             f"ml.GGMLBackend needs ggml-python==0.0.45 ({type(e).__name__}: {e}); "
-            "install it with `pip install mithril[ggml]`"
+            "install it with `pip install ggml-python==0.0.45` (the pin of constraints.txt)"
         ) from e
     return lib
 

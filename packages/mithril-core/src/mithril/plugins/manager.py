@@ -221,8 +221,12 @@ class MithrilPluginManager:
                 raise BackendNotInstalledError(f"the {name!r} backend's plugin failed to load: {info.reason}")
         if name in KNOWN_BACKENDS:
             cls_name, extra = KNOWN_BACKENDS[name]
+            dist = f"mithril-{extra}"
             raise BackendNotInstalledError(
-                f"ml.{cls_name} is not available: install it with `pip install mithril[{extra}]`"
+                f"ml.{cls_name} is not available: its distribution {dist} is not installed. Install it from a "
+                f"Mithril checkout with `pip install -c constraints.txt -e packages/{dist}`, or from wheels built "
+                f"there with `pip install --no-index --find-links dist {dist}` (not from a package index: the "
+                f"name `mithril` there belongs to an unrelated project)"
             )
         raise BackendNotInstalledError(
             f"no backend named {name!r} is installed; installed backends: {installed} "
