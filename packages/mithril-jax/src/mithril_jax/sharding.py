@@ -66,7 +66,7 @@ class ShardedExecutable:
         return out
 
     def run(self, params: Any, inputs: Any, cotangents: Any) -> Any:
-        return self._fn(self.place(params), self.place(inputs), dict(cotangents))
+        return self._fn(self.place(params), self.place(inputs), self.place(cotangents))
 
 
 __all__ = ["make_mesh", "ShardedExecutable"]
