@@ -11,7 +11,7 @@ import pytest
 
 import mithril as ml
 from mithril.errors import MithrilError, ShapeMismatchError
-from mithril.models import BatchNorm1d, BatchNorm2d, ConvTranspose2d, IOKey, LayerNorm, Linear, MatrixMultiply, Model, Relu
+from mithril.models import BatchNorm1d, BatchNorm2d, Concat, ConvTranspose2d, IOKey, LayerNorm, Linear, MatrixMultiply, Model, Relu, Transpose
 from mithril.models.connections import uniform_fan_in
 from mithril.models.primitive_blocks import PrimitiveBlock
 from mithril.testing.variants import variant_backend, variants
@@ -301,3 +301,63 @@ def test_batchnorm_without_num_features_reports_a_mismatched_weight():
     model |= BatchNorm2d()(input="input", weight=IOKey("w", shape=[4]), output=IOKey("output"))
     with pytest.raises(ShapeMismatchError, match=r"'input' is \[2, 3, 4, 4\] but the model needs \[d\d+, 4, "):
         ml.compile(model, ml.NumpyBackend(dtype=ml.float64), shapes={"input": [2, 3, 4, 4]})
+
+
+# ---------------------------------------------------------------- 7. torch.compile without graph breaks
+def _transpose_model() -> Model:
+    model = Model()
+    model |= Transpose()(input="input", output=IOKey("output"))
+    return model
+
+
+def _linear_no_bias_model() -> Model:
+    model = Model()
+    model |= Linear(5, use_bias=False)(input="input", output=IOKey("output"))
+    return model
+
+
+@pytest.mark.parametrize("autodiff", ["mithril", "torch"])
+@pytest.mark.parametrize("gradients", [False, True])
+@pytest.mark.parametrize(("make", "shape"), [(_transpose_model, [3, 4]), (_transpose_model, [2, 3, 4]),
+                                             (_linear_no_bias_model, [3, 4])])
+def test_torch_compile_traces_without_graph_breaks(make, shape, gradients, autodiff):
+    """fullgraph=True turns any graph break into an error, which TorchBackend answers by warning and
+    running eagerly; the eager dynamo backend traces without compiling kernels (fast)."""
+    pytest.importorskip("mithril_torch")
+    import warnings
+
+    if gradients and autodiff == "torch":
+        pytest.skip("torch.autograd.grad inside the compiled function is a graph break by design (dynamo's "
+                    "trace_autograd_ops is off): autodiff='torch' compiles the forward only")
+    backend = ml.TorchBackend(dtype=ml.float32, autodiff=autodiff,
+                              compile_options={"fullgraph": True, "backend": "eager"})
+    model = make()
+    if gradients and make is _transpose_model:  # a param to differentiate
+        model = Model()
+        model |= Transpose()(input=IOKey("w", shape=shape, role="param", init=uniform_fan_in), output=IOKey("output"))
+    has_input = "input" in model.shapes()
+    pm = ml.compile(model, backend, shapes={"input": shape} if has_input else {}, jit=True)
+    params = pm.randomize_params(seed=0)
+    inputs = {"input": backend.randn(*shape)} if has_input else {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*torch.compile is not usable.*", category=RuntimeWarning)
+        out = pm.evaluate(params, inputs)["output"]
+        if gradients:
+            pm.evaluate(params, inputs, {"output": backend.ones(*out.shape)})
+
+
+# ---------------------------------------------------------------- 8. Concat's docstring names its real terminals
+def test_concat_docstring_names_its_terminals():
+    import re
+
+    block = Concat(n=3, axis=1)
+    doc = Concat.__doc__ or ""
+    named = set(re.findall(r"``(\w+)_0``", doc)) | set(re.findall(r"``(\w+)_\{n-1\}``", doc))
+    assert named == {block.input_terminals()[0].rsplit("_", 1)[0]}
+    assert block.input_terminals() == ["inputs_0", "inputs_1", "inputs_2"]
+    assert f"``{block.output_terminals()[0]}``" in doc
+    example = re.search(r"``(Concat\(.*?\))``", doc)
+    assert example is not None
+    model = Model()
+    model |= eval(example.group(1), {"Concat": Concat})  # the docstring's example connects
+    assert {"a", "b", "ab"} <= set(model.shapes())

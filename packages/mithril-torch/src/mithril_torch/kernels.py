@@ -53,7 +53,9 @@ def make_cast(float_dtype: torch.dtype) -> Kernel:
 def transpose(x: torch.Tensor, *, axes: Sequence[int] | None = None) -> torch.Tensor:
     """Permute axes; ``None`` reverses them (as ``np.transpose``)."""
     if axes is None:
-        return x.permute(*range(x.ndim - 1, -1, -1))
+        # a tuple, not *range(n - 1, -1, -1): dynamo (torch 2.13) passes that range's own arguments
+        # (1, -1, -1) to permute when it unpacks it, a graph break and an eager fallback
+        return x.permute(tuple(range(x.ndim))[::-1])
     return x.permute(*axes)
 
 

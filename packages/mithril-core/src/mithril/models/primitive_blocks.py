@@ -153,7 +153,10 @@ class ArgMax(_Prim):
 
 
 class Concat(PrimitiveBlock):
-    """Join ``n`` inputs (terminals ``input_0`` ... ``input_{n-1}``) along ``axis``."""
+    """Join ``n`` inputs (terminals ``inputs_0`` ... ``inputs_{n-1}``, output ``output``) along ``axis``.
+
+    ``Concat(n=2, axis=1)(inputs_0="a", inputs_1="b", output="ab")``.
+    """
 
     def __init__(self, n: int = 2, axis: int = 0, *, name: str | None = None) -> None:
         super().__init__("concat", n_inputs=n, name=name, axis=int(axis))
