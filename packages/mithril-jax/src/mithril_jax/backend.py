@@ -38,7 +38,7 @@ from . import rng
 from .devices import resolve_device
 from .dtypes import from_jax_dtype, to_jax_dtype
 from .fast_call import GuardedExecutable, TraceGuard
-from .sharding import ShardedExecutable, make_mesh
+from .sharding import ShardedExecutable, gather, make_mesh
 from .x64 import x64_context, x64_enabled
 
 
@@ -69,6 +69,8 @@ class JaxBackend(Backend):
             except MithrilError as e:
                 raise UnsupportedError(f"JaxBackend: {e}") from None
             self.jax_mesh = make_mesh(self.mesh, self.jax_device.platform)
+            # arrays this backend makes live on this process's first device of the mesh
+            self.jax_device = next(d for d in self.jax_mesh.devices.flat if d.process_index == jax.process_index())
         #: the devices whose arrays this backend accepts
         self._devices = frozenset(self.jax_mesh.devices.flat) if self.jax_mesh is not None else frozenset(
             {self.jax_device})
@@ -224,7 +226,10 @@ class JaxBackend(Backend):
         return self.array(value)
 
     def to_numpy(self, x: Any) -> np.ndarray:
-        """A NumPy copy (bfloat16 arrays come back as ``ml_dtypes.bfloat16``)."""
+        """A NumPy copy (bfloat16 arrays come back as ``ml_dtypes.bfloat16``); an array spread over
+        several processes' devices is gathered."""
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return gather(x)
         return np.array(x, copy=True)
 
     def zeros(self, *shape: int, dtype: DType | None = None) -> jax.Array:

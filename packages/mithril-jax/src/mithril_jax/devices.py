@@ -22,7 +22,7 @@ def resolve_device(spec: str) -> jax.Device:
     except ValueError:
         raise UnsupportedError(f"JaxBackend: bad device index in {spec!r}; expected e.g. '{platform}:0'") from None
     try:
-        devices = jax.devices(platform)
+        devices = jax.local_devices(backend=platform)  # this process's (all of them, with one process)
     except RuntimeError:
         present = [p for p in PLATFORMS if p != platform and _available(p)]
         hint = ' (for NVIDIA GPUs install a CUDA build of JAX, e.g. pip install -U "jax[cuda12]")' if platform == "gpu" else ""

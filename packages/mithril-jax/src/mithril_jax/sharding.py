@@ -58,15 +58,31 @@ class ShardedExecutable:
         self._replicated = replicated
 
     def place(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
-        """The arrays laid out as the mesh wants them (no copy where they already are)."""
+        """The arrays laid out as the mesh wants them (no copy where they already are). Over several
+        processes each one holds the same global array and contributes its devices' shards."""
         out = {}
         for k, v in arrays.items():
             target = self.shardings.get(k, self._replicated)
-            out[k] = v if getattr(v, "sharding", None) == target else jax.device_put(v, target)
+            if getattr(v, "sharding", None) == target:
+                out[k] = v
+            elif target.is_fully_addressable or not getattr(v, "is_fully_addressable", True):
+                out[k] = jax.device_put(v, target)
+            else:
+                host = np.asarray(v)
+                out[k] = jax.make_array_from_callback(host.shape, target, lambda index, host=host: host[index])
         return out
 
     def run(self, params: Any, inputs: Any, cotangents: Any) -> Any:
         return self._fn(self.place(params), self.place(inputs), self.place(cotangents))
 
 
-__all__ = ["make_mesh", "ShardedExecutable"]
+def gather(x: jax.Array) -> np.ndarray:
+    """The global value of an array whose shards live in several processes (every process gets it)."""
+    if x.is_fully_replicated:
+        return np.array(x.addressable_data(0), copy=True)
+    from jax.experimental import multihost_utils
+
+    return np.array(multihost_utils.process_allgather(x, tiled=True), copy=True)
+
+
+__all__ = ["make_mesh", "ShardedExecutable", "gather"]
