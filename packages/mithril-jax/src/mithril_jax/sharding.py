@@ -56,14 +56,22 @@ class ShardedExecutable:
         donate = (0,) if graph.donates_params else ()
         self._fn = wrap(jax.jit(sharded, donate_argnums=donate))
         self._replicated = replicated
+        #: per argument, a sharding object already found equivalent to its target (a cheap identity check)
+        self._seen: dict[str, Any] = {}
 
     def place(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
         """The arrays laid out as the mesh wants them (no copy where they already are). Over several
         processes each one holds the same global array and contributes its devices' shards."""
         out = {}
+        seen = self._seen
         for k, v in arrays.items():
+            current = getattr(v, "sharding", None)
+            if current is not None and seen.get(k) is current:  # the layout this call's result had
+                out[k] = v
+                continue
             target = self.shardings.get(k, self._replicated)
-            if getattr(v, "sharding", None) == target:
+            if current is not None and current.is_equivalent_to(target, v.ndim):
+                seen[k] = current
                 out[k] = v
             elif target.is_fully_addressable or not getattr(v, "is_fully_addressable", True):
                 out[k] = jax.device_put(v, target)
