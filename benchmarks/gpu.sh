@@ -5,7 +5,10 @@
 #
 # part: small   every runtime model (seed MLP, MLP 10x2048, seed CNN, GPT-2-small shapes B=1 T=64)
 #       gpt     GPT-2-small shapes with a GPU-sized batch: 12 layers, d=768, 12 heads, T=1024, B=8
-#       all     both (default; may exceed a 10-minute command limit on a cold machine: run the parts)
+#       train   the full training step (forward, cross-entropy, backward, AdamW) of that GPT-2-small shape:
+#               Mithril torch eager / jit=True and JAX jit=True against torch.nn + torch.optim.AdamW,
+#               torch.compile of the whole step and jax.jit + optax.adamw (suite "train", bench_train.py)
+#       all     small and gpt (default; may exceed a 10-minute command limit on a cold machine: run the parts)
 #
 # Runs from the repository root. Needs python with numpy, pluggy and torch and/or jax; the Mithril
 # packages need not be pip-installed: their src folders go on PYTHONPATH here (and their backends are
@@ -61,12 +64,13 @@ status=0
 run_part() {  # name, run.py args...
   local name=$1; shift
   echo "== part $name"
-  "$PY" -u benchmarks/run.py --device "$DEVICE" --only runtime --out "$DEST/gpu-$name" "$@" || status=$?
+  "$PY" -u benchmarks/run.py --device "$DEVICE" --only "${SUITE:-runtime}" --out "$DEST/gpu-$name" "$@" || status=$?
 }
 case "$PART" in
   small) run_part small "$@" ;;
   gpt)   run_part gpt --models gpt --gpt 12,768,12,1024,8 "$@" ;;
+  train) SUITE=train run_part train --models gpt --gpt 12,768,12,1024,8 "$@" ;;
   all)   run_part small "$@"; run_part gpt --models gpt --gpt 12,768,12,1024,8 "$@" ;;
-  *) echo "unknown part $PART (small | gpt | all)" >&2; exit 2 ;;
+  *) echo "unknown part $PART (small | gpt | train | all)" >&2; exit 2 ;;
 esac
 exit $status

@@ -159,5 +159,13 @@ def gpt(cfg: GPTConfig) -> Model:
     return model
 
 
+def gpt_lm(cfg: GPTConfig) -> Model:
+    """:func:`gpt` with its logits flattened to ``output: [B*T, vocab]``, for ``CrossEntropyLoss`` on token
+    targets ``[B*T]`` (the class axis is axis 1, as torch's); the params are :func:`gpt`'s."""
+    model = gpt(cfg)
+    model += Flatten(start_axis=0, end_axis=1)
+    return model
+
+
 def gpt_input_shape(cfg: GPTConfig) -> list[int]:
     return [cfg.batch, cfg.seq_len, cfg.d_model]

@@ -46,6 +46,18 @@ def goals(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         med = r["ratio"]["median"]
         out.append((f"{what} ratio <= {lim}: {r['model']} {r['mode']}", f"{med:.2f}", yes(med <= lim)))
     for r in rows:
+        if r.get("suite") != "train" or "ratio" not in r:
+            continue
+        lim = {("torch", "mithril"): 1.05, ("torch", "mithril-jit"): 1.02, ("jax", "mithril-jit"): 1.02}.get(
+            (r["family"], r["variant"]))
+        if lim is None:
+            continue
+        what = {"mithril": "torch eager vs torch.nn + AdamW"}.get(r["variant"]) if r["family"] == "torch" else None
+        what = what or ("torch jit vs torch.compile step" if r["family"] == "torch" else "jax jit vs jax.jit + optax")
+        med = r["ratio"]["median"]
+        status = yes(med <= lim) if r.get("check_ok", True) else "**check FAILED**"
+        out.append((f"training step, {what} <= {lim}: {r['model']}", f"{med:.2f}", status))
+    for r in rows:
         if r.get("suite") == "ggml" and r.get("variant") == "ggml-int8" and r["model"].startswith("mlp"):
             s = r.get("speedup_vs_torch")
             if s is not None:
@@ -128,6 +140,43 @@ def write_markdown(path: str, result: dict[str, Any]) -> None:
                     body.append(["", "note", n, "", "", "", "", ""])
             lines += [md_table(["mode", "variant", "time per call", "ratio", "peak mem", "first call", "check",
                                 ""], body), ""]
+
+    tr = [r for r in rows if r.get("suite") == "train"]
+    if tr:
+        lines += ["## train: full training step (forward, loss, backward, AdamW update)", "",
+                  "One optimizer step per call, state carried over (see bench_train.py). Per step: median "
+                  "(min–max) over rounds. Ratio = Mithril / the native step of the same library, per round, "
+                  "median (min–max). mem ratio = peak memory / the baseline's. Loss check: largest relative "
+                  "difference of the first 3 losses from the same initial weights against the group's first "
+                  "(native) variant, and of the params after those 3 steps; first call = the first step "
+                  "(compilation included).", ""]
+        models = {}
+        for r in tr:
+            models.setdefault(r["model"], r["model_title"])
+        for key, title in models.items():
+            lines += [f"### {title}", ""]
+            body = []
+            for r in (r for r in tr if r["model"] == key):
+                if r["variant"] == "error":
+                    body.append([r["framework"], "error: " + r["error"], "", "", "", "", "", ""])
+                    continue
+                c = r.get("loss_check") or {}
+                if c.get("reference") is None:
+                    check = "reference" + (f" (vs {c['cross_reference'].split(':', 1)[1]}: "
+                                           f"{c['cross_rel_err']:.1e})" if c.get("cross_reference") else "")
+                else:
+                    check = (f"{c['loss_rel_err']:.1e} / {c['param_rel_err']:.1e}"
+                             + ("" if c.get("ok") else " **CHECK FAILED**"))
+                extra = f"{r['tokens_per_s']:.0f} tok/s" if r.get("tokens_per_s") else f"{r['steps_per_s']:.0f} steps/s"
+                mr = f" ×{r['peak_mem_ratio']:.2f}" if r.get("peak_mem_ratio") is not None else ""
+                body.append([r["framework"], _t(r["time_s"]),
+                             f"{fmt_ratio(r.get('ratio'))} vs {r['baseline']}" if r.get("ratio") else "baseline",
+                             f"{fmt_bytes(r.get('peak_mem_bytes'))}{mr} ({r['mem_method']})",
+                             fmt_time(r.get("first_call_s")), check, extra])
+                for n in r.get("notes") or []:
+                    body.append(["note", n, "", "", "", "", ""])
+            lines += [md_table(["variant", "time per step", "ratio", "peak mem", "first call",
+                                "loss check (loss / params)", ""], body), ""]
 
     gg = [r for r in rows if r.get("suite") == "ggml"]
     if gg:

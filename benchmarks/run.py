@@ -3,7 +3,7 @@
     python benchmarks/run.py                  # full CPU run (about 9 min on 2 cores)
     python benchmarks/run.py --quick          # smaller sizes, fewer rounds (< 2 min)
     python benchmarks/run.py --smoke          # tiny sizes, for the test suite (< 60 s)
-    python benchmarks/run.py --only compile   # one suite: compile | runtime | ggml
+    python benchmarks/run.py --only compile   # one suite: compile | runtime | train | ggml
     python benchmarks/run.py --device cuda    # torch (cuda) and JAX (gpu) runtime cases on a GPU
 
 Writes ``results.md`` and ``results.json`` (every case: median, min and max over
@@ -25,7 +25,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-SUITES = ("compile", "runtime", "ggml")
+SUITES = ("compile", "runtime", "train", "ggml")
 
 
 def _available(mod: str) -> bool:
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     suites = tuple(args.only) if args.only else SUITES
     on_gpu = args.device != "cpu"
     if on_gpu:
-        suites = tuple(s for s in suites if s == "runtime")
+        suites = tuple(s for s in suites if s in ("runtime", "train"))
     rounds = args.rounds or {"smoke": 1, "quick": 3, "full": 7}[level]
     target = args.target or {"smoke": 0.005, "quick": 0.05, "full": 0.25}[level]
     out = Path(args.out)
@@ -201,6 +201,37 @@ def main(argv: list[str] | None = None) -> int:
         bench_runtime.run(level, device=args.device, families=families, rounds=rounds, target_s=target,
                           torch_jit_models=jit_models, memory=not args.no_memory, log=log, gpt_cfg=gpt_cfg,
                           models=args.models.split(",") if args.models else None, sink=sink)
+        save()
+    if "train" in suites:
+        import bench_train
+        import models as M
+
+        gpt_cfg = None
+        if args.gpt:
+            n, d, h, t, b = (int(v) for v in args.gpt.split(","))
+            gpt_cfg = M.GPTConfig(n_layers=n, d_model=d, n_heads=h, seq_len=t, batch=b)
+        if args.no_torch_compile:
+            train_jit: list[str] | None = []
+        elif on_gpu:
+            train_jit = None
+        else:
+            train_jit = {"full": ["seed_mlp", "seed_cnn", "gpt2"], "quick": ["seed_mlp"], "smoke": []}[level]
+        if train_jit is not None and "torch" in families:
+            result["skipped"].append("train suite: torch.compile variants only for "
+                                     + (", ".join(train_jit) or "no model") + f" at --{level}")
+        if "optax" not in sys.modules and not _available("optax") and "jax" in families:
+            result["skipped"].append("train suite: jax family skipped (optax is not installed)")
+            train_families = [f for f in families if f != "jax"]
+        else:
+            train_families = list(families)
+
+        def train_sink(new: list[dict[str, Any]]) -> None:
+            result["rows"].extend(new)
+            save()
+
+        bench_train.run(level, device=args.device, families=train_families, rounds=rounds, target_s=target,
+                        torch_jit_models=train_jit, memory=not args.no_memory, log=log, gpt_cfg=gpt_cfg,
+                        models=args.models.split(",") if args.models else None, sink=train_sink)
         save()
     if "ggml" in suites:
         if "ggml" in installed and _available("torch"):

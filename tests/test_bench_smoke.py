@@ -54,6 +54,7 @@ def test_every_suite_has_rows(smoke: tuple[Path, dict]) -> None:
         assert "ggml" in suites
         assert "## ggml" in md
     assert "## compile" in md and "## runtime" in md
+    assert "train" in suites and "## train" in md
     for r in rows:
         assert "error" not in r, r
 
@@ -77,3 +78,10 @@ def test_rows_have_statistics_and_ratios(smoke: tuple[Path, dict]) -> None:
     assert any(r["variant"] == "native" for r in runtime)
     modes = {r["mode"] for r in runtime}
     assert modes == {"forward", "train"}
+    # the full training step: every Mithril variant agrees with its native step after 3 steps
+    train = [r for r in result["rows"] if r["suite"] == "train"]
+    assert {r["family"] for r in train} >= {"numpy"}
+    assert any(r["variant"] == "native" for r in train)
+    for r in train:
+        if r.get("baseline"):
+            assert r["check_ok"], r["loss_check"]
