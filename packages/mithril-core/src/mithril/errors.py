@@ -81,3 +81,21 @@ class CheckpointError(MithrilError):
 
 class StateNotReturnedWarning(UserWarning):
     """A model with state (BatchNorm's running statistics) ran in training mode without returning the new state."""
+
+
+class RecompileWarning(UserWarning):
+    """A compiled model or training step was compiled for many shape sets (each costs a full compile)."""
+
+
+#: compiles of one physical model or training step after which :class:`RecompileWarning` is given
+RECOMPILE_WARN_AFTER = 8
+
+
+def warn_recompiles(what: str, count: int, shapes: object) -> None:
+    """Warn once, when ``count`` passes :data:`RECOMPILE_WARN_AFTER`."""
+    if count == RECOMPILE_WARN_AFTER + 1:
+        import warnings
+
+        warnings.warn(f"{what} has been compiled {count} times, once per distinct input shape set (the last: "
+                      f"{shapes}); give fixed shapes (drop or pad the last partial batch, bucket sequence lengths) "
+                      f"to avoid a compile per shape", RecompileWarning, stacklevel=4)

@@ -10,7 +10,7 @@ from .._gc import gc_paused
 from ..backend import Backend
 from ..errors import (
     DTypeMismatchError, EvaluationError, StateNotReturnedWarning, MissingInputError, ParamsError, ShapeMismatchError, ShapeUnknownError,
-    UnknownKeyError, UnsupportedError,
+    UnknownKeyError, UnsupportedError, warn_recompiles,
 )
 from ..ir.flatten import FlatModel, flatten
 from ..ir.graph import Graph
@@ -145,6 +145,7 @@ class PhysicalModel:
                      cot: tuple[str, ...] | None) -> Compiled:
         graph = self.checked_graph(training, input_shapes)
         self._cache[key] = compiled = compile_graph(graph, self.backend, self.options, cotangent_outputs=cot)
+        warn_recompiles("this physical model", len(self._cache), dict(input_shapes))
         self._last = compiled
         return compiled
 
@@ -184,6 +185,11 @@ class PhysicalModel:
         """Write the generated code to ``path``."""
         with open(path, "w") as f:
             f.write(self.source)
+
+    @property
+    def compile_count(self) -> int:
+        """How many (mode, input shapes, gradient outputs) variants are compiled so far."""
+        return len(self._cache)
 
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:

@@ -48,13 +48,17 @@ class ArrayData:
         """Shapes with a free batch axis, for compiling."""
         return {k: [None, *a.shape[1:]] for k, a in self.arrays.items()}
 
-    def n_batches(self, batch_size: int) -> int:
-        return math.ceil(self.size / batch_size)
+    def n_batches(self, batch_size: int, drop_remainder: bool = False) -> int:
+        return self.size // batch_size if drop_remainder else math.ceil(self.size / batch_size)
 
-    def batches(self, batch_size: int, *, shuffle: bool, seed: int | None) -> Iterator[dict[str, Any]]:
+    def batches(self, batch_size: int, *, shuffle: bool, seed: int | None,
+                drop_remainder: bool = False) -> Iterator[dict[str, Any]]:
         order = np.random.default_rng(seed).permutation(self.size) if shuffle else None
         be = self.backend
-        for start in range(0, self.size, batch_size):
+        stop = self.size - self.size % batch_size if drop_remainder else self.size
+        if stop == 0:
+            raise TrainingError(f"drop_remainder: {self.size} examples make no batch of {batch_size}")
+        for start in range(0, stop, batch_size):
             idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
             yield {k: be.array(a[idx]) for k, a in self.arrays.items()}
 
@@ -67,13 +71,14 @@ class IterableData:
         self.source = source
         self.backend = backend
 
-    def n_batches(self, batch_size: int) -> int | None:
+    def n_batches(self, batch_size: int, drop_remainder: bool = False) -> int | None:
         try:
             return len(self.source)  # type: ignore[arg-type]
         except TypeError:
             return None
 
-    def batches(self, batch_size: int, *, shuffle: bool, seed: int | None) -> Iterator[dict[str, Any]]:
+    def batches(self, batch_size: int, *, shuffle: bool, seed: int | None,
+                drop_remainder: bool = False) -> Iterator[dict[str, Any]]:
         src = self.source() if callable(self.source) else self.source
         be = self.backend
         for i, batch in enumerate(src):

@@ -110,13 +110,14 @@ class Trainer:
     # ----------------------------------------------------------------- fit
     def fit(self, x: Any, y: Any = None, *, epochs: int = 1, batch_size: int = 32,
             validation_data: Any = None, shuffle: bool = True, callbacks: Sequence[Callback] = (),
-            verbose: bool | str = "auto", on_nonfinite: str = "raise") -> History:
+            verbose: bool | str = "auto", on_nonfinite: str = "raise", drop_remainder: bool = False) -> History:
         """Train for ``epochs`` over the data; returns the :class:`History`.
 
         ``validation_data``: ``(x, y)`` or an iterable of batch dicts, evaluated after each epoch.
         ``shuffle`` permutes array data every epoch (from the trainer's ``seed`` and the epoch).
         ``verbose``: a progress bar (``"auto"``: only on a terminal). ``on_nonfinite``: ``"raise"``
         a :class:`~mithril.errors.TrainingError` naming the step, or ``"stop"`` training.
+        ``drop_remainder``: skip the last, smaller batch of array data (no second compile for its shape).
         """
         _positive("epochs", epochs)
         _positive("batch_size", batch_size)
@@ -137,8 +138,9 @@ class Trainer:
             sums: dict[str, float] = {}
             count = 0
             lr = math.nan
-            bar = bar_factory(total=data.n_batches(batch_size), desc=f"epoch {epoch + 1}/{epochs}")
-            for batch in data.batches(batch_size, shuffle=shuffle, seed=self.seed * 1_000_003 + epoch):
+            bar = bar_factory(total=data.n_batches(batch_size, drop_remainder), desc=f"epoch {epoch + 1}/{epochs}")
+            for batch in data.batches(batch_size, shuffle=shuffle, seed=self.seed * 1_000_003 + epoch,
+                                      drop_remainder=drop_remainder):
                 assert self.state is not None
                 result = step(self.state, batch)
                 self.state = result.state

@@ -22,6 +22,7 @@ from .._gc import gc_paused
 from ..backend import Backend
 from ..errors import (
     CompileError, EvaluationError, MissingInputError, ModelBuildError, ParamsError, UnknownKeyError, UnsupportedError,
+    warn_recompiles,
 )
 from ..ir.graph import Graph, GraphBuilder, Value, ValueRole
 from ..ir.randomness import SEED_INPUT
@@ -142,7 +143,7 @@ class TrainingStep:
             raise ParamsError(f"params do not fit the model: missing {missing}, unknown {extra}")
         shapes = self.physical.param_shapes
         out = {}
-        for k in need:
+        for k in (*self.physical.param_keys, *self.physical.state_keys):  # model order, the same in every process
             x = self.backend.accept(params[k], f"params[{k!r}]")
             if tuple(self.backend.shape_of(x)) != tuple(shapes[k]):
                 raise ParamsError(f"params[{k!r}] has shape {list(self.backend.shape_of(x))}, "
@@ -205,6 +206,7 @@ class TrainingStep:
             compiled = compile_graph(graph, self.backend, self.options, cotangent_outputs=(LOSS_OUTPUT,), wrt=wrt,
                                      after_autodiff=update, seed_cotangents={LOSS_OUTPUT: 1.0})
         self._cache[key] = self._last = compiled
+        warn_recompiles("this training step", len(self._cache), dict(shapes))
         return compiled
 
     def _append_update(self, graph: Graph, grad_scale: float | None) -> None:
