@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 import mithril as ml
-from mithril.errors import MithrilError, ShapeMismatchError
-from mithril.models import BatchNorm1d, BatchNorm2d, Concat, ConvTranspose2d, IOKey, LayerNorm, Linear, MatrixMultiply, Model, Relu, Transpose
+from mithril.errors import MithrilError, ModelBuildError, ShapeMismatchError
+from mithril.models import (
+    LSTM, MLP, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv1d, Conv2d, ConvTranspose2d, Embedding, GroupNorm,
+    IOKey, LayerNorm, Linear, MatrixMultiply, MaxPool1d, MaxPool2d, Model, MultiHeadAttention, Relu, RMSNorm,
+    Transpose,
+)
 from mithril.models.connections import uniform_fan_in
 from mithril.models.primitive_blocks import PrimitiveBlock
 from mithril.testing.variants import variant_backend, variants
@@ -361,3 +365,56 @@ def test_concat_docstring_names_its_terminals():
     model = Model()
     model |= eval(example.group(1), {"Concat": Concat})  # the docstring's example connects
     assert {"a", "b", "ab"} <= set(model.shapes())
+
+
+# ---------------------------------------------------------------- silent results: block arguments
+BAD_ARGUMENTS = [
+    (lambda: Linear(dimension=0), r"^Linear: dimension must be an int >= 1.*got 0$"),
+    (lambda: Linear(dimension=4, use_bias="False"), r"^Linear: use_bias must be True or False, got 'False' \(str\)$"),
+    (lambda: Linear(dimension=4, name="head", use_bias="False"), r"^Linear 'head': use_bias .*'False'"),
+    (lambda: Conv2d(3, 0), r"^Conv2d: out_channels must be an int >= 1, got 0$"),
+    (lambda: Conv2d(3, 4, padding=-1), r"^Conv2d: padding must be an int >= 0.*got -1$"),
+    (lambda: Conv2d(3, 4, padding=(1, -2)), r"^Conv2d: padding .*got \(1, -2\)$"),
+    (lambda: Conv2d(3, 4, stride=0), r"^Conv2d: stride must be an int >= 1.*got 0$"),
+    (lambda: Conv2d(3, 4, groups=0), r"^Conv2d: groups must be an int >= 1, got 0$"),
+    (lambda: Conv2d(4, 6, groups=4), r"^Conv2d: out_channels 6 not divisible by groups 4$"),
+    (lambda: Conv2d(3, 4, bias="False"), r"^Conv2d: bias must be True or False"),
+    (lambda: Conv1d(3, 0, 3), r"^Conv1d: out_channels must be an int >= 1, got 0$"),
+    (lambda: Conv1d(3, 4, 3, padding=-1), r"^Conv1d: padding .*got -1$"),
+    (lambda: ConvTranspose2d(3, 4, 3, padding=-1), r"^ConvTranspose2d: padding .*got -1$"),
+    (lambda: ConvTranspose2d(3, 4, 3, output_padding=-1), r"^ConvTranspose2d: output_padding .*got -1$"),
+    (lambda: MaxPool2d(2, padding=-1), r"^MaxPool2d: padding .*got -1$"),
+    (lambda: AvgPool2d(2, padding=-1), r"^AvgPool2d: padding .*got -1$"),
+    (lambda: AvgPool2d(2, count_include_pad="False"), r"^AvgPool2d: count_include_pad must be True or False"),
+    (lambda: MaxPool1d(2, padding=-1), r"^MaxPool1d: padding .*got -1$"),
+    (lambda: BatchNorm2d(3, affine="False"), r"^BatchNorm2d: affine must be True or False, got 'False' \(str\)$"),
+    (lambda: BatchNorm2d(3, track_running_stats="False"), r"^BatchNorm2d: track_running_stats must be True"),
+    (lambda: BatchNorm2d(0), r"^BatchNorm2d: num_features must be an int >= 1.*got 0$"),
+    (lambda: BatchNorm1d(3, momentum=2.0), r"^BatchNorm1d: momentum must be a number in \[0.0, 1.0\], got 2.0$"),
+    (lambda: LayerNorm(4, elementwise_affine="False"), r"^LayerNorm: elementwise_affine must be True or False"),
+    (lambda: LayerNorm(0), r"^LayerNorm: normalized_shape .*got 0$"),
+    (lambda: GroupNorm(0, 4), r"^GroupNorm: num_groups must be an int >= 1, got 0$"),
+    (lambda: RMSNorm(4, elementwise_affine="no"), r"^RMSNorm: elementwise_affine must be True or False"),
+    (lambda: Embedding(0, 3), r"^Embedding: num_embeddings must be an int >= 1.*got 0$"),
+    (lambda: MultiHeadAttention(4, 0), r"^MultiHeadAttention: num_heads must be an int >= 1, got 0$"),
+    (lambda: MultiHeadAttention(4, 2, causal="False"), r"^MultiHeadAttention: causal must be True or False"),
+    (lambda: LSTM(3, 4, batch_first="False"), r"^LSTM: batch_first must be True or False"),
+    (lambda: MLP([3, 4], use_bias="False"), r"^MLP: use_bias must be True or False"),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), BAD_ARGUMENTS, ids=[m for _, m in BAD_ARGUMENTS])
+def test_block_arguments_are_checked_at_construction(make, message):
+    with pytest.raises(ModelBuildError, match=message):
+        make()
+
+
+def test_valid_block_arguments_are_still_accepted():
+    Linear(np.int64(4), use_bias=np.bool_(False))
+    Conv2d(3, 4, kernel_size=(1, 3), padding="same")
+    Conv2d(4, 8, 3, padding=(0, 1), groups=2)
+    Conv1d(3, 4, 3, padding="valid")
+    ConvTranspose2d(3, 4, 3, stride=2, output_padding=1)
+    BatchNorm2d(None, momentum=0, eps=0)
+    LayerNorm([3, 4])
+    MaxPool2d((2, 3), stride=1, padding=(1, 1))

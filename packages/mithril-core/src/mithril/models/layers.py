@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ModelBuildError
+from . import arguments as A
 from .connections import IOKey, TerminalRef, bias_of, ones, uniform_fan_in, zeros
 from .model import Model
 from .primitive_blocks import _pair
@@ -16,6 +17,9 @@ class Linear(Model):
 
     def __init__(self, dimension: int | None = None, use_bias: bool = True, *, name: str | None = None) -> None:
         super().__init__(name=name)
+        at = A.where("Linear", name)
+        dimension = A.size(dimension, "dimension", at, optional=True)
+        use_bias = A.flag(use_bias, "use_bias", at)
         self.dimension = dimension
         w_t = self.call("transpose", IOKey("weight", shape=[dimension, None], role="param", init=uniform_fan_in))
         if use_bias:
@@ -44,17 +48,27 @@ class Conv2d(Model):
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
+        at = A.where("Conv2d", name)
         if out_channels is None:
-            raise ModelBuildError("Conv2d needs out_channels")
-        k, d = _pair(kernel_size), _pair(dilation)
+            raise ModelBuildError(f"{at} needs out_channels")
+        in_channels = A.size(in_channels, "in_channels", at, optional=True)
+        out_channels = A.size(out_channels, "out_channels", at)
+        groups = A.size(groups, "groups", at)
+        bias = A.flag(bias, "bias", at)
+        k, d = A.sizes(kernel_size, 2, "kernel_size", at), A.sizes(dilation, 2, "dilation", at)
+        stride = A.sizes(stride, 2, "stride", at)
         if padding == "valid":
             padding = 0
         elif padding == "same":
             if _pair(stride) != (1, 1) or any((d[i] * (k[i] - 1)) % 2 for i in range(2)):
-                raise ModelBuildError("Conv2d padding='same' needs stride 1 and an even total padding")
+                raise ModelBuildError(f"{at}: padding='same' needs stride 1 and an even total padding")
             padding = tuple(d[i] * (k[i] - 1) // 2 for i in range(2))
+        else:
+            padding = A.sizes(padding, 2, "padding", at, minimum=0)
         if in_channels is not None and in_channels % groups:
-            raise ModelBuildError(f"Conv2d: in_channels {in_channels} not divisible by groups {groups}")
+            raise ModelBuildError(f"{at}: in_channels {in_channels} not divisible by groups {groups}")
+        if out_channels % groups:
+            raise ModelBuildError(f"{at}: out_channels {out_channels} not divisible by groups {groups}")
         w_in = None if in_channels is None else in_channels // groups
         weight = IOKey("weight", shape=[out_channels, w_in, k[0], k[1]], role="param", init=uniform_fan_in)
         x = IOKey("input", shape=[None, in_channels, None, None])
@@ -79,11 +93,20 @@ class BatchNorm2d(Model):
     def __init__(self, num_features: int | None = None, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True, track_running_stats: bool = True, *, name: str | None = None) -> None:
         super().__init__(name=name)
-        c = num_features
+        c, eps, momentum, affine, track_running_stats = batch_norm_arguments(
+            A.where("BatchNorm2d", name), num_features, eps, momentum, affine, track_running_stats)
         batch_norm_body(self, IOKey("input", shape=[None, c, None, None]), "input", c, axes=(0, 2, 3), eps=eps,
                         momentum=momentum, affine=affine, track_running_stats=track_running_stats,
                         output=IOKey("output"))
         self.set_canonical(input="input", output="output")
+
+
+def batch_norm_arguments(at: str, num_features: Any, eps: Any, momentum: Any, affine: Any,
+                         track_running_stats: Any) -> tuple[int | None, float, float, bool, bool]:
+    """The BatchNorm blocks' arguments, checked (:mod:`mithril.models.arguments`)."""
+    return (A.size(num_features, "num_features", at, optional=True), A.number(eps, "eps", at, low=0.0),
+            A.number(momentum, "momentum", at, low=0.0, high=1.0), A.flag(affine, "affine", at),
+            A.flag(track_running_stats, "track_running_stats", at))
 
 
 def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tuple[int, ...], eps: float,

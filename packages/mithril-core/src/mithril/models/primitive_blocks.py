@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from . import arguments as A
 from .block import PrimitiveBlock
 
 
@@ -170,9 +171,11 @@ class MaxPool2d(_Prim):
     def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
                  padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, *,
                  name: str | None = None) -> None:
-        k = _pair(kernel_size)
-        super().__init__(name=name, kernel_size=k, stride=_pair(stride) if stride is not None else k,
-                         padding=_pair(padding), dilation=_pair(dilation))
+        at = A.where("MaxPool2d", name)
+        k = A.sizes(kernel_size, 2, "kernel_size", at)
+        super().__init__(name=name, kernel_size=k, stride=A.sizes(stride, 2, "stride", at) if stride is not None else k,
+                         padding=A.sizes(padding, 2, "padding", at, minimum=0),
+                         dilation=A.sizes(dilation, 2, "dilation", at))
 
 
 class AvgPool2d(_Prim):
@@ -183,6 +186,8 @@ class AvgPool2d(_Prim):
     def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
                  padding: int | Sequence[int] = 0, count_include_pad: bool = True, *,
                  name: str | None = None) -> None:
-        k = _pair(kernel_size)
-        super().__init__(name=name, kernel_size=k, stride=_pair(stride) if stride is not None else k,
-                         padding=_pair(padding), count_include_pad=bool(count_include_pad))
+        at = A.where("AvgPool2d", name)
+        k = A.sizes(kernel_size, 2, "kernel_size", at)
+        super().__init__(name=name, kernel_size=k, stride=A.sizes(stride, 2, "stride", at) if stride is not None else k,
+                         padding=A.sizes(padding, 2, "padding", at, minimum=0),
+                         count_include_pad=A.flag(count_include_pad, "count_include_pad", at))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ...errors import ModelBuildError
+from .. import arguments as A
 from ..connections import IOKey, TerminalRef, zeros
 from ..layers import Linear
 from ..model import Model
@@ -37,7 +38,12 @@ class MultiHeadAttention(Model):
                  attn_mask: str | None = None, self_attention: bool = False, dropout: float = 0.0,
                  name: str | None = None) -> None:
         super().__init__(name=name)
-        dropout = check_probability(dropout, "MultiHeadAttention")
+        at = A.where("MultiHeadAttention", name)
+        dropout = check_probability(dropout, at)
+        embed_dim, num_heads = A.size(embed_dim, "embed_dim", at), A.size(num_heads, "num_heads", at)
+        assert embed_dim is not None and num_heads is not None
+        bias, causal = A.flag(bias, "bias", at), A.flag(causal, "causal", at)
+        self_attention = A.flag(self_attention, "self_attention", at)
         if embed_dim % num_heads:
             raise ModelBuildError(f"MultiHeadAttention: embed_dim {embed_dim} not divisible by num_heads {num_heads}")
         if attn_mask not in MASK_KINDS:
@@ -94,7 +100,11 @@ class TransformerBlock(Model):
                  layer_norm_eps: float = 1e-5, bias: bool = True, *, causal: bool = False,
                  attn_mask: str | None = None, dropout: float = 0.0, name: str | None = None) -> None:
         super().__init__(name=name)
-        dropout = check_probability(dropout, "TransformerBlock")
+        at = A.where("TransformerBlock", name)
+        dropout = check_probability(dropout, at)
+        for arg, v in (("d_model", d_model), ("nhead", nhead), ("dim_feedforward", dim_feedforward)):
+            A.size(v, arg, at)
+        bias, causal = A.flag(bias, "bias", at), A.flag(causal, "causal", at)
         acts = {"relu": Relu, "gelu": Gelu}
         if activation not in acts:
             raise ModelBuildError(f"TransformerBlock: activation must be 'relu' or 'gelu', got {activation!r}")

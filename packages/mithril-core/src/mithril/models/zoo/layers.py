@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...errors import ModelBuildError
+from .. import arguments as A
 from ..connections import IOKey, bias_of, normal, uniform_fan_in
 from ..model import Model
 from ..primitive_blocks import _pair
-from ._util import single
 
 
 class Conv1d(Model):
@@ -19,19 +19,27 @@ class Conv1d(Model):
                  padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1, groups: int = 1,
                  bias: bool = True, *, name: str | None = None) -> None:
         super().__init__(name=name)
+        at = A.where("Conv1d", name)
         if out_channels is None:
-            raise ModelBuildError("Conv1d needs out_channels")
-        k, s, d = single(kernel_size, "Conv1d kernel_size"), single(stride, "Conv1d stride"), single(dilation, "Conv1d dilation")
+            raise ModelBuildError(f"{at} needs out_channels")
+        in_channels = A.size(in_channels, "in_channels", at, optional=True)
+        out_channels = A.size(out_channels, "out_channels", at)
+        groups = A.size(groups, "groups", at)
+        bias = A.flag(bias, "bias", at)
+        (k,), (s,), (d,) = (A.sizes(v, 1, arg, at) for v, arg in ((kernel_size, "kernel_size"), (stride, "stride"),
+                                                                    (dilation, "dilation")))
         if padding == "valid":
             p = 0
         elif padding == "same":
             if s != 1 or (d * (k - 1)) % 2:
-                raise ModelBuildError("Conv1d padding='same' needs stride 1 and an even total padding")
+                raise ModelBuildError(f"{at}: padding='same' needs stride 1 and an even total padding")
             p = d * (k - 1) // 2
         else:
-            p = single(padding, "Conv1d padding")  # type: ignore[arg-type]
+            (p,) = A.sizes(padding, 1, "padding", at, minimum=0)
         if in_channels is not None and in_channels % groups:
-            raise ModelBuildError(f"Conv1d: in_channels {in_channels} not divisible by groups {groups}")
+            raise ModelBuildError(f"{at}: in_channels {in_channels} not divisible by groups {groups}")
+        if out_channels % groups:
+            raise ModelBuildError(f"{at}: out_channels {out_channels} not divisible by groups {groups}")
         w_in = None if in_channels is None else in_channels // groups
         weight = IOKey("weight", shape=[out_channels, w_in, k], role="param", init=uniform_fan_in)
         x = IOKey("input", shape=[None, in_channels, None])
@@ -55,12 +63,24 @@ class ConvTranspose2d(Model):
                  padding: int | Sequence[int] = 0, output_padding: int | Sequence[int] = 0, groups: int = 1,
                  bias: bool = True, dilation: int | Sequence[int] = 1, *, name: str | None = None) -> None:
         super().__init__(name=name)
+        at = A.where("ConvTranspose2d", name)
         if out_channels is None:
-            raise ModelBuildError("ConvTranspose2d needs out_channels")
+            raise ModelBuildError(f"{at} needs out_channels")
+        in_channels = A.size(in_channels, "in_channels", at, optional=True)
+        out_channels = A.size(out_channels, "out_channels", at)
+        groups = A.size(groups, "groups", at)
+        bias = A.flag(bias, "bias", at)
         if out_channels % groups or (in_channels is not None and in_channels % groups):
-            raise ModelBuildError(f"ConvTranspose2d: channels ({in_channels}, {out_channels}) not divisible by "
+            raise ModelBuildError(f"{at}: channels ({in_channels}, {out_channels}) not divisible by "
                                   f"groups {groups}")
-        k = _pair(kernel_size)
+        k = A.sizes(kernel_size, 2, "kernel_size", at)
+        stride, dilation = A.sizes(stride, 2, "stride", at), A.sizes(dilation, 2, "dilation", at)
+        padding = A.sizes(padding, 2, "padding", at, minimum=0)
+        output_padding = A.sizes(output_padding, 2, "output_padding", at, minimum=0)
+        for i in range(2):
+            if output_padding[i] >= max(stride[i], dilation[i]):
+                raise ModelBuildError(f"{at}: output_padding {output_padding} must be smaller than stride {stride} "
+                                      f"or dilation {dilation}")
         weight = IOKey("weight", shape=[in_channels, out_channels // groups, k[0], k[1]], role="param",
                        init=uniform_fan_in)
         x = IOKey("input", shape=[None, in_channels, None, None])
@@ -80,11 +100,12 @@ class MaxPool1d(Model):
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1, *,
                  name: str | None = None) -> None:
         super().__init__(name=name)
-        k = single(kernel_size, "MaxPool1d kernel_size")
-        s = k if stride is None else single(stride, "MaxPool1d stride")
+        at = A.where("MaxPool1d", name)
+        (k,) = A.sizes(kernel_size, 1, "kernel_size", at)
+        (s,) = (k,) if stride is None else A.sizes(stride, 1, "stride", at)
+        (p,), (d,) = A.sizes(padding, 1, "padding", at, minimum=0), A.sizes(dilation, 1, "dilation", at)
         x4 = self.call("unflatten", IOKey("input", shape=[None, None, None]), axis=2, sizes=(1, -1))
-        y = self.call("max_pool2d", x4, kernel_size=(1, k), stride=(1, s), padding=(0, single(padding, "padding")),
-                      dilation=(1, single(dilation, "dilation")))
+        y = self.call("max_pool2d", x4, kernel_size=(1, k), stride=(1, s), padding=(0, p), dilation=(1, d))
         self.call("flatten", y, start_axis=2, end_axis=3, output=IOKey("output"))
         self.set_canonical(input="input", output="output")
 
@@ -117,6 +138,9 @@ class Embedding(Model):
     def __init__(self, num_embeddings: int | None = None, embedding_dim: int | None = None, *,
                  name: str | None = None) -> None:
         super().__init__(name=name)
+        at = A.where("Embedding", name)
+        num_embeddings = A.size(num_embeddings, "num_embeddings", at, optional=True)
+        embedding_dim = A.size(embedding_dim, "embedding_dim", at, optional=True)
         weight = IOKey("weight", shape=[num_embeddings, embedding_dim], role="param", init=normal)
         self.call("gather_rows", weight, IOKey("input", dtype="int"), output=IOKey("output"))
         self.set_canonical(input="input", output="output")

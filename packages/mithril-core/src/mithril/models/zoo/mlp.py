@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ...errors import ModelBuildError
+from .. import arguments as A
 from ..block import Block
 from ..layers import Linear
 from ..model import Model
@@ -34,6 +35,7 @@ class MLP(Model):
         dims = list(dimensions)
         if not dims:
             raise ModelBuildError("MLP needs at least one dimension")
+        use_bias = A.flag(use_bias, "use_bias", A.where("MLP", name))
         if activations is None or isinstance(activations, str) or callable(activations):
             acts: list[Activation] = [activations] * (len(dims) - 1) + [None]
         else:

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 
 from ...errors import ModelBuildError
+from .. import arguments as A
 from ..connections import IOKey, ones, zeros
-from ..layers import batch_norm_body
+from ..layers import batch_norm_arguments, batch_norm_body
 from ..model import Model
-from ._util import shape_tuple
 
 
 class BatchNorm1d(Model):
@@ -22,7 +22,8 @@ class BatchNorm1d(Model):
     def __init__(self, num_features: int | None = None, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True, track_running_stats: bool = True, *, name: str | None = None) -> None:
         super().__init__(name=name)
-        c = num_features
+        c, eps, momentum, affine, track_running_stats = batch_norm_arguments(
+            A.where("BatchNorm1d", name), num_features, eps, momentum, affine, track_running_stats)
         # [N, C, *] -> [N, C, M] (M = 1 for a rank-2 input). The input itself gets no declared shape:
         # a declared [N, C, ...] would meet the rule's [..., d] as rank >= 3 (a core limitation: see mithril-core README)
         h = self.call("flatten", self.call("unflatten", IOKey("input"), axis=-1, sizes=(-1, 1)), start_axis=2,
@@ -39,7 +40,10 @@ class LayerNorm(Model):
     def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True, *, name: str | None = None) -> None:
         super().__init__(name=name)
-        ns = shape_tuple(normalized_shape)
+        at = A.where("LayerNorm", name)
+        ns = A.sizes(normalized_shape, None, "normalized_shape", at)
+        eps = A.number(eps, "eps", at, low=0.0)
+        elementwise_affine, bias = A.flag(elementwise_affine, "elementwise_affine", at), A.flag(bias, "bias", at)
         axes = tuple(range(-len(ns), 0))
         x = IOKey("input", shape=["...", *ns])
         if elementwise_affine and bias:  # one fused kernel where there is one
@@ -63,7 +67,10 @@ class RMSNorm(Model):
     def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-6, elementwise_affine: bool = True,
                  *, name: str | None = None) -> None:
         super().__init__(name=name)
-        ns = shape_tuple(normalized_shape)
+        at = A.where("RMSNorm", name)
+        ns = A.sizes(normalized_shape, None, "normalized_shape", at)
+        eps = A.number(eps, "eps", at, low=0.0)
+        elementwise_affine = A.flag(elementwise_affine, "elementwise_affine", at)
         axes = tuple(range(-len(ns), 0))
         x = IOKey("input", shape=["...", *ns])
         ms = self.call("mean", self.call("mul", x, "input"), axis=axes, keepdims=True)
@@ -80,8 +87,12 @@ class GroupNorm(Model):
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, *,
                  name: str | None = None) -> None:
         super().__init__(name=name)
+        at = A.where("GroupNorm", name)
+        num_groups, num_channels = A.size(num_groups, "num_groups", at), A.size(num_channels, "num_channels", at)
+        eps, affine = A.number(eps, "eps", at, low=0.0), A.flag(affine, "affine", at)
+        assert num_groups is not None and num_channels is not None
         if num_channels % num_groups:
-            raise ModelBuildError(f"GroupNorm: num_channels {num_channels} not divisible by num_groups {num_groups}")
+            raise ModelBuildError(f"{at}: num_channels {num_channels} not divisible by num_groups {num_groups}")
         c = num_channels
         h = self.call("flatten", self.call("unflatten", IOKey("input"), axis=-1, sizes=(-1, 1)), start_axis=2,
                       end_axis=-1, output=IOKey("_flat", shape=[None, c, None], expose=False))

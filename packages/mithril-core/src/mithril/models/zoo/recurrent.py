@@ -11,6 +11,7 @@ from typing import Any
 
 from ...errors import ModelBuildError
 from ...primitives.recurrent import Layout, weight_shape
+from .. import arguments as A
 from ..connections import Initializer, IOKey
 from ..model import Model
 from .dropout import Dropout, check_probability
@@ -44,9 +45,12 @@ class _Recurrent(Model):
             raise ModelBuildError(f"{cls}: proj_size must be an int in [0, hidden_size={hidden_size}), "
                                   f"got {proj_size!r}")
         p = check_probability(dropout, cls)
-        attrs: dict[str, Any] = dict(hidden_size=hidden_size, num_layers=num_layers, bias=bool(bias),
-                                     batch_first=bool(batch_first), bidirectional=bool(bidirectional),
-                                     initial_state=bool(initial_state))
+        at = A.where(cls, name)
+        input_size = A.size(input_size, "input_size", at, optional=True)
+        attrs: dict[str, Any] = dict(hidden_size=hidden_size, num_layers=num_layers, bias=A.flag(bias, "bias", at),
+                                     batch_first=A.flag(batch_first, "batch_first", at),
+                                     bidirectional=A.flag(bidirectional, "bidirectional", at),
+                                     initial_state=A.flag(initial_state, "initial_state", at))
         if self.mode == "lstm":
             attrs["proj_size"] = proj_size
         lay = Layout.of(self.mode, attrs)
