@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mithril as ml
-from mithril.errors import MithrilError, ModelBuildError, ShapeMismatchError
+from mithril.errors import ModelBuildError, ShapeMismatchError
 from mithril.models import (
     LSTM, MLP, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv1d, Conv2d, ConvTranspose2d, Embedding, GroupNorm,
     IOKey, LayerNorm, Linear, MatrixMultiply, MaxPool1d, MaxPool2d, Model, MultiHeadAttention, Relu, RMSNorm,
