@@ -32,6 +32,10 @@ def __getattr__(name: str) -> Any:
         from .physical.compile import compile as _compile
 
         return _compile
+    if name in ("compare", "certify"):
+        from . import divergence
+
+        return getattr(divergence, name)
     if name in _TRAINING:
         import importlib
 

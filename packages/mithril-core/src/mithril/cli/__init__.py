@@ -1,6 +1,6 @@
 """The ``mithril`` command line (also ``python -m mithril``).
 
-Commands, one module each: ``plugins``, ``backends``, ``info``, ``check``, ``summary``.
+Commands, one module each: ``plugins``, ``backends``, ``info``, ``check``, ``summary``, ``compare``.
 A user's mistake (a missing file, an unknown backend, a corrupted header) is one line
 ``mithril: error: ...`` on stderr and exit status 2; never a traceback (``--traceback``
 shows one for an internal error). Nothing heavy is imported until a command needs it.
@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from ._common import CLIError
 
-COMMANDS = ("plugins", "backends", "info", "check", "summary")
+COMMANDS = ("plugins", "backends", "info", "check", "summary", "compare")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,14 +35,14 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     import mithril
 
-    from . import backends, check, info, plugins, summary
+    from . import backends, check, compare, info, plugins, summary
 
     parser = _Parser(prog="mithril", description="Mithril's command line: what is installed, whether a backend "
                                                  "conforms, what a weights file holds.")
     parser.add_argument("--version", action="version", version=f"mithril {mithril.__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (plugins, backends, info, check, summary):
+    for module in (plugins, backends, info, check, summary, compare):
         module.add_parser(sub)
     return parser
 

@@ -72,6 +72,10 @@ def compile(  # noqa: A001 - the public name the seeds use
         bad = sorted(set(d) - known)
         if bad:
             raise UnknownKeyError(f"compile({what}=...): unknown key(s) {bad}; the model has {sorted(known)}")
+    nones = sorted(k for k, v in constants.items() if v is None)
+    if nones:
+        raise CompileError(f"compile(constants=...): {nones} given None; give an array, or leave the key out "
+                           f"to keep it an input")
     if sharding is not None and backend.mesh is None:
         raise CompileError(f"sharding=... needs a backend with a device mesh; {backend!r} has none "
                            f"(e.g. ml.JaxBackend(device_mesh=(8,)))")
