@@ -44,6 +44,11 @@ class TorchBackend(Backend):
     frees is reused by the next step instead of being faulted in again
     (:mod:`mithril_torch.host_memory`; what happened is in ``host_memory``).
     ``retain_host_memory=False`` leaves malloc alone.
+
+    ``device_mesh=(N,)`` (or ``{"data": 2, "model": 2}``...) runs on N devices over
+    torch.distributed, one process per device launched by ``torchrun``: gloo on 'cpu',
+    NCCL on 'cuda' (each process on ``cuda:<LOCAL_RANK>``). Every process passes the same
+    global arrays and gets global results (:mod:`mithril_torch.distributed`).
     """
 
     name: ClassVar[str] = "torch"
@@ -60,6 +65,7 @@ class TorchBackend(Backend):
         autodiff: str = "mithril",
         compile_options: Mapping[str, Any] | None = None,
         retain_host_memory: bool = True,
+        device_mesh: Any = None,
     ) -> None:
         super().__init__(dtype=dtype, device=str(device))
         if autodiff not in ("torch", "mithril"):
@@ -67,12 +73,29 @@ class TorchBackend(Backend):
         #: 'torch': gradients by torch.autograd; 'mithril': the core's autodiff pass
         self.autodiff = autodiff
         self.differentiates_natively = autodiff == "torch"
+        #: with ``device_mesh``: the torch ``DeviceMesh`` (torch.distributed, see :mod:`mithril_torch.distributed`)
+        self.torch_mesh: Any = None
+        if device_mesh is not None:
+            from mithril.errors import MithrilError
+            from mithril.parallel import DeviceMesh
+
+            from .distributed import init_mesh
+
+            try:
+                self.mesh = DeviceMesh.of(device_mesh)
+            except MithrilError as e:
+                raise UnsupportedError(f"TorchBackend: {e}") from None
+            self.torch_mesh, device = init_mesh(self.mesh, str(device))
         self.torch_device: torch.device = resolve_device(device, dtype)
         self.device = str(self.torch_device)
         self.torch_dtype: torch.dtype = _dt.to_torch(dtype)
         self.compile_options: dict[str, Any] = dict(compile_options or {})
         self.generator = torch.Generator(device=self.torch_device)
         self.generator.seed()
+        if self.torch_mesh is not None:  # every rank draws the same parameters and random numbers
+            from .distributed import shared_seed
+
+            self.generator.manual_seed(shared_seed(self.torch_device))
         #: "set", "skipped: <reason>" or "off" (see :mod:`mithril_torch.host_memory`)
         self.host_memory = "off"
         if retain_host_memory and self.torch_device.type == "cpu":
@@ -80,7 +103,12 @@ class TorchBackend(Backend):
 
     # ------------------------------------------------------------- kernels
     def core_kernels(self) -> Mapping[str, Kernel]:
-        return make_kernels(self.torch_dtype)
+        table = make_kernels(self.torch_dtype)
+        if self.torch_mesh is not None:
+            from .distributed import dtensor_kernels
+
+            table.update(dtensor_kernels(table))
+        return table
 
     # --------------------------------------------------------------- dtypes
     def _native_dtype(self, dtype: DType) -> torch.dtype:
@@ -119,6 +147,10 @@ class TorchBackend(Backend):
         """Detach, move to the CPU and copy to NumPy (bfloat16 becomes float32)."""
         if not isinstance(x, torch.Tensor):
             return np.asarray(x)
+        if self.torch_mesh is not None:
+            from .distributed import full
+
+            x = full(x)  # a DTensor (a param laid out over the mesh): the global array
         x = x.detach()
         if x.dtype == torch.bfloat16:
             x = x.float()
@@ -174,6 +206,10 @@ class TorchBackend(Backend):
 
         from .autograd import lower_with_autograd, no_grad
 
+        if self.torch_mesh is not None:
+            from .distributed import lower_distributed
+
+            return lower_distributed(graph, self, jit=jit, wrt=wrt, source_path=source_path)
         if graph.cotangents and self.differentiates_natively:
             return lower_with_autograd(graph, self, jit=jit, wrt=wrt, source_path=source_path)
         ex = lower_to_python(graph, self, jit=jit, source_path=source_path)
@@ -203,6 +239,10 @@ class TorchBackend(Backend):
                 f"{what}: expected a torch.Tensor on {self.device!r}, got {type(x).__name__}; "
                 f"convert it with backend.array(...)"
             )
+        if self.torch_mesh is not None:
+            from .distributed import check_dtensor
+
+            check_dtensor(x, self.torch_mesh, what)
         if x.device != self.torch_device:
             raise EvaluationError(
                 f"{what}: tensor is on device {str(x.device)!r} but this TorchBackend runs on "
