@@ -378,6 +378,30 @@ class PhysicalModel:
                 f"convert it with backend.array(...)"
             )
 
+    def memory_report(self, *, gradients: bool = True, training: bool | None = None,
+                      gradient_checkpointing: bool | None = None) -> Any:
+        """Estimated peak bytes of a call for the shapes given to compile (or of the last call), from
+        liveness (:mod:`mithril.physical.memory`): parameters, inputs, activations at the peak and those
+        kept for the backward pass. ``gradients``: a call with output gradients for every output;
+        ``gradient_checkpointing``: estimate as if compiled with (or without) it."""
+        from dataclasses import replace
+
+        from .memory import estimate, float_bytes_of
+        from .pipeline import _forward_prefix
+
+        mode = self.training if training is None else bool(training)
+        shapes = {k: tuple(v) for k, v in self._known_shapes().items() if k in self.input_keys}
+        if any(None in v for v in shapes.values()) or set(shapes) != set(self.input_keys):
+            raise ShapeUnknownError("memory_report needs every input's shape: give them to compile(shapes=...) "
+                                    "or evaluate once")
+        graph = self.checked_graph(mode, shapes)
+        opts = self.options if gradient_checkpointing is None else replace(
+            self.options, gradient_checkpointing=bool(gradient_checkpointing))
+        cot = tuple(k for k in self.output_keys if graph.outputs[k].kind == "float") if gradients else None
+        compiled = compile_graph(graph, self.backend, opts, cotangent_outputs=cot)
+        g = compiled.graph
+        return estimate(g, float_bytes_of(self.backend), _forward_prefix(g) if gradients else None)
+
     def summary(self) -> str:
         """Blocks, their shapes and parameter counts."""
         from .summary import physical_summary

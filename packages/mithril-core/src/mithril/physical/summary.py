@@ -75,6 +75,13 @@ def physical_summary(pm: "PhysicalModel", max_depth: int = 0) -> str:
     else:
         lines.append("parameter shapes unknown until input shapes are given")
     extra = getattr(pm, "_last", None)
+    if extra is not None:
+        from .memory import estimate, float_bytes_of
+
+        report = estimate(extra.graph, float_bytes_of(pm.backend))
+        what = "with gradients" if extra.graph.gradients else "forward"
+        lines.append(f"estimated peak memory ({what}): {report.peak / 2**20:.2f} MiB "
+                     f"(parameters {report.parameters / 2**20:.2f} MiB; memory_report() for details)")
     report = getattr(getattr(extra, "executable", None), "quantization_report", None)
     if report:
         lines += ["", "quantization:", *(f"  {k}: {v}" for k, v in report.items())]
