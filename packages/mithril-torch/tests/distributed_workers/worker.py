@@ -275,8 +275,9 @@ def errors(c: Checker, world: int) -> None:
                  f"has {world * 2} devices", f"runs {world} process", "--nproc_per_node")
     expect_error("mesh on mps", lambda: ml.TorchBackend(device="mps", device_mesh=(world,)), UnsupportedError, "gloo")
     be = c.mesh((world,))
-    expect_error("batch not divisible", lambda: ml.compile(mlp(), be, shapes={"input": [world + 1, 12]}),
-                 ShapeMismatchError, f"batch size {world + 1}", f"{world} devices", "'data'")
+    if world > 1:
+        expect_error("batch not divisible", lambda: ml.compile(mlp(), be, shapes={"input": [world + 1, 12]}),
+                     ShapeMismatchError, f"batch size {world + 1}", f"{world} devices", "'data'")
     expect_error("rule for a missing axis", lambda: ml.compile(mlp(), be, shapes={"input": [8, 12]},
                                                                sharding={"linear_0.weight": ("model", None)}),
                  UnknownKeyError, "no axis 'model'")
