@@ -19,7 +19,7 @@ COUNTS=$(seq -s, 1 "$N" | sed 's/,$//')
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$DEST/gpus.txt"
 timeout 300 "$PY" benchmarks/bench_scaling.py --devices "$COUNTS" --memory --out "$DEST/jax" 2>&1 | grep -v Warning | tee "$DEST/jax.log"
 for n in $(seq 1 "$N"); do
-  for mode in "" "--jit"; do
+  for mode in ${MODES-"" "--jit"}; do
     timeout 400 "$PY" -m torch.distributed.run --nproc_per_node="$n" benchmarks/bench_scaling_torch.py $mode \
       --out "$DEST/torch" 2>&1 | grep -v -i "warn" | tail -n 5 | tee -a "$DEST/torch.log"
   done
