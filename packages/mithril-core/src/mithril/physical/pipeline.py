@@ -87,7 +87,9 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
                 graph.cotangents[name] = Value(ValueRole.INPUT, name=name, kind=out.kind, shape=out.shape)
         else:
             autodiff.differentiate(graph, wrt_t, cotangent_outputs)
-            expand(graph, backend.kernels)  # composites emitted by gradient rules (normalize_grad)
+            # composites emitted by gradient rules (normalize_grad, slice_grad, conv2d_input_grad...); those a
+            # fusion pass below may take over wait for it
+            expand(graph, _Keep(backend.kernels, fuse.fusable(backend.kernels)))
     backward = bool(graph.gradients)
     if after_autodiff is not None:
         after_autodiff(graph)
@@ -96,6 +98,7 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
     fuse.fuse_linear(graph, backend.kernels)
     fuse.fuse_pool_indices(graph, backend.kernels)
     fuse.fuse_conv_backward(graph, backend.kernels)
+    expand(graph, backend.kernels)  # what the fusion passes left of those: their default rules
     simplify.cse(graph)
     simplify.prune(graph)
     # both after CSE, which would merge the recomputed copies back
@@ -120,6 +123,16 @@ def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_ou
         wrt=wrt_t,
         random=is_random(graph),
     )
+
+
+class _Keep:
+    """A backend's kernel names plus more names (a Container for ``expand``)."""
+
+    def __init__(self, kernels: Container[str], more: Container[str]) -> None:
+        self.kernels, self.more = kernels, more
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.kernels or name in self.more
 
 
 def _forward_prefix(graph: Graph) -> int:

@@ -11,6 +11,7 @@ from ..shapes.kinds import unify_kinds
 from ..shapes.rules import at_least_rank, broadcast, normalize_axis, with_rank
 from ..shapes.symbolic import Dim, SymShape, Variadic, _raw, bind_dim, unify, unify_dims
 from .base import REQUIRED, Term, primitive, same_node
+from .default_rules import DEFAULT_RULES
 from .grad_utils import unbroadcast
 
 
@@ -256,4 +257,5 @@ primitive("slice_grad", ("grad",), _slice_grad_rule,
           attrs={"input_shape": REQUIRED, "starts": REQUIRED, "stops": REQUIRED, "steps": REQUIRED},
           vjp=lambda b, n, g: [b.emit("slice", g, starts=n.attrs["starts"], stops=n.attrs["stops"],
                                       steps=n.attrs["steps"])],
+          expand=DEFAULT_RULES["slice_grad"],
           doc="zeros(input_shape) with grad written at the slice (the transpose of slice)")

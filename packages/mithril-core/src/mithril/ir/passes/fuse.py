@@ -136,6 +136,18 @@ def fuse_linear(graph: Graph, kernels: object) -> Graph:
     return graph
 
 
+def fusable(kernels: object) -> frozenset[str]:
+    """Gradient primitives a fusion pass here may take over for a backend with these kernels: they stay
+    unexpanded until the fusion passes have run (their default rules expand what is left, see
+    :mod:`mithril.primitives.default_rules`)."""
+    names: set[str] = set()
+    if all(k in kernels for k in ("max_pool2d_with_indices", "max_pool2d_grad_indices")):  # type: ignore[operator]
+        names.add("max_pool2d_grad")
+    if "conv2d_backward" in kernels:  # type: ignore[operator]
+        names |= {"conv2d_input_grad", "conv2d_weight_grad"}
+    return frozenset(names)
+
+
 def fuse_pool_indices(graph: Graph, kernels: object) -> Graph:
     """Max pooling saves its argmax indices for its gradient where the backend has the kernels."""
     if not all(k in kernels for k in ("max_pool2d_with_indices", "max_pool2d_grad_indices")):  # type: ignore[operator]
