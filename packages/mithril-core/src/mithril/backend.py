@@ -79,6 +79,7 @@ class Backend(abc.ABC):
         pm = plugin_manager()
         if self._kernels is None or self._kernels_generation != pm.generation:
             table = dict(self.core_kernels())
+            check_core_kernels(type(self), table)
             table.update(pm.kernels_for(self.name))
             self._kernels = table
             self._kernels_generation = pm.generation
@@ -263,6 +264,29 @@ class Backend(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dtype={self.dtype!r}, device={self.device!r})"
+
+
+_CHECKED: set[Any] = set()
+
+
+def check_core_kernels(cls: type, table: Mapping[str, Kernel]) -> None:
+    """Every kernel a backend class provides takes the call Mithril makes (checked once per function code)."""
+    from .errors import PluginError
+    from .primitives.base import registry
+
+    for name, fn in table.items():
+        code = getattr(fn, "__code__", None)
+        key = (name, code, len(getattr(fn, "__defaults__", None) or ()), tuple(getattr(fn, "__kwdefaults__", None) or ()))
+        if code is None or key in _CHECKED or name not in registry:
+            continue
+        problem = registry.get(name).kernel_signature_problem(fn)
+        if problem is not None:
+            dist = getattr(cls, "distribution", "") or "?"
+            raise PluginError(f"{cls.__name__} (backend {getattr(cls, 'name', '?')!r}, distribution {dist}): its "
+                              f"kernel for primitive {name!r} cannot be called: {problem}. Fix: write it as "
+                              f"{registry.get(name).kernel_call()} (inputs positional in that order, every "
+                              f"attribute as a keyword)")
+        _CHECKED.add(key)
 
 
 def _axes(axis: int | Sequence[int] | None) -> tuple[int, ...] | None:

@@ -71,6 +71,10 @@ class BackendNotInstalledError(MithrilError, ImportError):
     """The distribution providing a backend is not installed."""
 
 
+class BackendLoadError(BackendNotInstalledError, PluginError):
+    """A plugin registered a backend lazily (``"module:Class"``) and importing it failed."""
+
+
 class TrainingError(MithrilError):
     """Training cannot go on as asked (a non-finite loss, a batch that does not fit)."""
 

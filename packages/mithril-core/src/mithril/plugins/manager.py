@@ -16,7 +16,7 @@ from typing import Any
 
 import pluggy
 
-from ..errors import BackendNotInstalledError, PluginError
+from ..errors import BackendLoadError, BackendNotInstalledError, PluginError
 from . import hookspecs
 
 ENTRY_POINT_GROUP = "mithril"
@@ -41,6 +41,13 @@ class PluginInfo:
     backends: tuple[str, ...] = ()
     primitives: tuple[str, ...] = ()
     kernels: tuple[str, ...] = ()  # "backend:primitive"
+    #: the distribution an entry point comes from ("" for a plugin registered in-process)
+    distribution: str = ""
+
+    def who(self) -> str:
+        """``plugin 'swish' (distribution mithril-swish)``, for messages."""
+        where = f"distribution {self.distribution}" if self.distribution else self.source
+        return f"plugin {self.name!r} ({where})"
 
 
 class MithrilPluginManager:
@@ -54,6 +61,10 @@ class MithrilPluginManager:
         self._backends: dict[str, type | str] = {}
         self._backend_plugin: dict[str, str] = {}
         self._kernels: dict[str, dict[str, Callable[..., Any]]] = {}
+        #: lazily registered backends whose import failed: name -> the error (raised again on every ask)
+        self._backend_failures: dict[str, BackendLoadError] = {}
+        #: plugin name -> distribution, for the plugins being loaded from entry points
+        self._dists: dict[str, str] = {}
         self._loaded = False
         #: bumped whenever plugins change, so backends rebuild their kernel tables
         self.generation = 0
@@ -76,8 +87,9 @@ class MithrilPluginManager:
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist = getattr(ep.dist, "name", "?")
             source = f"entry point of {dist}"
+            self._dists.setdefault(ep.name, dist)
             if ep.name in self._disabled:
-                self.infos[ep.name] = PluginInfo(ep.name, source, "disabled", "disabled by the user")
+                self.infos[ep.name] = PluginInfo(ep.name, source, "disabled", "disabled by the user", distribution=dist)
                 continue
             if ep.name in self.infos:
                 continue
@@ -114,7 +126,8 @@ class MithrilPluginManager:
         self._disabled.add(name)
         if name in self.infos:
             self._drop(name)
-            self.infos[name] = PluginInfo(name, self.infos[name].source, "disabled", "disabled by the user")
+            self.infos[name] = PluginInfo(name, self.infos[name].source, "disabled", "disabled by the user",
+                                          distribution=self.infos[name].distribution)
 
     def _drop(self, name: str) -> None:
         plugin = self.pm.get_plugin(name)
@@ -124,6 +137,9 @@ class MithrilPluginManager:
             if owner == name:
                 del self._backends[b]
                 del self._backend_plugin[b]
+        for b, err in list(self._backend_failures.items()):
+            if getattr(err, "plugin", None) == name:
+                del self._backend_failures[b]
         from ..primitives.base import registry
 
         info = self.infos.get(name)
@@ -135,7 +151,7 @@ class MithrilPluginManager:
         self.generation += 1
 
     def _fail(self, name: str, source: str, reason: str, exc: BaseException | None = None) -> None:
-        self.infos[name] = PluginInfo(name, source, "failed", reason)
+        self.infos[name] = PluginInfo(name, source, "failed", reason, distribution=self._dists.get(name, ""))
         if self.strict:
             raise PluginError(f"plugin {name!r} ({source}) failed: {reason}") from exc
         if getattr(self, "_quiet", False):
@@ -179,6 +195,7 @@ class MithrilPluginManager:
             if impl:
                 impl(register=staged_prims.append)
             for p in staged_prims:
+                self._check_new_primitive(p, name, source)
                 registry.register(p, origin=name)
                 prims.append(p.name)
             for bname, cls in staged_backends.items():
@@ -194,7 +211,45 @@ class MithrilPluginManager:
             return
         self._kernels.clear()
         self.generation += 1
-        self.infos[name] = PluginInfo(name, source, "loaded", backends=tuple(backends), primitives=tuple(prims))
+        self.infos[name] = PluginInfo(name, source, "loaded", backends=tuple(backends), primitives=tuple(prims),
+                                      distribution=self._dists.get(name, ""))
+
+    def _who(self, plugin: str, source: str | None = None) -> str:
+        """``plugin 'a' (distribution mithril-a)`` (or ``(in-process)``) for a plugin or the core."""
+        if plugin == "mithril":
+            return "the core (distribution mithril)"
+        info = self.infos.get(plugin)
+        if info is not None:
+            return info.who()
+        dist = self._dists.get(plugin)
+        return f"plugin {plugin!r} ({f'distribution {dist}' if dist else source or 'in-process'})"
+
+    def _check_new_primitive(self, prim: Any, plugin: str, source: str) -> None:
+        """A primitive another plugin (or the core) already defines is an error naming both."""
+        from ..primitives.base import registry
+
+        if prim.name not in registry or registry.get(prim.name) is prim:
+            return
+        owner = registry.origin(prim.name)
+        if owner == "mithril":
+            fix = (f"rename the plugin's primitive (the core's {prim.name!r} cannot be replaced; to run it "
+                   f"faster on a backend, register a kernel for it instead)")
+        else:
+            fix = (f"uninstall or disable one of them (MITHRIL_DISABLE_PLUGINS={plugin}, or "
+                   f"ml.plugins.disable({plugin!r})), or rename one primitive")
+        raise PluginError(f"primitive {prim.name!r} is defined twice: by {self._who(owner)} and by "
+                          f"{self._who(plugin, source)}; Mithril does not pick one by load order, so "
+                          f"{plugin!r} is not loaded. Fix: {fix}")
+
+    def _problem(self, plugin: str, message: str) -> None:
+        """A registration mistake: a PluginError in strict mode or for an in-process plugin (your own code),
+        otherwise a RuntimeWarning with the same message, kept in the plugin's ``reason``."""
+        info = self.infos.get(plugin)
+        if self.strict or info is None or info.source == "in-process":
+            raise PluginError(message)
+        if message not in info.reason:
+            info.reason = "; ".join(filter(None, [info.reason, message]))
+        warnings.warn(f"mithril: {message}", RuntimeWarning, stacklevel=4)
 
     @staticmethod
     def _impl(obj: object, hook: str) -> Callable[..., Any] | None:
@@ -210,6 +265,9 @@ class MithrilPluginManager:
             return entry
         if entry is not None:
             return self._resolve(name, entry)
+        if name in self._backend_failures:  # the same error, with its reason, on every ask
+            err = self._backend_failures[name]
+            raise BackendLoadError(str(err)) from err.__cause__
         installed = sorted(self._backends)
         for info in self.infos.values():
             if info.status != "loaded" and info.name == name:
@@ -250,12 +308,21 @@ class MithrilPluginManager:
             info = self.infos.get(owner)
             if info is not None:
                 info.backends = tuple(b for b in info.backends if b != name)
-                info.reason = reason
-            if self.strict:
-                raise PluginError(f"plugin {owner!r}: {reason}") from e
-            raise BackendNotInstalledError(reason) from e
+                info.reason = "; ".join(filter(None, [info.reason, reason]))
+                info.status = "failed"
+            err = BackendLoadError(
+                f"{self._who(owner)}: {reason}. Fix: install what {module_name} imports into this environment "
+                f"(then restart Python), or disable the plugin (MITHRIL_DISABLE_PLUGINS={owner})")
+            err.plugin = owner  # type: ignore[attr-defined]
+            err.__cause__ = e
+            self._backend_failures[name] = err
+            raise err from e
         self._backends[name] = cls
         return cls
+
+    def backend_failures(self) -> dict[str, str]:
+        """Lazily registered backends whose import failed: name -> the reason."""
+        return {name: str(err) for name, err in self._backend_failures.items()}
 
     def backend_names(self) -> list[str]:
         """Names of the registered backends, without importing any of them."""
@@ -277,19 +344,27 @@ class MithrilPluginManager:
         self.load_entry_points()
         if backend_name not in self._kernels:
             table: dict[str, Callable[..., Any]] = {}
+            owners: dict[str, str] = {}
             for plugin_name, plugin in self.pm.list_name_plugin():
                 impl = self._impl(plugin, "mithril_register_kernels")
                 if impl is None:
                     continue
 
                 def reg(prim: str, fn: Callable[..., Any], _p: str = plugin_name) -> None:
+                    problem = self._kernel_problem(_p, backend_name, prim, fn, owners.get(prim))
+                    if problem is not None:
+                        self._problem(_p, problem)
+                        return
                     table[prim] = fn
+                    owners[prim] = _p
                     info = self.infos.get(_p)
                     if info is not None and f"{backend_name}:{prim}" not in info.kernels:
                         info.kernels += (f"{backend_name}:{prim}",)
 
                 try:
                     impl(backend_name=backend_name, register=reg)
+                except PluginError:
+                    raise
                 except Exception as e:  # noqa: BLE001
                     if self.strict:
                         raise PluginError(f"plugin {plugin_name!r} failed to register kernels: {e}") from e
@@ -297,6 +372,35 @@ class MithrilPluginManager:
                                   f"{backend_name!r}: {e}", RuntimeWarning, stacklevel=2)
             self._kernels[backend_name] = table
         return self._kernels[backend_name]
+
+    def _kernel_problem(self, plugin: str, backend_name: str, prim_name: str, fn: Callable[..., Any],
+                        owner: str | None) -> str | None:
+        """What is wrong with one kernel registration, or None: the primitive must exist, no other plugin
+        may have registered a kernel for it on this backend, and the kernel must take Mithril's call."""
+        import difflib
+
+        from ..primitives.base import registry
+
+        who = self._who(plugin)
+        if prim_name not in registry:
+            close = difflib.get_close_matches(prim_name, registry.names(), n=3)
+            hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+            return (f"{who} registers a kernel for primitive {prim_name!r} on backend {backend_name!r}, but neither "
+                    f"the core nor any loaded plugin defines a primitive {prim_name!r}. Fix: {hint}check the name, "
+                    f"install (or enable) the distribution that defines it, or define it in the same plugin with "
+                    f"mithril_register_primitives")
+        if owner is not None and owner != plugin:
+            return (f"two plugins register a kernel for primitive {prim_name!r} on backend {backend_name!r}: "
+                    f"{self._who(owner)} and {who}. Which one runs must not depend on load order: until this is "
+                    f"resolved the first one, {owner!r}'s, runs and {plugin!r}'s is ignored. Fix: uninstall or "
+                    f"disable one of them (MITHRIL_DISABLE_PLUGINS={plugin} or ={owner})")
+        problem = registry.get(prim_name).kernel_signature_problem(fn)
+        if problem is not None:
+            return (f"{who} registers a kernel {getattr(fn, '__qualname__', fn)!r} for primitive {prim_name!r} on "
+                    f"backend {backend_name!r} that cannot be called: {problem}. Fix: write it as "
+                    f"{registry.get(prim_name).kernel_call()} (inputs positional in that order, every attribute "
+                    f"as a keyword)")
+        return None
 
     def report(self) -> str:
         """A table of plugins: name, status, what each provides or why it failed."""

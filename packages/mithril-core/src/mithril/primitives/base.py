@@ -119,6 +119,27 @@ class Primitive:
                 raise ModelBuildError(f"{where or self.name}: invalid attributes {out}: {e}") from None
         return out
 
+    def kernel_call(self) -> str:
+        """How Mithril calls a kernel of this primitive, e.g. ``kernel(input, *, beta)``."""
+        ins = [f"*{self.inputs[0]}" if self.variadic else ", ".join(self.inputs)]
+        if self.random:
+            ins.insert(0, "key")
+        attrs = self.kernel_attrs()
+        if attrs:
+            ins.append(", ".join(attrs) if self.variadic else "*, " + ", ".join(attrs))
+        return f"kernel({', '.join(filter(None, ins))})"
+
+    def kernel_attrs(self) -> tuple[str, ...]:
+        """The attributes a kernel receives as keywords (all but ``result`` of a multi-result primitive)."""
+        return tuple(a for a in self.attrs if not (self.results and a == "result"))
+
+    def kernel_signature_problem(self, kernel: Callable[..., Any]) -> str | None:
+        """Why ``kernel`` cannot be called as Mithril calls it (:meth:`kernel_call`), or None.
+
+        Kernels whose signature Python cannot read (C functions) pass unchecked.
+        """
+        return _signature_problem(self, kernel)
+
     @property
     def differentiable(self) -> bool:
         """Has a gradient rule, or is a composite (its expansion is differentiated)."""
@@ -126,6 +147,21 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"
+
+
+def _signature_problem(prim: Primitive, kernel: Callable[..., Any]) -> str | None:
+    import inspect
+
+    try:
+        sig = inspect.signature(kernel)
+    except (TypeError, ValueError):  # a builtin or C function without a readable signature
+        return None
+    n = (2 if prim.variadic else len(prim.inputs)) + (1 if prim.random else 0)
+    try:
+        sig.bind(*range(n), **{a: None for a in prim.kernel_attrs()})
+    except TypeError as e:
+        return f"its signature {sig} does not accept {prim.kernel_call()}: {e}"
+    return None
 
 
 def same_node(b: "GraphBuilder", node: "Node", siblings: Mapping[str, "Value"]) -> "Value":
