@@ -49,11 +49,11 @@ def backend(name: str, **options: Any) -> Backend:
     return plugins.plugin_manager().backend_class(name)(**options)
 
 
-def compile(model: Model, backend: Backend, **options: Any) -> Any:  # noqa: A001 - the seed's name
+def compile(model: Model, backend: Backend, *args: Any, **options: Any) -> Any:  # noqa: A001 - the seed's name
     """Compile a logical model for a backend; see :func:`mithril.physical.compile.compile`."""
     from .physical.compile import compile as _compile
 
-    return _compile(model, backend, **options)
+    return _compile(model, backend, *args, **options)
 
 
 __all__ = [

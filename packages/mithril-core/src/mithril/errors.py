@@ -39,6 +39,11 @@ class UnknownKeyError(MithrilError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownTerminalError(UnknownKeyError, AttributeError):
+    """A block has no terminal of that name (``block.inp``); also an AttributeError, so
+    ``hasattr``/``getattr(block, name, default)`` keep working."""
+
+
 class CompileError(MithrilError):
     """A logical model cannot be compiled as asked."""
 

@@ -8,6 +8,8 @@ from the ops actually emitted.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterable
 
 from mithril.errors import UnsupportedError
@@ -73,6 +75,56 @@ def lowering_problems(graph: Graph, mode: Mode) -> list[str]:
     return problems
 
 
+def available_memory() -> int:
+    """Bytes this process may allocate: the smaller of MemAvailable (Linux) and a cgroup limit, else the
+    physical memory; ggml aborts the process when its context cannot be allocated, so it is checked first."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            if text.isdigit():
+                limits.append(int(text))
+        except OSError:
+            pass
+    if not limits:
+        try:
+            limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+            return 1 << 62
+    return min(limits)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def size_problems(graph: Graph, budget: int | None = None) -> list[str]:
+    """Values too large to allocate (in Python, before any ggml call): ggml aborts on a failed allocation."""
+    budget = available_memory() if budget is None else budget
+    problems = []
+    seen: set[int] = set()
+    values = [(f"{role} {name!r}", v) for role, table in (("input", graph.inputs), ("param", graph.params),
+                                                         ("state", graph.state)) for name, v in table.items()]
+    values += [(f"primitive {n.primitive.name!r} in block {n.where or '?'!r}", n.output) for n in graph.nodes]
+    for what, v in values:
+        if v.shape is None or v.uid in seen:
+            continue
+        seen.add(v.uid)
+        nbytes = 4 * math.prod(v.shape)
+        if nbytes > budget:
+            problems.append(f"{what}: shape {list(v.shape)} needs {_gib(nbytes)}, more than the "
+                            f"{_gib(budget)} this process can allocate")
+    return problems
+
+
 def raise_if(problems: list[str], what: str) -> None:
     if problems:
         lines = "\n  ".join(problems)
@@ -112,5 +164,5 @@ def backward_problems(graph: Graph, ops: dict[int, list[str]], wrt: Iterable[Val
     return problems
 
 
-__all__ = ["lowering_problems", "backward_problems", "raise_if", "depends_on", "ancestors",
+__all__ = ["available_memory", "size_problems", "lowering_problems", "backward_problems", "raise_if", "depends_on", "ancestors",
            "BACKWARD_OPS"]

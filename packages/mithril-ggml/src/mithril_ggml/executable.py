@@ -19,7 +19,7 @@ from mithril.ir.graph import Graph
 
 from ._lib import ggml
 from .builder import Built, build, measure
-from .checks import lowering_problems, raise_if
+from .checks import available_memory, lowering_problems, raise_if, size_problems
 from .emitter import T
 from .lowering import Mode
 from .weights import QuantizationReport, WeightPlan, folded_transposes, plan_weights, quantize_into, report
@@ -78,12 +78,18 @@ class GGMLExecutable:
             )
         mode = Mode(grad=bool(self.wrt))
         raise_if(lowering_problems(graph, mode), "lower this graph")
+        raise_if(size_problems(graph), "allocate this graph")  # in Python: ggml aborts on a failed malloc
         self.weight_plans = plan_weights(graph, quantize, grad=mode.grad)
         folded = folded_transposes(graph)
         self.quantization_report: QuantizationReport = report(self.weight_plans, quantize)
         names = tuple(graph.cotangents) or tuple(graph.outputs)
         self._cot_names = tuple(n for n in names if graph.outputs[n].kind == "float") if self.wrt else ()
         sizes = measure(graph, self.weight_plans, folded, mode, self.wrt, self._cot_names)
+        budget = available_memory()
+        if sizes.mem_size > budget:
+            raise UnsupportedError(f"GGMLBackend cannot allocate this graph: its ggml context needs "
+                                   f"{sizes.mem_size / 2**30:.1f} GiB ({sizes.n_tensors} tensors), more than the "
+                                   f"{budget / 2**30:.1f} GiB this process can allocate")
         self._built: Built | None = build(graph, self.weight_plans, folded, mode, self.wrt, self._cot_names,
                                           alloc=True, mem_size=sizes.mem_size, graph_sizes=sizes.graph_sizes)
         b = self._built

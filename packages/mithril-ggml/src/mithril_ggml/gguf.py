@@ -12,12 +12,14 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mithril.errors import MithrilError
+from mithril.errors import EvaluationError, MissingInputError, MithrilError, ShapeMismatchError, UnknownKeyError
 from mithril.ir.graph import Graph
 
 from ._lib import ggml
@@ -28,6 +30,8 @@ KEY_GRAPH = "mithril.graph"
 KEY_PARAMS = "mithril.params"
 KEY_QUANTIZE = "mithril.quantize"
 KEY_VERSION = "mithril.format_version"
+#: JSON {tensor name: CRC-32 of its bytes}: a corrupted payload is an error at load, not wrong weights
+KEY_CHECKSUMS = "mithril.checksums"
 FORMAT_VERSION = 1
 
 
@@ -44,6 +48,28 @@ class GGUFModel:
     quantize: str | None
 
     def evaluate(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Run the model on ``inputs`` (NumPy arrays keyed by the graph's inputs, in float32)."""
+        want = self.graph.inputs
+        if not isinstance(inputs, Mapping):
+            raise EvaluationError(f"GGUFModel.evaluate: inputs must be a dict of arrays keyed by {list(want)}, "
+                                  f"got {type(inputs).__name__}")
+        missing, extra = sorted(set(want) - set(inputs)), sorted(set(inputs) - set(want))
+        if missing:
+            raise MissingInputError(f"GGUFModel.evaluate: inputs is missing {missing}; the model's inputs: {list(want)}")
+        if extra:
+            raise UnknownKeyError(f"GGUFModel.evaluate: inputs has unknown key(s) {extra}; the model's inputs: "
+                                  f"{list(want)}")
+        for name, v in want.items():
+            x = inputs[name]
+            if not isinstance(x, np.ndarray):
+                raise EvaluationError(f"GGUFModel.evaluate: input {name!r} must be a NumPy array, got "
+                                      f"{type(x).__name__}")
+            if x.dtype != np.float32:
+                raise EvaluationError(f"GGUFModel.evaluate: input {name!r} is {x.dtype}; the model computes in "
+                                      f"float32 (convert it with x.astype(np.float32))")
+            if tuple(x.shape) != tuple(v.shape or ()):
+                raise ShapeMismatchError(f"GGUFModel.evaluate: input {name!r} has shape {list(x.shape)}, the model "
+                                         f"was exported for {list(v.shape or ())}")
         outputs, _, _ = self.executable.run({}, inputs, {})
         return outputs
 
@@ -103,6 +129,8 @@ def save_gguf(target: Any, path: str | os.PathLike[str], params: dict[str, Any] 
         g.gguf_set_val_str(gctx, KEY_QUANTIZE.encode(), (exe.quantize or "none").encode())
         g.gguf_set_val_str(gctx, KEY_GRAPH.encode(), graph_json.encode())
         g.gguf_set_val_str(gctx, KEY_PARAMS.encode(), json.dumps(plan_doc).encode())
+        checksums = {tname: zlib.crc32(np.ascontiguousarray(raw).view(np.uint8)) for tname, _, _, raw in blobs}
+        g.gguf_set_val_str(gctx, KEY_CHECKSUMS.encode(), json.dumps(checksums).encode())
         for tname, gtype, shape, raw in blobs:
             ne = [int(d) for d in reversed(shape)] or [1]
             t = g.ggml_new_tensor(meta, gtype, len(ne), (ctypes.c_int64 * len(ne))(*ne))
@@ -119,24 +147,45 @@ def save_gguf(target: Any, path: str | os.PathLike[str], params: dict[str, Any] 
 
 
 def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> GGUFModel:
-    """Read a file written by :func:`save_gguf` and build a ready-to-run model."""
+    """Read a file written by :func:`save_gguf` and build a ready-to-run model.
+
+    The header is first read and checked in plain Python (:mod:`mithril.cli.headers`: every length
+    and offset against the file's size), so ggml never sees a malformed file; the metadata must be
+    Mithril's, and each tensor's bytes must match the CRC-32 written with it. Anything else is a
+    :class:`GGUFError`.
+    """
+    from mithril.cli.headers import HeaderError, read_gguf_header
+
     g = ggml()
+    where = f"load_gguf: {os.fspath(path)!r}"
     fname = os.fsencode(path)
     if not os.path.isfile(fname):
         raise GGUFError(f"load_gguf: no file {os.fspath(path)!r}")
+    try:
+        header = read_gguf_header(path)
+    except HeaderError as e:
+        raise GGUFError(f"{where} is not a valid GGUF file: {e}") from None
+    except OSError as e:
+        raise GGUFError(f"{where} cannot be read: {e}") from None
+    if any(t.nbytes is None or t.offset + t.nbytes > header.file_size for t in header.tensors):
+        raise GGUFError(f"{where} is truncated or has a tensor of unknown size")
     gctx = g.gguf_init_from_file(fname, g.gguf_init_params(no_alloc=True, ctx=None))
     if not gctx:
-        raise GGUFError(f"load_gguf: {os.fspath(path)!r} is not a valid GGUF file")
+        raise GGUFError(f"{where} is not a valid GGUF file")
     try:
-        def text(key: str) -> str:
+        def text(key: str, required: bool = True) -> str | None:
             kid = g.gguf_find_key(gctx, key.encode())
             if kid < 0:
-                raise GGUFError(f"load_gguf: {os.fspath(path)!r} has no {key!r} (not written by mithril-ggml)")
-            return g.gguf_get_val_str(gctx, kid).decode()
+                if not required:
+                    return None
+                raise GGUFError(f"{where} has no {key!r} (not written by mithril-ggml)")
+            if g.gguf_get_kv_type(gctx, kid) != g.GGUF_TYPE_STRING:
+                raise GGUFError(f"{where}: {key!r} is not a string")
+            return g.gguf_get_val_str(gctx, kid).decode("utf-8", errors="replace")
 
         quantize = text(KEY_QUANTIZE)
         quantize = None if quantize == "none" else quantize
-        graph_json, plan_doc = text(KEY_GRAPH), json.loads(text(KEY_PARAMS))
+        graph_json, params_json, checksums_json = text(KEY_GRAPH), text(KEY_PARAMS), text(KEY_CHECKSUMS, False)
         base = g.gguf_get_data_offset(gctx)
         tensors: dict[str, tuple[int, int, int]] = {}
         for i in range(g.gguf_get_n_tensors(gctx)):
@@ -145,32 +194,56 @@ def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> 
                              g.gguf_get_tensor_size(gctx, i))
     finally:
         g.gguf_free(gctx)
+    try:
+        plan_doc = json.loads(params_json)  # type: ignore[arg-type]
+        checksums = json.loads(checksums_json) if checksums_json is not None else None
+        doc = json.loads(graph_json)  # type: ignore[arg-type]
+        if not isinstance(plan_doc, list) or not isinstance(doc, dict) or not isinstance(doc.get("values"), list) \
+                or (checksums is not None and not isinstance(checksums, dict)):
+            raise ValueError("unexpected structure")
+    except ValueError as e:
+        raise GGUFError(f"{where}: the Mithril metadata is corrupted ({e})") from None
 
     def read(name: str) -> tuple[int, np.ndarray]:
         if name not in tensors:
-            raise GGUFError(f"load_gguf: tensor {name!r} missing from {os.fspath(path)!r}")
+            raise GGUFError(f"{where}: tensor {name!r} is missing")
         gtype, offset, size = tensors[name]
-        return gtype, np.fromfile(fname, dtype=np.uint8, count=size, offset=offset)
+        raw = np.fromfile(fname, dtype=np.uint8, count=size, offset=offset)
+        if raw.size != size:
+            raise GGUFError(f"{where} is truncated: tensor {name!r} has {raw.size} of its {size} bytes")
+        if checksums is not None and checksums.get(name) != zlib.crc32(raw):
+            raise GGUFError(f"{where}: the data of tensor {name!r} is corrupted (its CRC-32 does not match the one "
+                            f"written with it)")
+        return gtype, raw
 
-    arrays = {}
-    doc = json.loads(graph_json)
-    for e in doc["values"]:
-        if "array" in e:
-            gtype, raw = read(e["array"])
-            dtype = np.float32 if gtype == g.GGML_TYPE_F32 else np.int32
-            arrays[e["array"]] = raw.view(dtype).reshape(e["shape"])
-    graph = graph_from_json(graph_json, arrays)
+    try:
+        arrays = {}
+        for e in doc["values"]:
+            if "array" in e:
+                gtype, raw = read(e["array"])
+                dtype = np.float32 if gtype == g.GGML_TYPE_F32 else np.int32
+                arrays[e["array"]] = raw.view(dtype).reshape(e["shape"])
+        graph = graph_from_json(graph_json, arrays)  # type: ignore[arg-type]
+    except GGUFError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise GGUFError(f"{where}: the Mithril graph in the metadata is corrupted ({type(e).__name__}: {e})") from None
     from .backend import GGMLBackend
 
     backend = GGMLBackend(quantize=quantize, n_threads=n_threads)
     exe = backend.lower(graph, jit=False)
     for entry in plan_doc:
+        if not isinstance(entry, dict) or not {"name", "type", "stored_shape", "tensor"} <= set(entry):
+            raise GGUFError(f"{where}: the Mithril metadata is corrupted (a param entry {entry!r})")
         plan = exe.weight_plans.get(entry["name"])
         if plan is None or plan.type_name != entry["type"] or list(plan.stored_shape) != entry["stored_shape"]:
-            raise GGUFError(f"load_gguf: param {entry['name']!r} is stored as {entry['type']} "
+            raise GGUFError(f"{where}: param {entry['name']!r} is stored as {entry['type']} "
                             f"{entry['stored_shape']}, this mithril-ggml plans {plan}")
         gtype, raw = read(entry["tensor"])
         if gtype != plan.ggml_type:
-            raise GGUFError(f"load_gguf: tensor {entry['tensor']!r} has ggml type {gtype}, expected {plan.ggml_type}")
+            raise GGUFError(f"{where}: tensor {entry['tensor']!r} has ggml type {gtype}, expected {plan.ggml_type}")
         exe.load_stored_param(entry["name"], raw)
+    missing = sorted(set(exe.weight_plans) - {e["name"] for e in plan_doc})
+    if missing:
+        raise GGUFError(f"{where}: params {missing} are not in the file")
     return GGUFModel(graph, exe, quantize)

@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 
+from mithril.errors import ParamsError
 from mithril.ir.graph import Graph, Node, Value
 
 from ._lib import ggml
@@ -181,6 +182,10 @@ def report(plans: dict[str, WeightPlan], quantize: str | None) -> QuantizationRe
     return rep
 
 
+#: stored type -> the quantize mode that stores it
+_MODE_OF = {"q8_0": "int8", "q4_0": "int4"}
+
+
 def quantize_into(plan: WeightPlan, arr: np.ndarray, dst: int, nbytes: int) -> None:
     """Quantize (or copy) ``arr`` into the tensor data at address ``dst``."""
     g = ggml()
@@ -190,6 +195,15 @@ def quantize_into(plan: WeightPlan, arr: np.ndarray, dst: int, nbytes: int) -> N
             raise LoweringBug(f"{plan.name}: {src.nbytes} bytes for a {nbytes}-byte tensor")
         ctypes.memmove(dst, src.ctypes.data, nbytes)
         return
+    if not np.isfinite(src).all():
+        # a block's scale is its largest magnitude: NaN would quantize to a number, inf makes the block NaN
+        bad = np.argwhere(~np.isfinite(np.asarray(arr)))
+        pos = [int(i) for i in bad[0]] if len(bad) else []
+        value = np.asarray(arr)[tuple(pos)] if pos else "NaN"
+        raise ParamsError(f"param {plan.name!r} holds {value} at {pos}: GGMLBackend(quantize="
+                          f"{_MODE_OF.get(plan.type_name, plan.type_name)!r}) "
+                          f"cannot quantize non-finite values (a NaN would become a number); use quantize=None, "
+                          f"which keeps them, or fix the weights")
     row = plan.stored_shape[-1]
     nrows = math.prod(plan.stored_shape[:-1])
     if g.ggml_row_size(plan.ggml_type, row) * nrows != nbytes:

@@ -61,6 +61,21 @@ class Node:
         return f"{self.output.name or f'v{self.output.uid}'} = {self.primitive.name}({args})"
 
 
+@dataclass(frozen=True)
+class IndexCheck:
+    """An int input read as indices into an axis of ``size`` (an embedding's rows, a loss's classes).
+
+    ``evaluate`` checks its values lie in ``[0, size)`` (or equal ``ignore``) before anything runs
+    (:func:`mithril.physical.checks.check_indices`); ``block`` and ``terminal`` name where it is read.
+    """
+
+    name: str
+    size: int
+    ignore: int | None
+    block: str
+    terminal: str
+
+
 @dataclass(eq=False)
 class Graph:
     """Inputs, params, state, constants, nodes (topological) and named outputs."""
@@ -86,6 +101,8 @@ class Graph:
     shardings: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     #: state laid out like a param (optimizer state -> its param), for the sharding layout
     shard_like: dict[str, str] = field(default_factory=dict)
+    #: int inputs used as indices, checked by evaluate (primitive ``index_range``; filled by build_graph)
+    index_checks: list[IndexCheck] = field(default_factory=list)
 
     def sources(self) -> Iterator[Value]:
         yield from self.inputs.values()

@@ -68,4 +68,40 @@ def number(value: Any, arg: str, at: str, *, low: float = -math.inf, high: float
     return float(value)
 
 
-__all__ = ["where", "flag", "size", "sizes", "number"]
+def integer(value: Any, arg: str, at: str) -> int:
+    """An int of any sign (an axis: range-checked against the rank at compile), not a bool."""
+    if not _is_int(value):
+        raise ModelBuildError(f"{at}: {arg} must be an int, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
+def axes(value: Any, arg: str, at: str, *, optional: bool = True) -> tuple[int, ...] | None:
+    """An int or a sequence of distinct ints (axes), or None (all axes) when ``optional``."""
+    if value is None and optional:
+        return None
+    items = (value,) if _is_int(value) else tuple(value) if (
+        isinstance(value, Sequence) and not isinstance(value, str)) else None
+    if not items or not all(_is_int(v) for v in items) or len(set(int(v) for v in items)) != len(items):
+        none = " or None (all axes)" if optional else ""
+        raise ModelBuildError(f"{at}: {arg} must be an int or a sequence of distinct ints{none}, got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def ints(value: Any, arg: str, at: str, *, minimum: int | None = None) -> tuple[int, ...]:
+    """A sequence of ints (a shape, a permutation), each >= ``minimum`` when given; not a str."""
+    ok = isinstance(value, Sequence) and not isinstance(value, str) and all(
+        _is_int(v) and (minimum is None or v >= minimum) for v in value)
+    if not ok:
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ModelBuildError(f"{at}: {arg} must be a sequence of ints{bound}, got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def choice(value: Any, options: Sequence[Any], arg: str, at: str) -> Any:
+    """One of ``options``."""
+    if not isinstance(value, (str, int, float, type(None))) or value not in options:
+        raise ModelBuildError(f"{at}: {arg} must be one of {list(options)}, got {value!r}")
+    return value
+
+
+__all__ = ["where", "flag", "size", "sizes", "number", "integer", "axes", "ints", "choice"]

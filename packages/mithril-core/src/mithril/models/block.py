@@ -8,11 +8,12 @@ how its terminals attach when the block is added to a model.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._gc import gc_paused
-from ..errors import ModelBuildError, UnknownKeyError
+from ..errors import ModelBuildError, UnknownKeyError, UnknownTerminalError
 from ..primitives.base import Primitive, Term, registry
 from ..shapes.kinds import KindVar
 from ..shapes.symbolic import Constraint, SymShape, add_constraint, transaction
@@ -85,7 +86,10 @@ class Block:
             raise AttributeError(item) from None
         if item in names:
             return TerminalRef(self, item)
-        raise AttributeError(f"{type(self).__name__} has no attribute or terminal {item!r}")
+        close = difflib.get_close_matches(item, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownTerminalError(f"{self.display_name} ({type(self).__name__}) has no attribute or terminal "
+                                   f"{item!r}{hint}; its terminals are {sorted(names)}")
 
     # --------------------------------------------------------------- naming
     @property

@@ -73,6 +73,26 @@ def bias_of(weight: str) -> Initializer:
     return Initializer(_uniform_fan_in, fan_in_of=weight, label=f"uniform(±1/sqrt(fan_in of {weight}))")
 
 
+def _shape_spec(shape: Any, at: str) -> list[Any]:
+    """An IOKey's shape: a sequence of ints >= 0, None (unknown), names (shared symbols) and one "..."."""
+    from ..errors import ModelBuildError
+
+    ok = isinstance(shape, Sequence) and not isinstance(shape, (str, bytes))
+    items = list(shape) if ok else []
+    for d in items:
+        if d is None or (isinstance(d, str) and d):
+            continue
+        if isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0:
+            continue
+        ok = False
+    if ok and sum(1 for d in items if isinstance(d, str) and (d == "..." or d.startswith("*"))) > 1:
+        ok = False
+    if not ok:
+        raise ModelBuildError(f"{at}: shape must be a list of dimensions (ints >= 0, None for unknown, names, "
+                              f"at most one '...'), got {shape!r}")
+    return [int(d) if isinstance(d, (int, np.integer)) else d for d in items]
+
+
 class IOKey:
     """Names a terminal's connection and, optionally, declares what it holds.
 
@@ -95,15 +115,19 @@ class IOKey:
         init: Initializer | None = None,
         differentiable: bool = True,
     ) -> None:
+        from ..errors import ModelBuildError
+
         if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"IOKey name must be a non-empty string, got {name!r}")
+            raise ModelBuildError(f"IOKey name must be a non-empty string, got {name!r}")
+        at = f"IOKey({name!r})"
         if role not in (None, "input", "param", "state"):
-            raise ValueError(f"IOKey role must be 'input', 'param' or 'state', got {role!r}")
+            raise ModelBuildError(f"{at}: role must be 'input', 'param' or 'state', got {role!r}")
         self.name = name
-        self.shape = None if shape is None else list(shape)
+        self.shape = None if shape is None else _shape_spec(shape, at)
         self.kind = dtype.kind if isinstance(dtype, DType) else dtype
         if self.kind not in (None, "float", "int", "bool"):
-            raise ValueError(f"IOKey dtype must be an ml dtype or a kind, got {dtype!r}")
+            raise ModelBuildError(f"{at}: dtype must be an ml dtype or a kind ('float', 'int', 'bool'), "
+                                  f"got {dtype!r}")
         self.value = value
         self.expose = expose
         self.role = role

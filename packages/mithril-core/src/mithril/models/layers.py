@@ -137,9 +137,11 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
             return model.call("normalize_affine", x, w, b, axes=axes, eps=eps, result=result)
         return model.call("normalize", x, axes=axes, eps=eps, result=result)
 
-    y = normalized(first)
+    # batch statistics need >= 2 values per channel: checked at compile (the eval graph has none)
+    x = model.call("batch_statistics", first, axes=axes, block=type(model).__name__)
+    y = normalized(x)
     if track_running_stats:
-        mean, rstd = normalized(h, "mean"), normalized(h, "rstd")  # the same call's statistics
+        mean, rstd = normalized(x, "mean"), normalized(x, "rstd")  # the same call's statistics
         var = model.call("sub", model.call("div", 1.0, rstd * rstd), eps)
         # the state as read (tied to the channels where num_features is not given), by both modes
         rm_in = per_channel(IOKey("running_mean", shape=[c], role="state", init=zeros))

@@ -9,12 +9,6 @@ from . import arguments as A
 from .block import PrimitiveBlock
 
 
-def _axis(axis: int | Sequence[int] | None) -> tuple[int, ...] | None:
-    if axis is None:
-        return None
-    return (axis,) if isinstance(axis, int) else tuple(axis)
-
-
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(v, int):
         return (v, v)
@@ -66,8 +60,7 @@ class Gelu(_Prim):
     primitive_name = "gelu"
 
     def __init__(self, approximate: str = "none", *, name: str | None = None) -> None:
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"Gelu approximate must be 'none' or 'tanh', got {approximate!r}")
+        A.choice(approximate, ("none", "tanh"), "approximate", A.where("Gelu", name))
         super().__init__(name=name, approximate=approximate)
 
 
@@ -77,35 +70,36 @@ class LeakyRelu(_Prim):
     primitive_name = "leaky_relu"
 
     def __init__(self, slope: float = 0.01, *, name: str | None = None) -> None:
-        super().__init__(name=name, slope=float(slope))
+        super().__init__(name=name, slope=A.number(slope, "slope", A.where("LeakyRelu", name)))
 
 
 class Softmax(_Prim):
     primitive_name = "softmax"
 
     def __init__(self, axis: int = -1, *, name: str | None = None) -> None:
-        super().__init__(name=name, axis=int(axis))
+        super().__init__(name=name, axis=A.integer(axis, "axis", A.where("Softmax", name)))
 
 
 class LogSoftmax(_Prim):
     primitive_name = "log_softmax"
 
     def __init__(self, axis: int = -1, *, name: str | None = None) -> None:
-        super().__init__(name=name, axis=int(axis))
+        super().__init__(name=name, axis=A.integer(axis, "axis", A.where("LogSoftmax", name)))
 
 
 class Transpose(_Prim):
     primitive_name = "transpose"
 
     def __init__(self, axes: Sequence[int] | None = None, *, name: str | None = None) -> None:
-        super().__init__(name=name, axes=None if axes is None else tuple(axes))
+        at = A.where("Transpose", name)
+        super().__init__(name=name, axes=None if axes is None else A.ints(axes, "axes", at))
 
 
 class Reshape(_Prim):
     primitive_name = "reshape"
 
     def __init__(self, shape: Sequence[int], *, name: str | None = None) -> None:
-        super().__init__(name=name, shape=tuple(int(s) for s in shape))
+        super().__init__(name=name, shape=A.ints(shape, "shape", A.where("Reshape", name), minimum=-1))
 
 
 class Flatten(_Prim):
@@ -114,20 +108,27 @@ class Flatten(_Prim):
     primitive_name = "flatten"
 
     def __init__(self, start_axis: int = 1, end_axis: int = -1, *, name: str | None = None) -> None:
-        super().__init__(name=name, start_axis=int(start_axis), end_axis=int(end_axis))
+        at = A.where("Flatten", name)
+        super().__init__(name=name, start_axis=A.integer(start_axis, "start_axis", at),
+                         end_axis=A.integer(end_axis, "end_axis", at))
 
 
 class Cast(_Prim):
     primitive_name = "cast"
 
     def __init__(self, kind: str = "float", *, name: str | None = None) -> None:
-        super().__init__(name=name, kind=kind)
+        from ..dtypes import DType
+
+        if isinstance(kind, DType):
+            kind = kind.kind
+        super().__init__(name=name, kind=A.choice(kind, ("float", "int", "bool"), "kind", A.where("Cast", name)))
 
 
 class _Reduce(_Prim):
     def __init__(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, *,
                  name: str | None = None) -> None:
-        super().__init__(name=name, axis=_axis(axis), keepdims=bool(keepdims))
+        at = A.where(type(self).__name__, name)
+        super().__init__(name=name, axis=A.axes(axis, "axis", at), keepdims=A.flag(keepdims, "keepdims", at))
 
 
 class Sum(_Reduce):
@@ -150,7 +151,8 @@ class ArgMax(_Prim):
     primitive_name = "argmax"
 
     def __init__(self, axis: int = -1, keepdims: bool = False, *, name: str | None = None) -> None:
-        super().__init__(name=name, axis=(int(axis),), keepdims=bool(keepdims))
+        at = A.where("ArgMax", name)
+        super().__init__(name=name, axis=(A.integer(axis, "axis", at),), keepdims=A.flag(keepdims, "keepdims", at))
 
 
 class Concat(PrimitiveBlock):
@@ -160,7 +162,8 @@ class Concat(PrimitiveBlock):
     """
 
     def __init__(self, n: int = 2, axis: int = 0, *, name: str | None = None) -> None:
-        super().__init__("concat", n_inputs=n, name=name, axis=int(axis))
+        at = A.where("Concat", name)
+        super().__init__("concat", n_inputs=A.size(n, "n", at), name=name, axis=A.integer(axis, "axis", at))
 
 
 class MaxPool2d(_Prim):

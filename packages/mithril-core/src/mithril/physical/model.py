@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 import warnings
 from typing import Any
 
+import numpy as np
+
 from .._gc import gc_paused
 from ..backend import Backend
 from ..errors import (
@@ -17,6 +19,7 @@ from ..ir.graph import Graph
 from ..ir.randomness import SEED_INPUT
 from ..ir.passes.shape_inference import solve
 from ..models.model import Model
+from .checks import check_indices
 from .pipeline import Compiled, Options, build_graph, compile_graph
 
 
@@ -250,11 +253,18 @@ class PhysicalModel:
         with random nodes (Dropout in training mode) gets a fresh seed per call from
         the backend's generator (``backend.seed(n)`` makes calls reproducible).
         """
+        if training is not None and training is not True and training is not False:
+            _check_flag("training", training)
+        if return_state is not True and return_state is not False:
+            _check_flag("return_state", return_state)
         fast = self._fast
-        if fast is not None and inputs is not None:
-            key = (self.training if training is None else bool(training),
+        if fast is not None and type(inputs) is dict and type(params) is dict and (
+                output_gradients is None or type(output_gradients) is dict):
+            key = (self.training if training is None else training,
                    None if output_gradients is None else tuple(output_gradients))
             if key == fast[0]:
+                if fast[2]:
+                    check_indices(self.backend, fast[2], inputs)
                 ran = fast[1](params, inputs, output_gradients or {})
                 if ran is not None:
                     return self._result(ran, output_gradients is not None, return_state)
@@ -271,7 +281,15 @@ class PhysicalModel:
 
     def _evaluate(self, params: Mapping[str, Any], inputs: Mapping[str, Any] | None,
                   output_gradients: Mapping[str, Any] | None, training: bool | None, return_state: bool) -> Any:
-        inputs = inputs or {}
+        if inputs is None:
+            inputs = {}
+        elif not isinstance(inputs, Mapping):
+            raise EvaluationError(f"inputs must be a dict of arrays keyed by the model's inputs "
+                                  f"{list(self.input_keys)}, got {type(inputs).__name__}; "
+                                  f"evaluate(params, {{{', '.join(repr(k) + ': ...' for k in self.input_keys)}}})")
+        if output_gradients is not None and not isinstance(output_gradients, Mapping):
+            raise EvaluationError(f"output_gradients must be a dict of arrays keyed by the model's outputs "
+                                  f"{list(self.output_keys)}, got {type(output_gradients).__name__}")
         mode = self.training if training is None else bool(training)
         if mode and self.options.static_inference:
             raise UnsupportedError("this model was compiled with static_inference=True: it runs in inference mode")
@@ -321,6 +339,10 @@ class PhysicalModel:
                     raise ShapeMismatchError(
                         f"output_gradients[{k!r}] has shape {list(be.shape_of(g))}, output {k!r} has {list(want)}"
                     )
+                if compiled.graph.outputs[k].kind in (None, "float") and native_of(g) != be.native_dtype("float"):
+                    raise EvaluationError(
+                        f"output_gradients[{k!r}] is {be.dtype_of(g).value} but output {k!r} is "
+                        f"{be.dtype.value}; give it in the output's dtype (backend.array(...)): it is not cast")
                 cots[k] = g
         if mode and compiled.graph.state_updates and not return_state and not self._warned_state:
             self._warned_state = True
@@ -330,6 +352,9 @@ class PhysicalModel:
                 f"drops the new values, so inference will use the initial ones; pass return_state=True and merge "
                 f"them into params, evaluate with training=False, or train with mithril.training",
                 StateNotReturnedWarning, stacklevel=3)
+        checks = compiled.graph.index_checks
+        if checks:
+            check_indices(be, checks, checked_inputs)
         if compiled.random:
             checked_inputs[SEED_INPUT] = be.next_seed()
         ran = compiled.executable.run(checked_params, checked_inputs, cots)
@@ -337,7 +362,7 @@ class PhysicalModel:
         # function traced only from here): the next call with the same mode and gradients tries it
         fast_call = None if compiled.random else getattr(compiled.executable, "fast_call", None)
         self._fast = None if fast_call is None else (
-            (mode, None if output_gradients is None else tuple(output_gradients)), fast_call)
+            (mode, None if output_gradients is None else tuple(output_gradients)), fast_call, tuple(checks))
         return self._result(ran, output_gradients is not None, return_state)
 
     def _expected(self, compiled: Compiled) -> dict[str, tuple[tuple[int, ...], Any]]:
@@ -411,6 +436,12 @@ class PhysicalModel:
     def __repr__(self) -> str:
         return (f"PhysicalModel({self.backend!r}, inputs={list(self.input_keys)}, "
                 f"outputs={list(self.output_keys)}, params={len(self.param_keys)})")
+
+
+def _check_flag(name: str, value: Any) -> None:
+    """A flag of evaluate takes True or False: ``training="False"`` (a string) would be true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise EvaluationError(f"evaluate({name}=...) must be True or False, got {value!r} ({type(value).__name__})")
 
 
 __all__ = ["PhysicalModel", "EvaluationError"]

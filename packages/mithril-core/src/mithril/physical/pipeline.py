@@ -6,9 +6,12 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..backend import Backend
 from ..ir.flatten import FlatModel
-from ..ir.graph import Graph, Value, ValueRole
+from ..errors import CompileError
+from ..ir.graph import Graph, IndexCheck, Value, ValueRole
 from ..ir.passes import autodiff, fuse, remat, simplify
 from ..ir.passes.expand import expand
 from ..ir.passes.shape_inference import concretize
@@ -57,10 +60,43 @@ def build_graph(flat: FlatModel, shapes: Mapping[str, Sequence[int] | None], con
         graph.initializers.pop(name, None)
         v.role = ValueRole.CONST
         v.data = data
+    graph.index_checks = index_checks(graph)  # before expand removes the index_range markers
     expand(graph, keep)  # composites -> their subgraphs, now that shapes are concrete (kept: backend kernels)
     simplify.remove_identities(graph)
     simplify.fold_shape_constants(graph)
     return graph
+
+
+def index_checks(graph: Graph) -> list[IndexCheck]:
+    """What evaluate checks of the int inputs read as indices (``index_range`` nodes); constants
+    read as indices are checked here."""
+    checks: list[IndexCheck] = []
+    for n in graph.nodes:
+        if n.primitive.name != "index_range":
+            continue
+        v, like = n.inputs
+        size = like.shape[n.attrs["like_axis"]]  # type: ignore[index]
+        ignore = n.attrs["ignore"]
+        block = n.where.rsplit(".", 1)[0] if "." in n.where else n.where
+        block = f"{block} ({n.attrs['block']})" if n.attrs["block"] else block
+        terminal = n.attrs["names"][0]
+        if v.role is ValueRole.INPUT and v.name in graph.inputs:
+            check = IndexCheck(v.name, size, ignore, block, terminal)
+            if check not in checks:
+                checks.append(check)
+        elif v.role is ValueRole.CONST:
+            from .checks import out_of_range
+
+            bad = out_of_range(np.asarray(v.data), size, ignore)
+            if bad is not None:
+                raise CompileError(f"{block}: constant {v.name or terminal!r} read as {terminal} holds "
+                                   f"{bad[1]} at {bad[0]}: {_range_text(size, ignore)}")
+    return checks
+
+
+def _range_text(size: int, ignore: int | None) -> str:
+    extra = f" (or {ignore}, the ignore_index)" if ignore is not None else ""
+    return f"indices must be in [0, {size - 1}]{extra}"
 
 
 def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_outputs: Sequence[str] | None,

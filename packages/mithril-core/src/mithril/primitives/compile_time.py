@@ -14,6 +14,15 @@
   their shapes. A loss puts it on its target so that mismatched shapes are an error rather than a
   silent broadcast. It waits for both shapes to be concrete (it relates nothing before, so a mismatch
   is always reported here rather than by the rule of some later primitive), and expands to nothing.
+* ``batch_statistics(input; axes, block)``: ``input`` itself, whose statistics over ``axes`` a
+  normalisation computes from the batch (BatchNorm in training mode). With fewer than 2 values per
+  channel they are meaningless (a variance of 0 or NaN written into the running statistics), so
+  that is a :class:`~mithril.errors.ShapeMismatchError` naming ``block`` at compile, as torch
+  refuses it. Only a graph that computes batch statistics holds it; it expands to nothing.
+* ``index_range(input, like; like_axis, ignore, block, names)``: ``input`` itself, int indices into
+  axis ``like_axis`` of ``like`` (an embedding's rows, a loss's classes). When ``input`` is an input
+  of the model, ``evaluate`` checks its values lie in range (or equal ``ignore``) before anything
+  runs (:class:`~mithril.ir.graph.IndexCheck`); a constant is checked at compile. It expands to nothing.
 """
 
 from __future__ import annotations
@@ -109,3 +118,36 @@ same_dim = primitive("same_dim", ("input", "like"), _same_dim_rule,
                      attrs={"axis": 0, "like_axis": 0, "block": "", "names": ("input", "like")},
                      expand=lambda b, n: n.inputs[0], nondiff=("like",), shape_only=("like",),
                      doc="input, its dimension axis tied to like's dimension like_axis (expands to nothing)")
+
+
+def _index_range_rule(ins, out, attrs) -> bool:
+    bind_kind(ins[0].kind, "int")
+    unify_kinds(ins[0].kind, out.kind)
+    unify(out.shape, ins[0].shape)
+    return True
+
+
+index_range = primitive("index_range", ("input", "like"), _index_range_rule,
+                        attrs={"like_axis": 0, "ignore": None, "block": "", "names": ("input", "like")},
+                        expand=lambda b, n: n.inputs[0], nondiff=("input", "like"), shape_only=("like",),
+                        doc="int indices input into axis like_axis of like, range-checked by evaluate")
+
+
+def _batch_statistics_expand(b, node):  # type: ignore[no-untyped-def]
+    shape = node.inputs[0].shape
+    count = 1
+    for a in node.attrs["axes"]:
+        count *= shape[a]
+    if count < 2:
+        where = node.where.rsplit(".", 1)[0] if "." in node.where else node.where
+        what = "an empty batch" if count == 0 else "1 value per channel"
+        raise ShapeMismatchError(
+            f"{where} ({node.attrs['block']}): input of shape {list(shape)} has {what} over axes "
+            f"{list(node.attrs['axes'])}; batch statistics need more than 1 value per channel (in training "
+            f"mode, or without running statistics); give a larger batch or evaluate with training=False")
+    return node.inputs[0]
+
+
+batch_statistics = primitive("batch_statistics", ("input",), _identity_rule, attrs={"axes": (0,), "block": ""},
+                             expand=_batch_statistics_expand, vjp=lambda b, n, g: [g],
+                             doc="input, whose batch statistics over axes are computed: >= 2 values per channel")

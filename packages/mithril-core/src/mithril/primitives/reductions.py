@@ -63,10 +63,14 @@ primitive("argmax", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_
           doc="index of the max over one axis (a 1-tuple)")
 
 
-def _softmax_rule(ins, out, attrs) -> bool:
+def _softmax_rule(ins, out, attrs, what: str = "softmax") -> bool:
     bind_kind(ins[0].kind, "float")
     unify_kinds(ins[0].kind, out.kind)
     unify(ins[0].shape, out.shape)
+    dims = ins[0].shape.dims()
+    if dims is None:
+        return False  # the axis is checked once the rank is known
+    normalize_axis(attrs["axis"], len(dims), f"{what}: ")
     return True
 
 
@@ -84,5 +88,5 @@ def _vjp_log_softmax(b, node, g):
 
 primitive("softmax", ("input",), _softmax_rule, attrs={"axis": -1}, vjp=_vjp_softmax,
           doc="numerically stable softmax over one axis")
-primitive("log_softmax", ("input",), _softmax_rule, attrs={"axis": -1}, vjp=_vjp_log_softmax,
+primitive("log_softmax", ("input",), lambda i, o, a: _softmax_rule(i, o, a, "log_softmax"), attrs={"axis": -1}, vjp=_vjp_log_softmax,
           doc="numerically stable log-softmax over one axis")

@@ -37,11 +37,19 @@ def remove_identities(graph: Graph) -> Graph:
 
 
 def fold_shape_constants(graph: Graph) -> Graph:
-    """``numel`` nodes become constants now that shapes are concrete."""
+    """``numel`` nodes become constants now that shapes are concrete; a ``reshape``/``unflatten`` with a
+    -1 of an empty array (where -1 means nothing) gets its concrete sizes."""
     repl: dict[int, Value] = {}
     keep = []
     for n in graph.nodes:
-        if n.primitive.name == "numel":
+        name = n.primitive.name
+        if name in ("reshape", "unflatten") and n.output.shape is not None and 0 in n.output.shape:
+            if name == "reshape" and -1 in n.attrs["shape"]:
+                n.attrs = {**n.attrs, "shape": tuple(n.output.shape)}
+            elif name == "unflatten" and -1 in n.attrs["sizes"]:
+                ax = n.attrs["axis"] % len(n.inputs[0].shape)  # type: ignore[arg-type]
+                n.attrs = {**n.attrs, "sizes": tuple(n.output.shape[ax:ax + len(n.attrs["sizes"])])}
+        if name == "numel":
             shape = n.inputs[0].shape
             axis = n.attrs["axis"]
             axes = range(len(shape)) if axis is None else [a % len(shape) for a in axis]

@@ -110,7 +110,9 @@ class _Table(Model):
     def __init__(self, rows: int, dim: int, std: float, *, name: str) -> None:
         super().__init__(name=name)
         w = IOKey("weight", shape=[rows, dim], role="param", init=normal_init(std))
-        self.call("gather_rows", w, IOKey("input", dtype="int"), output=IOKey("output"))
+        ids = self.call("index_range", IOKey("input", dtype="int"), w, like_axis=0, block=type(self).__name__,
+                        names=("input", "weight"))
+        self.call("gather_rows", "weight", ids, output=IOKey("output"))
         self.set_canonical(input="input", output="output")
 
 

@@ -120,7 +120,7 @@ class AdaptiveAvgPool2d(Model):
 
     def __init__(self, output_size: int | Sequence[int], *, name: str | None = None) -> None:
         super().__init__(name=name)
-        oh, ow = _pair(output_size)
+        oh, ow = A.sizes(output_size, 2, "output_size", A.where("AdaptiveAvgPool2d", name))
         x = IOKey("input", shape=["...", None, None])
         if (oh, ow) == (1, 1):
             self.call("mean", x, axis=(-2, -1), keepdims=True, output=IOKey("output"))
@@ -142,7 +142,9 @@ class Embedding(Model):
         num_embeddings = A.size(num_embeddings, "num_embeddings", at, optional=True)
         embedding_dim = A.size(embedding_dim, "embedding_dim", at, optional=True)
         weight = IOKey("weight", shape=[num_embeddings, embedding_dim], role="param", init=normal)
-        self.call("gather_rows", weight, IOKey("input", dtype="int"), output=IOKey("output"))
+        ids = self.call("index_range", IOKey("input", dtype="int"), weight, like_axis=0, block="Embedding",
+                        names=("input", "weight"))
+        self.call("gather_rows", "weight", ids, output=IOKey("output"))
         self.set_canonical(input="input", output="output")
 
 

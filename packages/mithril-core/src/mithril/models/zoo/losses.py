@@ -116,8 +116,9 @@ class _ClassLoss(_Loss):
 
     def _build_indices(self, log_softmax: bool, label_smoothing: float, ignore_index: int | None) -> None:
         """NLL over class indices, as torch: ``input [N, C, *]``, int ``target [N, *]``, ``ignore_index``."""
-        target = self.call("same_shape", IOKey("target", dtype="int"), IOKey("input"), drop_axis=1,
-                           block=self._what, names=("target", "input"))
+        target = self.call("index_range", IOKey("target", dtype="int"), IOKey("input"), like_axis=1,
+                           ignore=ignore_index, block=self._what, names=("target", "input"))
+        target = self.call("same_shape", target, "input", drop_axis=1, block=self._what, names=("target", "input"))
         # [N, C, *] -> [N, M, C] and [N, *] -> [N, M], whatever the rank (M = 1 for [N, C])
         x = self.call("flatten", self.call("unflatten", "input", axis=-1, sizes=(-1, 1)), start_axis=2, end_axis=-1)
         x = self.call("transpose", x, axes=(0, 2, 1))
