@@ -189,11 +189,18 @@ cast = primitive("cast", ("input",), _cast_rule, attrs={"kind": "float"},
                  vjp=lambda b, n, g: [b.emit("cast", g, kind="float") if n.inputs[0].kind == "float" else None],
                  recompute=same_node, doc="convert to the backend's dtype of kind 'float', 'int' or 'bool'")
 
+_UNARY_DOCS = {
+    "neg": "-x", "abs": "|x|", "exp": "e ** x", "log": "natural logarithm", "sqrt": "square root",
+    "sin": "sine", "cos": "cosine", "tanh": "hyperbolic tangent", "sigmoid": "1 / (1 + exp(-x))",
+    "relu": "max(x, 0)", "erf": "the error function",
+}
 for _name in ("neg", "abs"):
-    primitive(_name, ("input",), _same_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node)
+    primitive(_name, ("input",), _same_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node,
+              doc=_UNARY_DOCS[_name])
 primitive("sign", ("input",), _same_rule, recompute=same_node, doc="-1, 0 or 1")
 for _name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "erf"):
-    primitive(_name, ("input",), _float_unary_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node)
+    primitive(_name, ("input",), _float_unary_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node,
+              doc=_UNARY_DOCS[_name])
 primitive("leaky_relu", ("input",), _float_unary_rule, attrs={"slope": 0.01},
           vjp=_vjp_unary(_UNARY_GRADS["leaky_relu"]), recompute=same_node, doc="x if x > 0 else slope * x")
 primitive("gelu", ("input",), _float_unary_rule, attrs={"approximate": "none"},
