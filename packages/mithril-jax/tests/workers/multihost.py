@@ -25,7 +25,7 @@ model += Linear(dimension=4)
 backend = ml.JaxBackend(dtype=ml.float64, device="cpu", device_mesh=(jax.device_count(),))
 rng = np.random.default_rng(0)
 batches = [(rng.standard_normal((8, 6)), rng.integers(0, 4, 8)) for _ in range(3)]
-init = {k: np.asarray(v) for k, v in np.load(sys.argv[4]).items()}
+init = {k: np.asarray(v) for k, v in np.load(sys.argv[4], allow_pickle=False).items()}
 step = ml.compile_step(model, backend, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2),
                        shapes={"input": [8, 6]}, jit=True, sharding=ml.parallel.Layout(fsdp=True))
 state = step.init({k: backend.array(v) for k, v in init.items()})

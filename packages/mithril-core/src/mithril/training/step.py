@@ -28,6 +28,7 @@ from ..ir.graph import Graph, GraphBuilder, Value, ValueRole
 from ..ir.randomness import SEED_INPUT
 from ..models.block import Block
 from ..models.model import Model
+from ..physical.checks import check_indices
 from ..physical.model import PhysicalModel
 from ..physical.pipeline import Compiled, Options, compile_graph
 from ..parallel.layout import Layout
@@ -251,6 +252,8 @@ class TrainingStep:
                 arrays = {**state.params, **state.optimizer}
                 if arrays.keys() != compiled.graph.params.keys() | compiled.graph.state.keys():
                     self._check_state_keys(state, compiled)
+                if compiled.graph.index_checks:
+                    check_indices(be, compiled.graph.index_checks, inputs)
                 if compiled.random:
                     inputs[SEED_INPUT] = self._seed(state)
                 outputs, _, updates = compiled.executable.run(arrays, inputs, {})
@@ -279,6 +282,8 @@ class TrainingStep:
             micro = {name: x[i * m:(i + 1) * m] for name, x in inputs.items()}
             shapes = tuple(sorted((name, tuple(be.shape_of(x))) for name, x in micro.items()))
             compiled = self._compiled("grad", shapes)
+            if compiled.graph.index_checks:
+                check_indices(be, compiled.graph.index_checks, micro)
             if compiled.random:
                 micro[SEED_INPUT] = self._seed(state, i)
             outputs, grads, new_state = compiled.executable.run(
@@ -317,6 +322,8 @@ class TrainingStep:
         with be.scope():
             inputs, shapes = self._batch(batch)
             compiled = self._compiled("eval", shapes)
+            if compiled.graph.index_checks:
+                check_indices(be, compiled.graph.index_checks, inputs)
             arrays = {k: params[k] for k in (*compiled.graph.params, *compiled.graph.state)}
             outputs, _, _ = compiled.executable.run(arrays, inputs, {})
         return dict(outputs)
