@@ -75,6 +75,9 @@ def run_case(n: int, cfg: GPTConfig, args) -> dict:
 
     import mithril as ml
     from mithril.models import CrossEntropyLoss
+    from run import _mithril_backends
+
+    _mithril_backends(log=lambda *a: None)  # PYTHONPATH-only checkouts (a GPU machine)
 
     per_device = cfg.batch
     gcfg = GPTConfig(**{**asdict(cfg), "batch": per_device * n})
@@ -132,7 +135,7 @@ def run_case(n: int, cfg: GPTConfig, args) -> dict:
         "ratio": ratio_stats(times["mithril"], times["native"]).as_dict(),
     })
     if args.memory:
-        row["bytes_per_device"] = _per_device_bytes(st)
+        row["bytes_per_device"] = _per_device_bytes(box["m"])  # the live state (earlier ones are donated)
     return row
 
 

@@ -53,6 +53,9 @@ def main(argv=None) -> int:
     import mithril as ml
     from mithril.models import CrossEntropyLoss
     from native_torch import GPT, load_params
+    from run import _mithril_backends
+
+    _mithril_backends(log=lambda *a: None)  # PYTHONPATH-only checkouts (a GPU machine)
 
     cuda = torch.cuda.is_available() and not args.cpu_mesh
     torch.set_num_threads(1)
