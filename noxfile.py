@@ -55,7 +55,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def wheels(session: nox.Session) -> None:
     """Build every wheel, install ``mithril[numpy]`` offline from them, run a model."""
-    session.install(*CONSTRAINTS, "build", "pytest>=7", "numpy", "pluggy", "importlib-metadata")
+    session.install(*CONSTRAINTS, "build", "pytest>=7", "numpy", "pluggy", "importlib-metadata", "safetensors", "tqdm")
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_distribution.py"),
                 env={"MITHRIL_DISTRIBUTION_TEST": "1"})
 

@@ -25,6 +25,10 @@ def run(*args: str, **kw) -> subprocess.CompletedProcess:
     return r
 
 
+#: the core's third-party dependencies (packages/mithril-core/pyproject.toml), from the index
+CORE_DEPS = ("numpy", "pluggy", "importlib-metadata", "safetensors", "tqdm")
+
+
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
@@ -65,7 +69,7 @@ def test_offline_install_of_mithril_numpy_from_local_wheels(wheelhouse, tmp_path
     py = str(env_dir / "bin" / "python")
     pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     # third-party dependencies may come from the index; ours only from the wheelhouse
-    run(*pip, "-c", str(ROOT / "constraints.txt"), "numpy", "pluggy", "importlib-metadata")
+    run(*pip, "-c", str(ROOT / "constraints.txt"), *CORE_DEPS)
     run(*pip, "--no-index", "--find-links", str(wheelhouse), "mithril[numpy]")
     code = (
         "import mithril as ml, mithril_numpy, numpy as np\n"
@@ -99,7 +103,7 @@ def test_offline_install_of_each_backend_extra(wheelhouse, tmp_path, extra, deps
     venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)
     py = str(env_dir / "bin" / "python")
     pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    run(*pip, "-c", str(ROOT / "constraints.txt"), "numpy", "pluggy", "importlib-metadata", *deps)
+    run(*pip, "-c", str(ROOT / "constraints.txt"), *CORE_DEPS, *deps)
     run(*pip, "--no-index", "--find-links", str(wheelhouse), f"mithril[{extra}]")
     code = (
         "import mithril as ml, numpy as np\n"
