@@ -5,7 +5,11 @@
 * :mod:`mithril.testing.conformance`: the pytest tests; a backend package runs them with
   ``from mithril.testing.conformance import *`` and a ``mithril_backend_factory`` fixture
   (see that module's docstring);
-* :mod:`mithril.testing.pytest_plugin`: default fixtures and deselection, loaded by pytest.
+* :mod:`mithril.testing.pytest_plugin`: default fixtures and deselection, loaded by pytest;
+* :mod:`mithril.testing.primitive_check`: for the author of a custom primitive,
+  ``check_primitive(name, shapes=..., backends=...)`` (gradients by finite differences and agreement
+  across backends) and ``check_gradient``;
+* :mod:`mithril.testing.primitive_reference`: generates docs/primitives.md from the definitions.
 
 Submodules load on first use (the pytest plugin lives here and is imported by every pytest run).
 """
@@ -18,6 +22,7 @@ from typing import Any
 _LAZY = {
     "BLOCK_CASES": "cases", "PRIMITIVE_CASES": "cases", "BlockCase": "cases", "PrimitiveCase": "cases",
     "cases_for": "cases", "REFERENCE": "reference",
+    "check_primitive": "primitive_check", "check_gradient": "primitive_check", "PrimitiveReport": "primitive_check",
 }
 
 
