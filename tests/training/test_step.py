@@ -295,3 +295,45 @@ def test_state_not_returned_warns():
     pm.evaluate(params, {"input": be.randn(4, 1, 4, 4)}, return_state=True)
     with pytest.warns(StateNotReturnedWarning, match="return_state=True"):
         pm.evaluate(params, {"input": be.randn(4, 1, 4, 4)})
+
+
+@pytest.mark.parametrize("backend_name", [b for b in ("torch", "jax") if b in BACKENDS])
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_keeps_float32_master_weights(backend_name, precision):
+    """Forward/backward in half precision, float32 update: the curve follows the float32 one."""
+    be = variant_backend(backend_name, "float32")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 1, 4, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    curves, steps = {}, {}
+    for prec in (None, getattr(ml, precision)):
+        step = ml.compile_step(cnn(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2),
+                               shapes={"input": [8, 1, 4, 4]}, precision=prec)
+        state = step.init(seed=2)
+        losses = []
+        for _ in range(6):
+            r = step(state, {"input": be.array(x), "target": be.array(y)})
+            state = r.state
+            losses.append(float(be.to_numpy(r.loss)))
+        curves[prec], steps[prec] = losses, (step, state)
+    half = getattr(ml, precision)
+    np.testing.assert_allclose(curves[half], curves[None], rtol=3e-2)
+    step, state = steps[half]
+    assert all(be.dtype_of(v) is ml.float32 for v in state.params.values() if be.kind_of(v) == "float")
+    assert step.loss_scale == (1024.0 if precision == "float16" else 1.0)
+    assert curves[half][-1] < curves[half][0]
+
+
+def test_mixed_precision_bad_options():
+    be64 = variant_backend(BACKENDS[0], "float64")
+    with pytest.raises(ml.errors.CompileError, match="float32 backend"):
+        ml.compile_step(mlp(), be64, loss=MSELoss(), optimizer=ml.optim.SGD(lr=0.1), precision=ml.bfloat16,
+                        shapes={"input": [4, 6]})
+    be = variant_backend(BACKENDS[0], "float32")
+    with pytest.raises(ml.errors.CompileError, match="loss_scale needs precision"):
+        ml.compile_step(mlp(), be, loss=MSELoss(), optimizer=ml.optim.SGD(lr=0.1), loss_scale=128.0,
+                        shapes={"input": [4, 6]})
+    if "numpy" in BACKENDS:
+        with pytest.raises(UnsupportedError, match="cannot compute in bfloat16"):
+            ml.compile_step(mlp(), ml.NumpyBackend(), loss=MSELoss(), optimizer=ml.optim.SGD(lr=0.1),
+                            precision=ml.bfloat16, shapes={"input": [4, 6]})

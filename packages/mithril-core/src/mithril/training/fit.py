@@ -51,11 +51,11 @@ class Trainer:
                  metrics: Iterable[str | Metric] = (), shapes: Mapping[str, Sequence[int | None]] | None = None,
                  jit: bool = False, prediction: str | None = None, target: str = "target",
                  params: Mapping[str, Any] | None = None, seed: int = 0, gradient_checkpointing: bool = False,
-                 sharding: Any = None) -> None:
+                 sharding: Any = None, precision: Any = None, loss_scale: float | None = None) -> None:
         self.backend = backend
         self._spec = dict(model=model, backend=backend, loss=loss, optimizer=optimizer, metrics=tuple(metrics),
                           prediction=prediction, target=target, jit=jit, gradient_checkpointing=gradient_checkpointing,
-                          sharding=sharding)
+                          sharding=sharding, precision=precision, loss_scale=loss_scale)
         self._params = params
         self.seed = seed
         self.stop_training = False

@@ -43,13 +43,37 @@ from .update import GRAD_NORM_OUTPUT, LR_OUTPUT, append_update
 _GRAD = "grad."
 
 
+def _mixed_precision(backend: Backend, precision: Any, loss_scale: float | None) -> tuple[Any, float, Any]:
+    """(precision, loss scale, the backend computing in that precision, or None)."""
+    from ..dtypes import DType
+
+    if precision is None or precision == backend.dtype:
+        if loss_scale is not None and loss_scale != 1.0:
+            raise CompileError("loss_scale needs precision=ml.float16 (or ml.bfloat16) on a float32 backend")
+        return None, 1.0, None
+    if precision not in (DType.float16, DType.bfloat16):
+        raise CompileError(f"precision must be ml.bfloat16 or ml.float16, got {precision!r}")
+    if backend.dtype is not DType.float32:
+        raise CompileError(f"mixed precision keeps float32 master weights: compile it for a float32 backend, "
+                           f"not {backend!r}")
+    if precision not in type(backend).supported_dtypes:
+        raise UnsupportedError(f"{type(backend).__name__} cannot compute in {precision.value}")
+    if backend.mesh is not None:
+        raise UnsupportedError("mixed precision on a device mesh is not supported yet")
+    scale = (1024.0 if precision is DType.float16 else 1.0) if loss_scale is None else float(loss_scale)
+    if not scale > 0 or scale != scale or scale == float("inf"):
+        raise CompileError(f"loss_scale must be a positive finite number, got {loss_scale!r}")
+    return precision, scale, type(backend)(dtype=precision, device=backend.device)
+
+
 class TrainingStep:
     """A compiled training step; see :func:`compile_step`."""
 
     def __init__(self, model: Model, backend: Backend, *, loss: Block | None, optimizer: Optimizer,
                  shapes: Mapping[str, Sequence[int | None]] | None, metrics: Iterable[str | Metric],
                  prediction: str | None, target: str, jit: bool, gradient_checkpointing: bool,
-                 accumulate: int, sharding: Any = None) -> None:
+                 accumulate: int, sharding: Any = None, precision: Any = None,
+                 loss_scale: float | None = None) -> None:
         if not isinstance(backend, Backend):
             raise CompileError(f"backend must be a mithril Backend instance, got {type(backend).__name__}")
         if not isinstance(model, Block):
@@ -67,6 +91,7 @@ class TrainingStep:
         self.backend = backend
         self.optimizer = optimizer
         self.accumulate = accumulate
+        self.precision, self.loss_scale, self._compute_backend = _mixed_precision(backend, precision, loss_scale)
         self.metrics: tuple[Metric, ...] = tuple(as_metric(m) for m in metrics)
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names) or set(names) & {LOSS_OUTPUT, LR_OUTPUT, GRAD_NORM_OUTPUT}:
@@ -105,6 +130,10 @@ class TrainingStep:
         self.physical = PhysicalModel(model, backend, shapes=shapes, constants={}, static_shapes=False,
                                       training=True, options=Options(gradient_checkpointing=gradient_checkpointing),
                                       flatten_fn=flatten_fn)
+        #: where forward and backward run: the model itself, or its twin in the compute precision
+        self._compute = self.physical if self._compute_backend is None else PhysicalModel(
+            model, self._compute_backend, shapes=shapes, constants={}, static_shapes=False, training=True,
+            options=Options(gradient_checkpointing=gradient_checkpointing), flatten_fn=flatten_fn)
         model_shapes = {k: v for k, v in shapes.items() if k != self.target}
         self._inference_model = inference_model or model
         self._inference_shapes = model_shapes
@@ -190,7 +219,8 @@ class TrainingStep:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        graph = self.physical.checked_graph(kind != "eval", dict(shapes))
+        source = self._compute if kind == "grad" else self.physical
+        graph = source.checked_graph(kind != "eval", dict(shapes))
         self._add_metrics(graph)
         keep = {LOSS_OUTPUT, *(m.name for m in self.metrics)}
         graph.outputs = {k: v for k, v in graph.outputs.items() if k in keep}
@@ -204,8 +234,8 @@ class TrainingStep:
             if kind == "train":
                 graph.donates_params = True
                 update = partial(self._append_update, grad_scale=None)
-            compiled = compile_graph(graph, self.backend, self.options, cotangent_outputs=(LOSS_OUTPUT,), wrt=wrt,
-                                     after_autodiff=update, seed_cotangents={LOSS_OUTPUT: 1.0})
+            compiled = compile_graph(graph, source.backend, self.options, cotangent_outputs=(LOSS_OUTPUT,), wrt=wrt,
+                                     after_autodiff=update, seed_cotangents={LOSS_OUTPUT: self.loss_scale})
         self._cache[key] = self._last = compiled
         warn_recompiles("this training step", len(self._cache), dict(shapes))
         return compiled
@@ -231,7 +261,7 @@ class TrainingStep:
         for k in self._wrt:
             graph.gradients[k] = graph.inputs[_GRAD + k] = Value(ValueRole.INPUT, name=_GRAD + k, kind="float",
                                                                   shape=tuple(shapes[k]))
-        self._append_update(graph, grad_scale=1.0 / self.accumulate)
+        self._append_update(graph, grad_scale=1.0 / (self.accumulate * self.loss_scale))
         compiled = compile_graph(graph, self.backend, Options(jit=self.options.jit, layout=self.options.layout),
                                  cotangent_outputs=None)
         self._cache[("apply",)] = compiled
@@ -245,7 +275,7 @@ class TrainingStep:
         be = self.backend
         with be.scope():
             inputs, shapes = self._batch(batch)
-            if self.accumulate > 1:
+            if self.accumulate > 1 or self._compute_backend is not None:
                 outputs, updates = self._accumulated(state, inputs)
             else:
                 compiled = self._compiled("train", shapes)
@@ -276,6 +306,11 @@ class TrainingStep:
         m = n // k
         add, mul = be.kernel("add"), be.kernel("mul")
         params = dict(state.params)
+        low = self._compute_backend
+        if low is not None:  # float32 master weights, forward and backward in the compute precision
+            params = {name: low.array(x) if be.kind_of(x) == "float" else x for name, x in params.items()}
+            inputs = {name: low.array(x) if be.kind_of(x) == "float" else x for name, x in inputs.items()}
+        full = (lambda x: be.array(x) if low.kind_of(x) == "float" else x) if low is not None else (lambda x: x)
         total: dict[str, Any] = {}
         sums: dict[str, Any] = {}
         for i in range(k):
@@ -289,16 +324,18 @@ class TrainingStep:
             outputs, grads, new_state = compiled.executable.run(
                 {name: params[name] for name in (*compiled.graph.params, *compiled.graph.state)}, micro, {})
             params.update(new_state)  # running statistics advance micro-batch by micro-batch
+            grads = {name: full(g) for name, g in grads.items()}  # summed in float32
+            outputs = {name: full(v) for name, v in outputs.items()}
             total = grads if not total else {name: add(total[name], g) for name, g in grads.items()}
             sums = dict(outputs) if not sums else {name: add(sums[name], v) for name, v in outputs.items()}
         apply = self._compiled_apply()
-        arrays = {name: params[name] for name in apply.graph.params}
+        arrays = {name: state.params[name] for name in apply.graph.params}
         arrays.update({name: state.optimizer[name] for name in apply.graph.state})
         out, _, updates = apply.executable.run(arrays, {_GRAD + name: g for name, g in total.items()}, {})
         scale = be.constant(np.asarray(1.0 / k))
         outputs = {name: mul(v, scale) for name, v in sums.items()}
         outputs.update(out)
-        updates = {**{name: v for name, v in params.items() if name in self.physical.state_keys}, **updates}
+        updates = {**{name: full(v) for name, v in params.items() if name in self.physical.state_keys}, **updates}
         return outputs, updates
 
     def _check_state_keys(self, state: TrainState, compiled: Compiled) -> None:
@@ -381,6 +418,8 @@ def compile_step(
     gradient_checkpointing: bool = False,
     accumulate: int = 1,
     sharding: Any = None,
+    precision: Any = None,
+    loss_scale: float | None = None,
 ) -> TrainingStep:
     """Compile a training step for ``model``.
 
@@ -392,12 +431,16 @@ def compile_step(
       :class:`~mithril.training.metrics.Metric` objects, computed in the same graph.
     * ``jit``: one ``torch.compile`` / ``jax.jit`` of the whole step.
     * ``accumulate``: micro-batches per update (gradient accumulation).
+    * ``precision``: ``ml.bfloat16`` or ``ml.float16`` on a float32 backend: mixed precision, forward
+      and backward in that precision, float32 master weights and optimizer update; ``loss_scale``
+      (static; default 1024 for float16, 1 for bfloat16) scales the loss's gradient to keep float16
+      gradients from underflowing and is divided out before the update.
     * ``sharding``: on a backend with a ``device_mesh``, the layout of params, optimizer state
       and inputs (:class:`mithril.parallel.Layout`); default data parallel.
     """
     return TrainingStep(model, backend, loss=loss, optimizer=optimizer, shapes=shapes, metrics=metrics,
                         prediction=prediction, target=target, jit=jit, gradient_checkpointing=gradient_checkpointing,
-                        accumulate=accumulate, sharding=sharding)
+                        accumulate=accumulate, sharding=sharding, precision=precision, loss_scale=loss_scale)
 
 
 __all__ = ["TrainingStep", "compile_step", "LOSS_OUTPUT"]
