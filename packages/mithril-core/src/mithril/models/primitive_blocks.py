@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import ModelBuildError
 from . import arguments as A
 from .block import PrimitiveBlock
 
@@ -92,14 +93,22 @@ class Transpose(_Prim):
 
     def __init__(self, axes: Sequence[int] | None = None, *, name: str | None = None) -> None:
         at = A.where("Transpose", name)
-        super().__init__(name=name, axes=None if axes is None else A.ints(axes, "axes", at))
+        if axes is not None:
+            axes = A.ints(axes, "axes", at)
+            if sorted(a % len(axes) if -len(axes) <= a < len(axes) else a for a in axes) != list(range(len(axes))):
+                raise ModelBuildError(f"{at}: axes must be a permutation of 0..{len(axes) - 1}, got {list(axes)}")
+        super().__init__(name=name, axes=axes)
 
 
 class Reshape(_Prim):
     primitive_name = "reshape"
 
     def __init__(self, shape: Sequence[int], *, name: str | None = None) -> None:
-        super().__init__(name=name, shape=A.ints(shape, "shape", A.where("Reshape", name), minimum=-1))
+        at = A.where("Reshape", name)
+        shape = A.ints(shape, "shape", at, minimum=-1)
+        if shape.count(-1) > 1:
+            raise ModelBuildError(f"{at}: shape may hold one -1 (the size inferred), got {list(shape)}")
+        super().__init__(name=name, shape=shape)
 
 
 class Flatten(_Prim):
