@@ -40,24 +40,42 @@ def demo(session: nox.Session) -> None:
     session.run("python", str(ROOT / "examples" / "demo.py"), *session.posargs)
 
 
+#: what the test sessions install besides the project (hatchling: the wheelhouse builds without isolation)
+TEST_DEPS = ("pytest>=7", "build", "hatchling>=1.18", "safetensors", "transformers", "optax")
+TEST_ENV = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "MITHRIL_TEST_NOX": "1"}
+
+
+def _pytest(session: nox.Session, marks: str, default: list[str]) -> None:
+    install_project(session, *TEST_DEPS)
+    session.install(*CONSTRAINTS, "--no-deps", "-e", str(ROOT / "tests" / "plugins" / "mithril-swish"))
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=25", "-m", marks,
+                *(session.posargs or default), env=TEST_ENV)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit tests of every package, the conformance suite on every backend, docs and seeds."""
-    install_project(session, "pytest>=7", "build", "safetensors", "transformers", "optax")
-    session.install(*CONSTRAINTS, "--no-deps", "-e", str(ROOT / "tests" / "plugins" / "mithril-swish"))
-    session.run(
-        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=10",
-        *(session.posargs or ["packages", "tests"]),
-        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "MITHRIL_TEST_NOX": "1"},
-    )
+    """Unit tests of every package, the conformance suite on every backend, docs and seeds; the tests
+    marked ``nightly`` (fresh environments, whole-tool runs) are left to ``nox -s nightly``."""
+    _pytest(session, "not nightly", ["packages", "tests"])
+
+
+@nox.session
+def nightly(session: nox.Session) -> None:
+    """The slow end-to-end tests (marked ``nightly``): installs of every backend extra from built wheels into
+    fresh environments, the fully offline wheelhouse, the benchmark runner's smoke run."""
+    _pytest(session, "nightly", ["packages", "tests"])
 
 
 @nox.session
 def wheels(session: nox.Session) -> None:
-    """Build every wheel, install ``mithril[numpy]`` offline from them, run a model."""
-    session.install(*CONSTRAINTS, "build", "pytest>=7", "numpy", "pluggy", "importlib-metadata", "safetensors", "tqdm")
-    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_distribution.py"),
-                env={"MITHRIL_DISTRIBUTION_TEST": "1"})
+    """Build every wheel and install Mithril from them into fresh environments as the README says
+    (``mithril[numpy]``, every backend extra, fully offline), each running a model.
+
+    Mithril itself is not installed here: tests/conftest.py imports it only inside fixtures.
+    """
+    session.install(*CONSTRAINTS, "pytest>=7", "hatchling>=1.18", "numpy")
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=25",
+                str(ROOT / "tests" / "test_distribution.py"), *session.posargs)
 
 
 @nox.session

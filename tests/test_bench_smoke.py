@@ -1,4 +1,7 @@
-"""The benchmark runner works end to end (tiny sizes). No timing is asserted, ever."""
+"""The benchmark runner works end to end (tiny sizes). No timing is asserted, ever.
+
+Nightly (``nox -s nightly``): running every suite of the runner once takes minutes on a busy machine.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
+
+pytestmark = pytest.mark.nightly
 
 
 def _installed(mod: str) -> bool:

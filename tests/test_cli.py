@@ -547,7 +547,7 @@ def test_backend_not_installed_error_advises_our_source_not_the_index():
         pm.backend_class("torch")
     message = str(info.value)
     assert "pip install -c constraints.txt -e packages/mithril-torch" in message
-    assert "pip install --no-index --find-links dist mithril-torch" in message
+    assert "pip install -c constraints.txt --find-links dist mithril-torch" in message
     assert "mithril[" not in message
 
 

@@ -283,7 +283,7 @@ class MithrilPluginManager:
             raise BackendNotInstalledError(
                 f"ml.{cls_name} is not available: its distribution {dist} is not installed. Install it from a "
                 f"Mithril checkout with `pip install -c constraints.txt -e packages/{dist}`, or from wheels built "
-                f"there with `pip install --no-index --find-links dist {dist}` (not from a package index: the "
+                f"there with `pip install -c constraints.txt --find-links dist {dist}` (not from a package index: the "
                 f"name `mithril` there belongs to an unrelated project)"
             )
         raise BackendNotInstalledError(
