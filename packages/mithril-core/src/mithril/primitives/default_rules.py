@@ -45,7 +45,7 @@ def _zeros(b: "GraphBuilder", kind: str | None, shape: Sequence[int]) -> "Value"
     return b.emit("broadcast_to", b.const(_ZERO[kind or "float"]), shape=tuple(shape))
 
 
-def _along(axis: int, rank_hint: int, start: Any = None, stop: Any = None, step: Any = None) -> dict[str, Any]:
+def _along(axis: int, start: Any = None, stop: Any = None, step: Any = None) -> dict[str, Any]:
     """``slice`` attributes selecting ``start:stop:step`` on ``axis`` (the leading axes whole)."""
     return {"starts": (None,) * axis + (start,), "stops": (None,) * axis + (stop,),
             "steps": (None,) * axis + (step,)}
@@ -59,7 +59,7 @@ def _unslice_axis(b: "GraphBuilder", v: "Value", axis: int, n: int, sl: slice) -
     if m == n and list(idx) == list(range(n)):
         return v
     if idx.step < 0:  # reverse: the positions become ascending
-        v = b.emit("slice", v, **_along(axis, len(shape), None, None, -1))
+        v = b.emit("slice", v, **_along(axis, None, None, -1))
         lo, step = idx[-1], -idx.step
     else:
         lo, step = idx[0], idx.step
@@ -68,7 +68,7 @@ def _unslice_axis(b: "GraphBuilder", v: "Value", axis: int, n: int, sl: slice) -
         gap = shape[:axis] + [m, step - 1] + shape[axis + 1:]
         v = b.emit("concat", b.emit("reshape", v, shape=tuple(col)), _zeros(b, v.kind, gap), axis=axis + 1)
         v = b.emit("reshape", v, shape=tuple(shape[:axis] + [m * step] + shape[axis + 1:]))
-        v = b.emit("slice", v, **_along(axis, len(shape), None, (m - 1) * step + 1, None))
+        v = b.emit("slice", v, **_along(axis, None, (m - 1) * step + 1, None))
     span = (m - 1) * step + 1
     parts = []
     if lo:
