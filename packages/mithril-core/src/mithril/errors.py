@@ -20,6 +20,10 @@ class ShapeMismatchError(ModelBuildError):
     """Two shapes that must agree do not."""
 
 
+class BatchStatisticsError(ShapeMismatchError):
+    """A block needs batch statistics (BatchNorm in training mode) of a batch too small to have them."""
+
+
 class DTypeMismatchError(ModelBuildError):
     """Two dtypes that must agree do not."""
 

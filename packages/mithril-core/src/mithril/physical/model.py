@@ -11,7 +11,7 @@ import numpy as np
 from .._gc import gc_paused
 from ..backend import Backend
 from ..errors import (
-    DTypeMismatchError, EvaluationError, StateNotReturnedWarning, MissingInputError, ParamsError, ShapeMismatchError, ShapeUnknownError,
+    BatchStatisticsError, DTypeMismatchError, EvaluationError, StateNotReturnedWarning, MissingInputError, ParamsError, ShapeMismatchError, ShapeUnknownError,
     UnknownKeyError, UnsupportedError, warn_recompiles,
 )
 from ..ir.flatten import FlatModel, flatten
@@ -74,6 +74,10 @@ class PhysicalModel:
         except ShapeUnknownError:
             if self.static_shapes:
                 raise
+            self._try_param_shapes()
+            return
+        except BatchStatisticsError:
+            # e.g. batch 1 with BatchNorm: fine for inference; training-mode evaluate will say so
             self._try_param_shapes()
             return
         self._param_shapes = {k: v.shape for k, v in {**graph.params, **graph.state}.items()}  # type: ignore[misc]

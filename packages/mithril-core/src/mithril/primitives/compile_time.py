@@ -27,7 +27,7 @@
 
 from __future__ import annotations
 
-from ..errors import ShapeMismatchError
+from ..errors import BatchStatisticsError, ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.symbolic import Dim, SymShape, unify, unify_dims
 from .base import primitive
@@ -141,7 +141,7 @@ def _batch_statistics_expand(b, node):  # type: ignore[no-untyped-def]
     if count < 2:
         where = node.where.rsplit(".", 1)[0] if "." in node.where else node.where
         what = "an empty batch" if count == 0 else "1 value per channel"
-        raise ShapeMismatchError(
+        raise BatchStatisticsError(
             f"{where} ({node.attrs['block']}): input of shape {list(shape)} has {what} over axes "
             f"{list(node.attrs['axes'])}; batch statistics need more than 1 value per channel (in training "
             f"mode, or without running statistics); give a larger batch or evaluate with training=False")
