@@ -809,7 +809,7 @@ BATCHNORM = [
 ]
 for _id, _make, _shape, _train, _needles in BATCHNORM:
     case(_id, lambda bn, make=_make, shape=_shape, train=_train: batchnorm(make, shape, bn, training=train),
-         E.ShapeMismatchError, *_needles, "more than 1 value per channel")
+         E.BatchStatisticsError, *_needles, "more than 1 value per channel")
 
 # ============================================================== 11. safetensors files
 def _truncated(bn: str) -> Any:

@@ -133,7 +133,7 @@ class PhysicalModel:
             graph = self._graph(training, input_shapes)
         except ShapeMismatchError as e:
             given = ", ".join(f"{k} {list(v)}" for k, v in input_shapes.items())
-            raise ShapeMismatchError(f"inputs of shape {given} do not fit the model: {e}") from None
+            raise type(e)(f"inputs of shape {given} do not fit the model: {e}") from None
         if self._param_shapes is not None:
             for k, v in {**graph.params, **graph.state}.items():
                 want = self._param_shapes.get(k)
