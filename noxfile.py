@@ -1,4 +1,4 @@
-"""Sessions: ``demo`` (the main job), ``tests``, ``bench``, ``docs``, ``wheels``.
+"""Sessions: ``demo`` (the main job), ``tests``, ``fuzz``, ``bench``, ``docs``, ``wheels``.
 
 Every install uses ``constraints.txt``; our packages are installed by path,
 never resolved from an index (the name ``mithril`` there is someone else's).
@@ -64,6 +64,16 @@ def nightly(session: nox.Session) -> None:
     """The slow end-to-end tests (marked ``nightly``): installs of every backend extra from built wheels into
     fresh environments, the fully offline wheelhouse, the benchmark runner's smoke run."""
     _pytest(session, "nightly", ["packages", "tests"])
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The graph fuzzer (tests/reliability/fuzz.py) over a long batch: every graph forward and backward on
+    every installed backend against NumPy float64, GGML inference in float32; prints the failures (with
+    their specs; ``--minimise`` shrinks them) and GGML's coverage. ``nox -s fuzz -- --graphs N --seed S``."""
+    install_project(session, "safetensors")
+    args = session.posargs or ["--graphs", "5000", "--seed", "0"]
+    session.run("python", str(ROOT / "tests" / "reliability" / "fuzz.py"), *args, env=TEST_ENV)
 
 
 @nox.session

@@ -63,9 +63,8 @@ def test_batchnorm_batches_that_are_fine(bn: str) -> None:
     from mithril.models import BatchNorm1d, BatchNorm2d
 
     C.batchnorm(lambda: BatchNorm2d(3), [1, 3, 2, 2], bn)  # one image of 4 pixels: 4 values per channel
-    if bn != "ggml":  # GGML has no unflatten (BatchNorm1d)
-        C.batchnorm(lambda: BatchNorm1d(3), [1, 3], bn, training=False)  # running statistics
-        C.batchnorm(lambda: BatchNorm1d(3), [2, 3], bn)
+    C.batchnorm(lambda: BatchNorm1d(3), [1, 3], bn, training=False)  # running statistics
+    C.batchnorm(lambda: BatchNorm1d(3), [2, 3], bn)
 
 
 @pytest.mark.skipif("ggml" not in C.installed(), reason="needs mithril-ggml")

@@ -418,3 +418,22 @@ def test_valid_block_arguments_are_still_accepted():
     BatchNorm2d(None, momentum=0, eps=0)
     LayerNorm([3, 4])
     MaxPool2d((2, 3), stride=1, padding=(1, 1))
+
+
+# ---------------------------------------------------------------- found by tests/reliability/fuzz.py
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sign_has_a_zero_gradient(variant):
+    """``x * sign(x)`` (= |x|) on a path from a param raised UnsupportedError ("sign has no gradient rule");
+    sign is piecewise constant: its gradient is zero, as torch.sign's, so d(w * sign(w))/dw = sign(w)."""
+    from mithril.models.block import primitive_block
+
+    model = Model()
+    w = IOKey("w", shape=[2, 3], role="param")
+    model |= primitive_block("sign")(input=w, output="s")
+    model |= primitive_block("mul")(left="w", right="s", output=IOKey("output"))
+    backend = variant_backend(variant, "float64")
+    pm = ml.compile(model, backend)
+    value = np.array([[-1.5, 0.0, 2.0], [0.25, -3.0, 1.0]])
+    out, grads = pm.evaluate({"w": backend.array(value)}, {}, {"output": backend.array(np.ones((2, 3)))})
+    np.testing.assert_allclose(backend.to_numpy(out["output"]), np.abs(value))
+    np.testing.assert_allclose(backend.to_numpy(grads["w"]), np.sign(value))

@@ -218,6 +218,11 @@ class JaxBackend(Backend):
         else:
             raise UnsupportedError(f"{self!r}: cannot make an array from data of dtype {source.dtype}")
         with self.scope():
+            if not isinstance(source, jax.Array):
+                # converted and copied by NumPy, then put on the device: jnp.array(..., dtype=) would compile
+                # an XLA convert per new shape (~50 ms each on a CPU). The copy is ours: device_put may alias
+                # an aligned host buffer, and a later write to the caller's array must not change this one
+                return self._commit(np.array(source, dtype=np.dtype(target), copy=True))
             # jnp.array copies: jnp.asarray may alias an aligned NumPy buffer on the CPU, and a later
             # write to that buffer would change this (immutable) jax.Array
             return self._commit(jnp.array(source, dtype=target, copy=True))

@@ -197,7 +197,8 @@ _UNARY_DOCS = {
 for _name in ("neg", "abs"):
     primitive(_name, ("input",), _same_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node,
               doc=_UNARY_DOCS[_name])
-primitive("sign", ("input",), _same_rule, recompute=same_node, doc="-1, 0 or 1")
+primitive("sign", ("input",), _same_rule, recompute=same_node, vjp=lambda b, n, g: [None],
+          doc="-1, 0 or 1 (piecewise constant: its gradient is zero, as torch.sign's)")
 for _name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "erf"):
     primitive(_name, ("input",), _float_unary_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node,
               doc=_UNARY_DOCS[_name])

@@ -128,6 +128,8 @@ RULES: dict[str, Rule] = {
     "transpose": Rule(_emit_transpose),
     "reshape": Rule(_emit_reshape),
     "flatten": Rule(_emit_reshape),
+    "unflatten": Rule(_emit_reshape),  # a reshape to the concrete output shape
+    "reshape_as": Rule(_emit_reshape),  # its second input only lends its shape
     "broadcast_to": Rule(_emit_broadcast_to),
     "concat": Rule(_emit_concat, _check_concat),
     "slice": Rule(_emit_slice, _check_slice),
