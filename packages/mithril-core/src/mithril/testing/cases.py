@@ -265,6 +265,7 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     add("neg", "matrix", A((3, 4)))
     add("abs", "rank3", A((2, 3, 4), nonzero))
     add("sign", "with-zeros", A((3, 5), with_zeros), gradient=False)
+    add("sign", "nonzero", A((3, 5), nonzero))  # gradient 0 away from 0, as torch
     add("exp", "matrix", A((3, 4)))
     add("exp", "scalar", A(()))
     add("log", "matrix", A((3, 4), positive))
