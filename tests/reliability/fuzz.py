@@ -964,7 +964,9 @@ class Batch:
         for r in self.results:
             if r.ggml.startswith("unsupported"):
                 key = r.ggml.split(": ", 1)[1]
-                key = key.split(" in block")[0] if key.startswith("primitive") else key.split(":")[0]
+                if key.startswith("primitive") and " in block " in key:  # primitive 'p' in block 'b': why
+                    prim, rest = key.split(" in block ", 1)
+                    key = f"{prim}: {rest.split(': ', 1)[-1][:70]}"
                 out[key] = out.get(key, 0) + 1
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
