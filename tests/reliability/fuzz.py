@@ -731,10 +731,11 @@ def backend(name: str, dtype: str = "float64", autodiff: str = "mithril") -> Any
 JIT = {"jax": True}
 
 #: ops with a kink (a point where the derivative jumps). XLA contracts ``a * b - c`` into one FMA under
-#: jax.jit, so a value that is exactly 0 in NumPy (``x*x - min(x*x)`` at the argmin) comes out as
-#: 1e-20 there, and a kink after it (``abs``) takes the other one-sided derivative. Plain JAX does the
-#: same. A jitted backend's difference in a graph with a kink is therefore re-checked without jit:
-#: when that agrees with NumPy it is a note, not a failure.
+#: jax.jit (plain jax.jit does too), so a value that is exactly 0 in NumPy (``x*x - min(x*x)`` at the
+#: argmin) comes out as 1e-20 there, and the fusions of the backward pass that recompute it need not
+#: round it alike: a kink after it (``abs``) takes either one-sided derivative. A jitted backend's
+#: difference in a graph with a kink is therefore re-checked without jit: when that agrees with NumPy
+#: it is a note, not a failure (tests/reliability/test_fuzzer_regressions.py, the kink test).
 KINKS = frozenset({"relu", "abs", "leaky_relu", "maximum", "minimum", "max", "min", "where_greater", "max_pool2d",
                    "max_pool1d", "sign_mul", "gelu"})
 
