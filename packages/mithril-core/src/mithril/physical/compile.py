@@ -59,7 +59,7 @@ def compile(  # noqa: A001 - the public name the seeds use
     if extra:
         raise CompileError(f"compile takes model, backend and shapes positionally; got {len(extra)} more "
                            f"positional argument(s) {_brief(extra)}: give the options by keyword "
-                           f"({', '.join(OPTIONS)})")
+                           f"({', '.join(OPTIONS[1:])})")
     if unknown:
         raise CompileError("; ".join(_unknown_keyword(k) for k in sorted(unknown)))
     for flag, value in (("jit", jit), ("static_shapes", static_shapes),
@@ -67,6 +67,9 @@ def compile(  # noqa: A001 - the public name the seeds use
         _check_flag(flag, value)
     if training is not None:
         _check_flag("training", training)
+        training = bool(training)
+    jit, static_shapes = bool(jit), bool(static_shapes)
+    gradient_checkpointing, static_inference = bool(gradient_checkpointing), bool(static_inference)
     if not isinstance(backend, Backend):
         raise CompileError(f"backend must be a mithril Backend instance, got {type(backend).__name__}")
     if isinstance(model, Model):
