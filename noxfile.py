@@ -48,8 +48,19 @@ TEST_ENV = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "MITHRIL_TE
 def _pytest(session: nox.Session, marks: str, default: list[str]) -> None:
     install_project(session, *TEST_DEPS)
     session.install(*CONSTRAINTS, "--no-deps", "-e", str(ROOT / "tests" / "plugins" / "mithril-swish"))
-    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=25", "-m", marks,
-                *(session.posargs or default), env=TEST_ENV)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--durations=25",
+        "-m",
+        marks,
+        *(session.posargs or default),
+        env=TEST_ENV,
+    )
 
 
 @nox.session
@@ -84,8 +95,17 @@ def wheels(session: nox.Session) -> None:
     Mithril itself is not installed here: tests/conftest.py imports it only inside fixtures.
     """
     session.install(*CONSTRAINTS, "pytest>=7", "hatchling>=1.18", "numpy")
-    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=25",
-                str(ROOT / "tests" / "test_distribution.py"), *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--durations=25",
+        str(ROOT / "tests" / "test_distribution.py"),
+        *session.posargs,
+    )
 
 
 @nox.session

@@ -73,17 +73,26 @@ def cases(level: str) -> list[tuple[str, str, int, Callable[[], Any], dict[str, 
         gcfg = {}
     out: list[tuple[str, str, int, Callable[[], Any], dict[str, list[int]]]] = []
     for n in mlp_sizes:
-        out.append(("mlp", f"MLP {n} layers (Linear 32 + Relu, +=)", n, lambda n=n: M.deep_mlp(n, 32),
-                    {"input": [8, 32]}))
+        out.append(
+            ("mlp", f"MLP {n} layers (Linear 32 + Relu, +=)", n, lambda n=n: M.deep_mlp(n, 32), {"input": [8, 32]})
+        )
     for n in gpt_sizes:
         cfg = M.GPTConfig(n_layers=n, **gcfg)
-        out.append(("gpt", f"GPT {n} layers (d={cfg.d_model}, {cfg.n_heads} heads, T={cfg.seq_len})", n,
-                    lambda cfg=cfg: M.gpt(cfg), {"input": M.gpt_input_shape(cfg)}))
+        out.append(
+            (
+                "gpt",
+                f"GPT {n} layers (d={cfg.d_model}, {cfg.n_heads} heads, T={cfg.seq_len})",
+                n,
+                lambda cfg=cfg: M.gpt(cfg),
+                {"input": M.gpt_input_shape(cfg)},
+            )
+        )
     return out
 
 
-def run(level: str, *, reps: int, backends: Sequence[str], memory: bool,
-        log: Callable[[str], None]) -> list[dict[str, Any]]:
+def run(
+    level: str, *, reps: int, backends: Sequence[str], memory: bool, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     numpy_be = _backend("numpy")
     prev: dict[str, float] = {}
@@ -97,9 +106,16 @@ def run(level: str, *, reps: int, backends: Sequence[str], memory: bool,
             t.append(bt + ct)
         total = Stats.of(t)
         row: dict[str, Any] = dict(
-            suite="compile", family=family, case=title, size=size, backend="numpy",
-            build_s=Stats.of(b).as_dict(), compile_s=Stats.of(c).as_dict(), total_s=total.as_dict(),
-            peak_mem_bytes=_peak(build, shapes, numpy_be) if memory else None, mem_method="tracemalloc",
+            suite="compile",
+            family=family,
+            case=title,
+            size=size,
+            backend="numpy",
+            build_s=Stats.of(b).as_dict(),
+            compile_s=Stats.of(c).as_dict(),
+            total_s=total.as_dict(),
+            peak_mem_bytes=_peak(build, shapes, numpy_be) if memory else None,
+            mem_method="tracemalloc",
         )
         if family in prev:
             row["growth_vs_previous"] = total.median / prev[family]
@@ -121,11 +137,30 @@ def run(level: str, *, reps: int, backends: Sequence[str], memory: bool,
                 b.append(bt)
                 c.append(ct)
                 t.append(bt + ct)
-            rows.append(dict(suite="compile", family="gpt-backend", case=ref[1], size=ref[2], backend=name,
-                             build_s=Stats.of(b).as_dict(), compile_s=Stats.of(c).as_dict(),
-                             total_s=Stats.of(t).as_dict(), peak_mem_bytes=None, mem_method="none"))
+            rows.append(
+                dict(
+                    suite="compile",
+                    family="gpt-backend",
+                    case=ref[1],
+                    size=ref[2],
+                    backend=name,
+                    build_s=Stats.of(b).as_dict(),
+                    compile_s=Stats.of(c).as_dict(),
+                    total_s=Stats.of(t).as_dict(),
+                    peak_mem_bytes=None,
+                    mem_method="none",
+                )
+            )
             log(f"compile: {ref[1]} on {name}: compile {Stats.of(c).median:.3f}s")
-        except Exception as e:  # noqa: BLE001
-            rows.append(dict(suite="compile", family="gpt-backend", case=ref[1], size=ref[2], backend=name,
-                             error=f"{type(e).__name__}: {str(e)[:300]}"))
+        except Exception as e:
+            rows.append(
+                dict(
+                    suite="compile",
+                    family="gpt-backend",
+                    case=ref[1],
+                    size=ref[2],
+                    backend=name,
+                    error=f"{type(e).__name__}: {str(e)[:300]}",
+                )
+            )
     return rows

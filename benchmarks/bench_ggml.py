@@ -16,9 +16,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 import models as M
+import numpy as np
 from harness import Stats, Variant, bench_threads, measure_memory, ratio_stats, time_variants
 
 
@@ -27,8 +26,13 @@ def _specs(level: str) -> list[tuple[str, str, Callable[[], Any], tuple[int, ...
 
     width, n = (256, 2) if level == "smoke" else (4096, 4)
     return [
-        (f"mlp{n}x{width}", f"MLP {n}x{width} (Relu), B=1", lambda: M.deep_mlp(n, width), (1, width),
-         lambda: NT.DeepMLP(n, width)),
+        (
+            f"mlp{n}x{width}",
+            f"MLP {n}x{width} (Relu), B=1",
+            lambda: M.deep_mlp(n, width),
+            (1, width),
+            lambda: NT.DeepMLP(n, width),
+        ),
         ("seed_cnn", "seed CNN (inference), B=1", M.seed_cnn, (1, 3, 32, 32), NT.SeedCNN),
     ]
 
@@ -36,15 +40,16 @@ def _specs(level: str) -> list[tuple[str, str, Callable[[], Any], tuple[int, ...
 def _executable(pm: Any) -> Any:
     """The lowered GGML executable of the last compiled graph."""
     exe = getattr(pm, "executable", None)
-    return exe if exe is not None else pm._last.executable  # noqa: SLF001 - older mithril
+    return exe if exe is not None else pm._last.executable
 
 
-def run(level: str, *, rounds: int, target_s: float, memory: bool, modes: tuple[str | None, ...],
-        log: Callable[[str], None]) -> list[dict[str, Any]]:
+def run(
+    level: str, *, rounds: int, target_s: float, memory: bool, modes: tuple[str | None, ...], log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    import native_torch as NT
     import torch
 
     import mithril as ml
-    import native_torch as NT
 
     rows: list[dict[str, Any]] = []
     for key, title, build, shape, torch_module in _specs(level):
@@ -52,8 +57,9 @@ def run(level: str, *, rounds: int, target_s: float, memory: bool, modes: tuple[
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 model = build()
-                npm = ml.compile(model, ml.NumpyBackend(dtype=ml.float32), shapes={"input": list(shape)},
-                                 static_inference=True)
+                npm = ml.compile(
+                    model, ml.NumpyBackend(dtype=ml.float32), shapes={"input": list(shape)}, static_inference=True
+                )
                 params = npm.randomize_params(seed=0)
                 x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
                 ref = npm.evaluate(params, {"input": x})["output"]
@@ -69,14 +75,23 @@ def run(level: str, *, rounds: int, target_s: float, memory: bool, modes: tuple[
                     stored = sum(int(raw.nbytes) for _, raw in exe.stored_params().values())
                     name = f"ggml-{q or 'f32'}"
                     info[name] = dict(
-                        weight_bytes=stored, weight_bytes_f32=f32_bytes, weight_bytes_ratio=stored / f32_bytes,
+                        weight_bytes=stored,
+                        weight_bytes_f32=f32_bytes,
+                        weight_bytes_ratio=stored / f32_bytes,
                         context_bytes=getattr(exe, "memory_bytes", None),
                         quantized=len(exe.quantization_report.quantized),
                         kept_f32=len(exe.quantization_report.float32),
                         check_rel_err=float(np.linalg.norm(out - ref) / np.linalg.norm(ref)),
                     )
-                    variants.append(Variant(name, (lambda pm=pm, inputs=inputs: pm.evaluate(params, inputs)),
-                                            "rss", f"Mithril GGML {q or 'float32'}", baseline="torch"))
+                    variants.append(
+                        Variant(
+                            name,
+                            (lambda pm=pm, inputs=inputs: pm.evaluate(params, inputs)),
+                            "rss",
+                            f"Mithril GGML {q or 'float32'}",
+                            baseline="torch",
+                        )
+                    )
                 tbe = ml.TorchBackend(dtype=ml.float32)
                 tpm = ml.compile(model, tbe, shapes={"input": list(shape)}, static_inference=True)
                 tparams = {k: tbe.array(v) for k, v in params.items()}
@@ -86,10 +101,14 @@ def run(level: str, *, rounds: int, target_s: float, memory: bool, modes: tuple[
                     with torch.inference_mode():
                         return tpm.evaluate(tparams, tin)
 
-                info["mithril-torch"] = dict(check_rel_err=float(
-                    np.linalg.norm(tbe.to_numpy(mithril_torch()["output"]) - ref) / np.linalg.norm(ref)))
-                variants.append(Variant("mithril-torch", mithril_torch, "rss", "Mithril torch eager float32",
-                                        baseline="torch"))
+                info["mithril-torch"] = dict(
+                    check_rel_err=float(
+                        np.linalg.norm(tbe.to_numpy(mithril_torch()["output"]) - ref) / np.linalg.norm(ref)
+                    )
+                )
+                variants.append(
+                    Variant("mithril-torch", mithril_torch, "rss", "Mithril torch eager float32", baseline="torch")
+                )
                 module = torch_module()
                 NT.load_params(module, params)
                 module.eval()
@@ -99,24 +118,44 @@ def run(level: str, *, rounds: int, target_s: float, memory: bool, modes: tuple[
                     with torch.inference_mode():
                         return module(xt)
 
-                info["torch"] = dict(check_rel_err=float(
-                    np.linalg.norm(native().numpy() - ref) / np.linalg.norm(ref)), weight_bytes=f32_bytes)
+                info["torch"] = dict(
+                    check_rel_err=float(np.linalg.norm(native().numpy() - ref) / np.linalg.norm(ref)),
+                    weight_bytes=f32_bytes,
+                )
                 variants.append(Variant("torch", native, "rss", "torch.nn float32 eager (inference_mode)"))
                 log(f"ggml: {key}: {', '.join(v.name for v in variants)}")
                 times = time_variants(variants, rounds=rounds, target_s=target_s)
                 mems = {v.name: measure_memory(v) if memory else None for v in variants}
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log(f"ggml: {key} FAILED: {type(e).__name__}: {e}")
-            rows.append(dict(suite="ggml", model=key, model_title=title, variant="error",
-                             error=f"{type(e).__name__}: {str(e)[:300]}"))
+            rows.append(
+                dict(
+                    suite="ggml",
+                    model=key,
+                    model_title=title,
+                    variant="error",
+                    error=f"{type(e).__name__}: {str(e)[:300]}",
+                )
+            )
             continue
         tt = times["torch"]
         for v in variants:
             st = Stats.of(times[v.name])
-            row = dict(suite="ggml", model=key, model_title=title, mode="inference", variant=v.name,
-                       framework=v.framework, time_s=st.as_dict(), first_call_s=v.first_call_s,
-                       calls_per_round=v.info.get("calls_per_round"), peak_mem_bytes=mems[v.name],
-                       mem_method=v.mem_method, baseline=v.baseline, **info.get(v.name, {}))
+            row = dict(
+                suite="ggml",
+                model=key,
+                model_title=title,
+                mode="inference",
+                variant=v.name,
+                framework=v.framework,
+                time_s=st.as_dict(),
+                first_call_s=v.first_call_s,
+                calls_per_round=v.info.get("calls_per_round"),
+                peak_mem_bytes=mems[v.name],
+                mem_method=v.mem_method,
+                baseline=v.baseline,
+                **info.get(v.name, {}),
+            )
             if v.baseline:
                 row["ratio"] = ratio_stats(times[v.name], tt).as_dict()
                 row["speedup_vs_torch"] = Stats.of(tt).median / st.median

@@ -32,9 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 import models as M
+import numpy as np
 from harness import Stats, Variant, bench_threads, measure_memory, ratio_stats, time_variants
 
 
@@ -70,21 +69,51 @@ def model_specs(level: str, gpt_cfg: M.GPTConfig | None = None) -> list[ModelSpe
 
     def gpt_spec(cfg: M.GPTConfig) -> ModelSpec:
         title = f"GPT {cfg.n_layers}L d={cfg.d_model} h={cfg.n_heads} T={cfg.seq_len} B={cfg.batch}"
-        return ModelSpec(f"gpt{cfg.n_layers}", title, lambda: M.gpt(cfg), tuple(M.gpt_input_shape(cfg)),
-                         lambda p, x: NN.gpt_forward(cfg, p, x), lambda p, c, g: NN.gpt_backward(cfg, p, c, g),
-                         lambda: NT.GPT(cfg), lambda: NJ.gpt(cfg), tokens=cfg.batch * cfg.seq_len)
+        return ModelSpec(
+            f"gpt{cfg.n_layers}",
+            title,
+            lambda: M.gpt(cfg),
+            tuple(M.gpt_input_shape(cfg)),
+            lambda p, x: NN.gpt_forward(cfg, p, x),
+            lambda p, c, g: NN.gpt_backward(cfg, p, c, g),
+            lambda: NT.GPT(cfg),
+            lambda: NJ.gpt(cfg),
+            tokens=cfg.batch * cfg.seq_len,
+        )
 
     # the full CPU run also has a 2-layer GPT: torch.compile of the 12-layer training step takes minutes
     small_gpt = [gpt_spec(M.GPTConfig(n_layers=2))] if level == "full" and gpt_cfg is None else []
     specs = [
-        ModelSpec("seed_mlp", "seed MLP 20-64-10, B=32", M.seed_mlp, (32, 20),
-                  lambda p, x: NN.mlp_forward(p, x, 2), lambda p, c, g: NN.mlp_backward(p, c, g, 2)[0],
-                  NT.SeedMLP, lambda: NJ.seed_mlp),
-        ModelSpec(f"mlp{n}x{w}", f"MLP {n}x{w}, B={b}", lambda: M.deep_mlp(n, w), (b, w),
-                  lambda p, x: NN.mlp_forward(p, x, n), lambda p, c, g: NN.mlp_backward(p, c, g, n)[0],
-                  lambda: NT.DeepMLP(n, w), lambda: NJ.deep_mlp(n)),
-        ModelSpec("seed_cnn", f"seed CNN (BatchNorm training), B={cnn_batch}", M.seed_cnn, (cnn_batch, 3, 32, 32),
-                  NN.cnn_forward, NN.cnn_backward, NT.SeedCNN, lambda: NJ.seed_cnn),
+        ModelSpec(
+            "seed_mlp",
+            "seed MLP 20-64-10, B=32",
+            M.seed_mlp,
+            (32, 20),
+            lambda p, x: NN.mlp_forward(p, x, 2),
+            lambda p, c, g: NN.mlp_backward(p, c, g, 2)[0],
+            NT.SeedMLP,
+            lambda: NJ.seed_mlp,
+        ),
+        ModelSpec(
+            f"mlp{n}x{w}",
+            f"MLP {n}x{w}, B={b}",
+            lambda: M.deep_mlp(n, w),
+            (b, w),
+            lambda p, x: NN.mlp_forward(p, x, n),
+            lambda p, c, g: NN.mlp_backward(p, c, g, n)[0],
+            lambda: NT.DeepMLP(n, w),
+            lambda: NJ.deep_mlp(n),
+        ),
+        ModelSpec(
+            "seed_cnn",
+            f"seed CNN (BatchNorm training), B={cnn_batch}",
+            M.seed_cnn,
+            (cnn_batch, 3, 32, 32),
+            NN.cnn_forward,
+            NN.cnn_backward,
+            NT.SeedCNN,
+            lambda: NJ.seed_cnn,
+        ),
         *small_gpt,
         gpt_spec(cfg),
     ]
@@ -107,7 +136,7 @@ class Group:
         for name, c in self.checks:
             try:
                 c()
-            except Exception as e:  # noqa: BLE001 - a failed check is reported, not fatal
+            except Exception as e:
                 self.notes.append(f"{name}: check failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
 
 
@@ -133,7 +162,7 @@ class _Ctx:
         y = pm.evaluate(self.params, {"input": self.x})["output"]
         self.t = rng.standard_normal(y.shape).astype(np.float32)
         self.g = (2.0 * (y - self.t) / y.size).astype(np.float32)
-        self.trainable = [k for k in pm.param_keys]
+        self.trainable = list(pm.param_keys)
         self.numpy_pm = pm
 
 
@@ -145,9 +174,9 @@ def numpy_group(ctx: _Ctx, mode: str) -> Group:
     p, x, g, t = ctx.params, ctx.x, ctx.g, ctx.t
     inputs = {"input": x}
     if mode == "forward":
-        m_fn = lambda: pm.evaluate(p, inputs)  # noqa: E731
+        m_fn = lambda: pm.evaluate(p, inputs)
     else:
-        m_fn = lambda: pm.evaluate(p, inputs, {"output": g})  # noqa: E731
+        m_fn = lambda: pm.evaluate(p, inputs, {"output": g})
     grp.variants.append(Variant("mithril", m_fn, "tracemalloc", "Mithril numpy", baseline="native"))
     if spec.np_forward is not None:
         fwd, bwd = spec.np_forward, spec.np_backward
@@ -160,8 +189,7 @@ def numpy_group(ctx: _Ctx, mode: str) -> Group:
             gg = 2.0 * (y - t) / y.size
             return y, bwd(p, cache, gg.astype(np.float32))
 
-        grp.variants.append(Variant("native", n_fwd if mode == "forward" else n_train, "tracemalloc",
-                                    "NumPy by hand"))
+        grp.variants.append(Variant("native", n_fwd if mode == "forward" else n_train, "tracemalloc", "NumPy by hand"))
 
         def check() -> None:
             if mode == "forward":
@@ -178,10 +206,10 @@ def numpy_group(ctx: _Ctx, mode: str) -> Group:
 
 # ------------------------------------------------------------------------------------------ torch
 def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Group:
+    import native_torch as NT
     import torch
 
     import mithril as ml
-    import native_torch as NT
 
     spec = ctx.spec
     grp = Group(spec, mode, "torch")
@@ -197,15 +225,18 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
 
     def mithril_fn(pm: Any) -> Callable[[], Any]:
         if mode == "forward":
+
             def f() -> Any:
                 out = pm.evaluate(p, inputs)
                 sync()
                 return out
         else:
+
             def f() -> Any:
                 out = pm.evaluate(p, inputs, {"output": g})
                 sync()
                 return out
+
         return f
 
     module = spec.torch_module().to(x.device)
@@ -215,12 +246,14 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
 
     def native_fn(mod: Any) -> Callable[[], Any]:
         if mode == "forward":
+
             def f() -> Any:
                 with torch.no_grad():
                     y = mod(x)
                 sync()
                 return y
         else:
+
             def f() -> Any:
                 y = mod(x)
                 d = y - t
@@ -231,6 +264,7 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
                     q.grad = None
                 sync()
                 return y, grads
+
         return f
 
     pm = ml.compile(ctx.model, be, shapes=shapes)
@@ -240,8 +274,15 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
         try:
             be_ad = ml.TorchBackend(dtype=ml.float32, device=device, autodiff="torch")
             pm_ad = ml.compile(ctx.model, be_ad, shapes=shapes)
-            grp.variants.append(Variant("mithril-autograd", mithril_fn(pm_ad), mem,
-                                        "Mithril torch eager, autodiff='torch'", baseline="native"))
+            grp.variants.append(
+                Variant(
+                    "mithril-autograd",
+                    mithril_fn(pm_ad),
+                    mem,
+                    "Mithril torch eager, autodiff='torch'",
+                    baseline="native",
+                )
+            )
         except TypeError:  # a mithril-torch without the option
             pass
     if jit:
@@ -250,23 +291,34 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         pmj = ml.compile(ctx.model, be, shapes=shapes, jit=True)
         compiled = torch.compile(module)
-        grp.variants.append(Variant("mithril-jit", mithril_fn(pmj), mem, "Mithril torch jit=True (torch.compile)",
-                                    baseline="native-compile"))
+        grp.variants.append(
+            Variant(
+                "mithril-jit", mithril_fn(pmj), mem, "Mithril torch jit=True (torch.compile)", baseline="native-compile"
+            )
+        )
         grp.variants.append(Variant("native-compile", native_fn(compiled), mem, "torch.compile(nn.Module)"))
         if mode == "train":
             be_adj = ml.TorchBackend(dtype=ml.float32, device=device, autodiff="torch")
             pm_adj = ml.compile(ctx.model, be_adj, shapes=shapes, jit=True)
-            grp.variants.append(Variant("mithril-jit-autograd", mithril_fn(pm_adj), mem,
-                                        "Mithril torch jit=True, autodiff='torch'", baseline="native-compile"))
+            grp.variants.append(
+                Variant(
+                    "mithril-jit-autograd",
+                    mithril_fn(pm_adj),
+                    mem,
+                    "Mithril torch jit=True, autodiff='torch'",
+                    baseline="native-compile",
+                )
+            )
     if ggml and mode == "forward" and not cuda and spec.ggml:
         try:
             gbe = ml.GGMLBackend(n_threads=bench_threads())
             gpm = ml.compile(ctx.model, gbe, shapes=shapes)
             gp = dict(ctx.params)
             gin = {"input": ctx.x}
-            grp.variants.append(Variant("mithril-ggml", lambda: gpm.evaluate(gp, gin), "rss",
-                                        "Mithril GGML float32", baseline="native"))
-        except Exception as e:  # noqa: BLE001 - report, do not stop the suite
+            grp.variants.append(
+                Variant("mithril-ggml", lambda: gpm.evaluate(gp, gin), "rss", "Mithril GGML float32", baseline="native")
+            )
+        except Exception as e:
             grp.notes.append(f"GGML forward not run: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
 
     # agreement with the native module (after warm-up, before timing)
@@ -297,9 +349,9 @@ def torch_group(ctx: _Ctx, mode: str, device: str, jit: bool, ggml: bool) -> Gro
 # ------------------------------------------------------------------------------------------ jax
 def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
     import jax
+    import native_jax as NJ
 
     import mithril as ml
-    import native_jax as NJ
 
     spec = ctx.spec
     grp = Group(spec, mode, "jax")
@@ -312,17 +364,17 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
     inputs = {"input": x}
     pm = ml.compile(ctx.model, be, shapes={"input": list(spec.input_shape)}, jit=True)
     if mode == "forward":
-        m_fn = lambda: jax.block_until_ready(pm.evaluate(p, inputs))  # noqa: E731
+        m_fn = lambda: jax.block_until_ready(pm.evaluate(p, inputs))
     else:
-        m_fn = lambda: jax.block_until_ready(pm.evaluate(p, inputs, {"output": g}))  # noqa: E731
+        m_fn = lambda: jax.block_until_ready(pm.evaluate(p, inputs, {"output": g}))
     fwd = spec.jax_fn()
     trainable = {k: p[k] for k in ctx.trainable}
     if mode == "forward":
         jf = jax.jit(fwd)
-        n_fn = lambda: jax.block_until_ready(jf(p, x))  # noqa: E731
+        n_fn = lambda: jax.block_until_ready(jf(p, x))
     else:
         vg = NJ.mse_value_and_grad(fwd)
-        n_fn = lambda: jax.block_until_ready(vg(trainable, x, t))  # noqa: E731
+        n_fn = lambda: jax.block_until_ready(vg(trainable, x, t))
     grp.variants.append(Variant("mithril-jit", m_fn, mem, "Mithril jax jit=True", baseline="native-jit"))
     label = "jax.jit(f)" if mode == "forward" else "jax.jit(jax.value_and_grad(loss))"
     grp.variants.append(Variant("native-jit", n_fn, mem, label))
@@ -333,9 +385,12 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
             be_ad = None
         if be_ad is not None:
             pm_ad = ml.compile(ctx.model, be_ad, shapes={"input": list(spec.input_shape)}, jit=True)
-            ad_fn = lambda: jax.block_until_ready(pm_ad.evaluate(p, inputs, {"output": g}))  # noqa: E731
-            grp.variants.append(Variant("mithril-jit-autodiff", ad_fn, mem, "Mithril jax jit=True, autodiff='jax'",
-                                        baseline="native-jit"))
+            ad_fn = lambda: jax.block_until_ready(pm_ad.evaluate(p, inputs, {"output": g}))
+            grp.variants.append(
+                Variant(
+                    "mithril-jit-autodiff", ad_fn, mem, "Mithril jax jit=True, autodiff='jax'", baseline="native-jit"
+                )
+            )
 
     def check(v: Variant) -> None:
         if mode == "forward":
@@ -354,10 +409,20 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
 
 
 # ------------------------------------------------------------------------------------------ run
-def run(level: str, *, device: str, families: Sequence[str], rounds: int, target_s: float,
-        torch_jit_models: Sequence[str] | None, memory: bool, log: Callable[[str], None],
-        gpt_cfg: M.GPTConfig | None = None, models: Sequence[str] | None = None,
-        sink: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+def run(
+    level: str,
+    *,
+    device: str,
+    families: Sequence[str],
+    rounds: int,
+    target_s: float,
+    torch_jit_models: Sequence[str] | None,
+    memory: bool,
+    log: Callable[[str], None],
+    gpt_cfg: M.GPTConfig | None = None,
+    models: Sequence[str] | None = None,
+    sink: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Rows of the runtime suite (one per variant); ``models``: key prefixes to run (default all).
 
     ``sink`` receives the rows of each group as soon as it is measured (for partial results).
@@ -372,7 +437,8 @@ def run(level: str, *, device: str, families: Sequence[str], rounds: int, target
         for mode in ("forward", "train"):
             for fam in families:
                 jit = torch_jit_models is None or any(
-                    spec.key == m or (m.endswith("*") and spec.key.startswith(m[:-1])) for m in torch_jit_models)
+                    spec.key == m or (m.endswith("*") and spec.key.startswith(m[:-1])) for m in torch_jit_models
+                )
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)
@@ -388,19 +454,30 @@ def run(level: str, *, device: str, families: Sequence[str], rounds: int, target
                         times = time_variants(grp.variants, rounds=rounds, target_s=target_s)
                         mems = {v.name: measure_memory(v) if memory else None for v in grp.variants}
                         grp.run_checks()
-                except Exception as e:  # noqa: BLE001 - a failing group is reported, the suite goes on
+                except Exception as e:
                     log(f"runtime: {spec.key} {mode} {fam} FAILED: {type(e).__name__}: {e}")
-                    err = [dict(suite="runtime", model=spec.key, model_title=spec.title, mode=mode,
-                                family=fam, variant="error", framework=fam,
-                                error=f"{type(e).__name__}: {str(e)[:300]}")]
+                    err = [
+                        dict(
+                            suite="runtime",
+                            model=spec.key,
+                            model_title=spec.title,
+                            mode=mode,
+                            family=fam,
+                            variant="error",
+                            framework=fam,
+                            error=f"{type(e).__name__}: {str(e)[:300]}",
+                        )
+                    ]
                     rows.extend(err)
                     sink(err)
                     continue
                 new = _rows(grp, times, mems)
                 for r in new:
-                    log(f"    {r['variant']:<15} {r['time_s']['median'] * 1e3:10.3f} ms  first "
+                    log(
+                        f"    {r['variant']:<15} {r['time_s']['median'] * 1e3:10.3f} ms  first "
                         f"{(r['first_call_s'] or 0):7.2f} s  ratio {r.get('ratio', {}).get('median', float('nan')):5.2f}"
-                        f"  mem {r['peak_mem_bytes']}  check {r['check_rel_err']}")
+                        f"  mem {r['peak_mem_bytes']}  check {r['check_rel_err']}"
+                    )
                 rows.extend(new)
                 sink(new)
                 del grp
@@ -413,7 +490,8 @@ def _torch_device(device: str) -> str:
 
 def _jax_device(device: str) -> str:
     return {"cuda": "gpu"}.get(device.split(":")[0], device.split(":")[0]) + (
-        f":{device.split(':')[1]}" if ":" in device else "")
+        f":{device.split(':')[1]}" if ":" in device else ""
+    )
 
 
 def _rows(grp: Group, times: dict[str, list[float]], mems: dict[str, int | None]) -> list[dict[str, Any]]:
@@ -421,10 +499,20 @@ def _rows(grp: Group, times: dict[str, list[float]], mems: dict[str, int | None]
     for v in grp.variants:
         st = Stats.of(times[v.name])
         row: dict[str, Any] = dict(
-            suite="runtime", model=grp.spec.key, model_title=grp.spec.title, mode=grp.mode, family=grp.family,
-            variant=v.name, framework=v.framework, time_s=st.as_dict(), first_call_s=v.first_call_s,
-            calls_per_round=v.info.get("calls_per_round"), peak_mem_bytes=mems.get(v.name),
-            mem_method=v.mem_method, baseline=v.baseline, check_rel_err=grp.check.get(v.name),
+            suite="runtime",
+            model=grp.spec.key,
+            model_title=grp.spec.title,
+            mode=grp.mode,
+            family=grp.family,
+            variant=v.name,
+            framework=v.framework,
+            time_s=st.as_dict(),
+            first_call_s=v.first_call_s,
+            calls_per_round=v.info.get("calls_per_round"),
+            peak_mem_bytes=mems.get(v.name),
+            mem_method=v.mem_method,
+            baseline=v.baseline,
+            check_rel_err=grp.check.get(v.name),
             notes=list(grp.notes) if v is grp.variants[0] else [],
         )
         if v.baseline and v.baseline in times:

@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Variant, machine_info, md_table, ratio_stats, time_variants  # noqa: E402
-from models import GPTConfig, gpt_lm  # noqa: E402
+from harness import Variant, machine_info, md_table, ratio_stats, time_variants
+from models import GPTConfig, gpt_lm
 
 
 def native_step(cfg: GPTConfig, mesh, fsdp: bool, lr: float):
@@ -38,7 +38,8 @@ def native_step(cfg: GPTConfig, mesh, fsdp: bool, lr: float):
     import jax
     import jax.numpy as jnp
     import optax
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
     from native_jax import gpt
 
     forward = gpt(cfg)
@@ -72,10 +73,10 @@ def native_step(cfg: GPTConfig, mesh, fsdp: bool, lr: float):
 
 def run_case(n: int, cfg: GPTConfig, args) -> dict:
     import jax
+    from run import _mithril_backends
 
     import mithril as ml
     from mithril.models import CrossEntropyLoss
-    from run import _mithril_backends
 
     _mithril_backends(log=lambda *a: None)  # PYTHONPATH-only checkouts (a GPU machine)
 
@@ -87,9 +88,15 @@ def run_case(n: int, cfg: GPTConfig, args) -> dict:
 
     be = ml.JaxBackend(device=args.platform, device_mesh=(n,))
     layout = ml.parallel.Layout(fsdp=True) if args.fsdp else None
-    step = ml.compile_step(gpt_lm(gcfg), be, loss=CrossEntropyLoss(), jit=True, sharding=layout,
-                           optimizer=ml.optim.AdamW(lr=args.lr, weight_decay=0.01),
-                           shapes={"input": [gcfg.batch, gcfg.seq_len, gcfg.d_model]})
+    step = ml.compile_step(
+        gpt_lm(gcfg),
+        be,
+        loss=CrossEntropyLoss(),
+        jit=True,
+        sharding=layout,
+        optimizer=ml.optim.AdamW(lr=args.lr, weight_decay=0.01),
+        shapes={"input": [gcfg.batch, gcfg.seq_len, gcfg.d_model]},
+    )
     state = step.init(seed=0)
     init_params = {k: be.to_numpy(v) for k, v in state.params.items()}
     xb, yb = be.array(x), be.array(y)
@@ -108,8 +115,14 @@ def run_case(n: int, cfg: GPTConfig, args) -> dict:
         pn, sn, ln = jitted(pn, sn, xn, yn)
         want.append(float(ln))
     same = bool(np.allclose(got, want, rtol=args.rtol))
-    row = {"devices": n, "global_batch": gcfg.batch, "tokens_per_step": gcfg.batch * gcfg.seq_len,
-           "losses_mithril": got, "losses_native": want, "same_losses": same}
+    row = {
+        "devices": n,
+        "global_batch": gcfg.batch,
+        "tokens_per_step": gcfg.batch * gcfg.seq_len,
+        "losses_mithril": got,
+        "losses_native": want,
+        "same_losses": same,
+    }
     if not same:
         print(f"  n={n}: Mithril and native losses differ: {got} vs {want}; not timed", flush=True)
         return row
@@ -125,15 +138,19 @@ def run_case(n: int, cfg: GPTConfig, args) -> dict:
         box["p"], box["s"], loss = jitted(box["p"], box["s"], xn, yn)
         loss.block_until_ready()
 
-    variants = [Variant("mithril", mithril_call, mem_method="none", framework="Mithril JAX mesh", baseline="native"),
-                Variant("native", native_call, mem_method="none", framework="jax.jit + optax")]
+    variants = [
+        Variant("mithril", mithril_call, mem_method="none", framework="Mithril JAX mesh", baseline="native"),
+        Variant("native", native_call, mem_method="none", framework="jax.jit + optax"),
+    ]
     times = time_variants(variants, rounds=args.rounds, target_s=args.target, warmup=1)
     med = {k: float(np.median(v)) for k, v in times.items()}
-    row.update({
-        "time_s": med,
-        "tokens_per_s": {k: row["tokens_per_step"] / t for k, t in med.items()},
-        "ratio": ratio_stats(times["mithril"], times["native"]).as_dict(),
-    })
+    row.update(
+        {
+            "time_s": med,
+            "tokens_per_s": {k: row["tokens_per_step"] / t for k, t in med.items()},
+            "ratio": ratio_stats(times["mithril"], times["native"]).as_dict(),
+        }
+    )
     if args.memory:
         row["bytes_per_device"] = _per_device_bytes(box["m"])  # the live state (earlier ones are donated)
     return row
@@ -152,8 +169,11 @@ def _per_device_bytes(state) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gpt", default="12,768,12,1024,8,50304",
-                    help="layers,d_model,heads,seq_len,batch_per_device,vocab (default: GPT-2 small shapes)")
+    ap.add_argument(
+        "--gpt",
+        default="12,768,12,1024,8,50304",
+        help="layers,d_model,heads,seq_len,batch_per_device,vocab (default: GPT-2 small shapes)",
+    )
     ap.add_argument("--devices", default="1,2,4,8", help="device counts to run (those that exist)")
     ap.add_argument("--platform", default=None, help="JAX platform (default: gpu if present, else cpu)")
     ap.add_argument("--cpu-mesh", action="store_true", help="tiny GPT on CPU devices (harness check)")
@@ -175,35 +195,62 @@ def main(argv=None) -> int:
     cfg = GPTConfig(n_layers=layers, d_model=d, n_heads=heads, seq_len=t, batch=b, vocab=vocab)
     available = len(jax.devices(args.platform))
     counts = [n for n in (int(v) for v in args.devices.split(",")) if n <= available]
-    print(f"GPT {args.gpt} on {args.platform} ({available} devices): {counts}{' fsdp' if args.fsdp else ''}", flush=True)
+    print(
+        f"GPT {args.gpt} on {args.platform} ({available} devices): {counts}{' fsdp' if args.fsdp else ''}", flush=True
+    )
     rows = []
     for n in counts:
         row = run_case(n, cfg, args)
         rows.append(row)
         if "tokens_per_s" in row:
-            print(f"  n={n}: {row['tokens_per_s']['mithril']:.0f} tok/s Mithril, {row['tokens_per_s']['native']:.0f} "
-                  f"native, ratio {row['ratio']['median']:.3f}", flush=True)
+            print(
+                f"  n={n}: {row['tokens_per_s']['mithril']:.0f} tok/s Mithril, {row['tokens_per_s']['native']:.0f} "
+                f"native, ratio {row['ratio']['median']:.3f}",
+                flush=True,
+            )
     base = next((r for r in rows if r["devices"] == 1 and "tokens_per_s" in r), None)
     table = []
     for r in rows:
         if "tokens_per_s" not in r:
             table.append([r["devices"], "-", "-", "WRONG", "-", "-"])
             continue
-        eff = {k: r["tokens_per_s"][k] / (r["devices"] * base["tokens_per_s"][k]) if base else float("nan")
-               for k in ("mithril", "native")}
+        eff = {
+            k: r["tokens_per_s"][k] / (r["devices"] * base["tokens_per_s"][k]) if base else float("nan")
+            for k in ("mithril", "native")
+        }
         r["scaling_efficiency"] = eff
-        table.append([r["devices"], f"{r['tokens_per_s']['mithril']:.0f}", f"{r['tokens_per_s']['native']:.0f}",
-                      f"{r['ratio']['median']:.3f} ({r['ratio']['min']:.3f}-{r['ratio']['max']:.3f})",
-                      f"{eff['mithril']:.2f}", f"{eff['native']:.2f}"])
-    md = md_table(["devices", "tokens/s Mithril", "tokens/s native", "time ratio (min-max)",
-                   "scaling eff. Mithril", "scaling eff. native"], table)
+        table.append(
+            [
+                r["devices"],
+                f"{r['tokens_per_s']['mithril']:.0f}",
+                f"{r['tokens_per_s']['native']:.0f}",
+                f"{r['ratio']['median']:.3f} ({r['ratio']['min']:.3f}-{r['ratio']['max']:.3f})",
+                f"{eff['mithril']:.2f}",
+                f"{eff['native']:.2f}",
+            ]
+        )
+    md = md_table(
+        [
+            "devices",
+            "tokens/s Mithril",
+            "tokens/s native",
+            "time ratio (min-max)",
+            "scaling eff. Mithril",
+            "scaling eff. native",
+        ],
+        table,
+    )
     print(md)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         info = machine_info("gpu" if args.platform == "gpu" else "cpu")
         with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump({"command": " ".join(sys.argv), "machine": info, "config": vars(args), "rows": rows}, f,
-                      indent=1, default=str)
+            json.dump(
+                {"command": " ".join(sys.argv), "machine": info, "config": vars(args), "rows": rows},
+                f,
+                indent=1,
+                default=str,
+            )
         with open(os.path.join(args.out, "results.md"), "w") as f:
             f.write(f"# Scaling: GPT training step, JAX mesh\n\n`{' '.join(sys.argv)}`\n\n{md}\n")
     return 0 if all(r["same_losses"] for r in rows) else 1

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from models import GPTConfig, gpt_lm  # noqa: E402
+from models import GPTConfig, gpt_lm
 
 
 def main(argv=None) -> int:
@@ -49,11 +49,11 @@ def main(argv=None) -> int:
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
+    from native_torch import GPT, load_params
+    from run import _mithril_backends
 
     import mithril as ml
     from mithril.models import CrossEntropyLoss
-    from native_torch import GPT, load_params
-    from run import _mithril_backends
 
     _mithril_backends(log=lambda *a: None)  # PYTHONPATH-only checkouts (a GPU machine)
 
@@ -68,9 +68,15 @@ def main(argv=None) -> int:
     y = rng.integers(0, vocab, cfg.batch * t)
 
     layout = ml.parallel.Layout(fsdp=True) if args.fsdp else None
-    step = ml.compile_step(gpt_lm(cfg), be, loss=CrossEntropyLoss(), jit=args.jit, sharding=layout,
-                           optimizer=ml.optim.AdamW(lr=args.lr, weight_decay=0.01),
-                           shapes={"input": [cfg.batch, t, d]})
+    step = ml.compile_step(
+        gpt_lm(cfg),
+        be,
+        loss=CrossEntropyLoss(),
+        jit=args.jit,
+        sharding=layout,
+        optimizer=ml.optim.AdamW(lr=args.lr, weight_decay=0.01),
+        shapes={"input": [cfg.batch, t, d]},
+    )
     state = step.init(seed=0)
     init = {k: be.to_numpy(v) for k, v in state.params.items()}
     xb, yb = be.array(x), be.array(y)
@@ -89,8 +95,8 @@ def main(argv=None) -> int:
         net = torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if cuda else None)
     fwd = torch.compile(net) if args.jit else net
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-    lx = torch.as_tensor(x[rank * b:(rank + 1) * b], device=device)
-    ly = torch.as_tensor(y[rank * b * t:(rank + 1) * b * t], device=device)
+    lx = torch.as_tensor(x[rank * b : (rank + 1) * b], device=device)
+    ly = torch.as_tensor(y[rank * b * t : (rank + 1) * b * t], device=device)
 
     def native():
         opt.zero_grad(set_to_none=True)
@@ -118,7 +124,7 @@ def main(argv=None) -> int:
     if same:
         for r in range(args.rounds):
             order = [("mithril", mithril), ("native", native)]
-            for name, fn in (order if r % 2 == 0 else order[::-1]):
+            for name, fn in order if r % 2 == 0 else order[::-1]:
                 dist.barrier()
                 sync()
                 t0 = time.perf_counter()
@@ -129,17 +135,32 @@ def main(argv=None) -> int:
                 times[name].append((time.perf_counter() - t0) / args.steps)
     if rank == 0:
         tokens = cfg.batch * t
-        row = {"world": world, "fsdp": args.fsdp, "jit": args.jit, "gpt": args.gpt, "same_losses": same,
-               "losses_mithril": got, "losses_native": want}
+        row = {
+            "world": world,
+            "fsdp": args.fsdp,
+            "jit": args.jit,
+            "gpt": args.gpt,
+            "same_losses": same,
+            "losses_mithril": got,
+            "losses_native": want,
+        }
         if same:
             med = {k: statistics.median(v) for k, v in times.items()}
             ratios = [a / b for a, b in zip(times["mithril"], times["native"])]
-            row.update({"time_s": med, "tokens_per_s": {k: tokens / v for k, v in med.items()},
-                        "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}})
-            print(f"world {world}{' fsdp' if args.fsdp else ''}{' jit' if args.jit else ''}: "
-                  f"{row['tokens_per_s']['mithril']:.0f} tok/s Mithril, {row['tokens_per_s']['native']:.0f} native "
-                  f"({'FSDP2' if args.fsdp else 'DDP'}), ratio {row['ratio']['median']:.3f} "
-                  f"({row['ratio']['min']:.3f}-{row['ratio']['max']:.3f})", flush=True)
+            row.update(
+                {
+                    "time_s": med,
+                    "tokens_per_s": {k: tokens / v for k, v in med.items()},
+                    "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
+                }
+            )
+            print(
+                f"world {world}{' fsdp' if args.fsdp else ''}{' jit' if args.jit else ''}: "
+                f"{row['tokens_per_s']['mithril']:.0f} tok/s Mithril, {row['tokens_per_s']['native']:.0f} native "
+                f"({'FSDP2' if args.fsdp else 'DDP'}), ratio {row['ratio']['median']:.3f} "
+                f"({row['ratio']['min']:.3f}-{row['ratio']['max']:.3f})",
+                flush=True,
+            )
         else:
             print(f"world {world}: losses differ, Mithril {got} vs native {want}; not timed", flush=True)
         if args.out:

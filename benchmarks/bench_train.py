@@ -40,10 +40,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 import models as M
 import native_train as NT_
+import numpy as np
 from harness import Stats, Variant, measure_memory, ratio_stats, time_variants
 
 #: largest relative difference of the first 3 losses against the group's reference
@@ -74,8 +73,11 @@ def train_specs(level: str, gpt_cfg: M.GPTConfig | None = None) -> list[TrainSpe
 
     cnn_batch = 4 if level == "smoke" else 32
     if gpt_cfg is None:
-        gpt_cfg = (M.GPTConfig(n_layers=1, d_model=64, n_heads=4, seq_len=16, vocab=64) if level == "smoke"
-                   else M.GPTConfig(n_layers=2))
+        gpt_cfg = (
+            M.GPTConfig(n_layers=1, d_model=64, n_heads=4, seq_len=16, vocab=64)
+            if level == "smoke"
+            else M.GPTConfig(n_layers=2)
+        )
     cfg = gpt_cfg
     n_tok = cfg.batch * cfg.seq_len
 
@@ -86,17 +88,47 @@ def train_specs(level: str, gpt_cfg: M.GPTConfig | None = None) -> list[TrainSpe
         return NN.gpt_backward(cfg, p, c, g)
 
     return [
-        TrainSpec("seed_mlp", "seed MLP 20-64-10, B=32, MSE", M.seed_mlp, (32, 20), "mse", (32, 10), None,
-                  lambda p, x: NN.mlp_forward(p, x, 2), lambda p, c, g: NN.mlp_backward(p, c, g, 2)[0],
-                  NT.SeedMLP, lambda: NT_.jax_stateless(NJ.seed_mlp)),
-        TrainSpec("seed_cnn", f"seed CNN (BatchNorm), B={cnn_batch}, cross-entropy over 10 classes", M.seed_cnn,
-                  (cnn_batch, 3, 32, 32), "ce", (cnn_batch,), 10, NN.cnn_forward, NN.cnn_backward, NT.SeedCNN,
-                  NT_.jax_seed_cnn),
-        TrainSpec(f"gpt{cfg.n_layers}",
-                  f"GPT {cfg.n_layers}L d={cfg.d_model} h={cfg.n_heads} T={cfg.seq_len} B={cfg.batch}, "
-                  f"cross-entropy over {cfg.vocab} tokens", lambda: M.gpt_lm(cfg), tuple(M.gpt_input_shape(cfg)),
-                  "ce", (n_tok,), cfg.vocab, gpt_np_fwd, gpt_np_bwd, lambda: NT.GPT(cfg),
-                  lambda: NT_.jax_stateless(NJ.gpt(cfg)), tokens=n_tok),
+        TrainSpec(
+            "seed_mlp",
+            "seed MLP 20-64-10, B=32, MSE",
+            M.seed_mlp,
+            (32, 20),
+            "mse",
+            (32, 10),
+            None,
+            lambda p, x: NN.mlp_forward(p, x, 2),
+            lambda p, c, g: NN.mlp_backward(p, c, g, 2)[0],
+            NT.SeedMLP,
+            lambda: NT_.jax_stateless(NJ.seed_mlp),
+        ),
+        TrainSpec(
+            "seed_cnn",
+            f"seed CNN (BatchNorm), B={cnn_batch}, cross-entropy over 10 classes",
+            M.seed_cnn,
+            (cnn_batch, 3, 32, 32),
+            "ce",
+            (cnn_batch,),
+            10,
+            NN.cnn_forward,
+            NN.cnn_backward,
+            NT.SeedCNN,
+            NT_.jax_seed_cnn,
+        ),
+        TrainSpec(
+            f"gpt{cfg.n_layers}",
+            f"GPT {cfg.n_layers}L d={cfg.d_model} h={cfg.n_heads} T={cfg.seq_len} B={cfg.batch}, "
+            f"cross-entropy over {cfg.vocab} tokens",
+            lambda: M.gpt_lm(cfg),
+            tuple(M.gpt_input_shape(cfg)),
+            "ce",
+            (n_tok,),
+            cfg.vocab,
+            gpt_np_fwd,
+            gpt_np_bwd,
+            lambda: NT.GPT(cfg),
+            lambda: NT_.jax_stateless(NJ.gpt(cfg)),
+            tokens=n_tok,
+        ),
     ]
 
 
@@ -153,9 +185,14 @@ class MithrilRunner(Runner):
 
         spec = ctx.spec
         t0 = time.perf_counter()
-        self.step = ml.compile_step(ctx.model, backend, loss=ctx.loss_block(), optimizer=ctx.optimizer(),
-                                    shapes={"input": list(spec.input_shape), "target": list(spec.target_shape)},
-                                    jit=jit)
+        self.step = ml.compile_step(
+            ctx.model,
+            backend,
+            loss=ctx.loss_block(),
+            optimizer=ctx.optimizer(),
+            shapes={"input": list(spec.input_shape), "target": list(spec.target_shape)},
+            jit=jit,
+        )
         self.build_s = time.perf_counter() - t0
         self.be = backend
         with backend.scope():
@@ -177,9 +214,8 @@ class MithrilRunner(Runner):
 
 class TorchRunner(Runner):
     def __init__(self, ctx: _Ctx, device: str, *, compiled: bool, sync: Callable[[], None]) -> None:
-        import torch
-
         import native_torch as NT
+        import torch
 
         self.module = ctx.spec.torch_module().to(device)
         NT.load_params(self.module, ctx.params)
@@ -286,11 +322,18 @@ def verify(grp: Group, ctx: _Ctx, log: Callable[[str], None]) -> None:
         err = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(losses, ref[0]))
         perr = _rel(params, ref[1])
         ok = bool(np.isfinite(err) and err <= LOSS_TOL)
-        grp.checks[v.name] = {"losses": losses, "reference": ref_name, "loss_rel_err": err,
-                              "param_rel_err": perr, "ok": ok}
+        grp.checks[v.name] = {
+            "losses": losses,
+            "reference": ref_name,
+            "loss_rel_err": err,
+            "param_rel_err": perr,
+            "ok": ok,
+        }
         if not ok:
-            msg = (f"CHECK FAILED: {v.framework}: losses of the first {CHECK_STEPS} steps {losses} differ from "
-                   f"{grp.variants[0].framework}'s {ref[0]} by {err:.2e} relative (> {LOSS_TOL})")
+            msg = (
+                f"CHECK FAILED: {v.framework}: losses of the first {CHECK_STEPS} steps {losses} differ from "
+                f"{grp.variants[0].framework}'s {ref[0]} by {err:.2e} relative (> {LOSS_TOL})"
+            )
             grp.notes.append(msg)
             log(f"train: {grp.spec.key} {grp.family}: {msg}")
 
@@ -300,8 +343,13 @@ def numpy_group(ctx: _Ctx) -> Group:
 
     grp = Group(ctx.spec, "numpy")
     grp.add("native", NumpyRunner(ctx), "tracemalloc", "NumPy by hand + AdamW loop")
-    grp.add("mithril", MithrilRunner(ctx, ml.NumpyBackend(dtype=ml.float32), jit=False, sync=lambda x: None),
-            "tracemalloc", "Mithril numpy", baseline="native")
+    grp.add(
+        "mithril",
+        MithrilRunner(ctx, ml.NumpyBackend(dtype=ml.float32), jit=False, sync=lambda x: None),
+        "tracemalloc",
+        "Mithril numpy",
+        baseline="native",
+    )
     return grp
 
 
@@ -324,10 +372,14 @@ def torch_group(ctx: _Ctx, device: str, jit: bool) -> Group:
     grp.add("native", TorchRunner(ctx, device, compiled=False, sync=sync), mem, "torch.nn + torch.optim.AdamW eager")
     grp.add("mithril", MithrilRunner(ctx, be, jit=False, sync=msync), mem, "Mithril torch eager", baseline="native")
     if jit:
-        grp.add("native-compile", TorchRunner(ctx, device, compiled=True, sync=sync), mem,
-                "torch.compile(whole step)")
-        grp.add("mithril-jit", MithrilRunner(ctx, be, jit=True, sync=msync), mem,
-                "Mithril torch jit=True (torch.compile)", baseline="native-compile")
+        grp.add("native-compile", TorchRunner(ctx, device, compiled=True, sync=sync), mem, "torch.compile(whole step)")
+        grp.add(
+            "mithril-jit",
+            MithrilRunner(ctx, be, jit=True, sync=msync),
+            mem,
+            "Mithril torch jit=True (torch.compile)",
+            baseline="native-compile",
+        )
     return grp
 
 
@@ -341,16 +393,31 @@ def jax_group(ctx: _Ctx, device: str) -> Group:
     mem = "jax-device" if on_gpu else "rss"
     grp = Group(ctx.spec, "jax")
     grp.add("native-jit", JaxRunner(ctx, be.jax_device), mem, "jax.jit(value_and_grad) + optax.adamw, donated")
-    grp.add("mithril-jit", MithrilRunner(ctx, be, jit=True, sync=jax.block_until_ready), mem,
-            "Mithril jax jit=True", baseline="native-jit")
+    grp.add(
+        "mithril-jit",
+        MithrilRunner(ctx, be, jit=True, sync=jax.block_until_ready),
+        mem,
+        "Mithril jax jit=True",
+        baseline="native-jit",
+    )
     return grp
 
 
 # ------------------------------------------------------------------------------------------ run
-def run(level: str, *, device: str, families: Sequence[str], rounds: int, target_s: float,
-        torch_jit_models: Sequence[str] | None, memory: bool, log: Callable[[str], None],
-        gpt_cfg: M.GPTConfig | None = None, models: Sequence[str] | None = None,
-        sink: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+def run(
+    level: str,
+    *,
+    device: str,
+    families: Sequence[str],
+    rounds: int,
+    target_s: float,
+    torch_jit_models: Sequence[str] | None,
+    memory: bool,
+    log: Callable[[str], None],
+    gpt_cfg: M.GPTConfig | None = None,
+    models: Sequence[str] | None = None,
+    sink: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Rows of the train suite (one per variant); ``torch_jit_models``: keys (``prefix*``) that get the
     torch.compile variants (None: every model); ``models``: key prefixes to run (default all)."""
     from bench_runtime import _jax_device, _torch_device
@@ -363,7 +430,8 @@ def run(level: str, *, device: str, families: Sequence[str], rounds: int, target
     for spec in specs:
         ctx = _Ctx(spec)
         jit = torch_jit_models is None or any(
-            spec.key == m or (m.endswith("*") and spec.key.startswith(m[:-1])) for m in torch_jit_models)
+            spec.key == m or (m.endswith("*") and spec.key.startswith(m[:-1])) for m in torch_jit_models
+        )
         for fam in families:
             if fam not in ("numpy", "torch", "jax"):
                 continue
@@ -383,21 +451,33 @@ def run(level: str, *, device: str, families: Sequence[str], rounds: int, target
                     verify(grp, ctx, log)
                     times = time_variants(grp.variants, rounds=rounds, target_s=target_s)
                     mems = {v.name: measure_memory(v) if memory else None for v in grp.variants}
-            except Exception as e:  # noqa: BLE001 - a failing group is reported, the suite goes on
+            except Exception as e:
                 log(f"train: {spec.key} {fam} FAILED: {type(e).__name__}: {e}")
-                err = [dict(suite="train", model=spec.key, model_title=spec.title, mode="step", family=fam,
-                            variant="error", framework=fam, error=f"{type(e).__name__}: {str(e)[:300]}")]
+                err = [
+                    dict(
+                        suite="train",
+                        model=spec.key,
+                        model_title=spec.title,
+                        mode="step",
+                        family=fam,
+                        variant="error",
+                        framework=fam,
+                        error=f"{type(e).__name__}: {str(e)[:300]}",
+                    )
+                ]
                 rows.extend(err)
                 sink(err)
                 continue
             new = _rows(grp, times, mems)
             for r in new:
                 c = r["loss_check"]
-                log(f"    {r['variant']:<15} {r['time_s']['median'] * 1e3:10.3f} ms  first "
+                log(
+                    f"    {r['variant']:<15} {r['time_s']['median'] * 1e3:10.3f} ms  first "
                     f"{(r['first_call_s'] or 0):7.2f} s  ratio {r.get('ratio', {}).get('median', float('nan')):5.2f}"
                     f"  mem {r['peak_mem_bytes']} (x{r.get('peak_mem_ratio') or float('nan'):.2f})"
                     f"  loss err {c.get('loss_rel_err', float('nan')):.1e} param err "
-                    f"{c.get('param_rel_err', float('nan')):.1e}  losses {[round(x, 6) for x in c['losses']]}")
+                    f"{c.get('param_rel_err', float('nan')):.1e}  losses {[round(x, 6) for x in c['losses']]}"
+                )
             rows.extend(new)
             sink(new)
             del grp
@@ -410,12 +490,23 @@ def _rows(grp: Group, times: dict[str, list[float]], mems: dict[str, int | None]
         st = Stats.of(times[v.name])
         chk = grp.checks.get(v.name, {})
         row: dict[str, Any] = dict(
-            suite="train", model=grp.spec.key, model_title=grp.spec.title, mode="step", family=grp.family,
-            variant=v.name, framework=v.framework, time_s=st.as_dict(),
-            first_call_s=v.info.get("first_step_s", v.first_call_s), build_s=grp.runners[v.name].build_s,
-            calls_per_round=v.info.get("calls_per_round"), peak_mem_bytes=mems.get(v.name),
-            mem_method=v.mem_method, baseline=v.baseline, loss_check=chk,
-            check_rel_err=chk.get("loss_rel_err"), check_ok=chk.get("ok"),
+            suite="train",
+            model=grp.spec.key,
+            model_title=grp.spec.title,
+            mode="step",
+            family=grp.family,
+            variant=v.name,
+            framework=v.framework,
+            time_s=st.as_dict(),
+            first_call_s=v.info.get("first_step_s", v.first_call_s),
+            build_s=grp.runners[v.name].build_s,
+            calls_per_round=v.info.get("calls_per_round"),
+            peak_mem_bytes=mems.get(v.name),
+            mem_method=v.mem_method,
+            baseline=v.baseline,
+            loss_check=chk,
+            check_rel_err=chk.get("loss_rel_err"),
+            check_ok=chk.get("ok"),
             notes=list(grp.notes) if v is grp.variants[0] else [],
         )
         if v.baseline and v.baseline in times:

@@ -46,7 +46,7 @@ import tracemalloc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
+import contextlib
 
 #: measured calls per memory figure (run.py --smoke sets 1)
 MEM_REPEATS = 3
@@ -74,15 +74,16 @@ class Stats:
     n: int
 
     @classmethod
-    def of(cls, xs: Sequence[float]) -> "Stats":
+    def of(cls, xs: Sequence[float]) -> Stats:
         return cls(statistics.median(xs), min(xs), max(xs), len(xs))
 
     def as_dict(self) -> dict[str, float]:
         return {"median": self.median, "min": self.min, "max": self.max, "n": self.n}
 
 
-def time_variants(variants: Sequence[Variant], *, rounds: int, target_s: float, warmup: int = 2,
-                  max_calls: int = 10_000) -> dict[str, list[float]]:
+def time_variants(
+    variants: Sequence[Variant], *, rounds: int, target_s: float, warmup: int = 2, max_calls: int = 10_000
+) -> dict[str, list[float]]:
     """Per-call seconds of each variant, one entry per round (see the module doc)."""
     calls: dict[str, int] = {}
     gc.collect()
@@ -241,7 +242,7 @@ def _version(mod: str) -> str | None:
         from importlib.metadata import version
 
         return version(mod)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -255,9 +256,21 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "python": sys.version.split()[0],
         "device": device,
         "load_average_at_start": _loadavg(),
-        "versions": {k: _version(k) for k in (
-            "mithril", "mithril-numpy", "mithril-torch", "mithril-jax", "mithril-ggml", "numpy", "torch", "jax",
-            "jaxlib", "ggml-python")},
+        "versions": {
+            k: _version(k)
+            for k in (
+                "mithril",
+                "mithril-numpy",
+                "mithril-torch",
+                "mithril-jax",
+                "mithril-ggml",
+                "numpy",
+                "torch",
+                "jax",
+                "jaxlib",
+                "ggml-python",
+            )
+        },
         "git_commit": _git_commit(),
     }
     try:
@@ -267,14 +280,12 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         info["versions"]["torch"] = info["versions"]["torch"] or torch.__version__
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     for mod in ("jax", "numpy", "mithril"):
         if info["versions"].get(mod) is None:
-            try:
+            with contextlib.suppress(Exception):
                 info["versions"][mod] = __import__(mod).__version__
-            except Exception:  # noqa: BLE001
-                pass
     return info
 
 
@@ -297,14 +308,20 @@ def _loadavg() -> list[float] | None:
 def _git_commit() -> str | None:
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if out.returncode:
             return None
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 

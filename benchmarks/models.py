@@ -15,7 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from mithril.models import (
-    BatchNorm2d, Conv2d, Flatten, Gelu, IOKey, Linear, MaxPool2d, Model, Relu, Softmax,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    Gelu,
+    IOKey,
+    Linear,
+    MaxPool2d,
+    Model,
+    Relu,
+    Softmax,
 )
 from mithril.models.connections import ones, zeros
 
@@ -130,10 +139,16 @@ class GPTBlock(Model):
     def __init__(self, cfg: GPTConfig, *, name: str | None = None) -> None:
         super().__init__(name=name)
         d = cfg.d_model
-        ln_1, attn, ln_2 = LayerNorm(d, cfg.eps, name="ln_1"), CausalSelfAttention(cfg, name="attn"), \
-            LayerNorm(d, cfg.eps, name="ln_2")
-        fc, gelu, proj = Linear(dimension=4 * d, name="fc"), Gelu(approximate="tanh", name="gelu"), \
-            Linear(dimension=d, name="proj")
+        ln_1, attn, ln_2 = (
+            LayerNorm(d, cfg.eps, name="ln_1"),
+            CausalSelfAttention(cfg, name="attn"),
+            LayerNorm(d, cfg.eps, name="ln_2"),
+        )
+        fc, gelu, proj = (
+            Linear(dimension=4 * d, name="fc"),
+            Gelu(approximate="tanh", name="gelu"),
+            Linear(dimension=d, name="proj"),
+        )
         self |= ln_1(input="input")
         self |= attn(input=ln_1.output)
         h = attn.output + ln_1.input

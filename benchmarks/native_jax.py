@@ -8,7 +8,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-
 from models import GPTConfig, causal_mask
 
 
@@ -32,8 +31,9 @@ def deep_mlp(n_layers: int) -> Callable[[dict[str, Any], Any], Any]:
 
 
 def _conv(p: dict[str, Any], name: str, x: Any) -> Any:
-    y = jax.lax.conv_general_dilated(x, p[f"{name}.weight"], (1, 1), ((1, 1), (1, 1)),
-                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    y = jax.lax.conv_general_dilated(
+        x, p[f"{name}.weight"], (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW")
+    )
     return y + p[f"{name}.bias"][None, :, None, None]
 
 
@@ -72,8 +72,10 @@ def gpt(cfg: GPTConfig) -> Callable[[dict[str, Any], Any], Any]:
         for i in range(cfg.n_layers):
             pre = f"h_{i}"
             a = _ln(p, f"{pre}.ln_1", x, cfg.eps)
-            q, k, v = (_linear(p, f"{pre}.attn.{n}_proj", a).reshape(b, t, h, hd).transpose(0, 2, 1, 3)
-                       for n in ("q", "k", "v"))
+            q, k, v = (
+                _linear(p, f"{pre}.attn.{n}_proj", a).reshape(b, t, h, hd).transpose(0, 2, 1, 3)
+                for n in ("q", "k", "v")
+            )
             att = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(hd)) + mask
             y = (jax.nn.softmax(att, axis=-1) @ v).transpose(0, 2, 1, 3).reshape(b, t, d)
             x = x + _linear(p, f"{pre}.attn.o_proj", y)

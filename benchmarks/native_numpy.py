@@ -12,9 +12,8 @@ import math
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
-
 from models import GPTConfig, causal_mask
+from numpy.lib.stride_tricks import sliding_window_view
 
 P = dict[str, np.ndarray]
 
@@ -30,8 +29,9 @@ def mlp_forward(p: P, x: np.ndarray, n_layers: int) -> tuple[np.ndarray, list[np
     return x, acts
 
 
-def mlp_backward(p: P, acts: list[np.ndarray], g: np.ndarray, n_layers: int,
-                 need_dx: bool = False) -> tuple[P, np.ndarray | None]:
+def mlp_backward(
+    p: P, acts: list[np.ndarray], g: np.ndarray, n_layers: int, need_dx: bool = False
+) -> tuple[P, np.ndarray | None]:
     """Param gradients (and the input gradient when ``need_dx``)."""
     grads: P = {}
     for i in reversed(range(n_layers)):
@@ -60,7 +60,7 @@ def _col2im(cols: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     out = np.zeros((n, c, h + 2, w + 2), dtype=cols.dtype)
     for i in range(3):
         for j in range(3):
-            out[:, :, i:i + h, j:j + w] += g[:, :, i, j]
+            out[:, :, i : i + h, j : j + w] += g[:, :, i, j]
     return out[:, :, 1:-1, 1:-1]
 
 
@@ -97,8 +97,9 @@ def _bn_bwd(name: str, cache: Any, g: np.ndarray, grads: P) -> np.ndarray:
     grads[f"{name}.weight"] = (g * xhat).sum(axis=(0, 2, 3))
     grads[f"{name}.bias"] = g.sum(axis=(0, 2, 3))
     dxhat = g * w
-    return rstd * (dxhat - dxhat.mean(axis=(0, 2, 3), keepdims=True)
-                   - xhat * (dxhat * xhat).mean(axis=(0, 2, 3), keepdims=True))
+    return rstd * (
+        dxhat - dxhat.mean(axis=(0, 2, 3), keepdims=True) - xhat * (dxhat * xhat).mean(axis=(0, 2, 3), keepdims=True)
+    )
 
 
 _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
@@ -141,8 +142,9 @@ def cnn_backward(p: P, state: Any, g: np.ndarray) -> P:
     cache, acts, pshape = state
     grads, g_flat = mlp_backward(p, acts, g, 2, need_dx=True)
     g = g_flat.reshape(pshape)  # type: ignore[union-attr]
-    for (conv, bn), (cc, bc, r, pc) in zip((("conv2d_1", "batchnorm2d_1"), ("conv2d_0", "batchnorm2d_0")),
-                                           reversed(cache)):
+    for (conv, bn), (cc, bc, r, pc) in zip(
+        (("conv2d_1", "batchnorm2d_1"), ("conv2d_0", "batchnorm2d_0")), reversed(cache)
+    ):
         g = _pool_bwd(pc, g) * (r > 0)
         g = _bn_bwd(bn, bc, g, grads)
         g = _conv_bwd(p, conv, cc, g, grads, need_dx=conv != "conv2d_0")
@@ -189,8 +191,9 @@ def gpt_forward(cfg: GPTConfig, p: P, x: np.ndarray) -> tuple[np.ndarray, Any]:
         pre = f"h_{i}"
         x_in = x
         a, ln1 = _ln_fwd(p, f"{pre}.ln_1", x, cfg.eps)
-        q, k, v = (_lin(p, f"{pre}.attn.{n}_proj", a).reshape(b, t, h, hd).transpose(0, 2, 1, 3)
-                   for n in ("q", "k", "v"))
+        q, k, v = (
+            _lin(p, f"{pre}.attn.{n}_proj", a).reshape(b, t, h, hd).transpose(0, 2, 1, 3) for n in ("q", "k", "v")
+        )
         s = (q @ k.transpose(0, 1, 3, 2)) * scale + mask
         s = np.exp(s - s.max(-1, keepdims=True))
         att = s / s.sum(-1, keepdims=True)
@@ -198,7 +201,7 @@ def gpt_forward(cfg: GPTConfig, p: P, x: np.ndarray) -> tuple[np.ndarray, Any]:
         x = x + _lin(p, f"{pre}.attn.o_proj", y)
         m, ln2 = _ln_fwd(p, f"{pre}.ln_2", x, cfg.eps)
         f = _lin(p, f"{pre}.fc", m)
-        th = np.tanh(_S * (f + 0.044715 * f ** 3))
+        th = np.tanh(_S * (f + 0.044715 * f**3))
         gl = 0.5 * f * (1.0 + th)
         x_mid = x
         x = x + _lin(p, f"{pre}.proj", gl)
@@ -216,7 +219,7 @@ def gpt_backward(cfg: GPTConfig, p: P, state: Any, g: np.ndarray) -> P:
     gx = _ln_bwd(p, "ln_f", lnf, _lin_bwd(p, "head", z, g, grads), grads)
     for i in reversed(range(cfg.n_layers)):
         pre = f"h_{i}"
-        x_in, a, ln1, q, k, v, att, y, x_mid, m, ln2, f, th, gl = caches[i]
+        _x_in, a, ln1, q, k, v, att, y, _x_mid, m, ln2, f, th, gl = caches[i]
         ggl = _lin_bwd(p, f"{pre}.proj", gl, gx, grads)
         dgelu = 0.5 * (1.0 + th) + 0.5 * f * (1.0 - th * th) * _S * (1.0 + 3 * 0.044715 * f * f)
         gm = _lin_bwd(p, f"{pre}.fc", m, ggl * dgelu, grads)
@@ -227,7 +230,9 @@ def gpt_backward(cfg: GPTConfig, p: P, state: Any, g: np.ndarray) -> P:
         gs = att * (gatt - (gatt * att).sum(-1, keepdims=True)) * scale
         gq = gs @ k
         gk = gs.transpose(0, 1, 3, 2) @ q
-        ga = sum(_lin_bwd(p, f"{pre}.attn.{n}_proj", a, gg.transpose(0, 2, 1, 3).reshape(b, t, d), grads)
-                 for n, gg in (("q", gq), ("k", gk), ("v", gv)))
+        ga = sum(
+            _lin_bwd(p, f"{pre}.attn.{n}_proj", a, gg.transpose(0, 2, 1, 3).reshape(b, t, d), grads)
+            for n, gg in (("q", gq), ("k", gk), ("v", gv))
+        )
         gx = gx + _ln_bwd(p, f"{pre}.ln_1", ln1, ga, grads)
     return grads

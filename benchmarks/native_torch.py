@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from models import GPTConfig, causal_mask
+from torch import nn
 
 
 class SeedMLP(nn.Module):

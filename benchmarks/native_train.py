@@ -63,8 +63,8 @@ class NumpyAdamW:
     def step(self, params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
         self.t += 1
         b1, b2 = self.b1, self.b2
-        step_size = self.lr / (1.0 - b1 ** self.t)
-        sq = math.sqrt(1.0 - b2 ** self.t)
+        step_size = self.lr / (1.0 - b1**self.t)
+        sq = math.sqrt(1.0 - b2**self.t)
         for k in self.keys:
             p, g, m, v = params[k], grads[k], self.m[k], self.v[k]
             p *= 1.0 - self.lr * self.wd
@@ -81,8 +81,16 @@ class NumpyAdamW:
 class NumpyStep:
     """One training step by hand: forward, loss, backward, AdamW (params updated in place)."""
 
-    def __init__(self, forward: Callable[..., Any], backward: Callable[..., Any], kind: str,
-                 params: Mapping[str, np.ndarray], trainable: Sequence[str], x: np.ndarray, t: np.ndarray) -> None:
+    def __init__(
+        self,
+        forward: Callable[..., Any],
+        backward: Callable[..., Any],
+        kind: str,
+        params: Mapping[str, np.ndarray],
+        trainable: Sequence[str],
+        x: np.ndarray,
+        t: np.ndarray,
+    ) -> None:
         self.forward, self.backward, self.kind = forward, backward, kind
         self.p = {k: np.array(v, copy=True) for k, v in params.items()}
         self.trainable = list(trainable)
@@ -117,8 +125,9 @@ def torch_step(module: Any, kind: str, hp: Mapping[str, Any] = HP) -> tuple[Call
     """``step(x, t) -> loss`` (forward, loss, backward, AdamW step) and its optimizer."""
     import torch
 
-    opt = torch.optim.AdamW(module.parameters(), lr=hp["lr"], betas=hp["betas"], eps=hp["eps"],
-                            weight_decay=hp["weight_decay"])
+    opt = torch.optim.AdamW(
+        module.parameters(), lr=hp["lr"], betas=hp["betas"], eps=hp["eps"], weight_decay=hp["weight_decay"]
+    )
     loss_fn = torch_loss(kind)
 
     def step(x: Any, t: Any) -> Any:
@@ -137,6 +146,7 @@ def jax_loss(kind: str) -> Callable[[Any, Any], Any]:
     import jax.numpy as jnp
 
     if kind == "mse":
+
         def mse(y: Any, t: Any) -> Any:
             d = y - t
             return jnp.mean(d * d)
@@ -158,8 +168,9 @@ def jax_step(forward: Callable[..., Any], kind: str, hp: Mapping[str, Any] = HP)
     import jax
     import optax
 
-    tx = optax.adamw(learning_rate=hp["lr"], b1=hp["betas"][0], b2=hp["betas"][1], eps=hp["eps"],
-                     weight_decay=hp["weight_decay"])
+    tx = optax.adamw(
+        learning_rate=hp["lr"], b1=hp["betas"][0], b2=hp["betas"][1], eps=hp["eps"], weight_decay=hp["weight_decay"]
+    )
     loss = jax_loss(kind)
 
     def loss_fn(p: Any, s: Any, x: Any, t: Any) -> Any:
@@ -184,7 +195,6 @@ def jax_seed_cnn(momentum: float = 0.1, eps: float = 1e-5) -> Callable[..., Any]
     """The seed CNN in training mode, updating BatchNorm's running statistics (as torch.nn)."""
     import jax
     import jax.numpy as jnp
-
     import native_jax as NJ
 
     def bn(p: Any, s: Any, name: str, x: Any, new: dict[str, Any]) -> Any:
@@ -192,8 +202,9 @@ def jax_seed_cnn(momentum: float = 0.1, eps: float = 1e-5) -> Callable[..., Any]
         var = ((x - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
         n = x.size // x.shape[1]
         new[f"{name}.running_mean"] = (1 - momentum) * s[f"{name}.running_mean"] + momentum * mean.reshape(-1)
-        new[f"{name}.running_var"] = ((1 - momentum) * s[f"{name}.running_var"]
-                                      + momentum * var.reshape(-1) * (n / (n - 1)))
+        new[f"{name}.running_var"] = (1 - momentum) * s[f"{name}.running_var"] + momentum * var.reshape(-1) * (
+            n / (n - 1)
+        )
         xhat = (x - mean) / jnp.sqrt(var + eps)
         return xhat * p[f"{name}.weight"][None, :, None, None] + p[f"{name}.bias"][None, :, None, None]
 

@@ -53,10 +53,10 @@ def _per_call(fn, n: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def profile_evaluate(backends: list[str], top: int, device: str = "cpu", model: str = "seed_mlp") -> None:
+    import models as M
     import numpy as np
 
     import mithril as ml
-    import models as M
 
     if model == "seed_mlp":
         logical, shape, n = M.seed_mlp(), (32, 20), 500
@@ -68,7 +68,7 @@ def profile_evaluate(backends: list[str], top: int, device: str = "cpu", model: 
         opts = {} if name in ("numpy", "ggml") else {"device": dev}
         try:
             be = ml.backend(name, dtype=ml.float32, **opts)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             print(f"{name}: not available ({e})")
             continue
         jit = name in ("jax",)
@@ -89,18 +89,22 @@ def profile_evaluate(backends: list[str], top: int, device: str = "cpu", model: 
                 torch.cuda.synchronize()
                 return r
         else:
+
             def sync(r):  # type: ignore[no-untyped-def]
                 return r
+
         for _ in range(20):
             sync(pm.evaluate(p, inputs))
-        exe = pm._compiled(pm.training, {"input": shape}, None).executable  # noqa: SLF001
+        exe = pm._compiled(pm.training, {"input": shape}, None).executable
         gc.collect()
         gc.freeze()
         t_eval = _per_call(lambda: sync(pm.evaluate(p, inputs)), n)
         t_run = _per_call(lambda: sync(exe.run(p, inputs, {})), n)
-        print(f"\n=== evaluate overhead, {model} forward, {name}{' jit' if jit else ''} on {device}, "
-              f"{len(p)} params: evaluate {t_eval * 1e6:.1f} us, executable.run {t_run * 1e6:.1f} us, "
-              f"overhead {(t_eval - t_run) * 1e6:.1f} us per call (best of 5 x {n})")
+        print(
+            f"\n=== evaluate overhead, {model} forward, {name}{' jit' if jit else ''} on {device}, "
+            f"{len(p)} params: evaluate {t_eval * 1e6:.1f} us, executable.run {t_run * 1e6:.1f} us, "
+            f"overhead {(t_eval - t_run) * 1e6:.1f} us per call (best of 5 x {n})"
+        )
         pr = cProfile.Profile()
         pr.enable()
         for _ in range(4 * n):
@@ -110,8 +114,9 @@ def profile_evaluate(backends: list[str], top: int, device: str = "cpu", model: 
 
 
 def profile_compile(top: int) -> None:
-    import mithril as ml
     import models as M
+
+    import mithril as ml
 
     be = ml.NumpyBackend(dtype=ml.float32)
     ml.compile(M.gpt(M.GPTConfig(n_layers=2)), be, shapes={"input": [1, 64, 768]})
@@ -148,10 +153,12 @@ def profile_compile(top: int) -> None:
 
 
 def profile_import() -> None:
-    code = ("import time, warnings; warnings.simplefilter('ignore'); t0 = time.perf_counter(); import mithril as ml; "
-            "t1 = time.perf_counter(); ml.NumpyBackend(); t2 = time.perf_counter(); import sys; "
-            "print(f'import mithril {t1 - t0:.3f} s, first NumpyBackend() {t2 - t1:.3f} s; torch imported: '"
-            "f'{\"torch\" in sys.modules}, jax imported: {\"jax\" in sys.modules}')")
+    code = (
+        "import time, warnings; warnings.simplefilter('ignore'); t0 = time.perf_counter(); import mithril as ml; "
+        "t1 = time.perf_counter(); ml.NumpyBackend(); t2 = time.perf_counter(); import sys; "
+        "print(f'import mithril {t1 - t0:.3f} s, first NumpyBackend() {t2 - t1:.3f} s; torch imported: '"
+        'f\'{"torch" in sys.modules}, jax imported: {"jax" in sys.modules}\')'
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     print("\n=== import and plugin loading (fresh interpreter)")
     print(out.stdout.strip() or out.stderr.strip()[-500:])
@@ -160,12 +167,12 @@ def profile_import() -> None:
 def profile_layernorm(device: str) -> None:
     import statistics
 
+    import models as M
+    import native_torch as NT
     import torch
     from torch import nn
 
     import mithril as ml
-    import models as M
-    import native_torch as NT
 
     class DecomposedLN(nn.Module):
         def __init__(self, d: int, eps: float) -> None:
@@ -194,8 +201,11 @@ def profile_layernorm(device: str) -> None:
         NT.load_params(m, params)
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     inputs = {"input": x}
-    fs = {"native, nn.LayerNorm": lambda: fused(x), "native, LayerNorm as 9 ops": lambda: dec(x),
-          "Mithril": lambda: pm.evaluate(p, inputs)}
+    fs = {
+        "native, nn.LayerNorm": lambda: fused(x),
+        "native, LayerNorm as 9 ops": lambda: dec(x),
+        "Mithril": lambda: pm.evaluate(p, inputs),
+    }
     res: dict[str, list[float]] = {k: [] for k in fs}
     with torch.no_grad():
         for f in fs.values():
@@ -214,12 +224,17 @@ def profile_layernorm(device: str) -> None:
             with torch.profiler.profile() as prof:
                 f()
                 sync()
-            kernels[k] = sum(e.count for e in prof.key_averages() if e.key.startswith("aten::")
-                             and e.key not in ("aten::empty", "aten::empty_strided"))
+            kernels[k] = sum(
+                e.count
+                for e in prof.key_averages()
+                if e.key.startswith("aten::") and e.key not in ("aten::empty", "aten::empty_strided")
+            )
     print(f"\n=== GPT 12 layers forward, torch eager on {device}: LayerNorm fused or decomposed")
     for k, v in res.items():
-        print(f"{k:28s} median {statistics.median(v) * 1e3:8.3f} ms  min {min(v) * 1e3:8.3f} ms  "
-              f"aten ops per call {kernels[k]}")
+        print(
+            f"{k:28s} median {statistics.median(v) * 1e3:8.3f} ms  min {min(v) * 1e3:8.3f} ms  "
+            f"aten ops per call {kernels[k]}"
+        )
 
 
 def main() -> int:

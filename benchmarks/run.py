@@ -61,7 +61,7 @@ def _mithril_backends(log: Any = print) -> list[str]:
                 ml.plugins.register(importlib.import_module(f"mithril_{name}.plugin"), name=name)
                 names = set(ml.plugins.backends())
                 log(f"registered mithril_{name}.plugin in-process (no entry point installed)")
-            except Exception as e:  # noqa: BLE001 - a backend that cannot load is skipped, and said so
+            except Exception as e:
                 log(f"backend {name}: cannot load: {type(e).__name__}: {e}")
     return sorted(n for n in names if _available(LIBS.get(n, n)))
 
@@ -69,26 +69,43 @@ def _mithril_backends(log: Any = print) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (< 2 min)")
-    ap.add_argument("--smoke", action="store_true",
-                    help="tiny sizes, one round each, for the test suite (< 60 s); wins over --quick")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, one round each, for the test suite (< 60 s); wins over --quick",
+    )
     ap.add_argument("--only", choices=SUITES, action="append", help="run only this suite (repeatable)")
     ap.add_argument("--out", default=str(HERE / "results"), help="output folder (default benchmarks/results)")
-    ap.add_argument("--device", default="cpu",
-                    help="device of the torch and JAX runtime cases: cpu, cuda, cuda:N, gpu (JAX name)")
-    ap.add_argument("--backends", default=None,
-                    help="comma-separated backend families for the runtime suite (numpy,torch,jax,ggml); "
-                         "default: all installed (torch and jax only with --device other than cpu)")
+    ap.add_argument(
+        "--device", default="cpu", help="device of the torch and JAX runtime cases: cpu, cuda, cuda:N, gpu (JAX name)"
+    )
+    ap.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated backend families for the runtime suite (numpy,torch,jax,ggml); "
+        "default: all installed (torch and jax only with --device other than cpu)",
+    )
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds per case")
     ap.add_argument("--target", type=float, default=None, help="seconds per variant per round")
     ap.add_argument("--no-memory", action="store_true", help="skip peak-memory measurements")
     ap.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile variants")
-    ap.add_argument("--models", default=None,
-                    help="comma-separated model keys of the runtime suite to run (seed_mlp, mlp, seed_cnn, gpt)")
-    ap.add_argument("--gpt", default=None,
-                    help="GPT shape of the runtime suite as layers,d_model,heads,seq,batch (e.g. 12,768,12,1024,8)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads for every library (BLAS, torch, XLA, GGML); default 1, which gives "
-                         "stable figures on a shared machine; 0 leaves each library's default (all cores)")
+    ap.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated model keys of the runtime suite to run (seed_mlp, mlp, seed_cnn, gpt)",
+    )
+    ap.add_argument(
+        "--gpt",
+        default=None,
+        help="GPT shape of the runtime suite as layers,d_model,heads,seq,batch (e.g. 12,768,12,1024,8)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for every library (BLAS, torch, XLA, GGML); default 1, which gives "
+        "stable figures on a shared machine; 0 leaves each library's default (all cores)",
+    )
     return ap.parse_args(argv)
 
 
@@ -96,15 +113,21 @@ def set_threads(n: int) -> None:
     """Pin every library to ``n`` CPU threads (before they are imported)."""
     if n <= 0:
         return
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                "NUMEXPR_NUM_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    ):
         os.environ[var] = str(n)
     os.environ["MITHRIL_BENCH_THREADS"] = str(n)
     if n == 1:
         flags = os.environ.get("XLA_FLAGS", "")
         if "xla_cpu_multi_thread_eigen" not in flags:
-            os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
-                                       "intra_op_parallelism_threads=1").strip()
+            os.environ["XLA_FLAGS"] = (
+                flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            ).strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,13 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     missing = [b for b in families if b not in installed]
     families = [b for b in families if b in installed]
     result: dict[str, Any] = {
-        "command": " ".join([os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else "run.py",
-                             *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [
+                os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else "run.py",
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        ),
         "level": level,
         "machine": machine_info(args.device),
-        "settings": {"rounds": rounds, "target_s_per_round": target, "families": families,
-                     "threads": args.threads if args.threads > 0 and args.device == "cpu" else "library default",
-                     "missing_backends": missing, "memory": not args.no_memory},
+        "settings": {
+            "rounds": rounds,
+            "target_s_per_round": target,
+            "families": families,
+            "threads": args.threads if args.threads > 0 and args.device == "cpu" else "library default",
+            "missing_backends": missing,
+            "memory": not args.no_memory,
+        },
         "rows": [],
         "skipped": [f"backend {b}: not installed" for b in missing],
     }
@@ -169,8 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     if "compile" in suites:
         import bench_compile
 
-        result["rows"] += bench_compile.run(level, reps={"smoke": 1, "quick": 2, "full": 5}[level],
-                                            backends=installed, memory=not args.no_memory, log=log)
+        result["rows"] += bench_compile.run(
+            level,
+            reps={"smoke": 1, "quick": 2, "full": 5}[level],
+            backends=installed,
+            memory=not args.no_memory,
+            log=log,
+        )
         save()
     if "runtime" in suites:
         import bench_runtime
@@ -191,16 +228,30 @@ def main(argv: list[str] | None = None) -> int:
         else:
             jit_models = []
         if jit_models is not None and "torch" in families:
-            result["skipped"].append("torch.compile variants only for " + (", ".join(jit_models) or "no model")
-                                     + f" at --{level} (on a small CPU, torch.compile of the 12-layer GPT "
-                                     "training step alone takes minutes)")
+            result["skipped"].append(
+                "torch.compile variants only for "
+                + (", ".join(jit_models) or "no model")
+                + f" at --{level} (on a small CPU, torch.compile of the 12-layer GPT "
+                "training step alone takes minutes)"
+            )
+
         def sink(new: list[dict[str, Any]]) -> None:  # partial results survive an interrupted run
             result["rows"].extend(new)
             save()
 
-        bench_runtime.run(level, device=args.device, families=families, rounds=rounds, target_s=target,
-                          torch_jit_models=jit_models, memory=not args.no_memory, log=log, gpt_cfg=gpt_cfg,
-                          models=args.models.split(",") if args.models else None, sink=sink)
+        bench_runtime.run(
+            level,
+            device=args.device,
+            families=families,
+            rounds=rounds,
+            target_s=target,
+            torch_jit_models=jit_models,
+            memory=not args.no_memory,
+            log=log,
+            gpt_cfg=gpt_cfg,
+            models=args.models.split(",") if args.models else None,
+            sink=sink,
+        )
         save()
     if "train" in suites:
         import bench_train
@@ -217,8 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             train_jit = {"full": ["seed_mlp", "seed_cnn", "gpt2"], "quick": ["seed_mlp"], "smoke": []}[level]
         if train_jit is not None and "torch" in families:
-            result["skipped"].append("train suite: torch.compile variants only for "
-                                     + (", ".join(train_jit) or "no model") + f" at --{level}")
+            result["skipped"].append(
+                "train suite: torch.compile variants only for "
+                + (", ".join(train_jit) or "no model")
+                + f" at --{level}"
+            )
         if "optax" not in sys.modules and not _available("optax") and "jax" in families:
             result["skipped"].append("train suite: jax family skipped (optax is not installed)")
             train_families = [f for f in families if f != "jax"]
@@ -229,17 +283,28 @@ def main(argv: list[str] | None = None) -> int:
             result["rows"].extend(new)
             save()
 
-        bench_train.run(level, device=args.device, families=train_families, rounds=rounds, target_s=target,
-                        torch_jit_models=train_jit, memory=not args.no_memory, log=log, gpt_cfg=gpt_cfg,
-                        models=args.models.split(",") if args.models else None, sink=train_sink)
+        bench_train.run(
+            level,
+            device=args.device,
+            families=train_families,
+            rounds=rounds,
+            target_s=target,
+            torch_jit_models=train_jit,
+            memory=not args.no_memory,
+            log=log,
+            gpt_cfg=gpt_cfg,
+            models=args.models.split(",") if args.models else None,
+            sink=train_sink,
+        )
         save()
     if "ggml" in suites:
         if "ggml" in installed and _available("torch"):
             import bench_ggml
 
             modes = (None, "int8") if level == "smoke" else (None, "int8", "int4")
-            result["rows"] += bench_ggml.run(level, rounds=rounds, target_s=target, memory=not args.no_memory,
-                                             modes=modes, log=log)
+            result["rows"] += bench_ggml.run(
+                level, rounds=rounds, target_s=target, memory=not args.no_memory, modes=modes, log=log
+            )
         else:
             result["skipped"].append("ggml suite: needs mithril-ggml (ggml-python) and torch")
         save()

@@ -38,7 +38,7 @@ def train(pm, backend, params, x, y, epochs: int = EPOCHS, lr: float = 0.05, bat
     for _ in range(epochs):
         total = 0.0
         for i in range(n):
-            xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
+            xb, yb = x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]
             inputs = {"input": backend.array(xb)}
             out = pm.evaluate(params, inputs)["output"]
             diff = out - backend.array(yb)
@@ -52,8 +52,15 @@ def train(pm, backend, params, x, y, epochs: int = EPOCHS, lr: float = 0.05, bat
 def fit(model, backend, params, x, y):
     """The training API: AdamW with a cosine schedule in one compiled step; returns trainer and history."""
     schedule = ml.schedules.Cosine(1e-2, total_steps=EPOCHS * N_TRAIN // BATCH, warmup_steps=10)
-    trainer = ml.Trainer(model, backend, loss=MSELoss(), optimizer=ml.optim.AdamW(lr=schedule), metrics=["mae"],
-                         params={k: backend.array(v) for k, v in params.items()}, shapes={"input": [None, 20]})
+    trainer = ml.Trainer(
+        model,
+        backend,
+        loss=MSELoss(),
+        optimizer=ml.optim.AdamW(lr=schedule),
+        metrics=["mae"],
+        params={k: backend.array(v) for k, v in params.items()},
+        shapes={"input": [None, 20]},
+    )
     history = trainer.fit(x[:N_TRAIN], y[:N_TRAIN], epochs=EPOCHS, batch_size=BATCH, shuffle=False, verbose=False)
     return trainer, history
 
@@ -97,8 +104,10 @@ def main() -> int:
         out = backend.to_numpy(pm.evaluate(params, {"input": backend.array(x[:32])})["output"])
         err = float(np.max(np.abs(out - reference_output(reference, x[:32]))))
         if not backend.supports_training:
-            print(f"[{name}] compiled in {t_compile * 1e3:.1f} ms; output vs NumPy-by-hand max error {err:.1e}; "
-                  f"inference only (it runs the weights trained below)")
+            print(
+                f"[{name}] compiled in {t_compile * 1e3:.1f} ms; output vs NumPy-by-hand max error {err:.1e}; "
+                f"inference only (it runs the weights trained below)"
+            )
             results[name] = err < 1e-4
             continue
         try:
@@ -109,9 +118,11 @@ def main() -> int:
             results[name] = False
             continue
         falls = losses[-1] < losses[0]
-        print(f"[{name}] compiled in {t_compile * 1e3:.1f} ms; output vs NumPy-by-hand max error {err:.1e}; "
-              f"hand-written SGD, loss per epoch: {', '.join(f'{v:.4f}' for v in losses)} "
-              f"({'falls' if falls else 'DOES NOT FALL'})")
+        print(
+            f"[{name}] compiled in {t_compile * 1e3:.1f} ms; output vs NumPy-by-hand max error {err:.1e}; "
+            f"hand-written SGD, loss per epoch: {', '.join(f'{v:.4f}' for v in losses)} "
+            f"({'falls' if falls else 'DOES NOT FALL'})"
+        )
         curve = history["loss"]
         fit_falls = curve[-1] < curve[0] / 2
         if first_curve is None:
@@ -120,27 +131,38 @@ def main() -> int:
         else:
             same = bool(np.allclose(curve, first_curve[1], rtol=1e-3))
         val = trainer.evaluate(x[N_TRAIN:], y[N_TRAIN:])
-        print(f"[{name}] ml.Trainer (AdamW, cosine schedule, one compiled step), loss per "
-              f"epoch: {', '.join(f'{v:.4f}' for v in curve)}; validation loss {val['loss']:.4f}, mae "
-              f"{val['mae']:.3f}" + ("" if first_curve[0] == name else
-                                      f"; {'same curve as ' + first_curve[0] if same else 'DIFFERS from ' + first_curve[0]}"))
+        print(
+            f"[{name}] ml.Trainer (AdamW, cosine schedule, one compiled step), loss per "
+            f"epoch: {', '.join(f'{v:.4f}' for v in curve)}; validation loss {val['loss']:.4f}, mae "
+            f"{val['mae']:.3f}"
+            + (
+                ""
+                if first_curve[0] == name
+                else f"; {'same curve as ' + first_curve[0] if same else 'DIFFERS from ' + first_curve[0]}"
+            )
+        )
         results[name] = err < 1e-4 and falls and fit_falls and same
     if trained is not None and "ggml" in ml.plugins.backends():
         # the deployment phase: the trained weights, int8, an inference-only graph
         deploy = ml.compile(model, ml.GGMLBackend(quantize="int8"), static_inference=True)
-        out = deploy.evaluate(trained, {"input": x[N_TRAIN:N_TRAIN + 32]})["output"]
-        ref_out = reference_output(trained, x[N_TRAIN:N_TRAIN + 32])
+        out = deploy.evaluate(trained, {"input": x[N_TRAIN : N_TRAIN + 32]})["output"]
+        ref_out = reference_output(trained, x[N_TRAIN : N_TRAIN + 32])
         rel = float(np.linalg.norm(out - ref_out) / np.linalg.norm(ref_out))
         print(f"[ggml int8, static_inference, trained weights] relative error vs float32: {rel:.2%}")
         print(deploy.summary().split("quantization:")[-1].rstrip())
         results["ggml int8"] = rel < 0.02
     if not results:
-        print("no backend is installed: from a Mithril checkout, pip install -c constraints.txt "
-              "-e packages/mithril-numpy (or mithril-torch, mithril-jax, mithril-ggml)")
+        print(
+            "no backend is installed: from a Mithril checkout, pip install -c constraints.txt "
+            "-e packages/mithril-numpy (or mithril-torch, mithril-jax, mithril-ggml)"
+        )
         return 1
     ok = all(results.values())
-    print("\nverdict: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items())
-          + ("" if ok else " -> FAILED"))
+    print(
+        "\nverdict: "
+        + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items())
+        + ("" if ok else " -> FAILED")
+    )
     return 0 if ok else 1
 
 

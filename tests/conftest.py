@@ -46,7 +46,11 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
     pkgs = [str(ROOT / "packages" / p) for p in PACKAGES if (ROOT / "packages" / p / "pyproject.toml").exists()]
     isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(dist), *pkgs],
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(dist), *pkgs],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, f"pip wheel failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return dist

@@ -29,11 +29,19 @@ def _installed(mod: str) -> bool:
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("bench")
     env = dict(os.environ)
-    src = [str(ROOT / "packages" / p / "src") for p in
-           ("mithril-core", "mithril-numpy", "mithril-torch", "mithril-jax", "mithril-ggml")]
+    src = [
+        str(ROOT / "packages" / p / "src")
+        for p in ("mithril-core", "mithril-numpy", "mithril-torch", "mithril-jax", "mithril-ggml")
+    ]
     env["PYTHONPATH"] = os.pathsep.join([*src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    proc = subprocess.run([sys.executable, str(RUN), "--quick", "--smoke", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=str(ROOT),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, json.loads((out / "results.json").read_text())
 

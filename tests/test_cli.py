@@ -38,10 +38,19 @@ def _env(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     return env
 
 
-def mithril(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,
-            ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mithril", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env or _env(), timeout=300)
+def mithril(
+    *args: str,
+    cwd: str | Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mithril", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env or _env(),
+        timeout=300,
+    )
 
 
 _done: dict[tuple[str, ...], subprocess.CompletedProcess[str]] = {}
@@ -104,8 +113,11 @@ def test_plugins_table_lists_broken_entry_points_with_the_reason():
     assert r.returncode == 0, r.stderr
     assert r.stderr == "", "plugin load warnings leak into the output: " + r.stderr
     rows = {line.split()[2]: line for line in r.stdout.splitlines()[1:] if line.startswith("mithril-")}
-    assert re.match(r"mithril-swish\s+0\.1\.0\s+broken_import\s+failed\s+import failed: ModuleNotFoundError: "
-                    r"No module named 'mithril_swish.does_not_exist'$", rows["broken_import"]), rows
+    assert re.match(
+        r"mithril-swish\s+0\.1\.0\s+broken_import\s+failed\s+import failed: ModuleNotFoundError: "
+        r"No module named 'mithril_swish.does_not_exist'$",
+        rows["broken_import"],
+    ), rows
     assert re.match(r"mithril-swish\s+0\.1\.0\s+too_new\s+failed\s+written for plugin API 99", rows["too_new"])
     assert re.match(r"mithril-swish\s+0\.1\.0\s+swish\s+loaded\s+primitives: swish$", rows["swish"])
     assert re.search(r"\d+ plugins: \d+ loaded, 2 failed", r.stdout)
@@ -199,16 +211,20 @@ def test_third_party_backend_is_listed_and_checked(third_party_env):
     r = mithril("check", "wrongadd", "--only", "add", env=third_party_env)
     assert r.returncode == 1, r.stdout + r.stderr
     head = r.stdout.splitlines()[0]
-    assert re.match(r"mithril check wrongadd: \d+ passed, [1-9]\d* failed, 0 skipped in [\d.]+ s "
-                    r"\(WrongAddBackend, float32, float64\)$", head), head
+    assert re.match(
+        r"mithril check wrongadd: \d+ passed, [1-9]\d* failed, 0 skipped in [\d.]+ s "
+        r"\(WrongAddBackend, float32, float64\)$",
+        head,
+    ), head
     failures = [line for line in r.stdout.splitlines() if line.startswith("  test_primitive_")]
     assert failures and all("[wrongadd-add-" in line and "Mismatched elements" in line for line in failures), r.stdout
     assert "result: FAILED" in r.stdout and "Traceback" not in r.stdout + r.stderr
 
     r = mithril("check", "wrongadd", "--only", "sub,mul", "--dtype", "float64", "-k", "forward", env=third_party_env)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert re.match(r"mithril check wrongadd: [1-9]\d* passed, 0 failed, 0 skipped .*float64\)$",
-                    r.stdout.splitlines()[0]), r.stdout
+    assert re.match(
+        r"mithril check wrongadd: [1-9]\d* passed, 0 failed, 0 skipped .*float64\)$", r.stdout.splitlines()[0]
+    ), r.stdout
 
 
 # ------------------------------------------------------------------ backends, info
@@ -273,8 +289,11 @@ def test_check_numpy_subset():
     # the whole suite takes ~10 s for NumPy; a subset of primitives and a block is enough here
     r = cached("check", "numpy", "--only", "add,matmul,linear")  # the command docs/cli.md shows
     assert r.returncode == 0, r.stdout + r.stderr
-    m = re.match(r"mithril check numpy: (\d+) passed, 0 failed, 0 skipped in [\d.]+ s "
-                 r"\(NumpyBackend, float32, float64\)$", r.stdout.splitlines()[0])
+    m = re.match(
+        r"mithril check numpy: (\d+) passed, 0 failed, 0 skipped in [\d.]+ s "
+        r"\(NumpyBackend, float32, float64\)$",
+        r.stdout.splitlines()[0],
+    )
     assert m and int(m.group(1)) > 20, r.stdout
     assert r.stdout.rstrip().endswith("result: ok")
 
@@ -291,8 +310,9 @@ def test_check_user_errors(capsys: pytest.CaptureFixture[str]):
 
 
 # ------------------------------------------------------------------ summary: safetensors
-def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int], bytes]],
-                      metadata: dict[str, str] | None = None) -> None:
+def write_safetensors(
+    path: Path, tensors: dict[str, tuple[str, list[int], bytes]], metadata: dict[str, str] | None = None
+) -> None:
     """A safetensors file by hand: 8-byte header length, JSON header, data."""
     header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
     data = b""
@@ -307,12 +327,16 @@ def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int], bytes
 @pytest.fixture
 def safetensors_file(tmp_path: Path) -> Path:
     path = tmp_path / "weights.safetensors"
-    write_safetensors(path, {
-        "encoder.weight": ("F32", [4, 3], np.arange(12, dtype=np.float32).tobytes()),
-        "encoder.bias": ("F16", [4], np.zeros(4, np.float16).tobytes()),
-        "steps": ("I64", [], np.int64(7).tobytes()),
-        "embedding": ("BF16", [10, 8], bytes(160)),
-    }, metadata={"format": "pt", "note": "written by test_cli"})
+    write_safetensors(
+        path,
+        {
+            "encoder.weight": ("F32", [4, 3], np.arange(12, dtype=np.float32).tobytes()),
+            "encoder.bias": ("F16", [4], np.zeros(4, np.float16).tobytes()),
+            "steps": ("I64", [], np.int64(7).tobytes()),
+            "embedding": ("BF16", [10, 8], bytes(160)),
+        },
+        metadata={"format": "pt", "note": "written by test_cli"},
+    )
     return path
 
 
@@ -329,8 +353,12 @@ def test_summary_safetensors(safetensors_file: Path, capsys: pytest.CaptureFixtu
 
     r = mithril("summary", "--json", str(safetensors_file))
     doc = json.loads(r.stdout)
-    assert (doc["format"], doc["tensor_count"], doc["total_parameters"], doc["total_bytes"]) == \
-        ("safetensors", 4, 97, 224)
+    assert (doc["format"], doc["tensor_count"], doc["total_parameters"], doc["total_bytes"]) == (
+        "safetensors",
+        4,
+        97,
+        224,
+    )
     assert doc["metadata"] == {"format": "pt", "note": "written by test_cli"}
     by_name = {t["name"]: t for t in doc["tensors"]}
     assert by_name["embedding"]["shape"] == [10, 8] and by_name["embedding"]["dtype"] == "BF16"
@@ -348,23 +376,27 @@ def test_summary_of_a_file_written_by_save_params(tmp_path: Path):
     save_params(params, tmp_path / "p.safetensors", metadata={"k": "v"})
     doc = json.loads(mithril("summary", "--json", str(tmp_path / "p.safetensors")).stdout)
     assert {t["name"]: (t["dtype"], t["shape"]) for t in doc["tensors"]} == {
-        "a.weight": ("F32", [3, 5]), "a.bias": ("F64", [3]), "n": ("I64", [4])}
+        "a.weight": ("F32", [3, 5]),
+        "a.bias": ("F64", [3]),
+        "n": ("I64", [4]),
+    }
     assert doc["metadata"] == {"k": "v"} and doc["total_bytes"] == 60 + 24 + 32
 
 
 def _corruptions(good: bytes) -> dict[str, bytes]:
     n = struct.unpack("<Q", good[:8])[0]
-    header = good[8:8 + n]
+    header = good[8 : 8 + n]
     return {
         "empty": b"",
         "short": good[:5],
-        "truncated header": good[:8 + n // 2],
+        "truncated header": good[: 8 + n // 2],
         "truncated data": good[:-10],
         "huge length": struct.pack("<Q", 2**62) + good[8:],
-        "not json": good[:8] + b"\xff" * n + good[8 + n:],
+        "not json": good[:8] + b"\xff" * n + good[8 + n :],
         "json list": struct.pack("<Q", 2) + b"[]",
-        "bad offsets": good[:8] + header.replace(b'"data_offsets": [0, 48]', b'"data_offsets": [0, 40]')
-        + good[8 + n:],
+        "bad offsets": good[:8]
+        + header.replace(b'"data_offsets": [0, 48]', b'"data_offsets": [0, 40]')
+        + good[8 + n :],
     }
 
 
@@ -372,14 +404,18 @@ def test_summary_of_a_truncated_safetensors_is_one_line_exit_2(safetensors_file:
     path = tmp_path / "cut.safetensors"
     path.write_bytes(safetensors_file.read_bytes()[:-10])
     line = one_line_error(mithril("summary", str(path)))
-    assert line == (f"mithril: error: {path}: truncated: tensor 'embedding' ends at byte 224 of the data, "
-                    "which has 214 bytes")
+    assert line == (
+        f"mithril: error: {path}: truncated: tensor 'embedding' ends at byte 224 of the data, which has 214 bytes"
+    )
 
 
-@pytest.mark.parametrize("kind", ["empty", "short", "truncated header", "truncated data", "huge length",
-                                  "not json", "json list", "bad offsets"])
-def test_summary_of_a_broken_safetensors(kind: str, safetensors_file: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]):
+@pytest.mark.parametrize(
+    "kind",
+    ["empty", "short", "truncated header", "truncated data", "huge length", "not json", "json list", "bad offsets"],
+)
+def test_summary_of_a_broken_safetensors(
+    kind: str, safetensors_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     bad = _corruptions(safetensors_file.read_bytes())[kind]
     path = tmp_path / "bad.safetensors"
     path.write_bytes(bad)
@@ -492,8 +528,9 @@ def test_summary_of_gguf_files_it_cannot_read(tmp_path: Path, capsys: pytest.Cap
     assert "not a GGUF file" in one_line_error(in_process(capsys, "summary", str(tmp_path / "magic.gguf")))
 
 
-@pytest.mark.skipif("ggml" not in ml.plugins.backend_names() or not has("mithril_ggml"),
-                    reason="mithril-ggml is not installed")
+@pytest.mark.skipif(
+    "ggml" not in ml.plugins.backend_names() or not has("mithril_ggml"), reason="mithril-ggml is not installed"
+)
 def test_summary_of_a_gguf_written_by_mithril_ggml(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     from mithril.models import Linear, Model, Relu
     from mithril_ggml import save_gguf
@@ -511,8 +548,12 @@ def test_summary_of_a_gguf_written_by_mithril_ggml(tmp_path: Path, capsys: pytes
     doc = json.loads(mithril("summary", "--json", str(path)).stdout)
     assert doc["metadata"]["general.architecture"] == "mithril" and doc["metadata"]["mithril.quantize"] == "int8"
     stored = {t["param"]: (t["dtype"], t["shape"]) for t in doc["tensors"]}
-    assert stored == {"linear_0.weight": ("Q8_0", [64, 32]), "linear_0.bias": ("F32", [64]),
-                      "linear_1.weight": ("Q8_0", [8, 64]), "linear_1.bias": ("F32", [8])}
+    assert stored == {
+        "linear_0.weight": ("Q8_0", [64, 32]),
+        "linear_0.bias": ("F32", [64]),
+        "linear_1.weight": ("Q8_0", [8, 64]),
+        "linear_1.bias": ("F32", [8]),
+    }
     assert doc["total_parameters"] == 64 * 32 + 64 + 8 * 64 + 8
     r = mithril("summary", str(path))
     assert re.search(r"^p\d\s+Q8_0\s+\[64, 32\]\s+2,048\s+2\.1 KiB\s+linear_0\.weight$", r.stdout, re.M), r.stdout
@@ -614,15 +655,16 @@ def page_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         namespace: dict[str, object] = {"__name__": "docs_cli"}
         for block in docs.python_blocks(CLI_PAGE.read_text(encoding="utf-8")):
             if not block.skip and block.requires <= installed:
-                exec(compile(block.code, f"<docs/cli.md line {block.line}>", "exec"), namespace)  # noqa: S102
+                exec(compile(block.code, f"<docs/cli.md line {block.line}>", "exec"), namespace)
     finally:
         os.chdir(cwd)
     return folder
 
 
 @pytest.mark.parametrize("command,expected,requires,exact,skip", [pytest.param(*c, id=c[0]) for c in page_commands()])
-def test_commands_on_the_docs_page(command: str, expected: str, requires: set[str], exact: bool, skip: bool,
-                                   page_folder: Path):
+def test_commands_on_the_docs_page(
+    command: str, expected: str, requires: set[str], exact: bool, skip: bool, page_folder: Path
+):
     if skip:
         pytest.skip("marked cli-test: skip")
     missing = {n for n in requires if n not in ml.plugins.backend_names() and not has(n)}

@@ -9,8 +9,14 @@ import pytest
 
 import mithril as ml
 from mithril.errors import (
-    CompileError, DTypeMismatchError, EvaluationError, MissingInputError, ParamsError, ShapeMismatchError,
-    ShapeUnknownError, UnknownKeyError, UnsupportedError,
+    CompileError,
+    EvaluationError,
+    MissingInputError,
+    ParamsError,
+    ShapeMismatchError,
+    ShapeUnknownError,
+    UnknownKeyError,
+    UnsupportedError,
 )
 from mithril.models import BatchNorm2d, Conv2d, Flatten, IOKey, Linear, MaxPool2d, Model, Relu
 
@@ -54,7 +60,9 @@ def finite_difference_check(pm, params, inputs, rng, eps=1e-6, n_checks=6):
             plus, minus = base.copy(), base.copy()
             plus[idx] += eps
             minus[idx] -= eps
-            fd = (objective({**params, name: be.array(plus)}) - objective({**params, name: be.array(minus)})) / (2 * eps)
+            fd = (objective({**params, name: be.array(plus)}) - objective({**params, name: be.array(minus)})) / (
+                2 * eps
+            )
             got = be.to_numpy(grads[name])[idx]
             assert got == pytest.approx(fd, rel=1e-5, abs=1e-7), (name, idx)
 
@@ -79,12 +87,23 @@ def test_cnn_matches_torch_nn_in_training_and_inference(numpy64, rng):
     params["batchnorm2d_0.running_mean"] = rng.standard_normal(4)
     params["batchnorm2d_0.running_var"] = rng.uniform(0.5, 2.0, 4)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(36, 5),
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(36, 5),
     ).double()
-    names = {"0.weight": "conv2d_0.weight", "0.bias": "conv2d_0.bias", "1.weight": "batchnorm2d_0.weight",
-             "1.bias": "batchnorm2d_0.bias", "1.running_mean": "batchnorm2d_0.running_mean",
-             "1.running_var": "batchnorm2d_0.running_var", "5.weight": "linear_0.weight", "5.bias": "linear_0.bias"}
+    names = {
+        "0.weight": "conv2d_0.weight",
+        "0.bias": "conv2d_0.bias",
+        "1.weight": "batchnorm2d_0.weight",
+        "1.bias": "batchnorm2d_0.bias",
+        "1.running_mean": "batchnorm2d_0.running_mean",
+        "1.running_var": "batchnorm2d_0.running_var",
+        "5.weight": "linear_0.weight",
+        "5.bias": "linear_0.bias",
+    }
     net.load_state_dict({k: torch.tensor(params[v]) for k, v in names.items()}, strict=False)
     x = rng.standard_normal((4, 3, 6, 6))
     out, state = pm.evaluate(params, {"input": x}, return_state=True)
@@ -94,13 +113,22 @@ def test_cnn_matches_torch_nn_in_training_and_inference(numpy64, rng):
     np.testing.assert_allclose(state["batchnorm2d_0.running_mean"], net[1].running_mean.numpy(), rtol=1e-10)
     np.testing.assert_allclose(state["batchnorm2d_0.running_var"], net[1].running_var.numpy(), rtol=1e-10)
     net.eval()
-    params.update({"batchnorm2d_0.running_mean": net[1].running_mean.numpy().copy(),
-                   "batchnorm2d_0.running_var": net[1].running_var.numpy().copy()})
+    params.update(
+        {
+            "batchnorm2d_0.running_mean": net[1].running_mean.numpy().copy(),
+            "batchnorm2d_0.running_var": net[1].running_var.numpy().copy(),
+        }
+    )
     inf = ml.compile(small_cnn(), numpy64, shapes={"input": [4, 3, 6, 6]}, static_inference=True)
-    np.testing.assert_allclose(inf.evaluate(params, {"input": x})["output"],
-                               net(torch.tensor(x)).detach().numpy(), rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(pm.evaluate(params, {"input": x}, training=False)["output"],
-                               net(torch.tensor(x)).detach().numpy(), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(
+        inf.evaluate(params, {"input": x})["output"], net(torch.tensor(x)).detach().numpy(), rtol=1e-9, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        pm.evaluate(params, {"input": x}, training=False)["output"],
+        net(torch.tensor(x)).detach().numpy(),
+        rtol=1e-9,
+        atol=1e-10,
+    )
 
 
 def test_randomize_params_follows_torch_nn_defaults(numpy64):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import mithril as ml
-from mithril.testing.conformance import *  # noqa: F401,F403
+from mithril.testing.conformance import *
 
 #: backends that take part only when their class declares ``conformance_options``
 OPT_IN = frozenset({"ggml"})
@@ -42,7 +42,7 @@ def _configurations() -> list[Any]:
         opts = dict(declared or {})
         unsupported = opts.get("unsupported") or {}
         if not isinstance(unsupported, dict):
-            unsupported = {k: "declared unsupported by the backend" for k in unsupported}
+            unsupported = dict.fromkeys(unsupported, "declared unsupported by the backend")
         opts["unsupported"] = {**PROCESS_ABORTS.get(name, {}), **unsupported}
         opts["factory_options"] = {"backend": name, **(opts.get("factory_options") or {})}
         out.append(pytest.param(opts, id=name))

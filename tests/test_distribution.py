@@ -105,15 +105,26 @@ def test_readme_install_of_mithril_numpy_from_local_wheels(wheelhouse, tmp_path)
     version, path = r.stdout.split()
     assert version == "0.1.0" and str(tmp_path / "venv") in path
     # the index's placeholder version is not something our wheelhouse (or the pins) can satisfy
-    r = subprocess.run(pip_install(py, "--no-index", "--find-links", str(wheelhouse), "mithril==0.1.2"),
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        pip_install(py, "--no-index", "--find-links", str(wheelhouse), "mithril==0.1.2"), capture_output=True, text=True
+    )
     assert r.returncode != 0
     # a plugin depending on mithril>=0.1,<0.2, installed the way docs/plugins.md says, keeps our 0.1.0
-    run(*pip_install(py, "-c", CONSTRAINTS, "--find-links", str(wheelhouse),
-                     str(ROOT / "tests" / "plugins" / "mithril-swish")))
-    r = run(py, "-W", "ignore", "-c", "import mithril as ml; print(ml.__version__, 'swish' in ml.primitives.registry "
-            "or 'swish' in [p for i in ml.plugins.list_plugins() for p in i.primitives])", cwd=str(tmp_path),
-            env=clean_env())
+    run(
+        *pip_install(
+            py, "-c", CONSTRAINTS, "--find-links", str(wheelhouse), str(ROOT / "tests" / "plugins" / "mithril-swish")
+        )
+    )
+    r = run(
+        py,
+        "-W",
+        "ignore",
+        "-c",
+        "import mithril as ml; print(ml.__version__, 'swish' in ml.primitives.registry "
+        "or 'swish' in [p for i in ml.plugins.list_plugins() for p in i.primitives])",
+        cwd=str(tmp_path),
+        env=clean_env(),
+    )
     assert r.stdout.split() == ["0.1.0", "True"], r.stdout
 
 
@@ -122,8 +133,20 @@ def test_fully_offline_install_from_a_wheelhouse_with_the_dependencies(wheelhous
     """README: ``pip download`` the dependencies next to our wheels, then install with ``--no-index``."""
     dist = tmp_path / "dist"
     shutil.copytree(wheelhouse, dist)
-    run(sys.executable, "-m", "pip", "download", "-q", "-d", str(dist), "-c", CONSTRAINTS, "--find-links", str(dist),
-        "mithril[numpy]")
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "-d",
+        str(dist),
+        "-c",
+        CONSTRAINTS,
+        "--find-links",
+        str(dist),
+        "mithril[numpy]",
+    )
     py = fresh_env(tmp_path / "venv")
     run(*pip_install(py, "--no-index", "--find-links", str(dist), "mithril[numpy]"))
     r = run(py, "-c", RUN_NUMPY_MODEL, cwd=str(tmp_path), env=clean_env())

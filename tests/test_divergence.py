@@ -54,8 +54,9 @@ class _Wrong(ml.NumpyBackend):
 def test_the_first_diverging_block_is_named():
     if "numpy" not in BACKENDS:
         pytest.skip("needs mithril-numpy")
-    result = ml.compare(cnn(), [ml.NumpyBackend(dtype=ml.float64), _Wrong(dtype=ml.float64)],
-                        shapes={"input": [2, 1, 6, 6]}, depth=0)
+    result = ml.compare(
+        cnn(), [ml.NumpyBackend(dtype=ml.float64), _Wrong(dtype=ml.float64)], shapes={"input": [2, 1, 6, 6]}, depth=0
+    )
     label = next(iter(result.differences))
     first = result.first_divergence(label)
     assert first is not None and first.block == "relu_0", result.table()
@@ -94,12 +95,18 @@ def test_command_line_compare(tmp_path):
     (tmp_path / "my_models.py").write_text(
         "from mithril.models import Model, Linear, Relu\n"
         "def mlp():\n    m = Model()\n    m |= Linear(dimension=8)\n    m += Relu()\n    m += Linear(dimension=2)\n"
-        "    return m\n")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "mithril", "compare", *a], cwd=tmp_path,  # noqa: E731
-                                    capture_output=True, text=True, env={**__import__("os").environ,
-                                                                          "PYTHONPATH": str(tmp_path)})
-    ok = run("my_models:mlp", "--shape", "input=4,3", "--backends", ",".join(BACKENDS[:2]),
-             "--certificate", "cert.json")
+        "    return m\n"
+    )
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "mithril", "compare", *a],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    )
+    ok = run(
+        "my_models:mlp", "--shape", "input=4,3", "--backends", ",".join(BACKENDS[:2]), "--certificate", "cert.json"
+    )
     assert ok.returncode == 0, ok.stderr
     assert "first diverging block: none" in ok.stdout
     assert json.loads((tmp_path / "cert.json").read_text())["passed"] is True

@@ -89,8 +89,16 @@ def parse_blocks(text: str) -> list[Block]:
                 requires |= {n.strip() for n in marker.group("names").split(",") if n.strip()}
             j -= 1
         is_python = lang in ("python", "py", "python3")
-        blocks.append(Block(n_python if is_python else -1, start + 1, lang,
-                            textwrap.dedent("\n".join(body)) + "\n", skip, frozenset(requires)))
+        blocks.append(
+            Block(
+                n_python if is_python else -1,
+                start + 1,
+                lang,
+                textwrap.dedent("\n".join(body)) + "\n",
+                skip,
+                frozenset(requires),
+            )
+        )
         n_python += is_python
     return blocks
 
@@ -158,8 +166,8 @@ def run_page(path: Path, installed: set[str]) -> list[str]:
         where = f"{path.name}, python block {block.index} (line {block.line})"
         try:
             code = compile(block.code, f"<{where}>", "exec")
-            exec(code, namespace)  # noqa: S102 - the documentation's own examples
-        except Exception:  # noqa: BLE001 - re-raised with the page and block named
+            exec(code, namespace)
+        except Exception:
             numbered = "\n".join(f"{k + 1:4d}  {line}" for k, line in enumerate(block.code.splitlines()))
             pytest.fail(f"{where} failed:\n{numbered}\n\n{traceback.format_exc()}", pytrace=False)
     return left_out
@@ -167,8 +175,7 @@ def run_page(path: Path, installed: set[str]) -> list[str]:
 
 @pytest.mark.filterwarnings("ignore:mithril. plugin:RuntimeWarning")
 @pytest.mark.parametrize("page", doc_pages(), ids=lambda p: p.name)
-def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                        isolated_plugins: None) -> None:
+def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_plugins: None) -> None:
     import mithril as ml
 
     text = page.read_text(encoding="utf-8")
@@ -203,8 +210,11 @@ def test_nav_lists_every_page() -> None:
 @pytest.mark.parametrize("page", doc_pages(), ids=lambda p: p.name)
 def test_links_between_pages_resolve(page: Path) -> None:
     prose = re.sub(r"^ {0,3}(`{3,}|~{3,}).*?^ {0,3}\1\s*$", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)
-    bad = [target for target in re.findall(r"\]\(([^)\s]+?\.md)(?:#[\w-]*)?\)", prose)
-           if "://" not in target and not (page.parent / target).resolve().is_file()]
+    bad = [
+        target
+        for target in re.findall(r"\]\(([^)\s]+?\.md)(?:#[\w-]*)?\)", prose)
+        if "://" not in target and not (page.parent / target).resolve().is_file()
+    ]
     assert not bad, f"{page.name} links to missing page(s) {bad}"
 
 

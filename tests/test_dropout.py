@@ -42,8 +42,10 @@ class Variant:
 
 def _variants() -> list[Any]:
     # torch.compile takes seconds per graph: PyTorch with jit=True has one test of its own (below)
-    extra = {"torch": [("autograd", {"autodiff": "torch"}, {})],
-             "jax": [("jit", {}, {"jit": True}), ("vjp", {"autodiff": "jax"}, {})]}
+    extra = {
+        "torch": [("autograd", {"autodiff": "torch"}, {})],
+        "jax": [("jit", {}, {"jit": True}), ("vjp", {"autodiff": "jax"}, {})],
+    }
     out = []
     for name in INSTALLED:
         out.append(pytest.param(Variant(name), id=name))
@@ -251,8 +253,9 @@ def test_torch_compile_draws_like_eager() -> None:
         backend.seed(13)
         out = [pm.evaluate({"w": w}, {})["output"] for _ in range(2)]
         outputs, grads = pm.evaluate({"w": w}, {}, {"output": g})
-        keep = [check_dropped_or_scaled(w_np, backend.to_numpy(o).astype(np.float64), P)
-                for o in (*out, outputs["output"])]
+        keep = [
+            check_dropped_or_scaled(w_np, backend.to_numpy(o).astype(np.float64), P) for o in (*out, outputs["output"])
+        ]
         np.testing.assert_allclose(backend.to_numpy(grads["w"]), g_np * keep[2] / (1 - P), rtol=1e-6)
         return keep
 
@@ -292,4 +295,3 @@ def test_ggml_runs_dropout_in_inference_and_names_it_in_training() -> None:
     model += Dropout(P)
     with pytest.raises(UnsupportedError, match=r"primitive 'bernoulli' in block 'dropout_0\.[a-z_0-9]+': a random"):
         ml.compile(model, backend, training=True)
-

@@ -31,7 +31,7 @@ from mithril.plugins import hookimpl
 
 pytest.importorskip("mithril_numpy")
 
-SOFTPLUS_DEF = '''
+SOFTPLUS_DEF = """
 import numpy as np
 from mithril import Primitive
 from mithril.plugins import hookimpl
@@ -49,14 +49,14 @@ SOFTPLUS = Primitive("softplus_t", ("input",), _rule, attrs={"beta": 1.0})
 @hookimpl
 def mithril_register_primitives(register):
     register(SOFTPLUS)
-'''
+"""
 
-KERNEL = '''
+KERNEL = """
 @hookimpl
 def mithril_register_kernels(backend_name, register):
     if backend_name == "numpy":
         register({name!r}, lambda x, *, beta: np.logaddexp(0.0, beta * x) / beta)
-'''
+"""
 
 HEADER = "import numpy as np\nfrom mithril.plugins import hookimpl\n"
 
@@ -73,14 +73,23 @@ def make_dist(site: Path, dist: str, module: str, code: str) -> None:
 
 
 def run_with(site: Path, code: str, strict: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
-           "PYTHONWARNINGS": "always::RuntimeWarning"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+        "PYTHONWARNINGS": "always::RuntimeWarning",
+    }
     env.pop("MITHRIL_STRICT_PLUGINS", None)
     if strict:  # without the deliberately broken entry points of the test plugin mithril-swish
         env["MITHRIL_STRICT_PLUGINS"] = "1"
         env["MITHRIL_DISABLE_PLUGINS"] = "broken_import,too_new"
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
-                          timeout=120, cwd=str(site))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=str(site),
+    )
 
 
 USE_NUMPY = """
@@ -134,8 +143,12 @@ def test_two_distributions_defining_one_primitive_name_both(tmp_path: Path) -> N
     """
     r = run_with(tmp_path, code)
     assert "STATUS loaded failed" in r.stdout, r.stdout + r.stderr
-    for words in ("'softplus_t' is defined twice", "distribution mithril-softplus-a", "distribution mithril-softplus-b",
-                  "MITHRIL_DISABLE_PLUGINS=softplus_b"):
+    for words in (
+        "'softplus_t' is defined twice",
+        "distribution mithril-softplus-a",
+        "distribution mithril-softplus-b",
+        "MITHRIL_DISABLE_PLUGINS=softplus_b",
+    ):
         assert words in r.stderr, r.stderr
     r = run_with(tmp_path, code, strict=True)
     assert r.returncode != 0 and "PluginError" in r.stderr
@@ -147,8 +160,12 @@ def test_two_distributions_registering_a_kernel_for_one_primitive_name_both(tmp_
     make_dist(tmp_path, "mithril-fast-softplus", "softplus_fast", HEADER + KERNEL.format(name="softplus_t"))
     r = run_with(tmp_path, USE_NUMPY)
     assert "OK" in r.stdout, r.stdout + r.stderr
-    for words in ("two plugins register a kernel for primitive 'softplus_t' on backend 'numpy'",
-                  "distribution mithril-softplus-a", "distribution mithril-fast-softplus", "Fix:"):
+    for words in (
+        "two plugins register a kernel for primitive 'softplus_t' on backend 'numpy'",
+        "distribution mithril-softplus-a",
+        "distribution mithril-fast-softplus",
+        "Fix:",
+    ):
         assert words in r.stderr, r.stderr
     r = run_with(tmp_path, USE_NUMPY, strict=True)
     assert r.stdout.startswith("PluginError:") and "mithril-fast-softplus" in r.stdout, r.stdout + r.stderr
@@ -220,24 +237,32 @@ def _softplus_model() -> Model:
     return m
 
 
-@pytest.mark.parametrize("kernel", [
-    lambda x: np.logaddexp(0.0, x),                     # no beta
-    lambda x, y, *, beta: x,                            # a second input softplus_sig does not have
-    lambda *, input, beta: input,                       # the input as a keyword
-], ids=["missing-attribute", "extra-input", "keyword-input"])
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        lambda x: np.logaddexp(0.0, x),  # no beta
+        lambda x, y, *, beta: x,  # a second input softplus_sig does not have
+        lambda *, input, beta: input,  # the input as a keyword
+    ],
+    ids=["missing-attribute", "extra-input", "keyword-input"],
+)
 def test_a_kernel_with_the_wrong_signature_is_a_plugin_error_before_evaluate(kernel) -> None:
     ml.plugins.register(_softplus_plugin(kernel), name="softplus_sig")
     try:
-        with pytest.raises(PluginError, match=r"plugin 'softplus_sig'.*'softplus_sig' on backend 'numpy' that cannot "
-                                              r"be called.*Fix: write it as kernel\(input, \*, beta\)"):
+        with pytest.raises(
+            PluginError,
+            match=r"plugin 'softplus_sig'.*'softplus_sig' on backend 'numpy' that cannot "
+            r"be called.*Fix: write it as kernel\(input, \*, beta\)",
+        ):
             ml.compile(_softplus_model(), ml.NumpyBackend(), shapes={"x": [3]})
     finally:
         ml.plugins.unregister("softplus_sig")
 
 
 def test_a_kernel_with_a_matching_signature_runs() -> None:
-    ml.plugins.register(_softplus_plugin(lambda x, *, beta=1.0, **_: np.logaddexp(0.0, beta * x) / beta),
-                        name="softplus_sig")
+    ml.plugins.register(
+        _softplus_plugin(lambda x, *, beta=1.0, **_: np.logaddexp(0.0, beta * x) / beta), name="softplus_sig"
+    )
     try:
         pm = ml.compile(_softplus_model(), ml.NumpyBackend(dtype=ml.float64), shapes={"x": [3]})
         out = pm.evaluate({}, {"x": np.array([-1.0, 0.0, 2.0])})["output"]
@@ -256,6 +281,9 @@ def test_a_backend_core_kernel_with_the_wrong_signature_names_the_backend_distri
         def core_kernels(self):
             return {**super().core_kernels(), "softmax": lambda x, dim: x}
 
-    with pytest.raises(PluginError, match=r"Sloppy \(backend 'sloppy', distribution sloppy-backend\).*'softmax'.*"
-                                          r"kernel\(input, \*, axis\)"):
+    with pytest.raises(
+        PluginError,
+        match=r"Sloppy \(backend 'sloppy', distribution sloppy-backend\).*'softmax'.*"
+        r"kernel\(input, \*, axis\)",
+    ):
         Sloppy().kernels

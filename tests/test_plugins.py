@@ -21,8 +21,13 @@ swish_installed = pytest.mark.skipif(
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
 
 
 @swish_installed
@@ -35,7 +40,7 @@ def test_custom_primitive_from_a_distribution_compiles_evaluates_and_differentia
     np.testing.assert_allclose(out, w / (1 + np.exp(-1.5 * w)), rtol=1e-12)
     g = np.random.default_rng(2).standard_normal((3, 4))
     _, grads = pm.evaluate({"w": numpy64.array(w)}, {}, {"output": numpy64.array(g)})
-    f = lambda x: np.sum(g * x / (1 + np.exp(-1.5 * x)))  # noqa: E731
+    f = lambda x: np.sum(g * x / (1 + np.exp(-1.5 * x)))
     eps, fd = 1e-6, np.zeros_like(w)
     for i in np.ndindex(w.shape):
         d = np.zeros_like(w)
@@ -107,9 +112,16 @@ def test_in_process_plugin_registration_for_notebooks(numpy64):
     class Cube:
         @hookimpl
         def mithril_register_primitives(self, register):
-            register(Primitive("cube_test", ("input",), rule,
-                               vjp=lambda b, n, g: [b.emit("mul", g, b.emit("mul", b.const(3.0),
-                                                                                b.emit("mul", n.inputs[0], n.inputs[0])))]))
+            register(
+                Primitive(
+                    "cube_test",
+                    ("input",),
+                    rule,
+                    vjp=lambda b, n, g: [
+                        b.emit("mul", g, b.emit("mul", b.const(3.0), b.emit("mul", n.inputs[0], n.inputs[0])))
+                    ],
+                )
+            )
 
         @hookimpl
         def mithril_register_kernels(self, backend_name, register):
@@ -122,7 +134,7 @@ def test_in_process_plugin_registration_for_notebooks(numpy64):
         pm = ml.compile(m, ml.NumpyBackend(dtype=ml.float64), shapes={"w": [2]})
         w = np.array([1.0, -2.0])
         _, g = pm.evaluate({"w": w}, {}, {"output": np.ones(2)})
-        np.testing.assert_allclose(g["w"], 3 * w ** 2)
+        np.testing.assert_allclose(g["w"], 3 * w**2)
         with pytest.raises(PluginError, match="already registered"):
             ml.plugins.register(Cube(), name="cube_notebook")
     finally:

@@ -67,8 +67,13 @@ def register():
 def test_a_correct_primitive_passes_on_every_backend_asked(register):
     register("softplus_ok")
     backends = ["numpy", "torch"] if HAS_TORCH else ["numpy"]
-    report = check_primitive("softplus_ok", shapes=[(4, 3)], attrs={"beta": 2.0}, backends=backends,
-                             reference=lambda x, *, beta: np.logaddexp(0.0, beta * x) / beta)
+    report = check_primitive(
+        "softplus_ok",
+        shapes=[(4, 3)],
+        attrs={"beta": 2.0},
+        backends=backends,
+        reference=lambda x, *, beta: np.logaddexp(0.0, beta * x) / beta,
+    )
     assert report.ok and [r.backend for r in report.results] == backends
     assert all(r.gradients["input"] < 1e-8 for r in report.results)
     assert "ok" in str(report)
@@ -85,8 +90,7 @@ def test_a_wrong_gradient_rule_fails_against_finite_differences(register):
 @pytest.mark.skipif(not HAS_TORCH, reason="needs mithril-torch")
 def test_a_backend_whose_kernel_disagrees_is_named(register):
     register("softplus_torch_off", torch_offset=1e-3)
-    report = check_primitive("softplus_torch_off", shapes=[(5,)], backends=["numpy", "torch"],
-                             raise_on_failure=False)
+    report = check_primitive("softplus_torch_off", shapes=[(5,)], backends=["numpy", "torch"], raise_on_failure=False)
     verdict = {r.backend: r.ok for r in report.results}
     assert verdict == {"numpy": True, "torch": False}, str(report)
 
@@ -106,7 +110,7 @@ def test_a_backend_without_a_kernel_is_skipped_but_not_all(register):
 
 
 def test_core_primitives_with_several_inputs_and_attributes():
-    assert check_primitive("conv2d", shapes=[(1, 2, 5, 5), (3, 2, 3, 3)], attrs={"stride": 2, "padding": 1},
-                           backends=["numpy"]).ok
-    assert check_primitive("where", shapes=[(3,), (3,), (3,)], kinds=["bool", "float", "float"],
-                           backends=["numpy"]).ok
+    assert check_primitive(
+        "conv2d", shapes=[(1, 2, 5, 5), (3, 2, 3, 3)], attrs={"stride": 2, "padding": 1}, backends=["numpy"]
+    ).ok
+    assert check_primitive("where", shapes=[(3,), (3,), (3,)], kinds=["bool", "float", "float"], backends=["numpy"]).ok

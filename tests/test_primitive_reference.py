@@ -16,10 +16,13 @@ def test_docs_primitives_md_is_generated_from_the_definitions() -> None:
     want = markdown()
     have = PAGE.read_text(encoding="utf-8") if PAGE.exists() else ""
     if have != want:
-        diff = "".join(difflib.unified_diff(have.splitlines(True), want.splitlines(True), "docs/primitives.md",
-                                            "generated", n=1))
-        raise AssertionError(f"docs/primitives.md is out of date with the primitive definitions; regenerate it "
-                             f"with\n\n    {REGENERATE}\n\n{diff[:4000]}")
+        diff = "".join(
+            difflib.unified_diff(have.splitlines(True), want.splitlines(True), "docs/primitives.md", "generated", n=1)
+        )
+        raise AssertionError(
+            f"docs/primitives.md is out of date with the primitive definitions; regenerate it "
+            f"with\n\n    {REGENERATE}\n\n{diff[:4000]}"
+        )
 
 
 def test_every_core_primitive_has_a_section_with_its_kernel_call() -> None:

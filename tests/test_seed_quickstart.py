@@ -84,7 +84,7 @@ class SeedRun:
 def _exec(code: str, namespace: dict[str, object], where: str) -> str:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, f"<{where}>", "exec"), namespace)  # noqa: S102 - the seed's own code
+        exec(compile(code, f"<{where}>", "exec"), namespace)
     return out.getvalue()
 
 
@@ -112,7 +112,7 @@ def seed_run(tmp_path_factory: pytest.TempPathFactory) -> SeedRun:
             where = f"{path.name}, python block {block.index} (line {block.line}, section {block.section!r})"
             try:
                 run.stdout[block.index] = _exec(block.code, run.namespace, where)
-            except Exception:  # noqa: BLE001 - reported with the block
+            except Exception:
                 pytest.fail(f"{where} failed:\n{block.code}\n{traceback.format_exc()}", pytrace=False)
     finally:
         os.chdir(cwd)

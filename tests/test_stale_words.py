@@ -45,18 +45,24 @@ def stale_sentences(page: Path, text: str | None = None) -> list[str]:
 
 def test_no_page_calls_an_existing_feature_coming() -> None:
     found = [s for page in PAGES for s in stale_sentences(page)]
-    assert not found, ("these sentences announce something as coming / in development; check the claim against "
-                       "the code and rewrite it, or add it to ALLOWED in tests/test_stale_words.py with the reason "
-                       "it is still true:\n" + "\n".join(found))
+    assert not found, (
+        "these sentences announce something as coming / in development; check the claim against "
+        "the code and rewrite it, or add it to ALLOWED in tests/test_stale_words.py with the reason "
+        "it is still true:\n" + "\n".join(found)
+    )
 
 
 def test_the_check_finds_the_phrases_as_words_only() -> None:
     page = Path("docs/example.md")
-    text = ("GGML is Coming.\nThe upcoming release is unrelated. Backends:\n```python\n# coming soon in code\n```\n"
-            "A training API is in\ndevelopment for now.")
+    text = (
+        "GGML is Coming.\nThe upcoming release is unrelated. Backends:\n```python\n# coming soon in code\n```\n"
+        "A training API is in\ndevelopment for now."
+    )
     found = stale_sentences(page, text)
-    assert found == ["docs/example.md:1: 'GGML is Coming.'",
-                     "docs/example.md:6: 'A training API is in development for now.'"]
+    assert found == [
+        "docs/example.md:1: 'GGML is Coming.'",
+        "docs/example.md:6: 'A training API is in development for now.'",
+    ]
     ALLOWED[("docs/example.md", "training API is in development")] = "an example"
     try:
         assert stale_sentences(page, text) == ["docs/example.md:1: 'GGML is Coming.'"]

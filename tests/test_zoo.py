@@ -22,12 +22,34 @@ import numpy as np
 import pytest
 
 import mithril as ml
-from mithril.testing.variants import installed, variant_backend, variants
 from mithril.models import (
-    MLP, AdaptiveAvgPool2d, BatchNorm1d, BCEWithLogitsLoss, Conv1d, ConvTranspose2d, CrossEntropyLoss, Embedding,
-    Gelu, GroupNorm, HuberLoss, IOKey, KLDivLoss, L1Loss, LayerNorm, LogSoftmax, MaxPool1d, Model, MSELoss,
-    MultiHeadAttention, NLLLoss, RMSNorm, Silu, SmoothL1Loss, TransformerBlock,
+    MLP,
+    AdaptiveAvgPool2d,
+    BatchNorm1d,
+    BCEWithLogitsLoss,
+    Conv1d,
+    ConvTranspose2d,
+    CrossEntropyLoss,
+    Embedding,
+    Gelu,
+    GroupNorm,
+    HuberLoss,
+    IOKey,
+    KLDivLoss,
+    L1Loss,
+    LayerNorm,
+    LogSoftmax,
+    MaxPool1d,
+    Model,
+    MSELoss,
+    MultiHeadAttention,
+    NLLLoss,
+    RMSNorm,
+    Silu,
+    SmoothL1Loss,
+    TransformerBlock,
 )
+from mithril.testing.variants import installed, variant_backend, variants
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -69,14 +91,19 @@ def conv1d(rng):
     c, o, k = 2 * g, 3 * g, int(rng.integers(1, 4))
     s, p, d = int(rng.integers(1, 3)), int(rng.integers(0, 2)), int(rng.integers(1, 3))
     length = int(rng.integers(d * (k - 1) + 2, 10))
-    return Instance(Conv1d(c, o, k, stride=s, padding=p, dilation=d, groups=g),
-                    nn.Conv1d(c, o, k, stride=s, padding=p, dilation=d, groups=g),
-                    {"input": normal(rng, 2, c, length)})
+    return Instance(
+        Conv1d(c, o, k, stride=s, padding=p, dilation=d, groups=g),
+        nn.Conv1d(c, o, k, stride=s, padding=p, dilation=d, groups=g),
+        {"input": normal(rng, 2, c, length)},
+    )
 
 
 def conv1d_same_no_bias(rng):
-    return Instance(Conv1d(3, 4, 3, padding="same", bias=False), nn.Conv1d(3, 4, 3, padding="same", bias=False),
-                    {"input": normal(rng, 2, 3, int(rng.integers(3, 8)))})
+    return Instance(
+        Conv1d(3, 4, 3, padding="same", bias=False),
+        nn.Conv1d(3, 4, 3, padding="same", bias=False),
+        {"input": normal(rng, 2, 3, int(rng.integers(3, 8)))},
+    )
 
 
 def conv_transpose2d(rng):
@@ -87,16 +114,22 @@ def conv_transpose2d(rng):
     d = (1, int(rng.integers(1, 3)))
     p = (int(rng.integers(0, 2)), 1)
     op = (int(rng.integers(0, s[0])), 1)
-    return Instance(ConvTranspose2d(c, o, k, stride=s, padding=p, output_padding=op, groups=g, dilation=d),
-                    nn.ConvTranspose2d(c, o, k, stride=s, padding=p, output_padding=op, groups=g, dilation=d),
-                    {"input": normal(rng, 2, c, int(rng.integers(2, 5)), int(rng.integers(2, 5)))})
+    return Instance(
+        ConvTranspose2d(c, o, k, stride=s, padding=p, output_padding=op, groups=g, dilation=d),
+        nn.ConvTranspose2d(c, o, k, stride=s, padding=p, output_padding=op, groups=g, dilation=d),
+        {"input": normal(rng, 2, c, int(rng.integers(2, 5)), int(rng.integers(2, 5)))},
+    )
 
 
 def _batchnorm1d(rng, shape):
     c = shape[1]
-    return Instance(BatchNorm1d(c), nn.BatchNorm1d(c), {"input": normal(rng, *shape)},
-                    state={"running_mean": normal(rng, c), "running_var": rng.uniform(0.5, 2.0, c)},
-                    check_inference=True)
+    return Instance(
+        BatchNorm1d(c),
+        nn.BatchNorm1d(c),
+        {"input": normal(rng, *shape)},
+        state={"running_mean": normal(rng, c), "running_var": rng.uniform(0.5, 2.0, c)},
+        check_inference=True,
+    )
 
 
 def batchnorm1d_2d(rng):
@@ -124,8 +157,9 @@ def groupnorm_4d(rng):
 
 
 def groupnorm_3d(rng):
-    return Instance(GroupNorm(2, 4, eps=1e-4), nn.GroupNorm(2, 4, eps=1e-4),
-                    {"input": normal(rng, 3, 4, int(rng.integers(2, 6)))})
+    return Instance(
+        GroupNorm(2, 4, eps=1e-4), nn.GroupNorm(2, 4, eps=1e-4), {"input": normal(rng, 3, 4, int(rng.integers(2, 6)))}
+    )
 
 
 def rmsnorm(rng):
@@ -143,14 +177,20 @@ def embedding(rng):
 def maxpool1d(rng):
     k = int(rng.integers(2, 4))
     s, p = int(rng.integers(1, 3)), int(rng.integers(0, k // 2 + 1))
-    return Instance(MaxPool1d(k, stride=s, padding=p), nn.MaxPool1d(k, stride=s, padding=p),
-                    {"input": distinct(rng, (2, 3, int(rng.integers(k + 1, 10))))})
+    return Instance(
+        MaxPool1d(k, stride=s, padding=p),
+        nn.MaxPool1d(k, stride=s, padding=p),
+        {"input": distinct(rng, (2, 3, int(rng.integers(k + 1, 10))))},
+    )
 
 
 def adaptive_avg_pool2d(rng):
     oh, ow = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-    return Instance(AdaptiveAvgPool2d((oh, ow)), nn.AdaptiveAvgPool2d((oh, ow)),
-                    {"input": normal(rng, 2, 3, oh * int(rng.integers(1, 3)), ow * int(rng.integers(1, 4)))})
+    return Instance(
+        AdaptiveAvgPool2d((oh, ow)),
+        nn.AdaptiveAvgPool2d((oh, ow)),
+        {"input": normal(rng, 2, 3, oh * int(rng.integers(1, 3)), ow * int(rng.integers(1, 4)))},
+    )
 
 
 def adaptive_avg_pool2d_any_size(rng):
@@ -180,41 +220,53 @@ def mha_cross(rng):
     h = int(rng.choice([1, 2]))
     e = h * int(rng.integers(2, 4))
     n, l, s = 2, int(rng.integers(1, 5)), int(rng.integers(1, 6))
-    return Instance(MultiHeadAttention(e, h), nn.MultiheadAttention(e, h, batch_first=True),
-                    {"query": normal(rng, n, l, e), "key": normal(rng, n, s, e), "value": normal(rng, n, s, e)},
-                    diff=("query", "key", "value"),
-                    call=lambda m, t: m(t["query"], t["key"], t["value"], need_weights=False)[0])
+    return Instance(
+        MultiHeadAttention(e, h),
+        nn.MultiheadAttention(e, h, batch_first=True),
+        {"query": normal(rng, n, l, e), "key": normal(rng, n, s, e), "value": normal(rng, n, s, e)},
+        diff=("query", "key", "value"),
+        call=lambda m, t: m(t["query"], t["key"], t["value"], need_weights=False)[0],
+    )
 
 
 def mha_self_causal(rng):
     e, h, length = 6, 3, int(rng.integers(2, 6))
     mask = nn.Transformer.generate_square_subsequent_mask(length, dtype=torch.float64)
-    return Instance(MultiHeadAttention(e, h, causal=True, self_attention=True),
-                    nn.MultiheadAttention(e, h, batch_first=True), {"input": normal(rng, 2, length, e)},
-                    call=lambda m, t: m(t["input"], t["input"], t["input"], attn_mask=mask, need_weights=False)[0])
+    return Instance(
+        MultiHeadAttention(e, h, causal=True, self_attention=True),
+        nn.MultiheadAttention(e, h, batch_first=True),
+        {"input": normal(rng, 2, length, e)},
+        call=lambda m, t: m(t["input"], t["input"], t["input"], attn_mask=mask, need_weights=False)[0],
+    )
 
 
 def mha_additive_mask_no_bias(rng):
     e, h, l, s = 4, 2, 3, int(rng.integers(2, 5))
-    return Instance(MultiHeadAttention(e, h, bias=False, attn_mask="additive"),
-                    nn.MultiheadAttention(e, h, bias=False, batch_first=True),
-                    {"query": normal(rng, 2, l, e), "key": normal(rng, 2, s, e), "value": normal(rng, 2, s, e),
-                     "attn_mask": normal(rng, l, s)},
-                    diff=("query", "key", "value"),
-                    call=lambda m, t: m(t["query"], t["key"], t["value"], attn_mask=t["attn_mask"],
-                                        need_weights=False)[0])
+    return Instance(
+        MultiHeadAttention(e, h, bias=False, attn_mask="additive"),
+        nn.MultiheadAttention(e, h, bias=False, batch_first=True),
+        {
+            "query": normal(rng, 2, l, e),
+            "key": normal(rng, 2, s, e),
+            "value": normal(rng, 2, s, e),
+            "attn_mask": normal(rng, l, s),
+        },
+        diff=("query", "key", "value"),
+        call=lambda m, t: m(t["query"], t["key"], t["value"], attn_mask=t["attn_mask"], need_weights=False)[0],
+    )
 
 
 def mha_bool_mask(rng):
     e, h, l, s = 4, 2, 3, 4
     mask = rng.random((l, s)) < 0.4
     mask[:, 0] = False  # every query attends to something
-    return Instance(MultiHeadAttention(e, h, attn_mask="bool"), nn.MultiheadAttention(e, h, batch_first=True),
-                    {"query": normal(rng, 2, l, e), "key": normal(rng, 2, s, e), "value": normal(rng, 2, s, e),
-                     "attn_mask": mask},
-                    diff=("query",),
-                    call=lambda m, t: m(t["query"], t["key"], t["value"], attn_mask=t["attn_mask"],
-                                        need_weights=False)[0])
+    return Instance(
+        MultiHeadAttention(e, h, attn_mask="bool"),
+        nn.MultiheadAttention(e, h, batch_first=True),
+        {"query": normal(rng, 2, l, e), "key": normal(rng, 2, s, e), "value": normal(rng, 2, s, e), "attn_mask": mask},
+        diff=("query",),
+        call=lambda m, t: m(t["query"], t["key"], t["value"], attn_mask=t["attn_mask"], need_weights=False)[0],
+    )
 
 
 def transformer_block(rng):
@@ -223,24 +275,39 @@ def transformer_block(rng):
     causal = bool(rng.integers(0, 2))
     mask = nn.Transformer.generate_square_subsequent_mask(length, dtype=torch.float64) if causal else None
     layer = nn.TransformerEncoderLayer(d, h, ff, dropout=0.0, activation=act, batch_first=True, norm_first=True)
-    return Instance(TransformerBlock(d, h, ff, activation=act, causal=causal), layer,
-                    {"input": normal(rng, 2, length, d)},
-                    call=lambda m, t: m(t["input"], src_mask=mask))
+    return Instance(
+        TransformerBlock(d, h, ff, activation=act, causal=causal),
+        layer,
+        {"input": normal(rng, 2, length, d)},
+        call=lambda m, t: m(t["input"], src_mask=mask),
+    )
 
 
 def mlp(rng):
     dims = [int(rng.integers(2, 6)) for _ in range(3)]
     i = int(rng.integers(2, 5))
-    seq = nn.Sequential(nn.Linear(i, dims[0]), nn.GELU(), nn.Linear(dims[0], dims[1]), nn.Tanh(),
-                        nn.Linear(dims[1], dims[2]))
-    return Instance(MLP(dims, activations=["gelu", "tanh", None]), seq, {"input": normal(rng, 3, i)},
-                    names={"0.weight": "linear_0.weight", "0.bias": "linear_0.bias", "2.weight": "linear_1.weight",
-                           "2.bias": "linear_1.bias", "4.weight": "linear_2.weight", "4.bias": "linear_2.bias"})
+    seq = nn.Sequential(
+        nn.Linear(i, dims[0]), nn.GELU(), nn.Linear(dims[0], dims[1]), nn.Tanh(), nn.Linear(dims[1], dims[2])
+    )
+    return Instance(
+        MLP(dims, activations=["gelu", "tanh", None]),
+        seq,
+        {"input": normal(rng, 3, i)},
+        names={
+            "0.weight": "linear_0.weight",
+            "0.bias": "linear_0.bias",
+            "2.weight": "linear_1.weight",
+            "2.bias": "linear_1.bias",
+            "4.weight": "linear_2.weight",
+            "4.bias": "linear_2.bias",
+        },
+    )
 
 
 def _loss(block, module, x, target, call=None):
-    return Instance(block, module, {"input": x, "target": target},
-                    call=call or (lambda m, t: m(t["input"], t["target"])))
+    return Instance(
+        block, module, {"input": x, "target": target}, call=call or (lambda m, t: m(t["input"], t["target"]))
+    )
 
 
 def mse_loss(rng):
@@ -262,13 +329,21 @@ def huber_loss(rng):
 def cross_entropy(rng):
     n, c = int(rng.integers(2, 6)), int(rng.integers(2, 6))
     eps = float(rng.choice([0.0, 0.1]))
-    return _loss(CrossEntropyLoss(label_smoothing=eps), nn.CrossEntropyLoss(label_smoothing=eps),
-                 normal(rng, n, c), rng.integers(0, c, n))
+    return _loss(
+        CrossEntropyLoss(label_smoothing=eps),
+        nn.CrossEntropyLoss(label_smoothing=eps),
+        normal(rng, n, c),
+        rng.integers(0, c, n),
+    )
 
 
 def cross_entropy_none(rng):
-    return _loss(CrossEntropyLoss(reduction="none", label_smoothing=0.2),
-                 nn.CrossEntropyLoss(reduction="none", label_smoothing=0.2), normal(rng, 4, 3), rng.integers(0, 3, 4))
+    return _loss(
+        CrossEntropyLoss(reduction="none", label_smoothing=0.2),
+        nn.CrossEntropyLoss(reduction="none", label_smoothing=0.2),
+        normal(rng, 4, 3),
+        rng.integers(0, 3, 4),
+    )
 
 
 def nll_loss(rng):
@@ -281,22 +356,31 @@ def cross_entropy_4d_ignore_index(rng):
     target = rng.integers(0, c, (n, h, w))
     target[0, 0, 0] = target[1, -1, 1] = -100
     eps = float(rng.choice([0.0, 0.15]))
-    return _loss(CrossEntropyLoss(label_smoothing=eps), nn.CrossEntropyLoss(label_smoothing=eps),
-                 normal(rng, n, c, h, w), target)
+    return _loss(
+        CrossEntropyLoss(label_smoothing=eps), nn.CrossEntropyLoss(label_smoothing=eps), normal(rng, n, c, h, w), target
+    )
 
 
 def nll_loss_3d_ignore_sum(rng):
     target = rng.integers(0, 4, (3, 5))
     target[1, 2] = 2
-    return _loss(NLLLoss(reduction="sum", ignore_index=2), nn.NLLLoss(reduction="sum", ignore_index=2),
-                 normal(rng, 3, 4, 5), target)
+    return _loss(
+        NLLLoss(reduction="sum", ignore_index=2),
+        nn.NLLLoss(reduction="sum", ignore_index=2),
+        normal(rng, 3, 4, 5),
+        target,
+    )
 
 
 def cross_entropy_none_3d(rng):
     target = rng.integers(0, 3, (2, 4))
     target[0, 1] = -100
-    return _loss(CrossEntropyLoss(reduction="none", label_smoothing=0.1),
-                 nn.CrossEntropyLoss(reduction="none", label_smoothing=0.1), normal(rng, 2, 3, 4), target)
+    return _loss(
+        CrossEntropyLoss(reduction="none", label_smoothing=0.1),
+        nn.CrossEntropyLoss(reduction="none", label_smoothing=0.1),
+        normal(rng, 2, 3, 4),
+        target,
+    )
 
 
 def bce_with_logits(rng):
@@ -313,26 +397,68 @@ def smooth_l1_loss(rng):
 def cross_entropy_probabilities(rng):
     n, c = int(rng.integers(2, 5)), int(rng.integers(2, 5))
     p = rng.uniform(0, 1, (n, c, 2))
-    return _loss(CrossEntropyLoss(label_smoothing=0.1, target="probabilities"),
-                 nn.CrossEntropyLoss(label_smoothing=0.1), normal(rng, n, c, 2), p / p.sum(axis=1, keepdims=True))
+    return _loss(
+        CrossEntropyLoss(label_smoothing=0.1, target="probabilities"),
+        nn.CrossEntropyLoss(label_smoothing=0.1),
+        normal(rng, n, c, 2),
+        p / p.sum(axis=1, keepdims=True),
+    )
 
 
 def kl_div_batchmean(rng):
     s = (3, int(rng.integers(2, 5)))
     p = rng.uniform(0, 1, s)
     p[0, 0] = 0.0
-    return _loss(KLDivLoss(reduction="batchmean"), nn.KLDivLoss(reduction="batchmean"),
-                 torch.log_softmax(torch.tensor(normal(rng, *s)), 1).numpy(), p / p.sum(axis=1, keepdims=True))
+    return _loss(
+        KLDivLoss(reduction="batchmean"),
+        nn.KLDivLoss(reduction="batchmean"),
+        torch.log_softmax(torch.tensor(normal(rng, *s)), 1).numpy(),
+        p / p.sum(axis=1, keepdims=True),
+    )
 
 
-CASES: dict[str, Callable[[np.random.Generator], Instance]] = {f.__name__: f for f in [
-    conv1d, conv1d_same_no_bias, conv_transpose2d, batchnorm1d_2d, batchnorm1d_3d, layernorm, layernorm_2d_shape,
-    groupnorm_4d, groupnorm_3d, rmsnorm, embedding, maxpool1d, adaptive_avg_pool2d, adaptive_avg_pool2d_any_size, adaptive_avg_pool2d_global,
-    silu, gelu_tanh, log_softmax, mha_cross, mha_self_causal, mha_additive_mask_no_bias, mha_bool_mask,
-    transformer_block, mlp, mse_loss, l1_loss_sum, huber_loss, cross_entropy, cross_entropy_none, nll_loss,
-    cross_entropy_4d_ignore_index, nll_loss_3d_ignore_sum, cross_entropy_none_3d, bce_with_logits, smooth_l1_loss,
-    cross_entropy_probabilities, kl_div_batchmean,
-]}
+CASES: dict[str, Callable[[np.random.Generator], Instance]] = {
+    f.__name__: f
+    for f in [
+        conv1d,
+        conv1d_same_no_bias,
+        conv_transpose2d,
+        batchnorm1d_2d,
+        batchnorm1d_3d,
+        layernorm,
+        layernorm_2d_shape,
+        groupnorm_4d,
+        groupnorm_3d,
+        rmsnorm,
+        embedding,
+        maxpool1d,
+        adaptive_avg_pool2d,
+        adaptive_avg_pool2d_any_size,
+        adaptive_avg_pool2d_global,
+        silu,
+        gelu_tanh,
+        log_softmax,
+        mha_cross,
+        mha_self_causal,
+        mha_additive_mask_no_bias,
+        mha_bool_mask,
+        transformer_block,
+        mlp,
+        mse_loss,
+        l1_loss_sum,
+        huber_loss,
+        cross_entropy,
+        cross_entropy_none,
+        nll_loss,
+        cross_entropy_4d_ignore_index,
+        nll_loss_3d_ignore_sum,
+        cross_entropy_none_3d,
+        bce_with_logits,
+        smooth_l1_loss,
+        cross_entropy_probabilities,
+        kl_div_batchmean,
+    ]
+}
 
 
 # --------------------------------------------------------------------- harness
@@ -385,8 +511,7 @@ def test_zoo_block_matches_torch_nn(case: str, backend_name: str, dtype: str) ->
     be = backend(backend_name, dtype)
     model, prefix = wrap(inst)
     # jax runs jitted (one XLA program per graph): op-by-op dispatch would dominate the file's runtime
-    pm = ml.compile(model, be, shapes={k: list(np.shape(v)) for k, v in inst.inputs.items()},
-                    jit=backend_name == "jax")
+    pm = ml.compile(model, be, shapes={k: list(np.shape(v)) for k, v in inst.inputs.items()}, jit=backend_name == "jax")
     params = pm.randomize_params(seed=1)
     for k, v in inst.state.items():
         params[f"{prefix}.{k}"] = be.array(v)
@@ -394,8 +519,10 @@ def test_zoo_block_matches_torch_nn(case: str, backend_name: str, dtype: str) ->
     for k in inst.diff:
         params[k] = be.array(inst.inputs[k])
     held = {k: be.to_numpy(v) for k, v in {**params, **inputs}.items()}
-    held = {k: v.astype(np.float64) if v.dtype.kind == "f" else v.astype(np.int64) if v.dtype.kind in "iu" else v
-            for k, v in held.items()}
+    held = {
+        k: v.astype(np.float64) if v.dtype.kind == "f" else v.astype(np.int64) if v.dtype.kind in "iu" else v
+        for k, v in held.items()
+    }
 
     module, keys = torch_twin(inst, held, prefix)
     module.train(inst.training)
@@ -422,11 +549,18 @@ def test_zoo_block_matches_torch_nn(case: str, backend_name: str, dtype: str) ->
                 close(be.to_numpy(state[key]), module.state_dict()[tname].numpy(), dtype, f"state {key}")
     if inst.check_inference:
         module.eval()
-        params = {**params, **{keys[t]: be.array(module.state_dict()[t].numpy()) for t in keys if keys[t] in pm.state_keys}}
+        params = {
+            **params,
+            **{keys[t]: be.array(module.state_dict()[t].numpy()) for t in keys if keys[t] in pm.state_keys},
+        }
         with torch.no_grad():
             ref_eval = call(module, {k: torch.tensor(held[k]) for k in inst.inputs})
-        close(be.to_numpy(pm.evaluate(params, inputs, training=False)["output"]), ref_eval.numpy(), dtype,
-              "output (inference)")
+        close(
+            be.to_numpy(pm.evaluate(params, inputs, training=False)["output"]),
+            ref_eval.numpy(),
+            dtype,
+            "output (inference)",
+        )
 
 
 # ------------------------------------------------------------------- errors
@@ -477,10 +611,13 @@ def test_safetensors_round_trip(backend_name: str, tmp_path: Any) -> None:
         assert got.dtype == want.dtype == np.float32
         np.testing.assert_array_equal(got, want)
     x = {"input": be.array(np.random.default_rng(0).standard_normal((4, 3)))}
-    np.testing.assert_array_equal(be.to_numpy(pm.evaluate(loaded, x)["output"]),
-                                  be.to_numpy(pm.evaluate(params, x)["output"]))
-    assert load_params(path, rename=lambda n: None if n.startswith("running") else n.upper()).keys() == {"WEIGHT",
-                                                                                                      "BIAS"}
+    np.testing.assert_array_equal(
+        be.to_numpy(pm.evaluate(loaded, x)["output"]), be.to_numpy(pm.evaluate(params, x)["output"])
+    )
+    assert load_params(path, rename=lambda n: None if n.startswith("running") else n.upper()).keys() == {
+        "WEIGHT",
+        "BIAS",
+    }
 
 
 def test_a_torch_checkpoint_loads_by_name(tmp_path: Any) -> None:
@@ -516,20 +653,28 @@ def _primitive_model(prim: str, diff: Mapping[str, tuple[int, ...]], other: Mapp
 PRIMITIVE_GRADIENT_CASES = {
     # conv2d_input_grad(grad, weight): its forward is torch.nn.grad.conv2d_input
     "conv2d_input_grad": (
-        {"grad": (2, 4, 3, 2), "weight": (4, 3, 3, 2)}, {},
+        {"grad": (2, 4, 3, 2), "weight": (4, 3, 3, 2)},
+        {},
         dict(input_shape=(2, 6, 6, 4), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2),
-        lambda t, a: torch.nn.grad.conv2d_input(a["input_shape"], t["weight"], t["grad"], a["stride"], a["padding"],
-                                                a["dilation"], a["groups"]),
+        lambda t, a: torch.nn.grad.conv2d_input(
+            a["input_shape"], t["weight"], t["grad"], a["stride"], a["padding"], a["dilation"], a["groups"]
+        ),
     ),
     "scatter_add_rows": (
-        {"grad": (3, 2, 4)}, {"indices": np.array([[0, 2], [2, 2], [4, 0]])}, dict(num_rows=5),
-        lambda t, a: torch.zeros(5, 4, dtype=torch.float64).index_add(0, t["indices"].reshape(-1),
-                                                                      t["grad"].reshape(-1, 4)),
+        {"grad": (3, 2, 4)},
+        {"indices": np.array([[0, 2], [2, 2], [4, 0]])},
+        dict(num_rows=5),
+        lambda t, a: torch.zeros(5, 4, dtype=torch.float64).index_add(
+            0, t["indices"].reshape(-1), t["grad"].reshape(-1, 4)
+        ),
     ),
     "scatter_last": (
-        {"grad": (3, 2)}, {"indices": np.array([[0, 2], [1, 1], [3, 0]])}, dict(size=4),
-        lambda t, a: torch.zeros(3, 2, 4, dtype=torch.float64).scatter(-1, t["indices"][..., None],
-                                                                       t["grad"][..., None]),
+        {"grad": (3, 2)},
+        {"indices": np.array([[0, 2], [1, 1], [3, 0]])},
+        dict(size=4),
+        lambda t, a: torch.zeros(3, 2, 4, dtype=torch.float64).scatter(
+            -1, t["indices"][..., None], t["grad"][..., None]
+        ),
     ),
 }
 

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import mithril as ml
-from mithril.testing.variants import installed, variant_backend, variants
 from mithril.errors import ModelBuildError, ParamsError, UnsupportedError
 from mithril.io import gpt2_config_from_hf, gpt2_from_hf, gpt2_to_hf
 from mithril.models import CrossEntropyLoss, GPT2Config, IOKey, gpt2
+from mithril.testing.variants import installed, variant_backend, variants
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -31,15 +31,25 @@ TOL = {"float64": 1e-9, "float32": 1e-4}
 #: tiny Hugging Face configs: two head counts, a custom MLP width, another epsilon and activation
 HF_CONFIGS = {
     "l2-h4": dict(n_layer=2, n_embd=32, n_head=4, vocab_size=97, n_positions=16),
-    "l1-h2-inner": dict(n_layer=1, n_embd=24, n_head=2, vocab_size=53, n_positions=12, n_inner=40,
-                        layer_norm_epsilon=1e-3, activation_function="gelu_pytorch_tanh"),
+    "l1-h2-inner": dict(
+        n_layer=1,
+        n_embd=24,
+        n_head=2,
+        vocab_size=53,
+        n_positions=12,
+        n_inner=40,
+        layer_norm_epsilon=1e-3,
+        activation_function="gelu_pytorch_tanh",
+    ),
 }
 #: (backend, dtype, config): each backend runs one config in float64 and the other in float32 (torch.autograd:
 #: both in float64); the fast backends also run the second config in float64, jax (a jit compile per case) not
-CASES = [(b, d, c) for b in VARIANTS
-         for d, c in (("float64", "l2-h4"), ("float32", "l1-h2-inner"), ("float64", "l1-h2-inner"))
-         if not (b == "torch-autograd" and d == "float32")
-         and not (b == "jax" and (d, c) == ("float64", "l1-h2-inner"))]
+CASES = [
+    (b, d, c)
+    for b in VARIANTS
+    for d, c in (("float64", "l2-h4"), ("float32", "l1-h2-inner"), ("float64", "l1-h2-inner"))
+    if not (b == "torch-autograd" and d == "float32") and not (b == "jax" and (d, c) == ("float64", "l1-h2-inner"))
+]
 
 
 def hf_model(config: str, *, head: bool = True, dtype: Any = None) -> Any:
@@ -118,15 +128,17 @@ def test_next_token_cross_entropy_matches_hugging_face_loss(backend_name: str) -
     b, t, v = 2, 9, cfg.vocab_size
     lm = gpt2(cfg)  # extended in place: its parameter names stay those of the converter
     logits = lm.call("slice", "output", starts=(None, 0), stops=(None, -1), steps=(None, None))  # drop the last
-    lm |= CrossEntropyLoss()(input=lm.call("reshape", logits, shape=(-1, v)), target="targets",
-                             output=IOKey("loss"))
+    lm |= CrossEntropyLoss()(input=lm.call("reshape", logits, shape=(-1, v)), target="targets", output=IOKey("loss"))
     be = backend(backend_name, "float64")
     pm = ml.compile(lm, be, shapes={"input": [b, t], "targets": [b * (t - 1)]})
     assert pm.output_keys == ("loss",)
     ids = np.random.default_rng(3).integers(0, v, (b, t))
     params = {k: be.array(a) for k, a in gpt2_from_hf(hf.state_dict()).items()}
-    out, grads = pm.evaluate(params, {"input": be.array(ids), "targets": be.array(ids[:, 1:].reshape(-1))},
-                             {"loss": be.array(np.float64(1.0))})
+    out, grads = pm.evaluate(
+        params,
+        {"input": be.array(ids), "targets": be.array(ids[:, 1:].reshape(-1))},
+        {"loss": be.array(np.float64(1.0))},
+    )
 
     hf.zero_grad()
     t_ids = torch.tensor(ids)
@@ -146,8 +158,9 @@ def test_round_trip_and_loading_into_hugging_face() -> None:
     params = gpt2_from_hf(sd)
     assert all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in params.values())
     # Conv1D [in, out] -> [out, in]; the head is tied, not a separate parameter
-    np.testing.assert_array_equal(params["transformer.h.0.mlp.c_fc.weight"],
-                                  sd["transformer.h.0.mlp.c_fc.weight"].numpy().T)
+    np.testing.assert_array_equal(
+        params["transformer.h.0.mlp.c_fc.weight"], sd["transformer.h.0.mlp.c_fc.weight"].numpy().T
+    )
     assert "lm_head.weight" not in params
     back = gpt2_to_hf(params)
     assert set(back) == set(sd)
@@ -196,8 +209,11 @@ def test_converter_errors_name_the_key() -> None:
     with pytest.raises(ParamsError, match=r"transformer\.wte\.weight"):
         gpt2_from_hf({k: v for k, v in sd.items() if "wte" not in k and k != "lm_head.weight"})
     wrong = {**sd, "transformer.h.0.attn.c_attn.weight": sd["transformer.h.0.attn.c_attn.weight"].T}
-    with pytest.raises(ParamsError, match=r"transformer\.h\.0\.attn\.c_attn\.weight has shape \[96, 32\], "
-                                          r"expected \[32, 96\]"):
+    with pytest.raises(
+        ParamsError,
+        match=r"transformer\.h\.0\.attn\.c_attn\.weight has shape \[96, 32\], "
+        r"expected \[32, 96\]",
+    ):
         gpt2_from_hf(wrong)
     with pytest.raises(ParamsError, match=r"unexpected key\(s\) \['transformer\.h\.0\.attn\.extra'\]"):
         gpt2_from_hf({**sd, "transformer.h.0.attn.extra": torch.zeros(3)})
@@ -222,7 +238,13 @@ def test_config_conversion() -> None:
     hf_cfg = hf_model("l1-h2-inner").config
     cfg = gpt2_config_from_hf(hf_cfg)
     assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_positions, cfg.inner_dim) == (
-        hf_cfg.n_layer, hf_cfg.n_embd, hf_cfg.n_head, hf_cfg.vocab_size, hf_cfg.n_positions, hf_cfg.n_inner)
+        hf_cfg.n_layer,
+        hf_cfg.n_embd,
+        hf_cfg.n_head,
+        hf_cfg.vocab_size,
+        hf_cfg.n_positions,
+        hf_cfg.n_inner,
+    )
     assert cfg.layer_norm_epsilon == hf_cfg.layer_norm_epsilon
     assert gpt2_config_from_hf(hf_cfg.to_dict()) == cfg
     with pytest.raises(UnsupportedError, match="scale_attn_by_inverse_layer_idx"):

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 import mithril as ml
-from mithril.testing.variants import installed, variant_backend
 from mithril.errors import ModelBuildError, ParamsError
 from mithril.io import load_state_dict, to_state_dict
 from mithril.models import BasicBlock, ResNet, resnet18, resnet34, resnet50
+from mithril.testing.variants import installed, variant_backend
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -150,8 +150,13 @@ backend = variant_backend
 def compiled(arch: str, backend_name: str, dtype: str, shape: tuple[int, ...], training: bool = False) -> Any:
     """The zoo's ResNet compiled (cached): inference-only unless ``training``."""
     # jax runs jitted: op-by-op dispatch of a whole ResNet would dominate the runtime
-    return ml.compile(ARCHS[arch][0](num_classes=NUM_CLASSES), backend(backend_name, dtype), shapes={"input": shape},
-                      jit=backend_name == "jax", static_inference=not training)
+    return ml.compile(
+        ARCHS[arch][0](num_classes=NUM_CLASSES),
+        backend(backend_name, dtype),
+        shapes={"input": shape},
+        jit=backend_name == "jax",
+        static_inference=not training,
+    )
 
 
 @functools.cache
@@ -167,8 +172,9 @@ def inference_reference(arch: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @functools.cache
-def training_reference(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray],
-                                                      dict[str, np.ndarray]]:
+def training_reference(
+    shape: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """resnet18 in training mode: output cotangent, output, parameter gradients and new state."""
     module = copy.deepcopy(oracle("resnet18")).train()
     out = module(torch.tensor(image(shape)))
@@ -209,8 +215,9 @@ def test_resnet_rejects_bad_configurations() -> None:
 
 
 def test_in_channels_changes_the_stem() -> None:
-    pm = ml.compile(resnet18(num_classes=4, in_channels=1), backend("numpy", "float64"),
-                    shapes={"input": [1, 1, 32, 32]})
+    pm = ml.compile(
+        resnet18(num_classes=4, in_channels=1), backend("numpy", "float64"), shapes={"input": [1, 1, 32, 32]}
+    )
     assert pm.param_shapes["conv1.weight"] == (64, 1, 7, 7)
     assert pm.param_shapes["fc.weight"] == (4, 512)
 
@@ -218,13 +225,13 @@ def test_in_channels_changes_the_stem() -> None:
 # ------------------------------------------------------------------- inference
 #: resnet18 on every backend in both dtypes; the deeper ones on fewer (their XLA compile is slow)
 INFERENCE = [("resnet18", b, d, (2, 3, 40, 40)) for b in INSTALLED for d in ("float64", "float32")]
-INFERENCE += [("resnet34", b, d, (1, 3, 32, 32)) for b, d in (("numpy", "float32"), ("torch", "float64"))
-              if b in INSTALLED]
+INFERENCE += [
+    ("resnet34", b, d, (1, 3, 32, 32)) for b, d in (("numpy", "float32"), ("torch", "float64")) if b in INSTALLED
+]
 INFERENCE += [("resnet50", b, "float32", (1, 3, 32, 32)) for b in ("numpy", "torch") if b in INSTALLED]
 
 
-@pytest.mark.parametrize("arch,backend_name,dtype,shape", INFERENCE,
-                         ids=[f"{a}-{b}-{d}" for a, b, d, _ in INFERENCE])
+@pytest.mark.parametrize("arch,backend_name,dtype,shape", INFERENCE, ids=[f"{a}-{b}-{d}" for a, b, d, _ in INFERENCE])
 def test_inference_matches_torch(arch: str, backend_name: str, dtype: str, shape: tuple[int, ...]) -> None:
     be = backend(backend_name, dtype)
     pm = compiled(arch, backend_name, dtype, shape)
@@ -244,8 +251,9 @@ def test_training_step_matches_torch_autograd(backend_name: str) -> None:
     pm = compiled("resnet18", backend_name, "float64", shape, training=True)
     params = load_state_dict(oracle("resnet18").state_dict(), pm)
     cot, want, want_grads, want_state = training_reference(shape)
-    out, grads, state = pm.evaluate(params, {"input": be.array(image(shape))}, {"output": be.array(cot)},
-                                    return_state=True)
+    out, grads, state = pm.evaluate(
+        params, {"input": be.array(image(shape))}, {"output": be.array(cot)}, return_state=True
+    )
     close(be.to_numpy(out["output"]), want, "float64", "output")
     assert set(grads) == set(want_grads)
     for k, g in want_grads.items():

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 import mithril as ml
-from mithril.testing.variants import installed, variant_backend, variants
 from mithril.errors import ModelBuildError, ShapeMismatchError
 from mithril.ir.graph import Graph, GraphBuilder, Value, ValueRole
 from mithril.models import GRU, LSTM, IOKey, Model
+from mithril.testing.variants import installed, variant_backend, variants
 
 torch = pytest.importorskip("torch")
 
@@ -37,8 +37,10 @@ TARGETS = [(b, d) for b in VARIANTS for d in ("float64", "float32") if (b, d) !=
 TOL = {"float64": 1e-9, "float32": 1e-4}
 #: JAX compiles one XLA computation per kernel and attribute set on first use (~0.1 s each here), so it
 #: runs the cases that combine the most options; the expansion is the same graph on every backend
-JAX_CASES = {"float64": ("gru_2layers_bidirectional_h0", "lstm_proj_bidirectional_h0", "lstm_2layers_batch_first_no_bias"),
-             "float32": ("lstm_2layers_bidirectional_batch_first_h0",)}
+JAX_CASES = {
+    "float64": ("gru_2layers_bidirectional_h0", "lstm_proj_bidirectional_h0", "lstm_2layers_batch_first_no_bias"),
+    "float32": ("lstm_2layers_bidirectional_batch_first_h0",),
+}
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,10 @@ backend = variant_backend
 
 def build(case: Case, rng: np.random.Generator) -> tuple[Any, Any, dict[str, np.ndarray]]:
     """The zoo block, its torch twin (float64) and the data of every input terminal."""
-    n, t, i, h = (int(rng.integers(1, 4)), int(rng.integers(2, 5)), int(rng.integers(2, 5)),
-                  int(rng.integers(2, 5)))
-    kw: dict[str, Any] = dict(num_layers=case.num_layers, bias=case.bias, batch_first=case.batch_first,
-                              bidirectional=case.bidirectional)
+    n, t, i, h = (int(rng.integers(1, 4)), int(rng.integers(2, 5)), int(rng.integers(2, 5)), int(rng.integers(2, 5)))
+    kw: dict[str, Any] = dict(
+        num_layers=case.num_layers, bias=case.bias, batch_first=case.batch_first, bidirectional=case.bidirectional
+    )
     if case.proj_size:
         kw["proj_size"] = int(rng.integers(1, h))
     block = (LSTM if case.mode == "lstm" else GRU)(i, h, initial_state=case.initial_state, **kw)
@@ -167,8 +169,9 @@ def test_small_lstm_runs_jitted(backend_name: str) -> None:
     x = np.random.default_rng(0).standard_normal((2, 2, 3))
     cot = {k: np.ones(s) for k, s in (("output", (2, 2, 4)), ("h_n", (2, 2, 2)), ("c_n", (2, 2, 2)))}
     want_out, want_grads = eager.evaluate(params, {"input": x}, cot)
-    got_out, got_grads = jitted.evaluate({k: be.array(v) for k, v in params.items()}, {"input": be.array(x)},
-                                         {k: be.array(v) for k, v in cot.items()})
+    got_out, got_grads = jitted.evaluate(
+        {k: be.array(v) for k, v in params.items()}, {"input": be.array(x)}, {k: be.array(v) for k, v in cot.items()}
+    )
     for k in want_out:
         close(be.to_numpy(got_out[k]), want_out[k], "float64", k)
     for k in want_grads:
@@ -177,8 +180,9 @@ def test_small_lstm_runs_jitted(backend_name: str) -> None:
 
 def test_randomize_params_follows_torch_initialisation() -> None:
     h = 16
-    pm = ml.compile(GRU(5, h, num_layers=2, bidirectional=True), ml.NumpyBackend(dtype=ml.float64),
-                    shapes={"input": [3, 2, 5]})
+    pm = ml.compile(
+        GRU(5, h, num_layers=2, bidirectional=True), ml.NumpyBackend(dtype=ml.float64), shapes={"input": [3, 2, 5]}
+    )
     params = pm.randomize_params(seed=0)
     names = set(torch.nn.GRU(5, h, num_layers=2, bidirectional=True).state_dict())
     assert set(params) == names
@@ -202,8 +206,10 @@ def test_shape_errors_name_the_terminal_and_both_shapes() -> None:
 
 def test_the_primitive_names_the_weight_that_does_not_fit() -> None:
     graph = Graph()
-    x, w_ih, w_hh = (Value(ValueRole.INPUT, name=k, kind="float", shape=s)
-                     for k, s in (("x", (5, 2, 3)), ("w_ih", (12, 3)), ("w_hh", (12, 5))))
+    x, w_ih, w_hh = (
+        Value(ValueRole.INPUT, name=k, kind="float", shape=s)
+        for k, s in (("x", (5, 2, 3)), ("w_ih", (12, 3)), ("w_hh", (12, 5)))
+    )
     b = GraphBuilder(graph, where="rnn")
     with pytest.raises(ShapeMismatchError, match=r"rnn: gru.*weight_hh_l0 must be \[12, 4\], got \[12, 5\]"):
         b.emit("gru", x, w_ih, w_hh, hidden_size=4, bias=False)

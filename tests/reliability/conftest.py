@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001 - pytest's hook
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for name in ("catalogue_cases", "fuzz"):
         module = sys.modules.get(name)
         lines = getattr(module, "SUMMARY", None) if module is not None else None

@@ -36,12 +36,20 @@ import numpy as np
 import mithril as ml
 from mithril.errors import UnsupportedError
 from mithril.models import IOKey, Linear, Model
-from mithril.models.layers import Conv2d
-from mithril.models.layers import BatchNorm2d
+from mithril.models.layers import BatchNorm2d, Conv2d
 from mithril.models.primitive_blocks import AvgPool2d, MaxPool2d
 from mithril.models.zoo import (
-    GRU, LSTM, AdaptiveAvgPool2d, BatchNorm1d, Conv1d, ConvTranspose2d, GroupNorm, LayerNorm, MaxPool1d,
-    MultiHeadAttention, RMSNorm,
+    GRU,
+    LSTM,
+    AdaptiveAvgPool2d,
+    BatchNorm1d,
+    Conv1d,
+    ConvTranspose2d,
+    GroupNorm,
+    LayerNorm,
+    MaxPool1d,
+    MultiHeadAttention,
+    RMSNorm,
 )
 
 Shape = tuple[int, ...]
@@ -96,10 +104,20 @@ op("exp_tanh", 1, _always, _same, lambda m, xs, a, t: m.call("exp", m.call("tanh
 op("log_abs", 1, _always, _same, lambda m, xs, a, t: m.call("log", m.call("add", m.call("abs", xs[0]), 1.0)))
 op("sqrt_abs", 1, _always, _same, lambda m, xs, a, t: m.call("sqrt", m.call("add", m.call("abs", xs[0]), 0.25)))
 op("square", 1, _always, _same, lambda m, xs, a, t: m.call("mul", xs[0], xs[0]))
-op("pow_const", 1, lambda r, s: {"p": float(r.choice([2.0, 3.0, 0.5]))}, _same,
-   lambda m, xs, a, t: m.call("pow", m.call("add", m.call("abs", xs[0]), 0.5), a["p"]))
-op("scale", 1, lambda r, s: {"c": float(np.round(r.uniform(-2, 2), 3))}, _same,
-   lambda m, xs, a, t: m.call("mul", xs[0], a["c"]))
+op(
+    "pow_const",
+    1,
+    lambda r, s: {"p": float(r.choice([2.0, 3.0, 0.5]))},
+    _same,
+    lambda m, xs, a, t: m.call("pow", m.call("add", m.call("abs", xs[0]), 0.5), a["p"]),
+)
+op(
+    "scale",
+    1,
+    lambda r, s: {"c": float(np.round(r.uniform(-2, 2), 3))},
+    _same,
+    lambda m, xs, a, t: m.call("mul", xs[0], a["c"]),
+)
 
 
 def _broadcast(a: Shape, b: Shape) -> Shape | None:
@@ -123,13 +141,29 @@ def _binary_shape(shapes: list[Shape], attrs: dict[str, Any]) -> Shape:
 
 for _name in ("add", "sub", "mul", "maximum", "minimum"):
     op(_name, 2, _draw_binary, _binary_shape, lambda m, xs, a, t, p=_name: m.call(p, xs[0], xs[1]), weight=1.5)
-op("div_safe", 2, _draw_binary, _binary_shape,
-   lambda m, xs, a, t: m.call("div", xs[0], m.call("add", m.call("abs", xs[1]), 0.5)))
-op("pow_tensor", 2, _draw_binary, _binary_shape,
-   lambda m, xs, a, t: m.call("pow", m.call("add", m.call("abs", xs[0]), 0.5), m.call("tanh", xs[1])), weight=0.5)
-op("where_greater", 2, _draw_binary, _binary_shape,
-   lambda m, xs, a, t: m.call("where", m.call("greater", xs[0], xs[1]), xs[0], m.call("mul", xs[1], 0.5)),
-   weight=0.5)
+op(
+    "div_safe",
+    2,
+    _draw_binary,
+    _binary_shape,
+    lambda m, xs, a, t: m.call("div", xs[0], m.call("add", m.call("abs", xs[1]), 0.5)),
+)
+op(
+    "pow_tensor",
+    2,
+    _draw_binary,
+    _binary_shape,
+    lambda m, xs, a, t: m.call("pow", m.call("add", m.call("abs", xs[0]), 0.5), m.call("tanh", xs[1])),
+    weight=0.5,
+)
+op(
+    "where_greater",
+    2,
+    _draw_binary,
+    _binary_shape,
+    lambda m, xs, a, t: m.call("where", m.call("greater", xs[0], xs[1]), xs[0], m.call("mul", xs[1], 0.5)),
+    weight=0.5,
+)
 
 
 # reductions
@@ -153,9 +187,16 @@ def _reduce_shape(shapes: list[Shape], attrs: dict[str, Any]) -> Shape:
 
 
 for _name in ("sum", "mean", "max", "min"):
-    op(_name, 1, _draw_reduce, _reduce_shape,
-       lambda m, xs, a, t, p=_name: m.call(p, xs[0], axis=None if a["axis"] is None else tuple(a["axis"]),
-                                           keepdims=a["keepdims"]), weight=0.7)
+    op(
+        _name,
+        1,
+        _draw_reduce,
+        _reduce_shape,
+        lambda m, xs, a, t, p=_name: m.call(
+            p, xs[0], axis=None if a["axis"] is None else tuple(a["axis"]), keepdims=a["keepdims"]
+        ),
+        weight=0.7,
+    )
 
 
 # softmax
@@ -196,8 +237,14 @@ def _draw_linear(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any
     return {"dim": int(rng.integers(1, 7)), "bias": bool(rng.random() < 0.8)}
 
 
-op("linear", 1, _draw_linear, lambda s, a: s[0][:-1] + (a["dim"],),
-   lambda m, xs, a, t: _block(m, Linear(a["dim"], use_bias=a["bias"], name=t), xs[0]), weight=1.5)
+op(
+    "linear",
+    1,
+    _draw_linear,
+    lambda s, a: s[0][:-1] + (a["dim"],),
+    lambda m, xs, a, t: _block(m, Linear(a["dim"], use_bias=a["bias"], name=t), xs[0]),
+    weight=1.5,
+)
 
 
 def _draw_matmul_param(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
@@ -252,8 +299,13 @@ def _transpose_shape(shapes: list[Shape], a: dict[str, Any]) -> Shape:
     return tuple(reversed(s)) if a["axes"] is None else tuple(s[i] for i in a["axes"])
 
 
-op("transpose", 1, _draw_transpose, _transpose_shape,
-   lambda m, xs, a, t: m.call("transpose", xs[0], axes=None if a["axes"] is None else tuple(a["axes"])))
+op(
+    "transpose",
+    1,
+    _draw_transpose,
+    _transpose_shape,
+    lambda m, xs, a, t: m.call("transpose", xs[0], axes=None if a["axes"] is None else tuple(a["axes"])),
+)
 
 
 def _draw_reshape(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
@@ -294,11 +346,17 @@ def _draw_flatten(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, An
 def _flatten_shape(shapes: list[Shape], a: dict[str, Any]) -> Shape:
     (s,) = shapes
     start, end = a["start"], a["end"] % len(s)
-    return s[:start] + (math.prod(s[start:end + 1]),) + s[end + 1:]
+    return s[:start] + (math.prod(s[start : end + 1]),) + s[end + 1 :]
 
 
-op("flatten", 1, _draw_flatten, _flatten_shape,
-   lambda m, xs, a, t: m.call("flatten", xs[0], start_axis=a["start"], end_axis=a["end"]), weight=0.7)
+op(
+    "flatten",
+    1,
+    _draw_flatten,
+    _flatten_shape,
+    lambda m, xs, a, t: m.call("flatten", xs[0], start_axis=a["start"], end_axis=a["end"]),
+    weight=0.7,
+)
 
 
 def _draw_unflatten(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
@@ -317,11 +375,17 @@ def _unflatten_shape(shapes: list[Shape], a: dict[str, Any]) -> Shape:
     (s,) = shapes
     ax = a["axis"] % len(s)
     k = a["sizes"][0]
-    return s[:ax] + (k, s[ax] // k) + s[ax + 1:]
+    return s[:ax] + (k, s[ax] // k) + s[ax + 1 :]
 
 
-op("unflatten", 1, _draw_unflatten, _unflatten_shape,
-   lambda m, xs, a, t: m.call("unflatten", xs[0], axis=a["axis"], sizes=tuple(a["sizes"])), weight=0.5)
+op(
+    "unflatten",
+    1,
+    _draw_unflatten,
+    _unflatten_shape,
+    lambda m, xs, a, t: m.call("unflatten", xs[0], axis=a["axis"], sizes=tuple(a["sizes"])),
+    weight=0.5,
+)
 
 
 def _draw_concat(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
@@ -338,7 +402,7 @@ def _draw_concat(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any
 def _concat_shape(shapes: list[Shape], attrs: dict[str, Any]) -> Shape:
     a, b = shapes
     ax = attrs["axis"] % len(a)
-    return a[:ax] + (a[ax] + b[ax],) + a[ax + 1:]
+    return a[:ax] + (a[ax] + b[ax],) + a[ax + 1 :]
 
 
 op("concat", 2, _draw_concat, _concat_shape, lambda m, xs, a, t: m.call("concat", xs[0], xs[1], axis=a["axis"]))
@@ -369,9 +433,15 @@ def _slice_shape(shapes: list[Shape], a: dict[str, Any]) -> Shape:
     return head + s[n:]
 
 
-op("slice", 1, _draw_slice, _slice_shape,
-   lambda m, xs, a, t: m.call("slice", xs[0], starts=tuple(a["starts"]), stops=tuple(a["stops"]),
-                              steps=tuple(a["steps"])))
+op(
+    "slice",
+    1,
+    _draw_slice,
+    _slice_shape,
+    lambda m, xs, a, t: m.call(
+        "slice", xs[0], starts=tuple(a["starts"]), stops=tuple(a["stops"]), steps=tuple(a["steps"])
+    ),
+)
 
 
 # convolution and pooling (NCHW)
@@ -379,7 +449,7 @@ def _draw_conv(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] 
     (s,) = shapes
     if len(s) != 4:
         return None
-    n, c, h, w = s
+    _n, c, h, w = s
     k = int(rng.integers(1, 4))
     pad = int(rng.integers(0, 2))
     dil = int(rng.choice([1, 1, 2]))
@@ -387,12 +457,19 @@ def _draw_conv(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] 
         return None
     groups = int(rng.choice([g for g in (1, 2, 3) if c % g == 0]))
     out = groups * int(rng.integers(1, 3))
-    return {"out": out, "k": k, "stride": int(rng.choice([1, 1, 2])), "pad": pad, "dil": dil, "groups": groups,
-            "bias": bool(rng.random() < 0.7)}
+    return {
+        "out": out,
+        "k": k,
+        "stride": int(rng.choice([1, 1, 2])),
+        "pad": pad,
+        "dil": dil,
+        "groups": groups,
+        "bias": bool(rng.random() < 0.7),
+    }
 
 
 def _conv_shape(shapes: list[Shape], a: dict[str, Any]) -> Shape:
-    n, c, h, w = shapes[0]
+    n, _c, h, w = shapes[0]
 
     def size(d: int) -> int:
         return (d + 2 * a["pad"] - a["dil"] * (a["k"] - 1) - 1) // a["stride"] + 1
@@ -402,8 +479,17 @@ def _conv_shape(shapes: list[Shape], a: dict[str, Any]) -> Shape:
 
 def _conv(m: Model, xs: list[Any], a: dict[str, Any], tag: str) -> Any:
     c = _shapes_of[tag][0][1]
-    conv = Conv2d(c, a["out"], a["k"], stride=a["stride"], padding=a["pad"], dilation=a["dil"], groups=a["groups"],
-                  bias=a["bias"], name=tag)
+    conv = Conv2d(
+        c,
+        a["out"],
+        a["k"],
+        stride=a["stride"],
+        padding=a["pad"],
+        dilation=a["dil"],
+        groups=a["groups"],
+        bias=a["bias"],
+        name=tag,
+    )
     return _block(m, conv, xs[0])
 
 
@@ -423,10 +509,20 @@ def _pool_shape(shapes: list[Shape], a: dict[str, Any]) -> Shape:
     return (n, c, (h + 2 * a["pad"] - a["k"]) // a["stride"] + 1, (w + 2 * a["pad"] - a["k"]) // a["stride"] + 1)
 
 
-op("max_pool2d", 1, _draw_pool, _pool_shape,
-   lambda m, xs, a, t: _block(m, MaxPool2d(a["k"], stride=a["stride"], padding=a["pad"], name=t), xs[0]))
-op("avg_pool2d", 1, _draw_pool, _pool_shape,
-   lambda m, xs, a, t: _block(m, AvgPool2d(a["k"], stride=a["stride"], padding=a["pad"], name=t), xs[0]))
+op(
+    "max_pool2d",
+    1,
+    _draw_pool,
+    _pool_shape,
+    lambda m, xs, a, t: _block(m, MaxPool2d(a["k"], stride=a["stride"], padding=a["pad"], name=t), xs[0]),
+)
+op(
+    "avg_pool2d",
+    1,
+    _draw_pool,
+    _pool_shape,
+    lambda m, xs, a, t: _block(m, AvgPool2d(a["k"], stride=a["stride"], padding=a["pad"], name=t), xs[0]),
+)
 
 
 def _block(m: Model, block: Any, x: Any) -> Any:
@@ -448,20 +544,38 @@ def _draw_conv_transpose(rng: np.random.Generator, shapes: list[Shape]) -> dict[
     size = [(d - 1) * stride - 2 * pad + dil * (k - 1) + op_ + 1 for d in s[2:]]
     if min(size) < 1 or max(size) > 16:
         return None
-    return {"out": out, "k": k, "stride": stride, "pad": pad, "op": op_, "dil": dil, "groups": groups,
-            "bias": bool(rng.random() < 0.7)}
+    return {
+        "out": out,
+        "k": k,
+        "stride": stride,
+        "pad": pad,
+        "op": op_,
+        "dil": dil,
+        "groups": groups,
+        "bias": bool(rng.random() < 0.7),
+    }
 
 
 def _conv_transpose_shape(shapes: list[Shape], a: dict[str, Any]) -> Shape:
-    n, c, h, w = shapes[0]
+    n, _c, h, w = shapes[0]
     size = [(d - 1) * a["stride"] - 2 * a["pad"] + a["dil"] * (a["k"] - 1) + a["op"] + 1 for d in (h, w)]
     return (n, a["out"], size[0], size[1])
 
 
 def _conv_transpose(m: Model, xs: list[Any], a: dict[str, Any], tag: str) -> Any:
     c = _shapes_of[tag][0][1]
-    block = ConvTranspose2d(c, a["out"], a["k"], stride=a["stride"], padding=a["pad"], output_padding=a["op"],
-                            dilation=a["dil"], groups=a["groups"], bias=a["bias"], name=tag)
+    block = ConvTranspose2d(
+        c,
+        a["out"],
+        a["k"],
+        stride=a["stride"],
+        padding=a["pad"],
+        output_padding=a["op"],
+        dilation=a["dil"],
+        groups=a["groups"],
+        bias=a["bias"],
+        name=tag,
+    )
     return _block(m, block, xs[0])
 
 
@@ -478,10 +592,16 @@ def _draw_conv1d(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any
     return {"out": int(rng.integers(1, 4)), "k": k, "stride": stride, "pad": pad}
 
 
-op("conv1d", 1, _draw_conv1d,
-   lambda sh, a: (sh[0][0], a["out"], (sh[0][2] + 2 * a["pad"] - a["k"]) // a["stride"] + 1),
-   lambda m, xs, a, t: _block(m, Conv1d(_shapes_of[t][0][1], a["out"], a["k"], stride=a["stride"],
-                                        padding=a["pad"], name=t), xs[0]), weight=0.5)
+op(
+    "conv1d",
+    1,
+    _draw_conv1d,
+    lambda sh, a: (sh[0][0], a["out"], (sh[0][2] + 2 * a["pad"] - a["k"]) // a["stride"] + 1),
+    lambda m, xs, a, t: _block(
+        m, Conv1d(_shapes_of[t][0][1], a["out"], a["k"], stride=a["stride"], padding=a["pad"], name=t), xs[0]
+    ),
+    weight=0.5,
+)
 
 
 def _draw_pool1d(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
@@ -491,8 +611,14 @@ def _draw_pool1d(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any
     return {"k": 2, "stride": int(rng.choice([1, 2]))}
 
 
-op("max_pool1d", 1, _draw_pool1d, lambda sh, a: sh[0][:2] + ((sh[0][2] - 2) // a["stride"] + 1,),
-   lambda m, xs, a, t: _block(m, MaxPool1d(2, stride=a["stride"], name=t), xs[0]), weight=0.3)
+op(
+    "max_pool1d",
+    1,
+    _draw_pool1d,
+    lambda sh, a: sh[0][:2] + ((sh[0][2] - 2) // a["stride"] + 1,),
+    lambda m, xs, a, t: _block(m, MaxPool1d(2, stride=a["stride"], name=t), xs[0]),
+    weight=0.3,
+)
 
 
 def _draw_adaptive(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
@@ -502,8 +628,14 @@ def _draw_adaptive(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, A
     return {"size": [int(rng.integers(1, s[2] + 2)), int(rng.integers(1, s[3] + 2))]}
 
 
-op("adaptive_avg_pool2d", 1, _draw_adaptive, lambda sh, a: sh[0][:2] + tuple(a["size"]),
-   lambda m, xs, a, t: _block(m, AdaptiveAvgPool2d(tuple(a["size"]), name=t), xs[0]), weight=0.5)
+op(
+    "adaptive_avg_pool2d",
+    1,
+    _draw_adaptive,
+    lambda sh, a: sh[0][:2] + tuple(a["size"]),
+    lambda m, xs, a, t: _block(m, AdaptiveAvgPool2d(tuple(a["size"]), name=t), xs[0]),
+    weight=0.5,
+)
 
 
 def _draw_groupnorm(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
@@ -513,11 +645,22 @@ def _draw_groupnorm(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, 
     return {"groups": int(rng.choice([g for g in (1, 2, 3) if s[1] % g == 0])), "affine": bool(rng.random() < 0.7)}
 
 
-op("groupnorm", 1, _draw_groupnorm, _same,
-   lambda m, xs, a, t: _block(m, GroupNorm(a["groups"], _shapes_of[t][0][1], affine=a["affine"], name=t), xs[0]),
-   weight=0.4)
-op("rmsnorm", 1, lambda r, sh: {} if sh[0] else None, _same,
-   lambda m, xs, a, t: _block(m, RMSNorm(_shapes_of[t][0][-1], name=t), xs[0]), weight=0.4)
+op(
+    "groupnorm",
+    1,
+    _draw_groupnorm,
+    _same,
+    lambda m, xs, a, t: _block(m, GroupNorm(a["groups"], _shapes_of[t][0][1], affine=a["affine"], name=t), xs[0]),
+    weight=0.4,
+)
+op(
+    "rmsnorm",
+    1,
+    lambda r, sh: {} if sh[0] else None,
+    _same,
+    lambda m, xs, a, t: _block(m, RMSNorm(_shapes_of[t][0][-1], name=t), xs[0]),
+    weight=0.4,
+)
 
 
 def _draw_batchnorm(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
@@ -547,28 +690,44 @@ def _draw_attention(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, 
     return {"heads": int(rng.choice(heads)), "causal": bool(rng.random() < 0.5)}
 
 
-op("attention", 1, _draw_attention, _same,
-   lambda m, xs, a, t: _block(m, MultiHeadAttention(_shapes_of[t][0][2], a["heads"], self_attention=True,
-                                                    causal=a["causal"], name=t), xs[0]), weight=0.4)
+op(
+    "attention",
+    1,
+    _draw_attention,
+    _same,
+    lambda m, xs, a, t: _block(
+        m, MultiHeadAttention(_shapes_of[t][0][2], a["heads"], self_attention=True, causal=a["causal"], name=t), xs[0]
+    ),
+    weight=0.4,
+)
 
 
 def _draw_rnn(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
     (s,) = shapes
     if len(s) != 3 or s[1] > 4:
         return None
-    return {"kind": str(rng.choice(["lstm", "gru"])), "hidden": int(rng.integers(1, 4)),
-            "bidirectional": bool(rng.random() < 0.3), "layers": int(rng.choice([1, 1, 2]))}
+    return {
+        "kind": str(rng.choice(["lstm", "gru"])),
+        "hidden": int(rng.integers(1, 4)),
+        "bidirectional": bool(rng.random() < 0.3),
+        "layers": int(rng.choice([1, 1, 2])),
+    }
 
 
 def _rnn(m: Model, xs: list[Any], a: dict[str, Any], tag: str) -> Any:
     cls = LSTM if a["kind"] == "lstm" else GRU
-    block = cls(_shapes_of[tag][0][2], a["hidden"], num_layers=a["layers"], batch_first=True,
-                bidirectional=a["bidirectional"], name=tag)
+    block = cls(
+        _shapes_of[tag][0][2],
+        a["hidden"],
+        num_layers=a["layers"],
+        batch_first=True,
+        bidirectional=a["bidirectional"],
+        name=tag,
+    )
     return _block(m, block, xs[0])
 
 
-op("rnn", 1, _draw_rnn, lambda sh, a: sh[0][:2] + (a["hidden"] * (2 if a["bidirectional"] else 1),), _rnn,
-   weight=0.3)
+op("rnn", 1, _draw_rnn, lambda sh, a: sh[0][:2] + (a["hidden"] * (2 if a["bidirectional"] else 1),), _rnn, weight=0.3)
 
 
 def _draw_broadcast_to(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
@@ -579,8 +738,14 @@ def _draw_broadcast_to(rng: np.random.Generator, shapes: list[Shape]) -> dict[st
     return {"shape": lead + [int(rng.integers(2, 4)) if d == 1 else d for d in s]}
 
 
-op("broadcast_to", 1, _draw_broadcast_to, lambda sh, a: tuple(a["shape"]),
-   lambda m, xs, a, t: m.call("broadcast_to", xs[0], shape=tuple(a["shape"])), weight=0.4)
+op(
+    "broadcast_to",
+    1,
+    _draw_broadcast_to,
+    lambda sh, a: tuple(a["shape"]),
+    lambda m, xs, a, t: m.call("broadcast_to", xs[0], shape=tuple(a["shape"])),
+    weight=0.4,
+)
 
 
 def _draw_reshape_as(rng: np.random.Generator, shapes: list[Shape]) -> dict[str, Any] | None:
@@ -588,8 +753,14 @@ def _draw_reshape_as(rng: np.random.Generator, shapes: list[Shape]) -> dict[str,
     return {} if math.prod(a) == math.prod(b) and a != b else None
 
 
-op("reshape_as", 2, _draw_reshape_as, lambda sh, a: sh[1],
-   lambda m, xs, a, t: m.call("reshape_as", xs[0], xs[1]), weight=0.5)
+op(
+    "reshape_as",
+    2,
+    _draw_reshape_as,
+    lambda sh, a: sh[1],
+    lambda m, xs, a, t: m.call("reshape_as", xs[0], xs[1]),
+    weight=0.5,
+)
 op("sign_mul", 1, _always, _same, lambda m, xs, a, t: m.call("mul", m.call("sign", xs[0]), xs[0]), weight=0.3)
 
 
@@ -599,8 +770,12 @@ _shapes_of: dict[str, list[Shape]] = {}  # op tag -> operand shapes, for builder
 
 def _random_shape(rng: np.random.Generator) -> Shape:
     if rng.random() < 0.2:  # an image batch, for convolutions and pooling
-        return (int(rng.integers(1, 3)), int(rng.choice([1, 2, 3, 4])), int(rng.integers(3, 7)),
-                int(rng.integers(3, 7)))
+        return (
+            int(rng.integers(1, 3)),
+            int(rng.choice([1, 2, 3, 4])),
+            int(rng.integers(3, 7)),
+            int(rng.integers(3, 7)),
+        )
     rank = int(rng.choice([1, 2, 2, 3, 3, 4]))
     return tuple(int(rng.integers(1, 6)) for _ in range(rank))
 
@@ -652,8 +827,13 @@ def build(spec: Spec, prefix: str = "", model: Model | None = None) -> Model:
     shapes = shapes_of(spec)
     refs: list[Any] = []
     for i, shape in enumerate(spec["inputs"]):
-        refs.append(m.call("mul", IOKey(f"{prefix}x{i}", shape=list(shape)),
-                           IOKey(f"{prefix}s{i}", shape=list(shape), role="param")))
+        refs.append(
+            m.call(
+                "mul",
+                IOKey(f"{prefix}x{i}", shape=list(shape)),
+                IOKey(f"{prefix}s{i}", shape=list(shape), role="param"),
+            )
+        )
     for j, (name, args, attrs) in enumerate(spec["ops"]):
         tag = f"{prefix}op{j}"
         _shapes_of[tag] = [shapes[i] for i in args]
@@ -695,20 +875,31 @@ class Fixture:
     #: the outputs in inference mode (BatchNorm's running statistics), what GGML computes
     inference: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def part(self, prefix: str) -> "Fixture":
+    def part(self, prefix: str) -> Fixture:
         """The entries of one graph of a forest."""
+
         def pick(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return {k: v for k, v in d.items() if k.startswith(prefix)}
 
-        return Fixture(pick(self.params), pick(self.inputs), pick(self.cotangents), pick(self.outputs),
-                       pick(self.gradients), pick(self.inference))
+        return Fixture(
+            pick(self.params),
+            pick(self.inputs),
+            pick(self.cotangents),
+            pick(self.outputs),
+            pick(self.gradients),
+            pick(self.inference),
+        )
 
-    def renamed(self, old: str, new: str) -> "Fixture":
+    def renamed(self, old: str, new: str) -> Fixture:
         def rename(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return {new + k[len(old):]: v for k, v in d.items()}
+            return {new + k[len(old) :]: v for k, v in d.items()}
 
-        return Fixture(*(rename(d) for d in (self.params, self.inputs, self.cotangents, self.outputs, self.gradients,
-                                              self.inference)))
+        return Fixture(
+            *(
+                rename(d)
+                for d in (self.params, self.inputs, self.cotangents, self.outputs, self.gradients, self.inference)
+            )
+        )
 
 
 _BACKENDS: dict[tuple[str, str, str], Any] = {}
@@ -736,8 +927,22 @@ JIT = {"jax": True}
 #: round it alike: a kink after it (``abs``) takes either one-sided derivative. A jitted backend's
 #: difference in a graph with a kink is therefore re-checked without jit: when that agrees with NumPy
 #: it is a note, not a failure (tests/reliability/test_fuzzer_regressions.py, the kink test).
-KINKS = frozenset({"relu", "abs", "leaky_relu", "maximum", "minimum", "max", "min", "where_greater", "max_pool2d",
-                   "max_pool1d", "sign_mul", "gelu"})
+KINKS = frozenset(
+    {
+        "relu",
+        "abs",
+        "leaky_relu",
+        "maximum",
+        "minimum",
+        "max",
+        "min",
+        "where_greater",
+        "max_pool2d",
+        "max_pool1d",
+        "sign_mul",
+        "gelu",
+    }
+)
 
 
 def oracle(model: Model, shapes: dict[str, list[int]], seed: int) -> Fixture:
@@ -750,13 +955,17 @@ def oracle(model: Model, shapes: dict[str, list[int]], seed: int) -> Fixture:
     cot = {k: rng.standard_normal(np.shape(v)) for k, v in outputs.items()}
     _, grads = pm.evaluate(params, inputs, cot)
     inference = pm.evaluate(params, inputs, training=False)
-    return Fixture({k: np.asarray(v) for k, v in params.items()}, inputs, cot,
-                   {k: np.asarray(v) for k, v in outputs.items()}, {k: np.asarray(v) for k, v in grads.items()},
-                   {k: np.asarray(v) for k, v in inference.items()})
+    return Fixture(
+        {k: np.asarray(v) for k, v in params.items()},
+        inputs,
+        cot,
+        {k: np.asarray(v) for k, v in outputs.items()},
+        {k: np.asarray(v) for k, v in grads.items()},
+        {k: np.asarray(v) for k, v in inference.items()},
+    )
 
 
-def _compare(got: dict[str, Any], want: dict[str, np.ndarray], rtol: float, what: str,
-             to_numpy: Any) -> dict[str, str]:
+def _compare(got: dict[str, Any], want: dict[str, np.ndarray], rtol: float, what: str, to_numpy: Any) -> dict[str, str]:
     """key -> what differs, for every key of ``want`` that ``got`` does not match."""
     bad: dict[str, str] = {}
     for k, w in want.items():
@@ -783,8 +992,13 @@ def run_float64(model: Model, fx: Fixture, name: str, autodiff: str = "mithril",
     lazy = options.pop("lazy", False)  # shapes known only when evaluate sees the inputs
     try:
         with be.scope():
-            pm = ml.compile(model, be, shapes=None if lazy else {k: list(v.shape) for k, v in fx.inputs.items()},
-                            jit=JIT.get(name, False), **options)
+            pm = ml.compile(
+                model,
+                be,
+                shapes=None if lazy else {k: list(v.shape) for k, v in fx.inputs.items()},
+                jit=JIT.get(name, False),
+                **options,
+            )
             params = {k: be.array(v) for k, v in fx.params.items()}
             inputs = {k: be.array(v) for k, v in fx.inputs.items()}
             if options.get("static_inference"):
@@ -796,7 +1010,7 @@ def run_float64(model: Model, fx: Fixture, name: str, autodiff: str = "mithril",
             bad.update(_compare(out, fx.outputs, RTOL64, "output", be.to_numpy))
             bad.update(_compare(grads, fx.gradients, RTOL64, "gradient", be.to_numpy))
             return bad
-    except Exception as e:  # noqa: BLE001 - a fuzzer reports whatever a backend raises
+    except Exception as e:
         return {"*": f"raised {type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}"}
 
 
@@ -808,12 +1022,12 @@ def run_ggml(model: Model, fx: Fixture) -> tuple[str, str | None]:
     except UnsupportedError as e:
         first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
         return f"unsupported: {first}", None
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return "failed", f"compile raised {type(e).__name__}: {e}"
     try:
         params = {k: v.astype(np.float32) for k, v in fx.params.items()}
         out = pm.evaluate(params, {k: v.astype(np.float32) for k, v in fx.inputs.items()}, training=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return "failed", f"evaluate raised {type(e).__name__}: {e}"
     bad = _compare(out, fx.inference, RTOL32, "output", np.asarray)
     return ("agrees", None) if not bad else ("failed", next(iter(bad.values())))
@@ -852,7 +1066,7 @@ def check_batch(specs: Sequence[Spec], backends: Sequence[str], *, index: int = 
                 build(spec, prefix, forest)
             shapes = {k: v for spec, prefix in zip(specs, prefixes) for k, v in input_shapes(spec, prefix).items()}
             fx = oracle(forest, shapes, specs[0].get("seed", 0))
-        except Exception as e:  # noqa: BLE001 - the oracle failing is a finding too
+        except Exception as e:
             if len(specs) == 1:
                 results[0].failures["numpy"] = f"raised {type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}"
                 return results
@@ -863,19 +1077,24 @@ def check_batch(specs: Sequence[Spec], backends: Sequence[str], *, index: int = 
             bad = run_float64(forest, fx, name, autodiff, **options)
             if "*" in bad and len(specs) > 1:  # which graph?
                 for r, spec, prefix in zip(results, specs, prefixes):
-                    one = run_float64(build(spec, "g0_"), fx.part(prefix).renamed(prefix, "g0_"), name, autodiff,
-                                      **options)
+                    one = run_float64(
+                        build(spec, "g0_"), fx.part(prefix).renamed(prefix, "g0_"), name, autodiff, **options
+                    )
                     if one:
                         r.failures[label] = next(iter(one.values()))
                 continue
             for key, what in bad.items():
-                k = 0 if key == "*" else int(key[1:key.index("_")])
+                k = 0 if key == "*" else int(key[1 : key.index("_")])
                 r, spec, prefix = results[k], specs[k], prefixes[k]
                 if label in r.failures or label in r.notes:
                     continue
                 if JIT.get(name) and key != "*" and any(op in KINKS for op, _, _ in spec["ops"]):
-                    eager = _eager(lambda: run_float64(build(spec, "g0_"), fx.part(prefix).renamed(prefix, "g0_"),
-                                                       name, autodiff, **options), name)
+                    eager = _eager(
+                        lambda: run_float64(
+                            build(spec, "g0_"), fx.part(prefix).renamed(prefix, "g0_"), name, autodiff, **options
+                        ),
+                        name,
+                    )
                     if not eager:
                         r.notes[label] = f"jit differs at a kink, eager agrees: {what}"
                         continue
@@ -911,8 +1130,12 @@ def _prune(spec: Spec) -> Spec:
         if n_in + j in need:
             new_index[n_in + j] = len(keep_in) + len(ops)
             ops.append([name, [new_index[a] for a in args], attrs])
-    return {**spec, "inputs": [spec["inputs"][i] for i in keep_in], "ops": ops,
-            "outputs": [new_index[o] for o in spec["outputs"]]}
+    return {
+        **spec,
+        "inputs": [spec["inputs"][i] for i in keep_in],
+        "ops": ops,
+        "outputs": [new_index[o] for o in spec["outputs"]],
+    }
 
 
 def minimise(spec: Spec, fails: Callable[[Spec], bool], rounds: int = 3) -> Spec:
@@ -928,8 +1151,9 @@ def minimise(spec: Spec, fails: Callable[[Spec], bool], rounds: int = 3) -> Spec
                     break
         n_in = len(best["inputs"])
         for j in range(len(best["ops"]) - 1, -1, -1):  # try to make an earlier value the output
-            trial = _prune({**best, "outputs": [n_in + j if o == n_in + len(best["ops"]) - 1 else o
-                                                for o in best["outputs"]]})
+            trial = _prune(
+                {**best, "outputs": [n_in + j if o == n_in + len(best["ops"]) - 1 else o for o in best["outputs"]]}
+            )
             if trial != best and _ok(trial) and fails(trial):
                 best, changed = trial, True
                 break
@@ -942,7 +1166,7 @@ def _ok(spec: Spec) -> bool:
     try:
         shapes_of(spec)
         return True
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -974,11 +1198,15 @@ class Batch:
     def report(self) -> list[str]:
         n = len(self.results)
         notes = sum(bool(r.notes) for r in self.results)
-        lines = [f"graph fuzzer: {n} graphs in {self.seconds:.1f} s, {len(self.failures)} with failures"
-                 + (f", {notes} differing only under jit at a kink (fuzz.KINKS)" if notes else "")]
+        lines = [
+            f"graph fuzzer: {n} graphs in {self.seconds:.1f} s, {len(self.failures)} with failures"
+            + (f", {notes} differing only under jit at a kink (fuzz.KINKS)" if notes else "")
+        ]
         if any(r.ggml != "not run" for r in self.results):
-            lines.append(f"GGML coverage: {self.ggml_coverage():.1%} of the inference graphs run on GGML and agree "
-                         f"with NumPy (float32 tolerance {RTOL32:g})")
+            lines.append(
+                f"GGML coverage: {self.ggml_coverage():.1%} of the inference graphs run on GGML and agree "
+                f"with NumPy (float32 tolerance {RTOL32:g})"
+            )
             for why, count in list(self.unsupported().items())[:12]:
                 lines.append(f"  unsupported ({count}): {why}")
         for r in self.failures[:20]:
@@ -991,8 +1219,15 @@ def installed() -> list[str]:
     return [b for b in ("numpy", "torch", "jax", "ggml") if b in ml.plugins.backends()]
 
 
-def run_batch(n: int, seed: int = 0, backends: Sequence[str] | None = None, *, max_ops: int = 8,
-              forest: int = 20, progress: bool = False) -> Batch:
+def run_batch(
+    n: int,
+    seed: int = 0,
+    backends: Sequence[str] | None = None,
+    *,
+    max_ops: int = 8,
+    forest: int = 20,
+    progress: bool = False,
+) -> Batch:
     """``n`` graphs from seeds ``seed..seed+n-1``, ``forest`` at a time; every 4th forest also runs with
     the backends' native autodiff (``autodiff="torch"``/``"jax"``)."""
     backends = [b for b in (backends or installed()) if b != "numpy"]
@@ -1002,8 +1237,11 @@ def run_batch(n: int, seed: int = 0, backends: Sequence[str] | None = None, *, m
         specs = [generate(s, max_ops) for s in range(start, min(start + forest, seed + n))]
         results.extend(check_batch(specs, backends, index=i))
         if progress and len(results) % 100 < forest:
-            print(f"  {len(results)} graphs, {sum(bool(r.failures) for r in results)} with failures, "
-                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+            print(
+                f"  {len(results)} graphs, {sum(bool(r.failures) for r in results)} with failures, "
+                f"{time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
     return Batch(results, time.perf_counter() - t0)
 
 
@@ -1012,7 +1250,7 @@ RECORDED: list[Result] = []
 SECONDS: list[float] = []
 
 
-def SUMMARY() -> list[str]:  # noqa: N802 - read by tests/reliability/conftest.py
+def SUMMARY() -> list[str]:
     return Batch(RECORDED, sum(SECONDS)).report() if RECORDED else []
 
 

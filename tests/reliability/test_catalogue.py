@@ -8,10 +8,9 @@ interpreter (cases that could abort run in a child process).
 
 from __future__ import annotations
 
+import catalogue_cases as C
 import numpy as np
 import pytest
-
-import catalogue_cases as C
 
 RUNS = C.runs()
 
@@ -43,9 +42,8 @@ def test_a_bfloat16_file_loads_exactly_into_a_numpy_backend() -> None:
 
 @pytest.mark.parametrize("bn", [b for b in ("torch",) if b in C.installed()])
 def test_a_bfloat16_file_keeps_its_dtype_where_the_backend_has_it(bn: str) -> None:
-    from mithril.io.safetensors import load_params
-
     import mithril as ml
+    from mithril.io.safetensors import load_params
 
     got = load_params(C.bfloat16_file(), C.backend(bn), keep_dtypes=True)["w"]
     assert C.backend(bn).dtype_of(got) is ml.bfloat16

@@ -16,9 +16,8 @@ import os
 import time
 from collections import Counter
 
-import pytest
-
 import fuzz
+import pytest
 
 GRAPHS = int(os.environ.get("MITHRIL_FUZZ_GRAPHS", "1000"))
 SEED = int(os.environ.get("MITHRIL_FUZZ_SEED", "0"))
@@ -38,8 +37,11 @@ def test_fuzzed_graphs_agree_on_every_backend(start: int) -> None:
     fuzz.SECONDS.append(time.perf_counter() - t0)
     fuzz.RECORDED.extend(results)
     failed = [r for r in results if r.failures]
-    assert not failed, "\n".join(f"seed {r.spec['seed']}: {where}: {what}\n  spec: {json.dumps(r.spec)}"
-                                 for r in failed for where, what in r.failures.items())
+    assert not failed, "\n".join(
+        f"seed {r.spec['seed']}: {where}: {what}\n  spec: {json.dumps(r.spec)}"
+        for r in failed
+        for where, what in r.failures.items()
+    )
 
 
 def test_ggml_coverage_does_not_fall() -> None:
@@ -58,9 +60,12 @@ def test_the_generator_is_seeded_and_covers_every_op() -> None:
 
 
 def test_minimise_keeps_a_failure_and_drops_the_rest() -> None:
-    spec = {"seed": 0, "inputs": [[2, 3], [3]],
-            "ops": [["relu", [0], {}], ["tanh", [1], {}], ["softmax", [2], {"axis": -1}], ["sin", [4], {}]],
-            "outputs": [5, 3]}
+    spec = {
+        "seed": 0,
+        "inputs": [[2, 3], [3]],
+        "ops": [["relu", [0], {}], ["tanh", [1], {}], ["softmax", [2], {"axis": -1}], ["sin", [4], {}]],
+        "outputs": [5, 3],
+    }
     small = fuzz.minimise(spec, lambda s: any(op == "softmax" for op, _, _ in s["ops"]))
     assert [op for op, _, _ in small["ops"]] == ["relu", "softmax"]
     assert small["inputs"] == [[2, 3]]

@@ -12,8 +12,27 @@ import pytest
 import mithril as ml
 from mithril.errors import ModelBuildError, ShapeMismatchError
 from mithril.models import (
-    LSTM, MLP, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv1d, Conv2d, ConvTranspose2d, Embedding, GroupNorm,
-    IOKey, LayerNorm, Linear, MatrixMultiply, MaxPool1d, MaxPool2d, Model, MultiHeadAttention, Relu, RMSNorm,
+    LSTM,
+    MLP,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Concat,
+    Conv1d,
+    Conv2d,
+    ConvTranspose2d,
+    Embedding,
+    GroupNorm,
+    IOKey,
+    LayerNorm,
+    Linear,
+    MatrixMultiply,
+    MaxPool1d,
+    MaxPool2d,
+    Model,
+    MultiHeadAttention,
+    Relu,
+    RMSNorm,
     Transpose,
 )
 from mithril.models.connections import uniform_fan_in
@@ -63,12 +82,12 @@ def test_torch_autograd_unreached_output_gives_zero_gradients(case, jit):
         assert all(not v.any() for v in results["torch"].values())
 
 
-
 # ---------------------------------------------------------------- 2. GGML: a param as matmul's left operand
 def _param_left_matmul(w_shape: list[int]) -> Model:
     model = Model()
-    model |= MatrixMultiply()(left=IOKey("w", shape=w_shape, role="param", init=uniform_fan_in),
-                              right="input", output=IOKey("output"))
+    model |= MatrixMultiply()(
+        left=IOKey("w", shape=w_shape, role="param", init=uniform_fan_in), right="input", output=IOKey("output")
+    )
     return model
 
 
@@ -126,15 +145,23 @@ def test_static_inference_folds_normalisation(case, variant):
 
 # ---------------------------------------------------------------- 4. ConvTranspose2d gradient, output_padding >= stride
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize(("stride", "dilation", "output_padding", "padding", "groups"), [
-    (1, 2, 1, 0, 1), (1, 2, 1, 1, 1), (1, 3, 2, 0, 2), (2, 3, 2, 1, 1), ((1, 2), (2, 1), (1, 0), (1, 0), 1),
-    (2, 1, 1, 0, 1),
-])
+@pytest.mark.parametrize(
+    ("stride", "dilation", "output_padding", "padding", "groups"),
+    [
+        (1, 2, 1, 0, 1),
+        (1, 2, 1, 1, 1),
+        (1, 3, 2, 0, 2),
+        (2, 3, 2, 1, 1),
+        ((1, 2), (2, 1), (1, 0), (1, 0), 1),
+        (2, 1, 1, 0, 1),
+    ],
+)
 def test_conv_transpose2d_gradients_with_output_padding(variant, stride, dilation, output_padding, padding, groups):
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(0).standard_normal((2, 2, 5, 6))
-    block = ConvTranspose2d(2, 4, 3, stride=stride, dilation=dilation, output_padding=output_padding,
-                            padding=padding, groups=groups)
+    block = ConvTranspose2d(
+        2, 4, 3, stride=stride, dilation=dilation, output_padding=output_padding, padding=padding, groups=groups
+    )
     model = Model()
     model |= block(input=IOKey("x", shape=list(x.shape), role="param"), output=IOKey("output"))
     backend = variant_backend(variant, "float64")
@@ -147,8 +174,9 @@ def test_conv_transpose2d_gradients_with_output_padding(variant, stride, dilatio
 
     w_key, b_key = (next(k for k in params if k.endswith(s)) for s in (".weight", ".bias"))
     tx, tw, tb = (torch.tensor(np.asarray(params[k]), requires_grad=True) for k in ("x", w_key, b_key))
-    ty = torch.nn.functional.conv_transpose2d(tx, tw, tb, stride=stride, padding=padding,
-                                              output_padding=output_padding, dilation=dilation, groups=groups)
+    ty = torch.nn.functional.conv_transpose2d(
+        tx, tw, tb, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups
+    )
     ty.backward(torch.tensor(cot))
     np.testing.assert_allclose(np.asarray(out), ty.detach().numpy(), rtol=1e-9, atol=1e-9)
     for k, t in (("x", tx), (w_key, tw), (b_key, tb)):
@@ -176,6 +204,7 @@ def _after_matmul(make, *args):
     def build(model: Model) -> None:
         _matmul(model)
         model |= make(*args)(input="mm", output=IOKey("output"))
+
     return build
 
 
@@ -209,17 +238,29 @@ def _np_unflatten(x, axis, sizes):
     sizes = list(sizes)
     if -1 in sizes:
         sizes[sizes.index(-1)] = x.shape[axis] // -int(np.prod(sizes))
-    return x.reshape(x.shape[:axis] + tuple(sizes) + x.shape[axis + 1:])
+    return x.reshape(x.shape[:axis] + tuple(sizes) + x.shape[axis + 1 :])
 
 
-SLICES = [((None,), (1,), (None,)), ((1,), (None,), (None,)), ((None, 1), (None, 3), (None, None)),
-          ((0,), (2,), (2,)), ((None, None, 1), (None, None, None), (None, None, 2))]
+SLICES = [
+    ((None,), (1,), (None,)),
+    ((1,), (None,), (None,)),
+    ((None, 1), (None, 3), (None, None)),
+    ((0,), (2,), (2,)),
+    ((None, None, 1), (None, None, None), (None, None, 2)),
+]
 UNFLATTENS = [(0, (1, 2)), (1, (3, 1)), (2, (5, 1)), (0, (-1,)), (-1, (-1, 5)), (-2, (3, 1))]
 SHAPE_CASES = {
-    **{f"matmul-slice{args}": (_after_matmul(_slice, *args), lambda a, b, c, args=args: _np_slice(a @ b, *args))
-       for args in SLICES},
-    **{f"matmul-unflatten{args}": (_after_matmul(_unflatten, *args),
-                                   lambda a, b, c, args=args: _np_unflatten(a @ b, *args)) for args in UNFLATTENS},
+    **{
+        f"matmul-slice{args}": (_after_matmul(_slice, *args), lambda a, b, c, args=args: _np_slice(a @ b, *args))
+        for args in SLICES
+    },
+    **{
+        f"matmul-unflatten{args}": (
+            _after_matmul(_unflatten, *args),
+            lambda a, b, c, args=args: _np_unflatten(a @ b, *args),
+        )
+        for args in UNFLATTENS
+    },
     "slice-matmul": (_slice_then_matmul, lambda a, b, c: a[:1] @ b),
     "matmul-slice-matmul": (_matmul_slice_matmul, lambda a, b, c: (a @ b)[:1] @ c),
     "matmul-unflatten-matmul": (_matmul_unflatten_matmul, lambda a, b, c: (a @ b).reshape(1, 2, 3, 5) @ c),
@@ -239,8 +280,9 @@ def test_shapes_given_at_compile_through_matmul(case, variant):
     backend = variant_backend(variant, "float64")
     pm = ml.compile(model, backend, shapes={k: list(v.shape) for k, v in data.items() if k in _inputs(model)})
     assert list(pm.shapes["output"]) == list(expected.shape)
-    out = pm.evaluate(pm.randomize_params(seed=0), {k: backend.array(v) for k, v in data.items()
-                                                    if k in _inputs(model)})["output"]
+    out = pm.evaluate(
+        pm.randomize_params(seed=0), {k: backend.array(v) for k, v in data.items() if k in _inputs(model)}
+    )["output"]
     np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -248,11 +290,14 @@ def _inputs(model: Model) -> set[str]:
     return {"a", "b", "c"} & set(model.shapes())
 
 
-@pytest.mark.parametrize(("build", "shapes", "needle"), [
-    (_after_matmul(_unflatten, 0, (2, 2)), {"a": [3, 3, 4], "b": [4, 5]}, "unflatten"),
-    (_after_matmul(_slice, (None,) * 4, (1,) * 4, (None,) * 4), {"a": [3, 4], "b": [4, 5]}, "slice"),
-    (_slice_then_matmul, {"a": [3], "b": [4, 5]}, "matrixmultiply"),
-])
+@pytest.mark.parametrize(
+    ("build", "shapes", "needle"),
+    [
+        (_after_matmul(_unflatten, 0, (2, 2)), {"a": [3, 3, 4], "b": [4, 5]}, "unflatten"),
+        (_after_matmul(_slice, (None,) * 4, (1,) * 4, (None,) * 4), {"a": [3, 4], "b": [4, 5]}, "slice"),
+        (_slice_then_matmul, {"a": [3], "b": [4, 5]}, "matrixmultiply"),
+    ],
+)
 def test_shapes_given_at_compile_through_matmul_mismatch(build, shapes, needle):
     pytest.importorskip("mithril_numpy")
     model = Model()
@@ -263,11 +308,14 @@ def test_shapes_given_at_compile_through_matmul_mismatch(build, shapes, needle):
 
 # ---------------------------------------------------------------- 6. BatchNorm without num_features
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize(("make", "torch_cls", "shape"), [
-    (lambda **kw: BatchNorm2d(**kw), "BatchNorm2d", (4, 3, 5, 5)),
-    (lambda **kw: BatchNorm1d(**kw), "BatchNorm1d", (4, 3, 6)),
-    (lambda **kw: BatchNorm1d(**kw), "BatchNorm1d", (6, 3)),
-])
+@pytest.mark.parametrize(
+    ("make", "torch_cls", "shape"),
+    [
+        (lambda **kw: BatchNorm2d(**kw), "BatchNorm2d", (4, 3, 5, 5)),
+        (lambda **kw: BatchNorm1d(**kw), "BatchNorm1d", (4, 3, 6)),
+        (lambda **kw: BatchNorm1d(**kw), "BatchNorm1d", (6, 3)),
+    ],
+)
 @pytest.mark.parametrize("affine", [True, False])
 def test_batchnorm_infers_num_features_at_compile(variant, make, torch_cls, shape, affine):
     torch = pytest.importorskip("torch")
@@ -278,8 +326,7 @@ def test_batchnorm_infers_num_features_at_compile(variant, make, torch_cls, shap
     model |= make(affine=affine)(input=IOKey("x", shape=list(shape), role="param"), output=IOKey("output"))
     pm = ml.compile(model, backend)
     params = pm.randomize_params(seed=0)
-    assert {k: tuple(v.shape) for k, v in params.items() if k != "x"} == {
-        k: (shape[1],) for k in params if k != "x"}
+    assert {k: tuple(v.shape) for k, v in params.items() if k != "x"} == {k: (shape[1],) for k in params if k != "x"}
     params["x"] = backend.array(x)
     ref = getattr(torch.nn, torch_cls)(shape[1], affine=affine).double()
     tx = torch.tensor(x, requires_grad=True)
@@ -299,8 +346,9 @@ def test_batchnorm_without_num_features_reports_a_mismatched_weight():
     pytest.importorskip("mithril_numpy")
     model = Model()
     with pytest.raises(ShapeMismatchError, match=r"batchnorm2d_0\.weight \(BatchNorm2d, shape \[3\]\).*\[4\]"):
-        model |= BatchNorm2d()(input=IOKey("input", shape=[2, 3, 4, 4]), weight=IOKey("w", shape=[4]),
-                               output=IOKey("output"))
+        model |= BatchNorm2d()(
+            input=IOKey("input", shape=[2, 3, 4, 4]), weight=IOKey("w", shape=[4]), output=IOKey("output")
+        )
     model = Model()  # the input known only at compile: the given shape is reported against the weight's
     model |= BatchNorm2d()(input="input", weight=IOKey("w", shape=[4]), output=IOKey("output"))
     with pytest.raises(ShapeMismatchError, match=r"'input' is \[2, 3, 4, 4\] but the model needs \[d\d+, 4, "):
@@ -322,8 +370,9 @@ def _linear_no_bias_model() -> Model:
 
 @pytest.mark.parametrize("autodiff", ["mithril", "torch"])
 @pytest.mark.parametrize("gradients", [False, True])
-@pytest.mark.parametrize(("make", "shape"), [(_transpose_model, [3, 4]), (_transpose_model, [2, 3, 4]),
-                                             (_linear_no_bias_model, [3, 4])])
+@pytest.mark.parametrize(
+    ("make", "shape"), [(_transpose_model, [3, 4]), (_transpose_model, [2, 3, 4]), (_linear_no_bias_model, [3, 4])]
+)
 def test_torch_compile_traces_without_graph_breaks(make, shape, gradients, autodiff):
     """fullgraph=True turns any graph break into an error, which TorchBackend answers by warning and
     running eagerly; the eager dynamo backend traces without compiling kernels (fast)."""
@@ -331,10 +380,13 @@ def test_torch_compile_traces_without_graph_breaks(make, shape, gradients, autod
     import warnings
 
     if gradients and autodiff == "torch":
-        pytest.skip("torch.autograd.grad inside the compiled function is a graph break by design (dynamo's "
-                    "trace_autograd_ops is off): autodiff='torch' compiles the forward only")
-    backend = ml.TorchBackend(dtype=ml.float32, autodiff=autodiff,
-                              compile_options={"fullgraph": True, "backend": "eager"})
+        pytest.skip(
+            "torch.autograd.grad inside the compiled function is a graph break by design (dynamo's "
+            "trace_autograd_ops is off): autodiff='torch' compiles the forward only"
+        )
+    backend = ml.TorchBackend(
+        dtype=ml.float32, autodiff=autodiff, compile_options={"fullgraph": True, "backend": "eager"}
+    )
     model = make()
     if gradients and make is _transpose_model:  # a param to differentiate
         model = Model()
@@ -464,8 +516,9 @@ def test_a_jitted_kink_differs_from_eager_only_at_the_kink():
         with backend.scope():
             out, g = pm.evaluate({"w": backend.array(w)}, {}, {"output": backend.array(np.ones(16))})
         results[name, jit] = (np.asarray(backend.to_numpy(out["output"])), np.asarray(backend.to_numpy(g["w"])))
-    (out_np, g_np), (out_eager, g_eager), (out_jit, g_jit) = (results[k] for k in
-                                                              (("numpy", False), ("jax", False), ("jax", True)))
+    (out_np, g_np), (_out_eager, g_eager), (out_jit, g_jit) = (
+        results[k] for k in (("numpy", False), ("jax", False), ("jax", True))
+    )
     np.testing.assert_allclose(g_eager, g_np, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out_jit, out_np, rtol=1e-12, atol=1e-15)
     assert out_np[kink] == 0.0 and abs(out_jit[kink]) < 1e-15  # the exact zero, and XLA's FMA residual

@@ -12,8 +12,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ["packages", "tests", "examples", "benchmarks", "docs"]
-UNSAFE = re.compile(r"\b(import pickle|from pickle|pickle\.loads?|cPickle|dill\.|joblib\.load|torch\.load|"
-                    r"shelve\.open|marshal\.loads?)\b")
+UNSAFE = re.compile(
+    r"\b(import pickle|from pickle|pickle\.loads?|cPickle|dill\.|joblib\.load|torch\.load|"
+    r"shelve\.open|marshal\.loads?)\b"
+)
 NP_LOAD = re.compile(r"\bnp\.load\(|\bnumpy\.load\(")
 
 

@@ -55,8 +55,12 @@ def batch(i: int) -> tuple[np.ndarray, np.ndarray]:
 @functools.cache
 def _initial() -> tuple[tuple[str, np.ndarray], ...]:
     rng = np.random.default_rng(42)
-    shapes = {"linear_0.weight": (HIDDEN, IN), "linear_0.bias": (HIDDEN,),
-              "linear_1.weight": (OUT, HIDDEN), "linear_1.bias": (OUT,)}
+    shapes = {
+        "linear_0.weight": (HIDDEN, IN),
+        "linear_0.bias": (HIDDEN,),
+        "linear_1.weight": (OUT, HIDDEN),
+        "linear_1.bias": (OUT,),
+    }
     return tuple((k, rng.uniform(-0.6, 0.6, size=s)) for k, s in shapes.items())
 
 
@@ -90,12 +94,12 @@ def single_torch_thread() -> Any:
 
 
 # ------------------------------------------------------------------------------ mithril
-def mithril_trajectory(optimizer: Any, backend: str, *, steps: int = STEPS, jit: bool = False,
-                       dtype: str = "float64") -> Trajectory:
+def mithril_trajectory(
+    optimizer: Any, backend: str, *, steps: int = STEPS, jit: bool = False, dtype: str = "float64"
+) -> Trajectory:
     """Train the MLP with ``optimizer`` on ``backend`` (a variant name), compiled once."""
     be = variant_backend(backend, dtype)
-    step = compile_step(mlp(), be, loss=CrossEntropyLoss(), optimizer=optimizer,
-                        shapes={"input": [BATCH, IN]}, jit=jit)
+    step = compile_step(mlp(), be, loss=CrossEntropyLoss(), optimizer=optimizer, shapes={"input": [BATCH, IN]}, jit=jit)
     state = step.init({k: be.array(v) for k, v in initial_params().items()})
     data = [{"input": be.array(x), "target": be.array(y)} for x, y in dataset()]
     losses, lrs, norms = [], [], []
@@ -121,18 +125,24 @@ def _torch_loss(params: Sequence[Any], x: Any, y: Any) -> Any:
     return torch.nn.functional.cross_entropy(h @ w1.T + b1, y)
 
 
-def torch_trajectory(make_optimizer: Callable[[dict[str, Any]], Any], *,
-                     make_scheduler: Callable[[Any], Any] | None = None,
-                     frozen: Sequence[str] = (), clip_norm: float | None = None,
-                     clip_value: float | None = None, steps: int = STEPS) -> Trajectory:
+def torch_trajectory(
+    make_optimizer: Callable[[dict[str, Any]], Any],
+    *,
+    make_scheduler: Callable[[Any], Any] | None = None,
+    frozen: Sequence[str] = (),
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
+    steps: int = STEPS,
+) -> Trajectory:
     """The same training with ``torch.optim``: ``make_optimizer(params by name)`` returns the
     optimizer (its param groups), ``make_scheduler(optimizer)`` an LR scheduler, stepped after
     every ``optimizer.step()``. ``frozen`` params get no gradient; clipping (value first, then
     global norm, as mithril's order) runs over the trained params before the step."""
     import torch
 
-    named = {k: torch.tensor(v, dtype=torch.float64, requires_grad=k not in frozen)
-             for k, v in initial_params().items()}
+    named = {
+        k: torch.tensor(v, dtype=torch.float64, requires_grad=k not in frozen) for k, v in initial_params().items()
+    }
     trained = [named[k] for k in NAMES if k not in frozen]
     opt = make_optimizer(named)
     sched = make_scheduler(opt) if make_scheduler is not None else None
@@ -175,6 +185,7 @@ def optax_trajectory(make_transform: Callable[[], Any], *, steps: int = STEPS) -
     import jax
     import jax.numpy as jnp
     import optax
+
     from mithril_jax.x64 import x64_context
 
     with x64_context():
@@ -194,13 +205,16 @@ def optax_trajectory(make_transform: Callable[[], Any], *, steps: int = STEPS) -
 
 
 # ------------------------------------------------------------------------------ compare
-def assert_same(got: Trajectory, want: Trajectory, *, rtol: float = 1e-10, atol: float = 1e-12,
-                lrs: bool = True) -> None:
+def assert_same(
+    got: Trajectory, want: Trajectory, *, rtol: float = 1e-10, atol: float = 1e-12, lrs: bool = True
+) -> None:
     """Loss at every step, lr at every step (unless ``lrs=False``) and the final params agree."""
     assert got.losses.shape == want.losses.shape
     bad = np.flatnonzero(~np.isclose(got.losses, want.losses, rtol=rtol, atol=0.0))
-    assert bad.size == 0, (f"loss differs first at step {bad[0]}: {got.losses[bad[0]]!r} vs {want.losses[bad[0]]!r} "
-                           f"(max rel diff {np.max(np.abs(got.losses - want.losses) / np.abs(want.losses)):.3e})")
+    assert bad.size == 0, (
+        f"loss differs first at step {bad[0]}: {got.losses[bad[0]]!r} vs {want.losses[bad[0]]!r} "
+        f"(max rel diff {np.max(np.abs(got.losses - want.losses) / np.abs(want.losses)):.3e})"
+    )
     if lrs:
         np.testing.assert_allclose(got.lrs, want.lrs, rtol=rtol, atol=0.0, err_msg="lr per step")
     assert got.params.keys() == want.params.keys()
@@ -213,6 +227,19 @@ def assert_same(got: Trajectory, want: Trajectory, *, rtol: float = 1e-10, atol:
     assert moved > 1e-3
 
 
-__all__ = ["BACKENDS", "NAMES", "STEPS", "Trajectory", "mlp", "dataset", "batch", "initial_params",
-           "single_torch_thread", "mithril_trajectory", "torch_trajectory", "torch_grads", "optax_trajectory",
-           "assert_same"]
+__all__ = [
+    "BACKENDS",
+    "NAMES",
+    "STEPS",
+    "Trajectory",
+    "assert_same",
+    "batch",
+    "dataset",
+    "initial_params",
+    "mithril_trajectory",
+    "mlp",
+    "optax_trajectory",
+    "single_torch_thread",
+    "torch_grads",
+    "torch_trajectory",
+]

@@ -40,10 +40,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mithril.errors import ModelBuildError  # noqa: E402
-from mithril.models import CrossEntropyLoss  # noqa: E402
-from mithril.training import compile_step, optim  # noqa: E402
-from mithril.training.optim import ParamGroup  # noqa: E402
+from mithril.errors import ModelBuildError
+from mithril.models import CrossEntropyLoss
+from mithril.training import compile_step, optim
+from mithril.training.optim import ParamGroup
 
 
 def _load_oracle() -> Any:
@@ -69,46 +69,66 @@ def _all(p: dict[str, Any]) -> list[Any]:
 
 # case -> (mithril optimizer factory, torch.optim factory on the params by name)
 TORCH_CASES: dict[str, tuple[Callable[[], Any], Callable[[dict[str, Any]], Any]]] = {
-    "sgd": (lambda: optim.SGD(lr=0.1),
-            lambda p: torch.optim.SGD(_all(p), lr=0.1)),
-    "sgd-weight_decay": (lambda: optim.SGD(lr=0.1, weight_decay=0.05),
-                         lambda p: torch.optim.SGD(_all(p), lr=0.1, weight_decay=0.05)),
-    "sgd-momentum": (lambda: optim.SGD(lr=0.05, momentum=0.9),
-                     lambda p: torch.optim.SGD(_all(p), lr=0.05, momentum=0.9)),
-    "sgd-dampening": (lambda: optim.SGD(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.01),
-                      lambda p: torch.optim.SGD(_all(p), lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.01)),
-    "sgd-nesterov": (lambda: optim.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.02),
-                     lambda p: torch.optim.SGD(_all(p), lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.02)),
-    "adam": (lambda: optim.Adam(lr=1e-2),
-             lambda p: torch.optim.Adam(_all(p), lr=1e-2)),
-    "adam-weight_decay": (lambda: optim.Adam(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
-                          lambda p: torch.optim.Adam(_all(p), lr=1e-2, betas=(0.8, 0.99), eps=1e-6,
-                                                     weight_decay=0.1)),
-    "adam-amsgrad": (lambda: optim.Adam(lr=2e-2, betas=(0.9, 0.95), amsgrad=True, weight_decay=0.01),
-                     lambda p: torch.optim.Adam(_all(p), lr=2e-2, betas=(0.9, 0.95), amsgrad=True,
-                                                weight_decay=0.01)),
-    "adamw": (lambda: optim.AdamW(lr=1e-2, weight_decay=0.1),
-              lambda p: torch.optim.AdamW(_all(p), lr=1e-2, weight_decay=0.1)),
-    "adamw-default": (lambda: optim.AdamW(),  # defaults: lr 1e-3, wd 1e-2 as torch's
-                      lambda p: torch.optim.AdamW(_all(p))),
-    "adamw-amsgrad": (lambda: optim.AdamW(lr=2e-2, weight_decay=0.5, amsgrad=True),
-                      lambda p: torch.optim.AdamW(_all(p), lr=2e-2, weight_decay=0.5, amsgrad=True)),
-    "rmsprop": (lambda: optim.RMSprop(lr=1e-2),
-                lambda p: torch.optim.RMSprop(_all(p), lr=1e-2)),
-    "rmsprop-centered": (lambda: optim.RMSprop(lr=5e-3, alpha=0.9, centered=True),
-                         lambda p: torch.optim.RMSprop(_all(p), lr=5e-3, alpha=0.9, centered=True)),
-    "rmsprop-momentum": (lambda: optim.RMSprop(lr=2e-3, momentum=0.9, weight_decay=0.05),
-                         lambda p: torch.optim.RMSprop(_all(p), lr=2e-3, momentum=0.9, weight_decay=0.05)),
+    "sgd": (lambda: optim.SGD(lr=0.1), lambda p: torch.optim.SGD(_all(p), lr=0.1)),
+    "sgd-weight_decay": (
+        lambda: optim.SGD(lr=0.1, weight_decay=0.05),
+        lambda p: torch.optim.SGD(_all(p), lr=0.1, weight_decay=0.05),
+    ),
+    "sgd-momentum": (
+        lambda: optim.SGD(lr=0.05, momentum=0.9),
+        lambda p: torch.optim.SGD(_all(p), lr=0.05, momentum=0.9),
+    ),
+    "sgd-dampening": (
+        lambda: optim.SGD(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.01),
+        lambda p: torch.optim.SGD(_all(p), lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.01),
+    ),
+    "sgd-nesterov": (
+        lambda: optim.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.02),
+        lambda p: torch.optim.SGD(_all(p), lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.02),
+    ),
+    "adam": (lambda: optim.Adam(lr=1e-2), lambda p: torch.optim.Adam(_all(p), lr=1e-2)),
+    "adam-weight_decay": (
+        lambda: optim.Adam(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+        lambda p: torch.optim.Adam(_all(p), lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+    ),
+    "adam-amsgrad": (
+        lambda: optim.Adam(lr=2e-2, betas=(0.9, 0.95), amsgrad=True, weight_decay=0.01),
+        lambda p: torch.optim.Adam(_all(p), lr=2e-2, betas=(0.9, 0.95), amsgrad=True, weight_decay=0.01),
+    ),
+    "adamw": (
+        lambda: optim.AdamW(lr=1e-2, weight_decay=0.1),
+        lambda p: torch.optim.AdamW(_all(p), lr=1e-2, weight_decay=0.1),
+    ),
+    "adamw-default": (
+        lambda: optim.AdamW(),  # defaults: lr 1e-3, wd 1e-2 as torch's
+        lambda p: torch.optim.AdamW(_all(p)),
+    ),
+    "adamw-amsgrad": (
+        lambda: optim.AdamW(lr=2e-2, weight_decay=0.5, amsgrad=True),
+        lambda p: torch.optim.AdamW(_all(p), lr=2e-2, weight_decay=0.5, amsgrad=True),
+    ),
+    "rmsprop": (lambda: optim.RMSprop(lr=1e-2), lambda p: torch.optim.RMSprop(_all(p), lr=1e-2)),
+    "rmsprop-centered": (
+        lambda: optim.RMSprop(lr=5e-3, alpha=0.9, centered=True),
+        lambda p: torch.optim.RMSprop(_all(p), lr=5e-3, alpha=0.9, centered=True),
+    ),
+    "rmsprop-momentum": (
+        lambda: optim.RMSprop(lr=2e-3, momentum=0.9, weight_decay=0.05),
+        lambda p: torch.optim.RMSprop(_all(p), lr=2e-3, momentum=0.9, weight_decay=0.05),
+    ),
     "rmsprop-centered-momentum": (
         lambda: optim.RMSprop(lr=2e-3, alpha=0.95, eps=1e-6, centered=True, momentum=0.7, weight_decay=0.02),
-        lambda p: torch.optim.RMSprop(_all(p), lr=2e-3, alpha=0.95, eps=1e-6, centered=True, momentum=0.7,
-                                      weight_decay=0.02)),
-    "adagrad": (lambda: optim.Adagrad(lr=5e-2),
-                lambda p: torch.optim.Adagrad(_all(p), lr=5e-2)),
+        lambda p: torch.optim.RMSprop(
+            _all(p), lr=2e-3, alpha=0.95, eps=1e-6, centered=True, momentum=0.7, weight_decay=0.02
+        ),
+    ),
+    "adagrad": (lambda: optim.Adagrad(lr=5e-2), lambda p: torch.optim.Adagrad(_all(p), lr=5e-2)),
     "adagrad-options": (
         lambda: optim.Adagrad(lr=1e-1, lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1, eps=1e-8),
-        lambda p: torch.optim.Adagrad(_all(p), lr=1e-1, lr_decay=0.01, weight_decay=0.05,
-                                      initial_accumulator_value=0.1, eps=1e-8)),
+        lambda p: torch.optim.Adagrad(
+            _all(p), lr=1e-1, lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1, eps=1e-8
+        ),
+    ),
 }
 
 
@@ -124,10 +144,13 @@ OPTAX_CASES: dict[str, tuple[str | Callable[[], Any], Callable[[], Any]]] = {
     "sgd-momentum": ("sgd-momentum", lambda: _optax().sgd(0.05, momentum=0.9)),
     "sgd-nesterov-weight_decay": (  # SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.02)
         "sgd-nesterov",
-        lambda: _optax().chain(_optax().add_decayed_weights(0.02), _optax().sgd(0.05, momentum=0.9, nesterov=True))),
+        lambda: _optax().chain(_optax().add_decayed_weights(0.02), _optax().sgd(0.05, momentum=0.9, nesterov=True)),
+    ),
     "lion": (lambda: optim.Lion(lr=1e-3), lambda: _optax().lion(1e-3, weight_decay=0.0)),
-    "lion-options": (lambda: optim.Lion(lr=2e-3, betas=(0.95, 0.98), weight_decay=0.5),
-                     lambda: _optax().lion(2e-3, b1=0.95, b2=0.98, weight_decay=0.5)),
+    "lion-options": (
+        lambda: optim.Lion(lr=2e-3, betas=(0.95, 0.98), weight_decay=0.5),
+        lambda: _optax().lion(2e-3, b1=0.95, b2=0.98, weight_decay=0.5),
+    ),
 }
 #: on one backend only: the defaults (backend-independent), and plain cases whose code paths a
 #: case with more options runs on every backend (sgd: sgd-weight_decay; rmsprop-centered:
@@ -155,8 +178,12 @@ def _mithril(case: str, backend: str, jit: bool = False) -> Any:
 
 
 def _torch_params() -> list[Any]:
-    return [pytest.param(case, backend, id=f"{case}-{backend}") for case in sorted(TORCH_CASES)
-            for backend in BACKENDS if backend in FIRST_BACKEND or case not in ONE_BACKEND]
+    return [
+        pytest.param(case, backend, id=f"{case}-{backend}")
+        for case in sorted(TORCH_CASES)
+        for backend in BACKENDS
+        if backend in FIRST_BACKEND or case not in ONE_BACKEND
+    ]
 
 
 # ------------------------------------------------------------------ optimizers vs torch.optim
@@ -197,53 +224,89 @@ def test_optimizer_jit(case: str, backend: str) -> None:
 
 # -------------------------------------------------------------------- parameter groups
 def _groups_torch(p: dict[str, Any]) -> Any:
-    return torch.optim.AdamW([
-        {"params": [p["linear_1.weight"]]},
-        {"params": [p["linear_0.bias"], p["linear_1.bias"]], "weight_decay": 0.0},
-        {"params": [p["linear_0.weight"]], "lr": 3e-2, "betas": (0.8, 0.9)},
-    ], lr=1e-2, weight_decay=0.2)
+    return torch.optim.AdamW(
+        [
+            {"params": [p["linear_1.weight"]]},
+            {"params": [p["linear_0.bias"], p["linear_1.bias"]], "weight_decay": 0.0},
+            {"params": [p["linear_0.weight"]], "lr": 3e-2, "betas": (0.8, 0.9)},
+        ],
+        lr=1e-2,
+        weight_decay=0.2,
+    )
 
 
 GROUP_CASES: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
     # no weight decay on biases, a group with its own lr and betas
     "adamw-groups": (
-        lambda: optim.AdamW(lr=1e-2, weight_decay=0.2, groups=[
-            ParamGroup("*.bias", weight_decay=0.0),
-            ParamGroup("linear_0.weight", lr=3e-2, betas=(0.8, 0.9))]),
-        {"make_optimizer": _groups_torch}),
+        lambda: optim.AdamW(
+            lr=1e-2,
+            weight_decay=0.2,
+            groups=[ParamGroup("*.bias", weight_decay=0.0), ParamGroup("linear_0.weight", lr=3e-2, betas=(0.8, 0.9))],
+        ),
+        {"make_optimizer": _groups_torch},
+    ),
     # a frozen group; the first matching group wins (linear_0.bias is frozen, not decay-free)
     "sgd-frozen": (
-        lambda: optim.SGD(lr=0.05, momentum=0.9, weight_decay=0.05, groups=[
-            ParamGroup(["linear_0.*"], trainable=False),
-            ParamGroup("*.bias", weight_decay=0.0, momentum=0.0)]),
-        {"make_optimizer": lambda p: torch.optim.SGD([
-            {"params": [p["linear_1.weight"]]},
-            {"params": [p["linear_1.bias"]], "weight_decay": 0.0, "momentum": 0.0}],
-            lr=0.05, momentum=0.9, weight_decay=0.05),
-         "frozen": ("linear_0.weight", "linear_0.bias")}),
+        lambda: optim.SGD(
+            lr=0.05,
+            momentum=0.9,
+            weight_decay=0.05,
+            groups=[ParamGroup(["linear_0.*"], trainable=False), ParamGroup("*.bias", weight_decay=0.0, momentum=0.0)],
+        ),
+        {
+            "make_optimizer": lambda p: torch.optim.SGD(
+                [
+                    {"params": [p["linear_1.weight"]]},
+                    {"params": [p["linear_1.bias"]], "weight_decay": 0.0, "momentum": 0.0},
+                ],
+                lr=0.05,
+                momentum=0.9,
+                weight_decay=0.05,
+            ),
+            "frozen": ("linear_0.weight", "linear_0.bias"),
+        },
+    ),
     # clipping by global norm (active at some steps, not at others: see the test)
     "adam-clip_norm": (
         lambda: optim.Adam(lr=1e-2, clip_norm=0.8),
-        {"make_optimizer": lambda p: torch.optim.Adam(_all(p), lr=1e-2), "clip_norm": 0.8}),
+        {"make_optimizer": lambda p: torch.optim.Adam(_all(p), lr=1e-2), "clip_norm": 0.8},
+    ),
     "sgd-clip_norm": (
         lambda: optim.SGD(lr=0.1, momentum=0.5, clip_norm=0.8),
-        {"make_optimizer": lambda p: torch.optim.SGD(_all(p), lr=0.1, momentum=0.5), "clip_norm": 0.8}),
+        {"make_optimizer": lambda p: torch.optim.SGD(_all(p), lr=0.1, momentum=0.5), "clip_norm": 0.8},
+    ),
     # clipping by value
     "sgd-clip_value": (
         lambda: optim.SGD(lr=0.1, momentum=0.9, nesterov=True, clip_value=0.05),
-        {"make_optimizer": lambda p: torch.optim.SGD(_all(p), lr=0.1, momentum=0.9, nesterov=True),
-         "clip_value": 0.05}),
+        {"make_optimizer": lambda p: torch.optim.SGD(_all(p), lr=0.1, momentum=0.9, nesterov=True), "clip_value": 0.05},
+    ),
     "rmsprop-clip_value": (
         lambda: optim.RMSprop(lr=5e-3, centered=True, clip_value=0.02),
-        {"make_optimizer": lambda p: torch.optim.RMSprop(_all(p), lr=5e-3, centered=True), "clip_value": 0.02}),
+        {"make_optimizer": lambda p: torch.optim.RMSprop(_all(p), lr=5e-3, centered=True), "clip_value": 0.02},
+    ),
     # both (value first, then norm), over the trainable params only, with groups
     "adamw-clip-groups": (
-        lambda: optim.AdamW(lr=1e-2, weight_decay=0.1, clip_value=0.1, clip_norm=0.45, groups=[
-            ParamGroup("linear_1.bias", trainable=False), ParamGroup("*.bias", weight_decay=0.0)]),
-        {"make_optimizer": lambda p: torch.optim.AdamW([
-            {"params": [p["linear_0.weight"], p["linear_1.weight"]]},
-            {"params": [p["linear_0.bias"]], "weight_decay": 0.0}], lr=1e-2, weight_decay=0.1),
-         "frozen": ("linear_1.bias",), "clip_value": 0.1, "clip_norm": 0.45}),
+        lambda: optim.AdamW(
+            lr=1e-2,
+            weight_decay=0.1,
+            clip_value=0.1,
+            clip_norm=0.45,
+            groups=[ParamGroup("linear_1.bias", trainable=False), ParamGroup("*.bias", weight_decay=0.0)],
+        ),
+        {
+            "make_optimizer": lambda p: torch.optim.AdamW(
+                [
+                    {"params": [p["linear_0.weight"], p["linear_1.weight"]]},
+                    {"params": [p["linear_0.bias"]], "weight_decay": 0.0},
+                ],
+                lr=1e-2,
+                weight_decay=0.1,
+            ),
+            "frozen": ("linear_1.bias",),
+            "clip_value": 0.1,
+            "clip_norm": 0.45,
+        },
+    ),
 }
 
 
@@ -268,7 +331,7 @@ def test_groups_and_clipping_vs_torch(case: str, backend: str) -> None:
 
 def test_clipping_changes_the_trajectory() -> None:
     """Guards the clipping cases: without clipping the run differs (the clip is active)."""
-    for case, base in (("sgd-clip_value", "sgd-nesterov"), ("adam-clip_norm", "adam")):
+    for case, _base in (("sgd-clip_value", "sgd-nesterov"), ("adam-clip_norm", "adam")):
         spec = dict(GROUP_CASES[case][1])
         spec.pop("clip_value", None), spec.pop("clip_norm", None)
         unclipped = O.torch_trajectory(**spec)
@@ -278,8 +341,13 @@ def test_clipping_changes_the_trajectory() -> None:
 def test_frozen_group_has_no_state() -> None:
     """A frozen parameter gets no optimizer slots; a group without momentum gets no buffer."""
     be = O.variant_backend("numpy", "float64")
-    step = compile_step(O.mlp(), be, loss=CrossEntropyLoss(), optimizer=GROUP_CASES["sgd-frozen"][0](),
-                        shapes={"input": [O.BATCH, O.IN]})
+    step = compile_step(
+        O.mlp(),
+        be,
+        loss=CrossEntropyLoss(),
+        optimizer=GROUP_CASES["sgd-frozen"][0](),
+        shapes={"input": [O.BATCH, O.IN]},
+    )
     assert set(step.state_shapes) == {"sgd.momentum_buffer.linear_1.weight", "sgd.step"}
 
 
@@ -336,8 +404,9 @@ def test_bad_clipping(what: str, value: Any) -> None:
         optim.AdamW(**{what: value})
 
 
-@pytest.mark.parametrize("betas", [(0.9,), (0.9, 1.0), (-0.1, 0.999), (0.9, 0.999, 0.5), "ab", 0.9, (0.9, "x"),
-                                   (0.9, float("nan"))])
+@pytest.mark.parametrize(
+    "betas", [(0.9,), (0.9, 1.0), (-0.1, 0.999), (0.9, 0.999, 0.5), "ab", 0.9, (0.9, "x"), (0.9, float("nan"))]
+)
 @pytest.mark.parametrize("cls", [optim.Adam, optim.AdamW, optim.Lion])
 def test_bad_betas(cls: Any, betas: Any) -> None:
     with pytest.raises(ModelBuildError, match=rf"{cls.__name__}: betas must be two numbers in \[0, 1\), got"):
@@ -346,20 +415,25 @@ def test_bad_betas(cls: Any, betas: Any) -> None:
         cls(groups=[ParamGroup("linear_0.*", betas=betas)])
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: optim.SGD(momentum=-0.9), "SGD: momentum must be a finite non-negative number, got -0.9"),
-    (lambda: optim.Adam(weight_decay=float("nan")), "Adam: weight_decay must be a finite non-negative number"),
-    (lambda: optim.RMSprop(eps=-1e-8), "RMSprop: eps must be a finite non-negative number"),
-    (lambda: optim.Adagrad(lr_decay=-0.1), "Adagrad: lr_decay must be a finite non-negative number"),
-    (lambda: optim.SGD(nesterov=True), "SGD: Nesterov momentum needs momentum > 0 and dampening 0"),
-    (lambda: optim.SGD(momentum=0.9, nesterov=True, dampening=0.1), "Nesterov momentum needs"),
-    (lambda: optim.SGD(momentum=0.9, nesterov=True, groups=[ParamGroup("*.bias", momentum=0.0)]),
-     r"SGD group '\*.bias': Nesterov momentum needs"),
-    (lambda: optim.SGD(momentum="0.9"), "SGD: momentum must be a number, got '0.9'"),
-    (lambda: optim.Adam(amsgrad=1), "Adam: amsgrad must be True or False, got 1"),
-    (lambda: optim.RMSprop(centered="yes"), "RMSprop: centered must be True or False, got 'yes'"),
-    (lambda: optim.Adagrad(eps=None), "Adagrad: eps must be a number, got None"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: optim.SGD(momentum=-0.9), "SGD: momentum must be a finite non-negative number, got -0.9"),
+        (lambda: optim.Adam(weight_decay=float("nan")), "Adam: weight_decay must be a finite non-negative number"),
+        (lambda: optim.RMSprop(eps=-1e-8), "RMSprop: eps must be a finite non-negative number"),
+        (lambda: optim.Adagrad(lr_decay=-0.1), "Adagrad: lr_decay must be a finite non-negative number"),
+        (lambda: optim.SGD(nesterov=True), "SGD: Nesterov momentum needs momentum > 0 and dampening 0"),
+        (lambda: optim.SGD(momentum=0.9, nesterov=True, dampening=0.1), "Nesterov momentum needs"),
+        (
+            lambda: optim.SGD(momentum=0.9, nesterov=True, groups=[ParamGroup("*.bias", momentum=0.0)]),
+            r"SGD group '\*.bias': Nesterov momentum needs",
+        ),
+        (lambda: optim.SGD(momentum="0.9"), "SGD: momentum must be a number, got '0.9'"),
+        (lambda: optim.Adam(amsgrad=1), "Adam: amsgrad must be True or False, got 1"),
+        (lambda: optim.RMSprop(centered="yes"), "RMSprop: centered must be True or False, got 'yes'"),
+        (lambda: optim.Adagrad(eps=None), "Adagrad: eps must be a number, got None"),
+    ],
+)
 def test_bad_option_values(make: Callable[[], Any], message: str) -> None:
     with pytest.raises(ModelBuildError, match=message):
         make()

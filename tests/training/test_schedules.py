@@ -30,10 +30,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mithril.errors import ModelBuildError  # noqa: E402
-from mithril.training import optim  # noqa: E402
-from mithril.training.optim import ParamGroup  # noqa: E402
-from mithril.training.schedules import Constant, Cosine, Exponential, LinearWarmup, OneCycle, StepDecay  # noqa: E402
+from mithril.errors import ModelBuildError
+from mithril.training import optim
+from mithril.training.optim import ParamGroup
+from mithril.training.schedules import Constant, Cosine, Exponential, LinearWarmup, OneCycle, StepDecay
 
 
 def _load_oracle() -> Any:
@@ -68,43 +68,99 @@ def _warmup_cosine(t: int, lr: float = 0.1, warmup: int = 20, total: int = 90, m
 
 # case -> (mithril optimizer factory, torch optimizer factory, torch scheduler factory, steps)
 CASES: dict[str, tuple[Callable[[], Any], Callable[[dict[str, Any]], Any], Callable[[Any], Any], int]] = {
-    "step": (lambda: optim.SGD(lr=StepDecay(0.1, step_size=15, gamma=0.5), momentum=0.9),
-             _sgd(0.1), lambda o: S.StepLR(o, step_size=15, gamma=0.5), 100),
-    "exponential": (lambda: optim.SGD(lr=Exponential(0.2, gamma=0.97), momentum=0.9),
-                    _sgd(0.2), lambda o: S.ExponentialLR(o, gamma=0.97), 100),
-    "linear_warmup": (lambda: optim.SGD(lr=LinearWarmup(0.1, warmup_steps=40, start_factor=0.1), momentum=0.9),
-                      _sgd(0.1), lambda o: S.LinearLR(o, start_factor=0.1, total_iters=40), 100),
-    "linear_warmup-default": (lambda: optim.SGD(lr=LinearWarmup(0.1, warmup_steps=25), momentum=0.9),
-                              _sgd(0.1), lambda o: S.LinearLR(o, total_iters=25), 100),  # start 1/3, as torch
+    "step": (
+        lambda: optim.SGD(lr=StepDecay(0.1, step_size=15, gamma=0.5), momentum=0.9),
+        _sgd(0.1),
+        lambda o: S.StepLR(o, step_size=15, gamma=0.5),
+        100,
+    ),
+    "exponential": (
+        lambda: optim.SGD(lr=Exponential(0.2, gamma=0.97), momentum=0.9),
+        _sgd(0.2),
+        lambda o: S.ExponentialLR(o, gamma=0.97),
+        100,
+    ),
+    "linear_warmup": (
+        lambda: optim.SGD(lr=LinearWarmup(0.1, warmup_steps=40, start_factor=0.1), momentum=0.9),
+        _sgd(0.1),
+        lambda o: S.LinearLR(o, start_factor=0.1, total_iters=40),
+        100,
+    ),
+    "linear_warmup-default": (
+        lambda: optim.SGD(lr=LinearWarmup(0.1, warmup_steps=25), momentum=0.9),
+        _sgd(0.1),
+        lambda o: S.LinearLR(o, total_iters=25),
+        100,
+    ),  # start 1/3, as torch
     # up to T_max (torch's cosine is periodic past it, Cosine stays at min_lr)
-    "cosine": (lambda: optim.SGD(lr=Cosine(0.1, total_steps=100, min_lr=0.005), momentum=0.9),
-               _sgd(0.1), lambda o: S.CosineAnnealingLR(o, T_max=100, eta_min=0.005), 101),
-    "cosine-adam": (lambda: optim.Adam(lr=Cosine(0.02, total_steps=100)),
-                    lambda p: torch.optim.Adam([p[k] for k in NAMES], lr=0.02),
-                    lambda o: S.CosineAnnealingLR(o, T_max=100), 100),
+    "cosine": (
+        lambda: optim.SGD(lr=Cosine(0.1, total_steps=100, min_lr=0.005), momentum=0.9),
+        _sgd(0.1),
+        lambda o: S.CosineAnnealingLR(o, T_max=100, eta_min=0.005),
+        101,
+    ),
+    "cosine-adam": (
+        lambda: optim.Adam(lr=Cosine(0.02, total_steps=100)),
+        lambda p: torch.optim.Adam([p[k] for k in NAMES], lr=0.02),
+        lambda o: S.CosineAnnealingLR(o, T_max=100),
+        100,
+    ),
     # past total_steps: flat at min_lr
-    "cosine-warmup": (lambda: optim.SGD(lr=Cosine(0.1, total_steps=90, warmup_steps=20, min_lr=0.01), momentum=0.9),
-                      _sgd(0.1), lambda o: S.LambdaLR(o, _warmup_cosine), 100),
-    "onecycle": (lambda: optim.AdamW(lr=OneCycle(0.05, total_steps=100), weight_decay=0.05),
-                 lambda p: torch.optim.AdamW([p[k] for k in NAMES], lr=1.0, weight_decay=0.05),
-                 lambda o: S.OneCycleLR(o, max_lr=0.05, total_steps=100, anneal_strategy="cos",
-                                        cycle_momentum=False, three_phase=False), 100),
+    "cosine-warmup": (
+        lambda: optim.SGD(lr=Cosine(0.1, total_steps=90, warmup_steps=20, min_lr=0.01), momentum=0.9),
+        _sgd(0.1),
+        lambda o: S.LambdaLR(o, _warmup_cosine),
+        100,
+    ),
+    "onecycle": (
+        lambda: optim.AdamW(lr=OneCycle(0.05, total_steps=100), weight_decay=0.05),
+        lambda p: torch.optim.AdamW([p[k] for k in NAMES], lr=1.0, weight_decay=0.05),
+        lambda o: S.OneCycleLR(
+            o, max_lr=0.05, total_steps=100, anneal_strategy="cos", cycle_momentum=False, three_phase=False
+        ),
+        100,
+    ),
     # pct_start * total_steps - 1 = 24 is a step: the phases meet exactly there
     "onecycle-options": (
-        lambda: optim.SGD(lr=OneCycle(0.2, total_steps=100, pct_start=0.25, div_factor=10.0, final_div_factor=100.0),
-                          momentum=0.9),
-        _sgd(1.0), lambda o: S.OneCycleLR(o, max_lr=0.2, total_steps=100, pct_start=0.25, div_factor=10.0,
-                                          final_div_factor=100.0, anneal_strategy="cos", cycle_momentum=False,
-                                          three_phase=False), 100),
+        lambda: optim.SGD(
+            lr=OneCycle(0.2, total_steps=100, pct_start=0.25, div_factor=10.0, final_div_factor=100.0), momentum=0.9
+        ),
+        _sgd(1.0),
+        lambda o: S.OneCycleLR(
+            o,
+            max_lr=0.2,
+            total_steps=100,
+            pct_start=0.25,
+            div_factor=10.0,
+            final_div_factor=100.0,
+            anneal_strategy="cos",
+            cycle_momentum=False,
+            three_phase=False,
+        ),
+        100,
+    ),
     # a group with its own schedule (the step reports the default schedule's rate: group 0 here)
     "group-schedule": (
-        lambda: optim.SGD(lr=Exponential(0.1, gamma=0.98), momentum=0.9,
-                          groups=[ParamGroup("*.bias", lr=StepDecay(0.3, step_size=10, gamma=0.7)),
-                                  ParamGroup("linear_1.weight", lr=0.02)]),
-        lambda p: torch.optim.SGD([{"params": [p["linear_0.weight"]]},
-                                   {"params": [p["linear_0.bias"], p["linear_1.bias"]], "lr": 0.3},
-                                   {"params": [p["linear_1.weight"]], "lr": 0.02}], lr=0.1, momentum=0.9),
-        lambda o: S.LambdaLR(o, [lambda t: 0.98 ** t, lambda t: 0.7 ** (t // 10), lambda t: 1.0]), 100),
+        lambda: optim.SGD(
+            lr=Exponential(0.1, gamma=0.98),
+            momentum=0.9,
+            groups=[
+                ParamGroup("*.bias", lr=StepDecay(0.3, step_size=10, gamma=0.7)),
+                ParamGroup("linear_1.weight", lr=0.02),
+            ],
+        ),
+        lambda p: torch.optim.SGD(
+            [
+                {"params": [p["linear_0.weight"]]},
+                {"params": [p["linear_0.bias"], p["linear_1.bias"]], "lr": 0.3},
+                {"params": [p["linear_1.weight"]], "lr": 0.02},
+            ],
+            lr=0.1,
+            momentum=0.9,
+        ),
+        lambda o: S.LambdaLR(o, [lambda t: 0.98**t, lambda t: 0.7 ** (t // 10), lambda t: 1.0]),
+        100,
+    ),
 }
 
 
@@ -147,8 +203,9 @@ def test_warmup_cosine_vs_optax() -> None:
     from mithril_jax.x64 import x64_context
 
     with x64_context():
-        sched = optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=0.1, warmup_steps=20,
-                                                   decay_steps=90, end_value=0.01)
+        sched = optax.warmup_cosine_decay_schedule(
+            init_value=0.0, peak_value=0.1, warmup_steps=20, decay_steps=90, end_value=0.01
+        )
         want = np.array([float(sched(t)) for t in range(100)])
     np.testing.assert_allclose(_reference("cosine-warmup").lrs, want, rtol=1e-12, atol=1e-15)
     got = O.mithril_trajectory(CASES["cosine-warmup"][0](), "numpy", steps=100)
@@ -156,26 +213,34 @@ def test_warmup_cosine_vs_optax() -> None:
 
 
 # ---------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("make, message", [
-    (lambda: StepDecay(0.1, step_size=0), "StepDecay: step_size must be a positive number, got 0"),
-    (lambda: StepDecay(-0.1, step_size=3), "StepDecay: lr must be a positive number, got -0.1"),
-    (lambda: StepDecay(0.1, step_size=3, gamma=0.0), "StepDecay: gamma must be a positive number, got 0.0"),
-    (lambda: Exponential(float("inf"), gamma=0.9), "Exponential: lr must be a positive number, got inf"),
-    (lambda: Exponential(0.1, gamma=float("nan")), "Exponential: gamma must be a positive number, got nan"),
-    (lambda: Exponential(0.1, gamma="0.9"), "Exponential: gamma must be a positive number, got '0.9'"),
-    (lambda: LinearWarmup(0.1, warmup_steps=0), "LinearWarmup: warmup_steps must be a positive number, got 0"),
-    (lambda: LinearWarmup(0.1, warmup_steps=5, start_factor=1.5), r"LinearWarmup: start_factor must be in \[0, 1\]"),
-    (lambda: Cosine(0.1, total_steps=100, warmup_steps=100),
-     r"Cosine: warmup_steps must be in \[0, total_steps=100\), got 100"),
-    (lambda: Cosine(0.1, total_steps=100, warmup_steps=-1), r"Cosine: warmup_steps must be in \[0, total_steps"),
-    (lambda: Cosine(0.1, total_steps=100, min_lr=0.2), r"Cosine: min_lr must be in \[0, lr=0.1\], got 0.2"),
-    (lambda: Cosine(0.1, total_steps=True), "Cosine: total_steps must be a positive number, got True"),
-    (lambda: OneCycle(0.1, total_steps=100, pct_start=1.0), r"OneCycle: pct_start must be in \(0, 1\), got 1.0"),
-    (lambda: OneCycle(0.1, total_steps=3, pct_start=0.3), "OneCycle: pct_start \\* total_steps must exceed 1"),
-    (lambda: OneCycle(0.1, total_steps=100, div_factor=0), "OneCycle: div_factor must be a positive number, got 0"),
-    (lambda: Constant(-0.5), "Constant: lr must be a non-negative number, got -0.5"),
-    (lambda: Constant(float("nan")), "Constant: lr must be a non-negative number, got nan"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: StepDecay(0.1, step_size=0), "StepDecay: step_size must be a positive number, got 0"),
+        (lambda: StepDecay(-0.1, step_size=3), "StepDecay: lr must be a positive number, got -0.1"),
+        (lambda: StepDecay(0.1, step_size=3, gamma=0.0), "StepDecay: gamma must be a positive number, got 0.0"),
+        (lambda: Exponential(float("inf"), gamma=0.9), "Exponential: lr must be a positive number, got inf"),
+        (lambda: Exponential(0.1, gamma=float("nan")), "Exponential: gamma must be a positive number, got nan"),
+        (lambda: Exponential(0.1, gamma="0.9"), "Exponential: gamma must be a positive number, got '0.9'"),
+        (lambda: LinearWarmup(0.1, warmup_steps=0), "LinearWarmup: warmup_steps must be a positive number, got 0"),
+        (
+            lambda: LinearWarmup(0.1, warmup_steps=5, start_factor=1.5),
+            r"LinearWarmup: start_factor must be in \[0, 1\]",
+        ),
+        (
+            lambda: Cosine(0.1, total_steps=100, warmup_steps=100),
+            r"Cosine: warmup_steps must be in \[0, total_steps=100\), got 100",
+        ),
+        (lambda: Cosine(0.1, total_steps=100, warmup_steps=-1), r"Cosine: warmup_steps must be in \[0, total_steps"),
+        (lambda: Cosine(0.1, total_steps=100, min_lr=0.2), r"Cosine: min_lr must be in \[0, lr=0.1\], got 0.2"),
+        (lambda: Cosine(0.1, total_steps=True), "Cosine: total_steps must be a positive number, got True"),
+        (lambda: OneCycle(0.1, total_steps=100, pct_start=1.0), r"OneCycle: pct_start must be in \(0, 1\), got 1.0"),
+        (lambda: OneCycle(0.1, total_steps=3, pct_start=0.3), "OneCycle: pct_start \\* total_steps must exceed 1"),
+        (lambda: OneCycle(0.1, total_steps=100, div_factor=0), "OneCycle: div_factor must be a positive number, got 0"),
+        (lambda: Constant(-0.5), "Constant: lr must be a non-negative number, got -0.5"),
+        (lambda: Constant(float("nan")), "Constant: lr must be a non-negative number, got nan"),
+    ],
+)
 def test_bad_schedule(make: Callable[[], Any], message: str) -> None:
     with pytest.raises(ModelBuildError, match=message):
         make()

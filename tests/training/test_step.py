@@ -12,8 +12,14 @@ import pytest
 
 import mithril as ml
 from mithril.errors import (
-    CheckpointError, MissingInputError, ModelBuildError, ShapeMismatchError, StateNotReturnedWarning, TrainingError,
-    UnknownKeyError, UnsupportedError,
+    CheckpointError,
+    MissingInputError,
+    ModelBuildError,
+    ShapeMismatchError,
+    StateNotReturnedWarning,
+    TrainingError,
+    UnknownKeyError,
+    UnsupportedError,
 )
 from mithril.models import BatchNorm2d, Conv2d, CrossEntropyLoss, Dropout, Flatten, Linear, Model, MSELoss, Relu
 from mithril.testing.variants import installed, variant_backend
@@ -69,8 +75,11 @@ def test_fit_loss_curve_matches_torch(backend_name):
         def on_batch_end(self, step, logs):
             losses.append(logs["loss"])
 
-    opt = ml.optim.AdamW(lr=ml.schedules.StepDecay(0.02, step_size=4, gamma=0.5), weight_decay=0.05,
-                         groups=[ml.optim.ParamGroup("*.bias", weight_decay=0.0)])
+    opt = ml.optim.AdamW(
+        lr=ml.schedules.StepDecay(0.02, step_size=4, gamma=0.5),
+        weight_decay=0.05,
+        groups=[ml.optim.ParamGroup("*.bias", weight_decay=0.0)],
+    )
     trainer = ml.Trainer(mlp(), be, loss=CrossEntropyLoss(), optimizer=opt, seed=3)
     trainer.fit(x, y, epochs=2, batch_size=24, shuffle=False, verbose=False, callbacks=[rates, Record()])
     p0 = ml.Trainer(mlp(), be, loss=CrossEntropyLoss(), optimizer=opt, seed=3, shapes={"input": [None, 6]})
@@ -85,7 +94,7 @@ def test_fit_loss_curve_matches_torch(backend_name):
     for _ in range(2):
         for s in range(0, len(x), 24):
             topt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(net(torch.tensor(x[s:s + 24])), torch.tensor(y[s:s + 24]))
+            loss = torch.nn.functional.cross_entropy(net(torch.tensor(x[s : s + 24])), torch.tensor(y[s : s + 24]))
             loss.backward()
             expected_lr.append(sched.get_last_lr()[0])
             topt.step()
@@ -93,16 +102,23 @@ def test_fit_loss_curve_matches_torch(backend_name):
             expected.append(loss.item())
     np.testing.assert_allclose(losses, expected, rtol=1e-10)
     np.testing.assert_allclose([r for _, r in rates.rates], expected_lr, rtol=1e-12)
-    np.testing.assert_allclose(trainer.params_numpy()["linear_0.weight"], net[0].weight.detach().numpy(),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        trainer.params_numpy()["linear_0.weight"], net[0].weight.detach().numpy(), rtol=1e-9, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_batchnorm_state_and_accuracy_follow_torch(backend_name):
     """Running statistics advance every step (the step updates state itself) as torch's BatchNorm2d."""
     be = variant_backend(backend_name, "float64")
-    step = ml.compile_step(cnn(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.SGD(lr=0.1, momentum=0.9),
-                           shapes={"input": [8, 1, 4, 4]}, metrics=["accuracy"])
+    step = ml.compile_step(
+        cnn(),
+        be,
+        loss=CrossEntropyLoss(),
+        optimizer=ml.optim.SGD(lr=0.1, momentum=0.9),
+        shapes={"input": [8, 1, 4, 4]},
+        metrics=["accuracy"],
+    )
     state = step.init(seed=1)
     init = {k: be.to_numpy(v) for k, v in state.params.items()}
     rng = np.random.default_rng(1)
@@ -131,19 +147,23 @@ def test_batchnorm_state_and_accuracy_follow_torch(backend_name):
         acc = (out.argmax(1) == torch.tensor(yb)).double().mean().item()
         assert float(be.to_numpy(result.loss)) == pytest.approx(loss.item(), rel=1e-10)
         assert float(be.to_numpy(result.metrics["accuracy"])) == pytest.approx(acc)
-    np.testing.assert_allclose(be.to_numpy(state.params["batchnorm2d_0.running_mean"]), bn.running_mean.numpy(),
-                               rtol=1e-10)
-    np.testing.assert_allclose(be.to_numpy(state.params["batchnorm2d_0.running_var"]), bn.running_var.numpy(),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        be.to_numpy(state.params["batchnorm2d_0.running_mean"]), bn.running_mean.numpy(), rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        be.to_numpy(state.params["batchnorm2d_0.running_var"]), bn.running_var.numpy(), rtol=1e-10
+    )
     assert state.step == 3 and int(be.to_numpy(state.optimizer["sgd.step"])) == 3
     net.eval()
     with torch.no_grad():
         want = net(torch.tensor(xs[0])).numpy()
-    np.testing.assert_allclose(be.to_numpy(step.predict(state, {"input": be.array(xs[0])})["output"]), want,
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        be.to_numpy(step.predict(state, {"input": be.array(xs[0])})["output"]), want, rtol=1e-9, atol=1e-12
+    )
     scores = step.evaluate(state, {"input": be.array(xs[0]), "target": be.array(ys[0])})
     assert float(be.to_numpy(scores["loss"])) == pytest.approx(
-        torch.nn.functional.cross_entropy(torch.tensor(want), torch.tensor(ys[0])).item(), rel=1e-9)
+        torch.nn.functional.cross_entropy(torch.tensor(want), torch.tensor(ys[0])).item(), rel=1e-9
+    )
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
@@ -151,10 +171,13 @@ def test_resume_from_checkpoint_is_bit_identical(backend_name, tmp_path):
     """3 steps, save, load, 3 more steps == 6 uninterrupted steps (Dropout draws included)."""
     be = variant_backend(backend_name, "float32")
     rng = np.random.default_rng(2)
-    batches = [{"input": rng.standard_normal((4, 1, 4, 4)).astype(np.float32), "target": rng.integers(0, 3, 4)}
-               for _ in range(6)]
-    step = ml.compile_step(cnn(dropout=True), be, loss=CrossEntropyLoss(), optimizer=ml.optim.Adam(lr=1e-2),
-                           shapes={"input": [4, 1, 4, 4]})
+    batches = [
+        {"input": rng.standard_normal((4, 1, 4, 4)).astype(np.float32), "target": rng.integers(0, 3, 4)}
+        for _ in range(6)
+    ]
+    step = ml.compile_step(
+        cnn(dropout=True), be, loss=CrossEntropyLoss(), optimizer=ml.optim.Adam(lr=1e-2), shapes={"input": [4, 1, 4, 4]}
+    )
 
     def run(state, part):
         for b in part:
@@ -179,8 +202,13 @@ def test_checkpoint_loads_on_every_backend(tmp_path):
     results = {}
     for name in BACKENDS:
         be = variant_backend(name, "float64")
-        step = ml.compile_step(mlp(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.RMSprop(lr=1e-2, momentum=0.5),
-                               shapes={"input": [32, 6]})
+        step = ml.compile_step(
+            mlp(),
+            be,
+            loss=CrossEntropyLoss(),
+            optimizer=ml.optim.RMSprop(lr=1e-2, momentum=0.5),
+            shapes={"input": [32, 6]},
+        )
         if not results:
             state = step.init(seed=0)
             for _ in range(2):
@@ -203,8 +231,15 @@ def test_accumulation_equals_the_full_batch(backend_name):
     finals = []
     params = None
     for k in (1, 3):
-        step = ml.compile_step(mlp(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.Adam(lr=1e-2, weight_decay=0.1),
-                               shapes={"input": [None, 6]}, accumulate=k, metrics=["accuracy"])
+        step = ml.compile_step(
+            mlp(),
+            be,
+            loss=CrossEntropyLoss(),
+            optimizer=ml.optim.Adam(lr=1e-2, weight_decay=0.1),
+            shapes={"input": [None, 6]},
+            accumulate=k,
+            metrics=["accuracy"],
+        )
         state = step.init(params, seed=0)
         params = params or {n: be.array(be.to_numpy(v)) for n, v in state.params.items()}
         for _ in range(3):
@@ -221,8 +256,14 @@ def test_jit_step_is_one_function_and_matches_eager(jit_backend):
     x, y = data(16)
     losses = {}
     for jit in (False, True):
-        step = ml.compile_step(mlp(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2, clip_norm=0.5),
-                               shapes={"input": [16, 6]}, jit=jit)
+        step = ml.compile_step(
+            mlp(),
+            be,
+            loss=CrossEntropyLoss(),
+            optimizer=ml.optim.AdamW(lr=1e-2, clip_norm=0.5),
+            shapes={"input": [16, 6]},
+            jit=jit,
+        )
         state = step.init(seed=0)
         out = []
         for _ in range(3):
@@ -261,10 +302,16 @@ def test_bad_input_is_a_clear_error(tmp_path):
     with pytest.raises(UnknownKeyError, match="labels"):
         step(state, {"input": be.randn(4, 6), "target": be.randn(4, 3), "labels": be.randn(4)})
     with pytest.raises(ModelBuildError, match=r"'\*\.gamma'.*linear_0.weight"):
-        ml.compile_step(mlp(), be, loss=MSELoss(), shapes={"input": [4, 6]},
-                        optimizer=ml.optim.AdamW(groups=[ml.optim.ParamGroup("*.gamma", weight_decay=0.0)]))
-    other = ml.compile_step(cnn(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.SGD(lr=0.1),
-                            shapes={"input": [4, 1, 4, 4]})
+        ml.compile_step(
+            mlp(),
+            be,
+            loss=MSELoss(),
+            shapes={"input": [4, 6]},
+            optimizer=ml.optim.AdamW(groups=[ml.optim.ParamGroup("*.gamma", weight_decay=0.0)]),
+        )
+    other = ml.compile_step(
+        cnn(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.SGD(lr=0.1), shapes={"input": [4, 1, 4, 4]}
+    )
     ml.training.save_checkpoint(tmp_path / "cnn.safetensors", other.init(seed=0), other)
     with pytest.raises(CheckpointError, match="another model"):
         ml.training.load_checkpoint(tmp_path / "cnn.safetensors", step)
@@ -283,8 +330,9 @@ def test_ggml_is_inference_only():
     if "ggml" not in ml.plugins.backends():
         pytest.skip("mithril-ggml is not installed")
     with pytest.raises(UnsupportedError, match="inference only"):
-        ml.compile_step(mlp(), ml.GGMLBackend(), loss=MSELoss(), optimizer=ml.optim.SGD(lr=0.1),
-                        shapes={"input": [4, 6]})
+        ml.compile_step(
+            mlp(), ml.GGMLBackend(), loss=MSELoss(), optimizer=ml.optim.SGD(lr=0.1), shapes={"input": [4, 6]}
+        )
 
 
 def test_state_not_returned_warns():
@@ -307,8 +355,14 @@ def test_mixed_precision_keeps_float32_master_weights(backend_name, precision):
     y = rng.integers(0, 3, 8)
     curves, steps = {}, {}
     for prec in (None, getattr(ml, precision)):
-        step = ml.compile_step(cnn(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2),
-                               shapes={"input": [8, 1, 4, 4]}, precision=prec)
+        step = ml.compile_step(
+            cnn(),
+            be,
+            loss=CrossEntropyLoss(),
+            optimizer=ml.optim.AdamW(lr=1e-2),
+            shapes={"input": [8, 1, 4, 4]},
+            precision=prec,
+        )
         state = step.init(seed=2)
         losses = []
         for _ in range(6):
@@ -327,13 +381,21 @@ def test_mixed_precision_keeps_float32_master_weights(backend_name, precision):
 def test_mixed_precision_bad_options():
     be64 = variant_backend(BACKENDS[0], "float64")
     with pytest.raises(ml.errors.CompileError, match="float32 backend"):
-        ml.compile_step(mlp(), be64, loss=MSELoss(), optimizer=ml.optim.SGD(lr=0.1), precision=ml.bfloat16,
-                        shapes={"input": [4, 6]})
+        ml.compile_step(
+            mlp(), be64, loss=MSELoss(), optimizer=ml.optim.SGD(lr=0.1), precision=ml.bfloat16, shapes={"input": [4, 6]}
+        )
     be = variant_backend(BACKENDS[0], "float32")
     with pytest.raises(ml.errors.CompileError, match="loss_scale needs precision"):
-        ml.compile_step(mlp(), be, loss=MSELoss(), optimizer=ml.optim.SGD(lr=0.1), loss_scale=128.0,
-                        shapes={"input": [4, 6]})
+        ml.compile_step(
+            mlp(), be, loss=MSELoss(), optimizer=ml.optim.SGD(lr=0.1), loss_scale=128.0, shapes={"input": [4, 6]}
+        )
     if "numpy" in BACKENDS:
         with pytest.raises(UnsupportedError, match="cannot compute in bfloat16"):
-            ml.compile_step(mlp(), ml.NumpyBackend(), loss=MSELoss(), optimizer=ml.optim.SGD(lr=0.1),
-                            precision=ml.bfloat16, shapes={"input": [4, 6]})
+            ml.compile_step(
+                mlp(),
+                ml.NumpyBackend(),
+                loss=MSELoss(),
+                optimizer=ml.optim.SGD(lr=0.1),
+                precision=ml.bfloat16,
+                shapes={"input": [4, 6]},
+            )

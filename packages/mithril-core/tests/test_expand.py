@@ -67,17 +67,19 @@ def halves(b: Any, node: Any) -> dict[str, Any]:
     (x,) = node.inputs
     EXPANSIONS.append("halves")
     k = x.shape[1] // 2
-    return {"first": b.emit("slice", x, starts=(None, 0), stops=(None, k), steps=(None, None)),
-            "second": b.emit("slice", x, starts=(None, k), stops=(None, None), steps=(None, None))}
+    return {
+        "first": b.emit("slice", x, starts=(None, 0), stops=(None, k), steps=(None, None)),
+        "second": b.emit("slice", x, starts=(None, k), stops=(None, None), steps=(None, None)),
+    }
 
 
 COMPOSITES = [
     Primitive("cumsum0", ("input",), same_shape, expand=cumsum0, doc="prefix sums over axis 0"),
     Primitive("cumsum0_twice", ("input",), same_shape, expand=cumsum0_twice),
-    Primitive("halves", ("input",), halves_rule, attrs={"result": "first"}, expand=halves,
-              results=("first", "second")),
-    Primitive("bad_shape", ("input",), same_shape,
-              expand=lambda b, n: b.emit("sum", n.inputs[0], axis=(0,), keepdims=False)),
+    Primitive("halves", ("input",), halves_rule, attrs={"result": "first"}, expand=halves, results=("first", "second")),
+    Primitive(
+        "bad_shape", ("input",), same_shape, expand=lambda b, n: b.emit("sum", n.inputs[0], axis=(0,), keepdims=False)
+    ),
     Primitive("endless", ("input",), same_shape, expand=lambda b, n: b.emit("endless", n.inputs[0])),
 ]
 
@@ -147,8 +149,7 @@ def test_backends_with_their_own_autodiff_differentiate_the_expansion() -> None:
     x, g = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
     out, grads = run(as_param("cumsum0"), backend, x, {"output": g})
     np.testing.assert_allclose(backend.to_numpy(out["output"]), np.cumsum(x, axis=0), rtol=1e-12)
-    np.testing.assert_allclose(backend.to_numpy(grads["input"]), np.flip(np.cumsum(np.flip(g, 0), 0), 0),
-                               rtol=1e-12)
+    np.testing.assert_allclose(backend.to_numpy(grads["input"]), np.flip(np.cumsum(np.flip(g, 0), 0), 0), rtol=1e-12)
 
 
 def test_composites_emitted_by_an_expansion_are_expanded_too() -> None:
@@ -207,8 +208,11 @@ def test_a_result_must_be_declared() -> None:
 
 
 def test_an_expansion_that_contradicts_the_shape_rule_is_reported() -> None:
-    with pytest.raises(CompileError, match=r"bad_shape_0: the expansion of 'bad_shape' gives float \[2\], "
-                                           r"its shape rule says float \[3, 2\]"):
+    with pytest.raises(
+        CompileError,
+        match=r"bad_shape_0: the expansion of 'bad_shape' gives float \[2\], "
+        r"its shape rule says float \[3, 2\]",
+    ):
         ml.compile(one("bad_shape"), ml.NumpyBackend(), shapes={"input": [3, 2]})
 
 

@@ -4,10 +4,24 @@ import pytest
 
 import mithril as ml
 from mithril.errors import (
-    CycleError, DTypeMismatchError, DuplicateNameError, ModelBuildError, ShapeMismatchError, UnknownKeyError,
+    CycleError,
+    DTypeMismatchError,
+    DuplicateNameError,
+    ModelBuildError,
+    ShapeMismatchError,
+    UnknownKeyError,
 )
 from mithril.models import (
-    Add, BatchNorm2d, Conv2d, Flatten, IOKey, Linear, MaxPool2d, Model, Relu, Softmax,
+    Add,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    IOKey,
+    Linear,
+    MaxPool2d,
+    Model,
+    Relu,
+    Softmax,
 )
 
 
@@ -21,8 +35,7 @@ def quickstart_model() -> Model:
 
 def test_quickstart_exposes_input_output_and_torch_named_params():
     model = quickstart_model()
-    assert model.input_terminals() == ["input", "linear_0.weight", "linear_0.bias", "linear_1.weight",
-                                       "linear_1.bias"]
+    assert model.input_terminals() == ["input", "linear_0.weight", "linear_0.bias", "linear_1.weight", "linear_1.bias"]
     assert model.output_terminals() == ["output"]
     shapes = model.shapes()
     assert shapes["linear_0.weight"][0] == 64 and shapes["output"][-1] == 10

@@ -109,8 +109,11 @@ def checkpointed_dropout_graph(random: bool) -> tuple[Graph, Graph]:
         graph = build_graph(flatten(model), {}, {})
         if not random:
             without_random_flag(graph)
-        out.append(compile_graph(graph, numpy_backend, Options(gradient_checkpointing=ckpt),
-                                 cotangent_outputs=("output",)).graph)
+        out.append(
+            compile_graph(
+                graph, numpy_backend, Options(gradient_checkpointing=ckpt), cotangent_outputs=("output",)
+            ).graph
+        )
     return out[0], out[1]
 
 

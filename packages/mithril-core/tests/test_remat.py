@@ -16,8 +16,7 @@ import pytest
 
 import mithril as ml
 from mithril.ir.graph import Graph, Value
-from mithril.models import (BatchNorm2d, Conv2d, Dropout, Flatten, IOKey, LayerNorm, Linear, Model, Relu,
-                            primitive_block)
+from mithril.models import BatchNorm2d, Conv2d, Dropout, Flatten, IOKey, LayerNorm, Linear, Model, Relu, primitive_block
 from mithril.physical.pipeline import _forward_prefix
 
 
@@ -31,8 +30,9 @@ class FusingNumpy(ml.NumpyBackend):
         return fn  # the pass is what is tested, not a compiler
 
     def core_kernels(self) -> dict[str, Any]:
-        def normalize_affine(x: np.ndarray, w: np.ndarray, b: np.ndarray, *, axes: tuple[int, ...],
-                             eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def normalize_affine(
+            x: np.ndarray, w: np.ndarray, b: np.ndarray, *, axes: tuple[int, ...], eps: float
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             mean = x.mean(axis=axes, keepdims=True)
             rstd = 1.0 / np.sqrt(((x - mean) ** 2).mean(axis=axes, keepdims=True) + eps)
             return (x - mean) * rstd * w + b, mean, rstd
@@ -51,8 +51,9 @@ class ConvBackwardNumpy(ml.NumpyBackend):
     def core_kernels(self) -> dict[str, Any]:
         table = dict(super().core_kernels())
 
-        def conv2d_backward(x: np.ndarray, w: np.ndarray, g: np.ndarray, *, wanted: tuple[str, ...],
-                            **conv: Any) -> tuple[Any, Any, Any]:
+        def conv2d_backward(
+            x: np.ndarray, w: np.ndarray, g: np.ndarray, *, wanted: tuple[str, ...], **conv: Any
+        ) -> tuple[Any, Any, Any]:
             ConvBackwardNumpy.CALLS.append(wanted)
             gi = table["conv2d_input_grad"](g, w, input_shape=x.shape, **conv) if "input" in wanted else None
             gw = table["conv2d_weight_grad"](x, g, weight_shape=w.shape, **conv) if "weight" in wanted else None
@@ -93,7 +94,7 @@ def train_step(model: Model, backend: ml.Backend, jit: bool, seed: int = 0) -> t
 
 
 def read_by_backward(graph: Graph) -> set[int]:
-    return {v.uid for n in graph.nodes[_forward_prefix(graph):] for v in n.inputs}
+    return {v.uid for n in graph.nodes[_forward_prefix(graph) :] for v in n.inputs}
 
 
 def relu_output(graph: Graph) -> Value:
@@ -136,8 +137,8 @@ def test_only_a_fusing_jit_rematerialises() -> None:
 def test_a_value_read_by_a_weight_gradient_is_kept(tail: str) -> None:
     """Recomputing the input of a weight gradient, or of a view of it, would write it again: it stays kept."""
     model = conv_bn_relu(tail)
-    pm, out, grads = train_step(model, FusingNumpy(dtype=ml.float64), jit=True)
-    _, ref_out, ref_grads = train_step(model, ml.NumpyBackend(dtype=ml.float64), jit=False)
+    pm, _out, grads = train_step(model, FusingNumpy(dtype=ml.float64), jit=True)
+    _, _ref_out, ref_grads = train_step(model, ml.NumpyBackend(dtype=ml.float64), jit=False)
     assert_same(grads, ref_grads)
     graph = pm._last.graph  # type: ignore[union-attr]
     assert relu_output(graph).uid in read_by_backward(graph)
@@ -172,8 +173,9 @@ def test_random_draws_are_kept_and_everything_after_them_agrees() -> None:
 
 
 # ------------------------------------------------------------------ one call for a convolution's gradients
-@pytest.mark.parametrize("tail,wanted", [("square", [("weight", "bias")]),
-                                         ("conv", [("input", "weight", "bias"), ("weight", "bias")])])
+@pytest.mark.parametrize(
+    "tail,wanted", [("square", [("weight", "bias")]), ("conv", [("input", "weight", "bias"), ("weight", "bias")])]
+)
 def test_a_convolutions_gradients_share_one_call(tail: str, wanted: list[tuple[str, ...]]) -> None:
     model = conv_bn_relu(tail)
     ConvBackwardNumpy.CALLS.clear()

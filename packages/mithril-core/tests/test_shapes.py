@@ -23,8 +23,8 @@ def test_variadic_takes_the_middle():
 
 def test_two_variadics_with_extra_dims_on_opposite_sides():
     va, vb = Variadic(), Variadic()
-    a = SymShape([], va, [4])      # [..., 4]
-    b = SymShape([2], vb, [])      # [2, ...]
+    a = SymShape([], va, [4])  # [..., 4]
+    b = SymShape([2], vb, [])  # [2, ...]
     unify(a, b)
     unify(a, SymShape([2, 9, 4]))
     assert b.concrete() == (2, 9, 4)
@@ -41,10 +41,9 @@ def test_rank_and_value_mismatch_are_reported():
 def test_failed_transaction_rolls_back():
     n = Dim()
     a = SymShape([n, 2])
-    with pytest.raises(ShapeMismatchError):
-        with transaction():
-            unify(a, SymShape([7, 2]))
-            unify(a, SymShape([7, 3]))
+    with pytest.raises(ShapeMismatchError), transaction():
+        unify(a, SymShape([7, 2]))
+        unify(a, SymShape([7, 3]))
     assert n.known is None
 
 

@@ -74,11 +74,13 @@ def test_reference_conv_grads_are_the_vjps_of_conv(case: C.PrimitiveCase) -> Non
     x, w = case.inputs()
     y = R.conv2d(x, w, **case.attrs)
     g = np.random.default_rng(0).standard_normal(y.shape)
-    fwd = lambda x_, w_: R.conv2d(x_, w_, **case.attrs)  # noqa: E731
-    np.testing.assert_allclose(R.conv2d_input_grad(g, w, input_shape=x.shape, **case.attrs),
-                               _vjp_of(fwd, [x, w], 0, g), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(R.conv2d_weight_grad(x, g, weight_shape=w.shape, **case.attrs),
-                               _vjp_of(fwd, [x, w], 1, g), rtol=1e-6, atol=1e-8)
+    fwd = lambda x_, w_: R.conv2d(x_, w_, **case.attrs)
+    np.testing.assert_allclose(
+        R.conv2d_input_grad(g, w, input_shape=x.shape, **case.attrs), _vjp_of(fwd, [x, w], 0, g), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        R.conv2d_weight_grad(x, g, weight_shape=w.shape, **case.attrs), _vjp_of(fwd, [x, w], 1, g), rtol=1e-6, atol=1e-8
+    )
 
 
 @pytest.mark.parametrize("case", C.cases_for("max_pool2d") + C.cases_for("avg_pool2d"), ids=lambda c: c.id)
@@ -160,13 +162,18 @@ def test_reference_elementwise_matches_torch(approximate: str) -> None:
     t = _torch()
     x = np.linspace(-4, 4, 41)
     tx = t.tensor(x)
-    np.testing.assert_allclose(R.gelu(x, approximate=approximate),
-                               t.nn.functional.gelu(tx, approximate=approximate).numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        R.gelu(x, approximate=approximate),
+        t.nn.functional.gelu(tx, approximate=approximate).numpy(),
+        rtol=1e-12,
+        atol=1e-14,
+    )
     np.testing.assert_allclose(R.erf(x), t.erf(tx).numpy(), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(R.sigmoid(x), t.sigmoid(tx).numpy(), rtol=1e-12)
     np.testing.assert_allclose(R.leaky_relu(x, slope=0.2), t.nn.functional.leaky_relu(tx, 0.2).numpy())
-    np.testing.assert_allclose(R.log_softmax(x[:39].reshape(3, 13), axis=0),
-                               t.log_softmax(tx[:39].reshape(3, 13), 0).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        R.log_softmax(x[:39].reshape(3, 13), axis=0), t.log_softmax(tx[:39].reshape(3, 13), 0).numpy(), rtol=1e-12
+    )
 
 
 def test_block_references_match_torch_nn() -> None:
@@ -202,7 +209,7 @@ def test_block_references_match_torch_nn() -> None:
 
 
 # ------------------------------------------------------- the suite, run whole
-_BACKEND_TEST = '''
+_BACKEND_TEST = """
 import numpy as np
 import pytest
 from mithril.testing.conformance import *  # noqa
@@ -224,7 +231,7 @@ def mithril_backend_factory():
 @pytest.fixture(params=[{OPTIONS}], ids=["config"])
 def mithril_conformance_options(request):
     return request.param
-'''
+"""
 
 
 def _run(pytester: pytest.Pytester, patch: str, options: str, *args: str) -> pytest.RunResult:
@@ -249,7 +256,7 @@ def test_suite_catches_a_wrong_forward_kernel(pytester: pytest.Pytester) -> None
 
 def test_suite_catches_a_wrong_gradient_helper(pytester: pytest.Pytester) -> None:
     # a transpose of slice that drops the gradient: invisible forward, visible in gradients
-    patch = ('{"slice_grad": lambda g, input_shape, starts, stops, steps: np.zeros(input_shape, g.dtype)}')
+    patch = '{"slice_grad": lambda g, input_shape, starts, stops, steps: np.zeros(input_shape, g.dtype)}'
     result = _run(pytester, patch, '{"only": {"slice"}, "dtypes": ("float64",)}')
     # forward passes (8 cases), the empty slice's zero gradient too, the kernel table is complete;
     # the gradients of the 6 non-empty float slices fail

@@ -1,6 +1,7 @@
 """Test helpers: build one-node graphs with concrete shapes, NumPy references."""
 
 from __future__ import annotations
+
 import os as _os
 import sys as _sys
 
@@ -17,8 +18,8 @@ for _p in (_ROOT / "mithril-core" / "src", _ROOT / "mithril-ggml" / "src"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 

@@ -12,12 +12,14 @@ from mithril.ir.graph import Graph, GraphBuilder
 
 def _single(shapes: list[tuple[int, ...]], body: Callable) -> Callable[[], Graph]:
     """A graph whose params p0, p1, ... feed ``body(builder, params) -> output``."""
+
     def make() -> Graph:
         g = Graph()
         b = GraphBuilder(g, where="case")
         ps = [param(g, f"p{i}", s) for i, s in enumerate(shapes)]
         g.outputs["output"] = body(b, ps)
         return g
+
     return make
 
 
@@ -74,27 +76,49 @@ CASES: dict[str, tuple[Callable[[], Graph], bool]] = {
     "minimum_bcast": (_single([(3, 1), (1, 4)], _e("minimum")), False),
     "sub_left_bcast": (_single([(4,), (3, 4)], _e("sub")), False),
     "div_both_bcast": (_single([(3, 1), (1, 4)], _e("div")), True),
-    "scalar_consts": (_single([(3, 4)], lambda b, p: b.emit("div", b.const(2.0), b.emit(
-        "sub", b.const(3.0), b.emit("mul", p[0], b.const(0.5))))), True),
+    "scalar_consts": (
+        _single(
+            [(3, 4)],
+            lambda b, p: b.emit("div", b.const(2.0), b.emit("sub", b.const(3.0), b.emit("mul", p[0], b.const(0.5)))),
+        ),
+        True,
+    ),
     "sum_axes": (_single([(3, 4, 5)], _e("sum", axis=(0, 2), keepdims=False)), False),
     "mean_all": (_single([(3, 4)], _e("mean", axis=None, keepdims=True)), False),
     "softmax_axis0": (_single([(3, 4, 5)], _e("softmax", axis=0)), False),
     "log_softmax_axis1": (_single([(3, 4, 5)], _e("log_softmax", axis=1)), False),
-    "transpose_chain": (_single([(2, 3, 4), (3, 4)], lambda b, p: b.emit("matmul", b.emit(
-        "transpose", b.emit("matmul", p[0], b.emit("transpose", p[1], axes=(1, 0))), axes=(0, 2, 1)), p[0])), False),
+    "transpose_chain": (
+        _single(
+            [(2, 3, 4), (3, 4)],
+            lambda b, p: b.emit(
+                "matmul",
+                b.emit("transpose", b.emit("matmul", p[0], b.emit("transpose", p[1], axes=(1, 0))), axes=(0, 2, 1)),
+                p[0],
+            ),
+        ),
+        False,
+    ),
     "matmul_batched": (_single([(2, 3, 4), (2, 4, 5)], _e("matmul")), False),
     "matmul_left_bcast": (_single([(3, 4), (2, 4, 5)], _e("matmul")), False),
     "matmul_4d_bcast": (_single([(2, 1, 3, 4), (3, 4, 2)], _e("matmul")), False),
     "broadcast_to": (_single([(3, 1)], _e("broadcast_to", shape=(2, 3, 4))), False),
-    "reshape_flatten": (_single([(2, 3, 4)], lambda b, p: b.emit(
-        "flatten", b.emit("reshape", p[0], shape=(4, 6)), start_axis=0)), False),
+    "reshape_flatten": (
+        _single([(2, 3, 4)], lambda b, p: b.emit("flatten", b.emit("reshape", p[0], shape=(4, 6)), start_axis=0)),
+        False,
+    ),
     "slice_strided": (_single([(6, 5)], _e("slice", starts=(1, 0), stops=(None, 5), steps=(2, 2))), False),
-    "conv_stride_dilation": (_single([(2, 3, 9, 8), (4, 3, 3, 2)], _e(
-        "conv2d", stride=(2, 1), padding=(1, 2), dilation=(1, 2))), False),
-    "max_pool_padded": (_single([(2, 3, 9, 8)], _e("max_pool2d", kernel_size=(3, 3), stride=(2, 2),
-                                                    padding=(1, 1))), False),
-    "avg_pool_padded": (_single([(2, 3, 9, 8)], _e("avg_pool2d", kernel_size=(3, 3), stride=(2, 2),
-                                                    padding=(1, 1))), False),
+    "conv_stride_dilation": (
+        _single([(2, 3, 9, 8), (4, 3, 3, 2)], _e("conv2d", stride=(2, 1), padding=(1, 2), dilation=(1, 2))),
+        False,
+    ),
+    "max_pool_padded": (
+        _single([(2, 3, 9, 8)], _e("max_pool2d", kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))),
+        False,
+    ),
+    "avg_pool_padded": (
+        _single([(2, 3, 9, 8)], _e("avg_pool2d", kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))),
+        False,
+    ),
     "param_is_output": (_single([(3, 4)], lambda b, p: p[0]), False),
 }
 
@@ -104,8 +128,10 @@ def make_data(name: str, seed: int = 0):
     rng = np.random.default_rng(seed)
     build, positive = CASES[name]
     g = build()
-    params = {k: (rng.uniform(0.5, 2.0, v.shape) if positive else rng.standard_normal(v.shape) * 0.5)
-              .astype(np.float32) for k, v in g.params.items()}
+    params = {
+        k: (rng.uniform(0.5, 2.0, v.shape) if positive else rng.standard_normal(v.shape) * 0.5).astype(np.float32)
+        for k, v in g.params.items()
+    }
     inputs = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in g.inputs.items()}
     cot = rng.standard_normal(g.outputs["output"].shape).astype(np.float32)
     return params, inputs, cot

@@ -55,7 +55,7 @@ def cnn(batch: int = 2) -> Graph:
     cb = param(g, "conv.bias", (1, 16, 1, 1))
     fw = param(g, "fc.weight", (10, 16 * 4 * 4))
     b = GraphBuilder(g, where="cnn.conv")
-    h = b.emit("add", b.emit("conv2d", x, w, padding=(1, 1)), cb)   # (B, 16, 9, 9)
+    h = b.emit("add", b.emit("conv2d", x, w, padding=(1, 1)), cb)  # (B, 16, 9, 9)
     b.where = "cnn.relu"
     h = b.emit("relu", h)
     b.where = "cnn.pool"
@@ -68,15 +68,17 @@ def cnn(batch: int = 2) -> Graph:
 
 
 def random_params(g: Graph, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {k: (rng.standard_normal(v.shape) / math.sqrt(max(v.shape[-1], 1))).astype(np.float32)
-            for k, v in g.params.items()}
+    return {
+        k: (rng.standard_normal(v.shape) / math.sqrt(max(v.shape[-1], 1))).astype(np.float32)
+        for k, v in g.params.items()
+    }
 
 
 # ---------------------------------------------------------------- references
 def conv2d_ref(x: np.ndarray, w: np.ndarray, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarray:
     x = x.astype(np.float64)
     w = w.astype(np.float64)
-    n, c, h, wd = x.shape
+    n, _c, h, wd = x.shape
     o, _, kh, kw = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
     oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
@@ -84,8 +86,12 @@ def conv2d_ref(x: np.ndarray, w: np.ndarray, stride=(1, 1), padding=(0, 0), dila
     out = np.zeros((n, o, oh, ow))
     for i in range(kh):
         for j in range(kw):
-            patch = xp[:, :, i * dilation[0]: i * dilation[0] + stride[0] * oh: stride[0],
-                       j * dilation[1]: j * dilation[1] + stride[1] * ow: stride[1]]
+            patch = xp[
+                :,
+                :,
+                i * dilation[0] : i * dilation[0] + stride[0] * oh : stride[0],
+                j * dilation[1] : j * dilation[1] + stride[1] * ow : stride[1],
+            ]
             out += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j])
     return out
 
@@ -93,18 +99,23 @@ def conv2d_ref(x: np.ndarray, w: np.ndarray, stride=(1, 1), padding=(0, 0), dila
 def pool2d_ref(x: np.ndarray, op: str, kernel, stride, padding=(0, 0)) -> np.ndarray:
     fill = -np.inf if op == "max" else 0.0
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), constant_values=fill)
-    n, c, h, w = x.shape
+    _n, _c, h, w = x.shape
     oh = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
     ow = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
-    win = np.stack([xp[:, :, i: i + stride[0] * oh: stride[0], j: j + stride[1] * ow: stride[1]]
-                    for i in range(kernel[0]) for j in range(kernel[1])])
+    win = np.stack(
+        [
+            xp[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]]
+            for i in range(kernel[0])
+            for j in range(kernel[1])
+        ]
+    )
     return win.max(0) if op == "max" else win.mean(0)
 
 
 def gelu_ref(x: np.ndarray, approximate: str) -> np.ndarray:
     x = x.astype(np.float64)
     if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     erf = np.vectorize(math.erf)
     return 0.5 * x * (1 + erf(x / math.sqrt(2)))
 

@@ -36,8 +36,12 @@ def _encode(obj: Any) -> Any:
 
     if isinstance(obj, np.ndarray) or isinstance(obj, np.generic):
         a = np.ascontiguousarray(obj)
-        return {"__array__": base64.b64encode(a.tobytes()).decode(), "dtype": a.dtype.str, "shape": list(a.shape),
-                "scalar": isinstance(obj, np.generic)}
+        return {
+            "__array__": base64.b64encode(a.tobytes()).decode(),
+            "dtype": a.dtype.str,
+            "shape": list(a.shape),
+            "scalar": isinstance(obj, np.generic),
+        }
     if isinstance(obj, tuple):
         return {"__tuple__": [_encode(v) for v in obj]}
     if isinstance(obj, list):
@@ -86,8 +90,13 @@ def run_isolated(func: Callable[..., Any], *args: Any, timeout: float = 300) -> 
         arg_file, out_file = os.path.join(d, "args.json"), os.path.join(d, "out.json")
         dump((func.__module__, func.__name__, args), arg_file)
         env = dict(os.environ, GGML_NO_BACKTRACE="1")
-        proc = subprocess.run([sys.executable, "-c", _CHILD.format(paths=_PATHS), arg_file, out_file],
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD.format(paths=_PATHS), arg_file, out_file],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
         if proc.returncode != 0:
             pytest.fail(f"child process died with status {proc.returncode}:\n{proc.stderr[-3000:]}")
         return load(out_file)

@@ -78,6 +78,7 @@ def test_outputs_are_copies_and_close_frees(rng):
     np.testing.assert_array_equal(b, [10, 10, 10])
     exe.close()
     import pytest
+
     from mithril.errors import EvaluationError
 
     with pytest.raises(EvaluationError, match="closed"):

@@ -10,7 +10,7 @@ ml = pytest.importorskip("mithril")
 if not hasattr(ml, "compile"):  # pragma: no cover - the core is still growing
     pytest.skip("mithril.compile is not available", allow_module_level=True)
 
-from mithril_ggml import GGMLBackend  # noqa: E402
+from mithril_ggml import GGMLBackend
 
 
 def quickstart_model():
@@ -51,13 +51,18 @@ def quickstart_gradients():
 
 def test_gradients_through_evaluate():
     params, x, cot, out, grads = run_isolated(quickstart_gradients)
-    w0, b0, w1, b1 = (params[k].astype(np.float64) for k in
-                      ("linear_0.weight", "linear_0.bias", "linear_1.weight", "linear_1.bias"))
+    w0, b0, w1, b1 = (
+        params[k].astype(np.float64) for k in ("linear_0.weight", "linear_0.bias", "linear_1.weight", "linear_1.bias")
+    )
     h = x @ w0.T + b0
     r = np.maximum(h, 0)
     np.testing.assert_allclose(out, r @ w1.T + b1, rtol=1e-5, atol=1e-5)
     gh = (cot @ w1) * (h > 0)
-    want = {"linear_1.weight": cot.T @ r, "linear_1.bias": cot.sum(0), "linear_0.weight": gh.T @ x,
-            "linear_0.bias": gh.sum(0)}
+    want = {
+        "linear_1.weight": cot.T @ r,
+        "linear_1.bias": cot.sum(0),
+        "linear_0.weight": gh.T @ x,
+        "linear_0.bias": gh.sum(0),
+    }
     for k, v in want.items():
         np.testing.assert_allclose(grads[k], v, rtol=1e-4, atol=1e-4, err_msg=k)

@@ -36,8 +36,10 @@ def test_file_is_standard_gguf_with_quantized_tensors(tmp_path, rng):
     lib = ggml()
     ctx = lib.gguf_init_from_file(str(path).encode(), lib.gguf_init_params(no_alloc=True, ctx=None))
     try:
-        types = {lib.gguf_get_tensor_name(ctx, i).decode(): lib.gguf_get_tensor_type(ctx, i)
-                 for i in range(lib.gguf_get_n_tensors(ctx))}
+        types = {
+            lib.gguf_get_tensor_name(ctx, i).decode(): lib.gguf_get_tensor_type(ctx, i)
+            for i in range(lib.gguf_get_n_tensors(ctx))
+        }
         arch = lib.gguf_get_val_str(ctx, lib.gguf_find_key(ctx, b"general.architecture"))
     finally:
         lib.gguf_free(ctx)

@@ -25,6 +25,7 @@ def _mlp(act):
     def fn(p, i):
         h = ACTS[act](i["input"] @ p["l1.weight"].T + p["l1.bias"])
         return h @ p["l2.weight"].T + p["l2.bias"]
+
     return fn
 
 

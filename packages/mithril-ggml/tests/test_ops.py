@@ -13,7 +13,7 @@ BACKEND = GGMLBackend(n_threads=2)
 
 def run(graph, *arrays: np.ndarray) -> np.ndarray:
     exe = BACKEND.lower(graph, jit=False)
-    names = [n for n in graph.inputs]
+    names = list(graph.inputs)
     out, _, _ = exe.run({}, dict(zip(names, arrays)), {})
     return out["out"]
 
@@ -32,8 +32,18 @@ def check(got, want, rtol=1e-5, atol=1e-6):
 
 
 # --------------------------------------------------------------- arithmetic
-BROADCASTS = [((3, 4), (3, 4)), ((3, 4), (4,)), ((4,), (3, 4)), ((3, 1), (1, 4)), ((2, 3, 4), (3, 1)),
-              ((2, 1, 4, 5), (3, 1, 1)), ((3, 4), 2.5), (2.5, (3, 4)), ((), (2, 3)), ((2, 3), ())]
+BROADCASTS = [
+    ((3, 4), (3, 4)),
+    ((3, 4), (4,)),
+    ((4,), (3, 4)),
+    ((3, 1), (1, 4)),
+    ((2, 3, 4), (3, 1)),
+    ((2, 1, 4, 5), (3, 1, 1)),
+    ((3, 4), 2.5),
+    (2.5, (3, 4)),
+    ((), (2, 3)),
+    ((2, 3), ()),
+]
 ARITH = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 
 
@@ -58,8 +68,9 @@ def test_pow_constant_base(rng):
     check(run(one_node("pow", [2.0, (4,)]), y), 2.0 ** y.astype(np.float64))
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((3, 4), (4,)), ((3, 1), (1, 4)), ((3, 4), 0.0),
-                                    (0.0, (3, 4))], ids=str)
+@pytest.mark.parametrize(
+    "shapes", [((3, 4), (3, 4)), ((3, 4), (4,)), ((3, 1), (1, 4)), ((3, 4), 0.0), (0.0, (3, 4))], ids=str
+)
 @pytest.mark.parametrize("prim", ["maximum", "minimum"])
 def test_maximum_minimum(prim, shapes, rng):
     arrays = [data(rng, s) for s in shapes if not isinstance(s, float)]
@@ -69,10 +80,17 @@ def test_maximum_minimum(prim, shapes, rng):
 
 
 UNARY = {
-    "neg": (np.negative, -3, 3), "abs": (np.abs, -3, 3), "sign": (np.sign, -3, 3),
-    "exp": (np.exp, -5, 5), "log": (np.log, 0.1, 10), "sqrt": (np.sqrt, 0.0, 10),
-    "sin": (np.sin, -3, 3), "cos": (np.cos, -3, 3), "tanh": (np.tanh, -4, 4),
-    "sigmoid": (lambda x: 1 / (1 + np.exp(-x)), -8, 8), "relu": (lambda x: np.maximum(x, 0), -3, 3),
+    "neg": (np.negative, -3, 3),
+    "abs": (np.abs, -3, 3),
+    "sign": (np.sign, -3, 3),
+    "exp": (np.exp, -5, 5),
+    "log": (np.log, 0.1, 10),
+    "sqrt": (np.sqrt, 0.0, 10),
+    "sin": (np.sin, -3, 3),
+    "cos": (np.cos, -3, 3),
+    "tanh": (np.tanh, -4, 4),
+    "sigmoid": (lambda x: 1 / (1 + np.exp(-x)), -8, 8),
+    "relu": (lambda x: np.maximum(x, 0), -3, 3),
 }
 
 
@@ -100,15 +118,29 @@ def test_cast_float_is_identity(rng):
 
 
 # ---------------------------------------------------------------- structure
-@pytest.mark.parametrize("a,b", [((3, 5), (5, 4)), ((2, 3, 5), (5, 4)), ((3, 5), (2, 5, 4)), ((2, 3, 5), (2, 5, 4)),
-                                 ((2, 1, 3, 5), (4, 5, 6)), ((1, 7), (7, 1)), ((2, 3, 4, 5), (1, 3, 5, 2))], ids=str)
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ((3, 5), (5, 4)),
+        ((2, 3, 5), (5, 4)),
+        ((3, 5), (2, 5, 4)),
+        ((2, 3, 5), (2, 5, 4)),
+        ((2, 1, 3, 5), (4, 5, 6)),
+        ((1, 7), (7, 1)),
+        ((2, 3, 4, 5), (1, 3, 5, 2)),
+    ],
+    ids=str,
+)
 def test_matmul(a, b, rng):
     x, y = data(rng, a), data(rng, b)
     check(run(one_node("matmul", [a, b]), x, y), np.matmul(x.astype(np.float64), y), atol=1e-5)
 
 
-@pytest.mark.parametrize("shape,axes", [((3, 4), None), ((2, 3, 4), (2, 0, 1)), ((2, 3, 4, 5), (3, 1, 0, 2)),
-                                        ((2, 3, 4), (0, 2, 1))], ids=str)
+@pytest.mark.parametrize(
+    "shape,axes",
+    [((3, 4), None), ((2, 3, 4), (2, 0, 1)), ((2, 3, 4, 5), (3, 1, 0, 2)), ((2, 3, 4), (0, 2, 1))],
+    ids=str,
+)
 def test_transpose(shape, axes, rng):
     x = data(rng, shape)
     check(run(one_node("transpose", [shape], axes=axes), x), np.transpose(x, axes))
@@ -180,8 +212,9 @@ def test_softmax(prim, axis, rng):
 
 
 # ----------------------------------------------------------------------- nn
-@pytest.mark.parametrize("stride,padding,dilation", [((1, 1), (0, 0), (1, 1)), ((2, 2), (1, 1), (1, 1)),
-                                                     ((1, 2), (2, 0), (2, 1))], ids=str)
+@pytest.mark.parametrize(
+    "stride,padding,dilation", [((1, 1), (0, 0), (1, 1)), ((2, 2), (1, 1), (1, 1)), ((1, 2), (2, 0), (2, 1))], ids=str
+)
 def test_conv2d(stride, padding, dilation, rng):
     x, w = data(rng, (2, 3, 9, 8)), data(rng, (4, 3, 3, 2))
     g = one_node("conv2d", [(2, 3, 9, 8), (4, 3, 3, 2)], stride=stride, padding=padding, dilation=dilation)
@@ -192,14 +225,23 @@ def test_conv2d(stride, padding, dilation, rng):
 def test_grouped_conv2d(groups, c, o, rng):
     x, w = data(rng, (2, c, 7, 6)), data(rng, (o, c // groups, 3, 3))
     g = one_node("conv2d", [x.shape, w.shape], groups=groups, padding=(1, 1))
-    want = np.concatenate([conv2d_ref(x[:, i * (c // groups):(i + 1) * (c // groups)],
-                                      w[i * (o // groups):(i + 1) * (o // groups)], padding=(1, 1))
-                           for i in range(groups)], axis=1)
+    want = np.concatenate(
+        [
+            conv2d_ref(
+                x[:, i * (c // groups) : (i + 1) * (c // groups)],
+                w[i * (o // groups) : (i + 1) * (o // groups)],
+                padding=(1, 1),
+            )
+            for i in range(groups)
+        ],
+        axis=1,
+    )
     check(run(g, x, w), want, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)),
-                                                   ((3, 2), (1, 2), (1, 0))], ids=str)
+@pytest.mark.parametrize(
+    "kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)), ((3, 2), (1, 2), (1, 0))], ids=str
+)
 @pytest.mark.parametrize("op", ["max", "avg"])
 def test_pool2d(op, kernel, stride, padding, rng):
     x = data(rng, (2, 3, 9, 8))

@@ -51,6 +51,7 @@ def test_rows_not_multiple_of_block_stay_float32(rng):
 
 def test_direct_matmul_weight_is_stored_transposed(rng):
     from graphs import inp, param
+
     from mithril.ir.graph import Graph, GraphBuilder
 
     g = Graph()
@@ -82,8 +83,9 @@ def test_params_are_quantized_once_per_array_object(rng, monkeypatch):
     exe = GGMLBackend(quantize="int8", n_threads=2).lower(g, jit=False)
     calls: list[str] = []
     real = executable_module.quantize_into
-    monkeypatch.setattr(executable_module, "quantize_into",
-                        lambda plan, *a: (calls.append(plan.name), real(plan, *a))[1])
+    monkeypatch.setattr(
+        executable_module, "quantize_into", lambda plan, *a: (calls.append(plan.name), real(plan, *a))[1]
+    )
     first = exe.run(params, {"input": x}, {})[0]["output"]
     assert sorted(calls) == sorted(params)
     calls.clear()
@@ -108,7 +110,9 @@ def test_quantized_executable_reports_memory_saving(mode, rng):
 def test_report_is_a_mapping_for_summaries():
     exe = GGMLBackend(quantize="int8").lower(mlp(batch=2, d_in=20, hidden=64, d_out=8), jit=False)
     rep = exe.quantization_report
-    assert dict(rep) == {"l2.weight": "q8_0",
-                         "l1.weight": "float32 (row length 20 is not a multiple of the 32-element block)",
-                         "l1.bias": "float32 (used by add, not only as a matrix-product weight)",
-                         "l2.bias": "float32 (used by add, not only as a matrix-product weight)"}
+    assert dict(rep) == {
+        "l2.weight": "q8_0",
+        "l1.weight": "float32 (row length 20 is not a multiple of the 32-element block)",
+        "l1.bias": "float32 (used by add, not only as a matrix-product weight)",
+        "l2.bias": "float32 (used by add, not only as a matrix-product weight)",
+    }

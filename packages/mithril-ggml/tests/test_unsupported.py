@@ -50,9 +50,15 @@ def lower_unsupported_then_run_supported() -> tuple[str, list[float]]:
 def test_every_unsupported_primitive_is_named_with_its_block_without_crashing():
     msg, out = run_isolated(lower_unsupported_then_run_supported)
     assert out == [2.0, 2.0, 2.0]
-    for prim, block in [("greater", "net.gate"), ("where", "net.gate"), ("erf", "net.act"),
-                        ("avg_pool2d", "net.avg"), ("max_pool2d", "net.pool"), ("pow", "net.pow"),
-                        ("reshape", "net.big")]:
+    for prim, block in [
+        ("greater", "net.gate"),
+        ("where", "net.gate"),
+        ("erf", "net.act"),
+        ("avg_pool2d", "net.avg"),
+        ("max_pool2d", "net.pool"),
+        ("pow", "net.pow"),
+        ("reshape", "net.big"),
+    ]:
         assert f"primitive {prim!r} in block {block!r}" in msg, (prim, msg)
     assert "count_include_pad" in msg and "rank 5" in msg
     assert "conv2d" not in msg  # grouped convolution is lowered (for inference)
@@ -104,5 +110,6 @@ def test_backend_options_are_checked():
     with pytest.raises(UnsupportedError):
         GGMLBackend(device="cuda")
     import mithril.dtypes as dt
+
     with pytest.raises(UnsupportedError):
         GGMLBackend(dtype=dt.float64)

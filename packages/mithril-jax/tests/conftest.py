@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from mithril.dtypes import DType
 from mithril_jax import JaxBackend
 

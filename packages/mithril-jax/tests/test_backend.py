@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import mithril_jax
 from mithril.backend import Backend
 from mithril.dtypes import DType
 from mithril.errors import EvaluationError, UnsupportedError
 from mithril.primitives import CORE_PRIMITIVES
-
-import mithril_jax
 from mithril_jax import JaxBackend, plugin
 
 X64_GLOBALLY = bool(jax.config.read("jax_enable_x64"))
@@ -72,11 +72,14 @@ def test_missing_platform_is_a_clear_error(platform):
         JaxBackend(device=platform)
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("cpu:99", "does not exist; JAX sees"),
-    ("quantum", "unknown device"),
-    ("cpu:x", "bad device index"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("cpu:99", "does not exist; JAX sees"),
+        ("quantum", "unknown device"),
+        ("cpu:x", "bad device index"),
+    ],
+)
 def test_bad_device_strings(spec, match):
     with pytest.raises(UnsupportedError, match=match):
         JaxBackend(device=spec)
@@ -322,8 +325,9 @@ def test_half_precision_kernels(dtype):
     x, w = b.randn(2, 3, 6, 6), b.randn(4, 3, 3, 3)
     y = b.kernel("conv2d")(x, w, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
     p = b.kernel("max_pool2d")(y, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1))
-    g = b.kernel("max_pool2d_grad")(y, b.ones(*p.shape), kernel_size=(2, 2), stride=(2, 2), padding=(0, 0),
-                                    dilation=(1, 1))
+    g = b.kernel("max_pool2d_grad")(
+        y, b.ones(*p.shape), kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1)
+    )
     s = b.softmax(b.kernel("gelu")(p.reshape(2, -1), approximate="tanh"))
     for arr in (y, p, g, s):
         assert b.dtype_of(arr) is dtype
@@ -334,12 +338,21 @@ def test_half_precision_kernels(dtype):
 def test_base_class_helpers_follow_the_backend_dtype():
     b = JaxBackend(dtype=DType.float64)
     x = b.randn(3, 4)
-    for out in (b.mean(x), b.sum(x, axis=0), b.max(x, axis=1), b.exp(x), b.softmax(x),
-                b.concat([x, x], axis=1), b.transpose(x), b.reshape(x, (4, 3)), b.uniform(0, 1, (2,)),
-                b.full((2,), 0.1)):
+    for out in (
+        b.mean(x),
+        b.sum(x, axis=0),
+        b.max(x, axis=1),
+        b.exp(x),
+        b.softmax(x),
+        b.concat([x, x], axis=1),
+        b.transpose(x),
+        b.reshape(x, (4, 3)),
+        b.uniform(0, 1, (2,)),
+        b.full((2,), 0.1),
+    ):
         assert out.dtype == jnp.float64
     assert b.argmax(x).dtype == jnp.int64
-    assert "JaxBackend(dtype=ml.float64, device='cpu')" == repr(b)
+    assert repr(b) == "JaxBackend(dtype=ml.float64, device='cpu')"
 
 
 def test_array_from_numpy_never_aliases_the_source():

@@ -11,14 +11,21 @@ from typing import Any
 
 import pytest
 
-from mithril.testing.conformance import *  # noqa: F401,F403
+from mithril.testing.conformance import *
 from mithril_jax import JaxBackend
 
 #: case ids and block case ids compiled with jax.jit
-JIT_SUBSET = frozenset({
-    "matmul-broadcast-batch", "conv2d-groups", "softmax-middle", "slice-negative-steps", "where-broadcast",
-    "max_pool2d-k3s2p1", "block-cnn",
-})
+JIT_SUBSET = frozenset(
+    {
+        "matmul-broadcast-batch",
+        "conv2d-groups",
+        "softmax-middle",
+        "slice-negative-steps",
+        "where-broadcast",
+        "max_pool2d-k3s2p1",
+        "block-cnn",
+    }
+)
 
 CONFIGURATIONS = {
     "eager": {},

@@ -65,8 +65,8 @@ def test_a_new_shape_set_goes_through_the_checked_path_and_compiles(setup):
 def test_gradients_through_the_fast_path_match_the_checked_ones(setup):
     be, pm, params, x = setup
     g = {"output": be.randn(4, 3)}
-    out1, grads1 = pm.evaluate(params, {"input": x}, g)
-    out2, grads2 = pm.evaluate(params, {"input": x}, g)  # fast
+    _out1, grads1 = pm.evaluate(params, {"input": x}, g)
+    _out2, grads2 = pm.evaluate(params, {"input": x}, g)  # fast
     assert pm._fast is not None and pm._fast[0][1] == ("output",)
     for k in grads1:
         np.testing.assert_array_equal(np.asarray(grads1[k]), np.asarray(grads2[k]))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+
 from mithril.dtypes import DType
 from mithril.errors import EvaluationError, UnsupportedError
-
 from mithril_jax import JaxBackend
 
 try:
@@ -25,8 +25,9 @@ def test_arrays_and_results_stay_on_the_gpu(dtype):
     b.seed(0)
     x, w = b.randn(2, 3, 8, 8), b.randn(4, 3, 3, 3)
     y = b.kernel("conv2d")(x, w, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
-    g = b.kernel("max_pool2d_grad")(y, b.ones(2, 4, 4, 4), kernel_size=(2, 2), stride=(2, 2), padding=(0, 0),
-                                    dilation=(1, 1))
+    g = b.kernel("max_pool2d_grad")(
+        y, b.ones(2, 4, 4, 4), kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1)
+    )
     f = b.jit(lambda d: {"s": b.kernel("sum")(d["g"], axis=None, keepdims=False)}, what="evaluate")
     s = f({"g": g})["s"]
     for arr in (x, w, y, g, s, b.array([1.0]), b.zeros(2)):
@@ -62,15 +63,24 @@ def test_float64_conv_and_pool_grads_match_torch_on_gpu():
     ty.backward(torch.tensor(gn))
     x, w, g = b.array(xn), b.array(wn), b.array(gn)
     np.testing.assert_allclose(b.to_numpy(b.kernel("conv2d")(x, w, **attrs)), ty.detach().numpy(), rtol=1e-12)
-    np.testing.assert_allclose(b.to_numpy(b.kernel("conv2d_input_grad")(g, w, input_shape=xn.shape, **attrs)),
-                               tx.grad.numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(b.to_numpy(b.kernel("conv2d_weight_grad")(x, g, weight_shape=wn.shape, **attrs)),
-                               tw.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        b.to_numpy(b.kernel("conv2d_input_grad")(g, w, input_shape=xn.shape, **attrs)),
+        tx.grad.numpy(),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        b.to_numpy(b.kernel("conv2d_weight_grad")(x, g, weight_shape=wn.shape, **attrs)),
+        tw.grad.numpy(),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     pool = dict(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1))
     tx2 = torch.tensor(xn, requires_grad=True)
     ty2 = F.max_pool2d(tx2, 3, 2, 1)
     gp = rng.standard_normal(tuple(ty2.shape))
     ty2.backward(torch.tensor(gp))
     # overlapping windows: a cell's two contributions may be added in another order
-    np.testing.assert_allclose(b.to_numpy(b.kernel("max_pool2d_grad")(x, b.array(gp), **pool)), tx2.grad.numpy(),
-                               rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(
+        b.to_numpy(b.kernel("max_pool2d_grad")(x, b.array(gp), **pool)), tx2.grad.numpy(), rtol=1e-14, atol=1e-15
+    )

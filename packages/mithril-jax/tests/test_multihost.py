@@ -30,8 +30,9 @@ def test_two_processes_train_like_one_device(tmp_path):
     model += Relu()
     model += Linear(dimension=4)
     be = ml.JaxBackend(dtype=ml.float64)
-    step = ml.compile_step(model, be, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2),
-                           shapes={"input": [8, 6]}, jit=True)
+    step = ml.compile_step(
+        model, be, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2), shapes={"input": [8, 6]}, jit=True
+    )
     state = step.init(seed=0)
     np.savez(tmp_path / "init.npz", **{k: be.to_numpy(v) for k, v in state.params.items()})
     rng = np.random.default_rng(0)
@@ -45,9 +46,16 @@ def test_two_processes_train_like_one_device(tmp_path):
 
     port = str(_free_port())
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), "2", port, str(tmp_path / "init.npz")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(i), "2", port, str(tmp_path / "init.npz")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
     outputs = []
     for p in procs:
         try:
@@ -62,5 +70,5 @@ def test_two_processes_train_like_one_device(tmp_path):
         assert "of 2, 4 devices" in out, out[-2000:]
         m = re.search(r"losses (\[.*?\]) weight_sum (\S+)", out)
         assert m, out[-2000:]
-        np.testing.assert_allclose(eval(m.group(1)), want, rtol=1e-10)  # noqa: S307 - our worker's repr
+        np.testing.assert_allclose(eval(m.group(1)), want, rtol=1e-10)
         assert float(m.group(2)) == pytest.approx(want_sum, rel=1e-10)

@@ -15,8 +15,7 @@ AXES = [None, (0,), (1,), (-1,), (0, 2), (0, 1, 2)]
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_reductions(h, name, axis, keepdims):
     x, xn = h.data(3, 4, 5)
-    h.check(h.run(name, x, axis=axis, keepdims=keepdims), getattr(np, name)(xn, axis=axis, keepdims=keepdims),
-            scale=3)
+    h.check(h.run(name, x, axis=axis, keepdims=keepdims), getattr(np, name)(xn, axis=axis, keepdims=keepdims), scale=3)
 
 
 @pytest.mark.parametrize("axis", [(0,), (1,), (-1,)])
@@ -31,7 +30,7 @@ def test_argmax_first_of_ties(h, axis, keepdims):
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_softmax_and_log_softmax(h, axis):
-    x, xn = h.data(3, 4, 5)
+    _x, xn = h.data(3, 4, 5)
     xn_big = xn * 50  # large values: numerical stability
     xb = h.b.array(xn_big)
     xn_big = h.b.to_numpy(xb).astype(np.float64)

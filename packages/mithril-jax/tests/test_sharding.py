@@ -47,8 +47,15 @@ def cnn() -> Model:
 
 def train(model, mesh, layout, params, batches, shapes):
     be = ml.JaxBackend(dtype=ml.float64, device_mesh=mesh)
-    step = ml.compile_step(model, be, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2, clip_norm=1.0),
-                           shapes=shapes, jit=True, sharding=layout)
+    step = ml.compile_step(
+        model,
+        be,
+        loss=CrossEntropyLoss(),
+        optimizer=ml.optim.AdamW(lr=1e-2, clip_norm=1.0),
+        shapes=shapes,
+        jit=True,
+        sharding=layout,
+    )
     state = step.init({k: be.array(v) for k, v in params.items()})
     losses = []
     for x, y in batches:
@@ -63,7 +70,9 @@ def reference():
     rng = np.random.default_rng(0)
     batches = [(rng.standard_normal((16, 8)), rng.integers(0, 4, 16)) for _ in range(4)]
     be = ml.JaxBackend(dtype=ml.float64)
-    params = {k: be.to_numpy(v) for k, v in ml.compile(mlp(), be, shapes={"input": [16, 8]}).randomize_params(0).items()}
+    params = {
+        k: be.to_numpy(v) for k, v in ml.compile(mlp(), be, shapes={"input": [16, 8]}).randomize_params(0).items()
+    }
     _, _, state, losses = train(mlp(), None, None, params, batches, {"input": [16, 8]})
     return params, batches, losses, {k: be.to_numpy(v) for k, v in state.params.items()}
 
@@ -71,7 +80,7 @@ def reference():
 @pytest.mark.parametrize("mesh, layout", CASES, ids=[f"{m}-{'layout' if l else 'dp'}" for m, l in CASES])
 def test_training_on_a_mesh_equals_one_device(reference, mesh, layout):
     params, batches, want_losses, want = reference
-    be, step, state, losses = train(mlp(), mesh, layout, params, batches, {"input": [16, 8]})
+    be, _step, state, losses = train(mlp(), mesh, layout, params, batches, {"input": [16, 8]})
     np.testing.assert_allclose(losses, want_losses, rtol=1e-10)
     for k, v in want.items():
         np.testing.assert_allclose(be.to_numpy(state.params[k]), v, rtol=1e-10, atol=1e-13, err_msg=k)
@@ -93,12 +102,21 @@ def test_evaluate_and_gradients_on_a_mesh():
     for mesh in (None, (8,), (4,)):
         be = ml.JaxBackend(dtype=ml.float64, device_mesh=mesh)
         pm = ml.compile(cnn(), be, shapes={"input": [8, 1, 4, 4]})
-        params = {k: be.array(v) for k, v in (results[0][2] if results else
-                                                {k: be.to_numpy(v) for k, v in pm.randomize_params(0).items()}).items()}
+        params = {
+            k: be.array(v)
+            for k, v in (
+                results[0][2] if results else {k: be.to_numpy(v) for k, v in pm.randomize_params(0).items()}
+            ).items()
+        }
         out, grads, state = pm.evaluate(params, {"input": be.array(x)}, {"output": be.array(g)}, return_state=True)
-        results.append((be.to_numpy(out["output"]), {k: be.to_numpy(v) for k, v in grads.items()},
-                        {k: be.to_numpy(v) for k, v in params.items()},
-                        be.to_numpy(state["batchnorm2d_0.running_mean"])))
+        results.append(
+            (
+                be.to_numpy(out["output"]),
+                {k: be.to_numpy(v) for k, v in grads.items()},
+                {k: be.to_numpy(v) for k, v in params.items()},
+                be.to_numpy(state["batchnorm2d_0.running_mean"]),
+            )
+        )
     for got in results[1:]:  # BatchNorm's batch statistics are global: the same as on one device
         np.testing.assert_allclose(got[0], results[0][0], rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(got[3], results[0][3], rtol=1e-10, atol=1e-13)
@@ -113,8 +131,15 @@ def test_checkpoint_reshards(reference, tmp_path):
     ml.training.save_checkpoint(tmp_path / "ck.safetensors", state, step)
     for mesh, layout in (({"data": 2, "model": 4}, TP), (None, None)):
         be = ml.JaxBackend(dtype=ml.float64, device_mesh=mesh)
-        other = ml.compile_step(mlp(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2, clip_norm=1.0),
-                                shapes={"input": [16, 8]}, jit=True, sharding=layout)
+        other = ml.compile_step(
+            mlp(),
+            be,
+            loss=CrossEntropyLoss(),
+            optimizer=ml.optim.AdamW(lr=1e-2, clip_norm=1.0),
+            shapes={"input": [16, 8]},
+            jit=True,
+            sharding=layout,
+        )
         resumed = ml.training.load_checkpoint(tmp_path / "ck.safetensors", other)
         losses = []
         for x, y in batches[2:]:

@@ -8,8 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)),
-                                    ((1, 3, 4), (2, 4, 6))], ids=str)
+@pytest.mark.parametrize(
+    "shapes", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((1, 3, 4), (2, 4, 6))], ids=str
+)
 def test_matmul_broadcasts_batch(h, shapes):
     (a, an), (b, bn) = h.data(*shapes[0]), h.data(*shapes[1])
     h.check(h.run("matmul", a, b), np.matmul(an, bn), scale=5)
@@ -30,8 +31,9 @@ def test_reshape(h, shape):
 @pytest.mark.parametrize("start,end", [(1, -1), (0, -1), (0, 1), (1, 2), (-2, -1), (2, 2)])
 def test_flatten_matches_torch(h, start, end):
     x, xn = h.data(2, 3, 4, 5)
-    h.check(h.run("flatten", x, start_axis=start, end_axis=end),
-            torch.flatten(torch.from_numpy(xn), start, end).numpy())
+    h.check(
+        h.run("flatten", x, start_axis=start, end_axis=end), torch.flatten(torch.from_numpy(xn), start, end).numpy()
+    )
 
 
 def test_flatten_scalar_gives_one_element(h):
@@ -47,8 +49,7 @@ def test_broadcast_to(h):
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_concat_variadic(h, axis):
     parts = [h.data(2, 3, 4) for _ in range(3)]
-    h.check(h.run("concat", *(p[0] for p in parts), axis=axis),
-            np.concatenate([p[1] for p in parts], axis=axis))
+    h.check(h.run("concat", *(p[0] for p in parts), axis=axis), np.concatenate([p[1] for p in parts], axis=axis))
 
 
 SLICES = [

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mithril.testing.conformance import *  # noqa: F401,F403
+from mithril.testing.conformance import *
 from mithril_numpy import NumpyBackend
 
 CONFIGURATIONS = {

@@ -47,8 +47,12 @@ def test_kernels_accept_every_attribute_by_keyword(k64):
 # ------------------------------------------------------------ element-wise
 BINARY_SHAPES = [((3, 4), (3, 4)), ((2, 1, 5), (4, 1)), ((), (3,)), ((5,), ())]
 BINARY = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
-    "maximum": torch.maximum, "minimum": torch.minimum,
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
 }
 
 
@@ -71,8 +75,12 @@ def test_compare(k64, rng, name):
     b = rng.integers(0, 3, (5,)).astype(np.float64)
     out = k64[name](a, b)
     assert out.dtype == np.bool_
-    np.testing.assert_array_equal(out, getattr(torch, name.replace("not_equal", "ne").replace("equal", "eq")
-                                               if name in ("equal", "not_equal") else name)(t(a), t(b)).numpy())
+    np.testing.assert_array_equal(
+        out,
+        getattr(
+            torch, name.replace("not_equal", "ne").replace("equal", "eq") if name in ("equal", "not_equal") else name
+        )(t(a), t(b)).numpy(),
+    )
 
 
 def test_where(k64, rng):
@@ -92,8 +100,9 @@ def test_cast(k32, kind, dtype):
     x = np.array([-1.7, 0.0, 0.5, 2.9])
     out = k32["cast"](x, kind=kind)
     assert out.dtype == dtype
-    np.testing.assert_array_equal(out, t(x).to({np.float32: torch.float32, np.int64: torch.int64,
-                                                np.bool_: torch.bool}[dtype]).numpy())
+    np.testing.assert_array_equal(
+        out, t(x).to({np.float32: torch.float32, np.int64: torch.int64, np.bool_: torch.bool}[dtype]).numpy()
+    )
 
 
 def test_cast_float_uses_the_backend_dtype(k64):
@@ -102,8 +111,16 @@ def test_cast_float_uses_the_backend_dtype(k64):
 
 
 UNARY = {
-    "neg": torch.neg, "abs": torch.abs, "sign": torch.sign, "exp": torch.exp, "sin": torch.sin,
-    "cos": torch.cos, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "erf": torch.erf,
+    "neg": torch.neg,
+    "abs": torch.abs,
+    "sign": torch.sign,
+    "exp": torch.exp,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+    "erf": torch.erf,
 }
 
 
@@ -143,11 +160,14 @@ def test_gelu(k64, rng, approximate):
 def test_erf_matches_math_erf():
     from mithril_numpy.special import erf
 
-    x = np.concatenate([
-        np.linspace(-7, 7, 200_001),
-        np.geomspace(1e-300, 1.0, 2_000), -np.geomspace(1e-300, 1.0, 2_000),
-        [0.0, -0.0, 0.5, 1.0 - 2**-53, 1.0, 1.0 + 2**-52, 5.9, 5.93, 6.0, 6.0 - 2**-50, 26.0, 1e300],
-    ])
+    x = np.concatenate(
+        [
+            np.linspace(-7, 7, 200_001),
+            np.geomspace(1e-300, 1.0, 2_000),
+            -np.geomspace(1e-300, 1.0, 2_000),
+            [0.0, -0.0, 0.5, 1.0 - 2**-53, 1.0, 1.0 + 2**-52, 5.9, 5.93, 6.0, 6.0 - 2**-50, 26.0, 1e300],
+        ]
+    )
     expected = np.array([math.erf(v) for v in x])
     actual = erf(x)
     assert np.max(np.abs(actual - expected)) <= 3e-16
@@ -170,8 +190,9 @@ def test_erf_keeps_dtype_and_rank0():
 
 
 # --------------------------------------------------------------- structure
-@pytest.mark.parametrize("sa,sb", [((3, 4), (4, 5)), ((2, 3, 4), (4, 6)), ((2, 1, 3, 4), (5, 4, 2)),
-                                   ((1, 4, 2), (3, 2, 6))])
+@pytest.mark.parametrize(
+    "sa,sb", [((3, 4), (4, 5)), ((2, 3, 4), (4, 6)), ((2, 1, 3, 4), (5, 4, 2)), ((1, 4, 2), (3, 2, 6))]
+)
 def test_matmul(k64, rng, sa, sb):
     a, b = rng.standard_normal(sa), rng.standard_normal(sb)
     close(k64["matmul"](a, b), torch.matmul(t(a), t(b)))
@@ -197,7 +218,9 @@ def test_flatten(k64, rng, start, end):
 
 
 def test_flatten_rank0(k64):
-    close(k64["flatten"](np.array(2.0), start_axis=0, end_axis=-1), torch.flatten(torch.tensor(2.0, dtype=torch.float64)))
+    close(
+        k64["flatten"](np.array(2.0), start_axis=0, end_axis=-1), torch.flatten(torch.tensor(2.0, dtype=torch.float64))
+    )
 
 
 def test_broadcast_to(k64, rng):
@@ -229,7 +252,7 @@ def test_slice_and_its_gradient(k64, rng, starts, stops, steps):
     x = rng.standard_normal((4, 5, 6))
     # oracle: explicit index lists per axis
     index = [np.arange(x.shape[i])[slice(a, b, c)] for i, (a, b, c) in enumerate(zip(starts, stops, steps))]
-    expected = x[np.ix_(*index, *[np.arange(n) for n in x.shape[len(index):]])]
+    expected = x[np.ix_(*index, *[np.arange(n) for n in x.shape[len(index) :]])]
     out = k64["slice"](x, starts=starts, stops=stops, steps=steps)
     close(out, expected)
     # slice_grad is the transpose of slice: <slice(x), g> == <x, slice_grad(g)>
@@ -238,7 +261,7 @@ def test_slice_and_its_gradient(k64, rng, starts, stops, steps):
     assert gx.shape == x.shape
     np.testing.assert_allclose(np.sum(out * g), np.sum(x * gx), atol=1e-12)
     mask = np.zeros(x.shape, bool)
-    mask[np.ix_(*index, *[np.arange(n) for n in x.shape[len(index):]])] = True
+    mask[np.ix_(*index, *[np.arange(n) for n in x.shape[len(index) :]])] = True
     assert np.all(gx[~mask] == 0)
 
 
@@ -328,17 +351,23 @@ def test_conv2d_and_gradients(k64, rng, monkeypatch, case, layout):
     out = k64["conv2d"](x, wt, **attrs)
     close(out, F.conv2d(t(x), t(wt), None, stride, padding, dilation, groups))
     g = rng.standard_normal(out.shape)
-    close(k64["conv2d_input_grad"](g, wt, input_shape=x.shape, **attrs),
-          torch.nn.grad.conv2d_input(x.shape, t(wt), t(g), stride, padding, dilation, groups))
-    close(k64["conv2d_weight_grad"](x, g, weight_shape=wt.shape, **attrs),
-          torch.nn.grad.conv2d_weight(t(x), wt.shape, t(g), stride, padding, dilation, groups))
+    close(
+        k64["conv2d_input_grad"](g, wt, input_shape=x.shape, **attrs),
+        torch.nn.grad.conv2d_input(x.shape, t(wt), t(g), stride, padding, dilation, groups),
+    )
+    close(
+        k64["conv2d_weight_grad"](x, g, weight_shape=wt.shape, **attrs),
+        torch.nn.grad.conv2d_weight(t(x), wt.shape, t(g), stride, padding, dilation, groups),
+    )
 
 
 def test_conv2d_accepts_non_contiguous_operands(k64, rng):
     x = rng.standard_normal((3, 2, 8, 7)).transpose(1, 0, 2, 3)  # (2, 3, 8, 7), not contiguous
     wt = rng.standard_normal((3, 4, 3, 3)).transpose(1, 0, 2, 3)[:, :, ::-1]
-    close(k64["conv2d"](x, wt, stride=(1, 2), padding=(1, 1), dilation=(1, 1), groups=1),
-          F.conv2d(t(x), t(wt.copy()), None, (1, 2), (1, 1)))
+    close(
+        k64["conv2d"](x, wt, stride=(1, 2), padding=(1, 1), dilation=(1, 1), groups=1),
+        F.conv2d(t(x), t(wt.copy()), None, (1, 2), (1, 1)),
+    )
 
 
 # ----------------------------------------------------------------- pooling
@@ -364,7 +393,7 @@ def test_max_pool2d_and_gradient(k64, rng, case):
     n, c, h, w, k, s, p, d = case
     attrs = dict(kernel_size=k, stride=s, padding=p, dilation=d)
     for x in (rng.standard_normal((n, c, h, w)), rng.integers(-2, 2, (n, c, h, w)).astype(np.float64)):  # ties
-        fn = lambda tx: F.max_pool2d(tx, k, s, p, d, ceil_mode=False)  # noqa: E731
+        fn = lambda tx: F.max_pool2d(tx, k, s, p, d, ceil_mode=False)
         out = k64["max_pool2d"](x, **attrs)
         close(out, fn(t(x)))
         g = rng.standard_normal(out.shape)
@@ -377,7 +406,7 @@ def test_avg_pool2d_and_gradient(k64, rng, case, count_include_pad):
     n, c, h, w, k, s, p, _ = case
     attrs = dict(kernel_size=k, stride=s, padding=p, count_include_pad=count_include_pad)
     x = rng.standard_normal((n, c, h, w))
-    fn = lambda tx: F.avg_pool2d(tx, k, s, p, ceil_mode=False, count_include_pad=count_include_pad)  # noqa: E731
+    fn = lambda tx: F.avg_pool2d(tx, k, s, p, ceil_mode=False, count_include_pad=count_include_pad)
     out = k64["avg_pool2d"](x, **attrs)
     close(out, fn(t(x)))
     g = rng.standard_normal(out.shape)
@@ -386,7 +415,7 @@ def test_avg_pool2d_and_gradient(k64, rng, case, count_include_pad):
 
 # ------------------------------------------------------------ float32 stays
 def _float32_calls(rng):
-    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
     x, y = f(3, 4), f(4)
     img, wt = f(2, 4, 7, 7), f(6, 2, 3, 3)
     conv = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 1), groups=2)
@@ -394,39 +423,73 @@ def _float32_calls(rng):
     ap = dict(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), count_include_pad=False)
     calls = {name: ((x, y), {}) for name in ("add", "sub", "mul", "div", "maximum", "minimum")}
     calls["pow"] = ((np.abs(x), y), {})
-    calls.update({name: ((x,), {}) for name in ("neg", "abs", "sign", "exp", "sin", "cos", "tanh",
-                                                 "sigmoid", "relu", "erf")})
-    calls.update({"log": ((np.abs(x),), {}), "sqrt": ((np.abs(x),), {}),
-                  "leaky_relu": ((x,), {"slope": 0.1}), "gelu": ((x,), {"approximate": "none"}),
-                  "where": ((x > 0, x, y), {}), "cast": ((x,), {"kind": "float"}),
-                  "matmul": ((x, f(4, 5)), {}), "transpose": ((x,), {"axes": None}),
-                  "reshape": ((x,), {"shape": (-1,)}), "flatten": ((img,), {"start_axis": 1, "end_axis": -1}),
-                  "broadcast_to": ((y,), {"shape": (3, 4)}), "concat": ((x, x), {"axis": 0}),
-                  "slice": ((x,), {"starts": (1,), "stops": (None,), "steps": (None,)}),
-                  "slice_grad": ((x,), {"input_shape": (5, 4), "starts": (1,), "stops": (4,), "steps": (None,)}),
-                  "softmax": ((x,), {"axis": -1}), "log_softmax": ((x,), {"axis": 0})})
+    calls.update(
+        {name: ((x,), {}) for name in ("neg", "abs", "sign", "exp", "sin", "cos", "tanh", "sigmoid", "relu", "erf")}
+    )
+    calls.update(
+        {
+            "log": ((np.abs(x),), {}),
+            "sqrt": ((np.abs(x),), {}),
+            "leaky_relu": ((x,), {"slope": 0.1}),
+            "gelu": ((x,), {"approximate": "none"}),
+            "where": ((x > 0, x, y), {}),
+            "cast": ((x,), {"kind": "float"}),
+            "matmul": ((x, f(4, 5)), {}),
+            "transpose": ((x,), {"axes": None}),
+            "reshape": ((x,), {"shape": (-1,)}),
+            "flatten": ((img,), {"start_axis": 1, "end_axis": -1}),
+            "broadcast_to": ((y,), {"shape": (3, 4)}),
+            "concat": ((x, x), {"axis": 0}),
+            "slice": ((x,), {"starts": (1,), "stops": (None,), "steps": (None,)}),
+            "slice_grad": ((x,), {"input_shape": (5, 4), "starts": (1,), "stops": (4,), "steps": (None,)}),
+            "softmax": ((x,), {"axis": -1}),
+            "log_softmax": ((x,), {"axis": 0}),
+        }
+    )
     calls.update({name: ((x,), {"axis": (0,), "keepdims": False}) for name in ("sum", "mean", "max", "min")})
     out = k_conv_shape = (2, 6, 4, 7)
-    calls.update({"conv2d": ((img, wt), conv),
-                  "conv2d_input_grad": ((f(*k_conv_shape), wt), {"input_shape": img.shape, **conv}),
-                  "conv2d_weight_grad": ((img, f(*out)), {"weight_shape": wt.shape, **conv}),
-                  "max_pool2d": ((img,), mp), "max_pool2d_grad": ((img, f(2, 4, 4, 4)), mp),
-                  "avg_pool2d": ((img,), ap),
-                  "avg_pool2d_grad": ((f(2, 4, 4, 4),), {"input_shape": img.shape, **ap})})
+    calls.update(
+        {
+            "conv2d": ((img, wt), conv),
+            "conv2d_input_grad": ((f(*k_conv_shape), wt), {"input_shape": img.shape, **conv}),
+            "conv2d_weight_grad": ((img, f(*out)), {"weight_shape": wt.shape, **conv}),
+            "max_pool2d": ((img,), mp),
+            "max_pool2d_grad": ((img, f(2, 4, 4, 4)), mp),
+            "avg_pool2d": ((img,), ap),
+            "avg_pool2d_grad": ((f(2, 4, 4, 4),), {"input_shape": img.shape, **ap}),
+        }
+    )
     idx = rng.integers(0, 3, (2, 2))
-    calls.update({"gather_rows": ((x, idx), {}), "scatter_add_rows": ((f(2, 2, 4), idx), {"num_rows": 5}),
-                  "gather_last": ((f(2, 2, 4), idx), {}), "scatter_last": ((f(2, 2), idx), {"size": 4}),
-                  "unflatten": ((x,), {"axis": 1, "sizes": (2, -1)}), "reshape_as": ((x, f(12)), {}),
-                  "conv_transpose2d": ((img, f(4, 3, 2, 2)), {"stride": (2, 1), "padding": (1, 0),
-                                                             "output_padding": (1, 0), "dilation": (1, 1),
-                                                             "groups": 2})})
+    calls.update(
+        {
+            "gather_rows": ((x, idx), {}),
+            "scatter_add_rows": ((f(2, 2, 4), idx), {"num_rows": 5}),
+            "gather_last": ((f(2, 2, 4), idx), {}),
+            "scatter_last": ((f(2, 2), idx), {"size": 4}),
+            "unflatten": ((x,), {"axis": 1, "sizes": (2, -1)}),
+            "reshape_as": ((x, f(12)), {}),
+            "conv_transpose2d": (
+                (img, f(4, 3, 2, 2)),
+                {"stride": (2, 1), "padding": (1, 0), "output_padding": (1, 0), "dilation": (1, 1), "groups": 2},
+            ),
+        }
+    )
     return calls
 
 
 def test_float32_stays_float32(k32, rng):
     calls = _float32_calls(rng)
-    float_out = set(CORE_PRIMITIVES) - {"greater", "greater_equal", "less", "less_equal", "equal",
-                                        "not_equal", "argmax", "tril_mask", "positions"}
+    float_out = set(CORE_PRIMITIVES) - {
+        "greater",
+        "greater_equal",
+        "less",
+        "less_equal",
+        "equal",
+        "not_equal",
+        "argmax",
+        "tril_mask",
+        "positions",
+    }
     assert float_out <= set(calls)
     for name in sorted(float_out):
         args, attrs = calls[name]
@@ -443,8 +506,12 @@ def test_float16_convolution(rng):
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float16)
     out = k16["conv2d"](x, w, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
     assert out.dtype == np.float16
-    close(out.astype(np.float64), F.conv2d(t(x.astype(np.float64)), t(w.astype(np.float64)), None, 1, 1),
-          atol=0.05, rtol=0.01)
+    close(
+        out.astype(np.float64),
+        F.conv2d(t(x.astype(np.float64)), t(w.astype(np.float64)), None, 1, 1),
+        atol=0.05,
+        rtol=0.01,
+    )
     assert k16["gelu"](x, approximate="tanh").dtype == np.float16
 
 
@@ -452,7 +519,7 @@ def test_max_pool2d_nan_routing_matches_torch(k64, rng):
     x = rng.standard_normal((2, 3, 7, 8))
     x[rng.random(x.shape) < 0.15] = np.nan
     attrs = dict(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1))
-    fn = lambda tx: F.max_pool2d(tx, 3, 2, 1)  # noqa: E731
+    fn = lambda tx: F.max_pool2d(tx, 3, 2, 1)
     out = k64["max_pool2d"](x, **attrs)
     np.testing.assert_array_equal(out, fn(t(x)).numpy())
     g = rng.standard_normal(out.shape)

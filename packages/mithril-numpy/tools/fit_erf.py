@@ -27,8 +27,9 @@ def chebyshev_power_coefficients(f: Callable[[mp.mpf], mp.mpf], a: mp.mpf, b: mp
     n = degree + 1
     nodes = [mp.cos(mp.pi * (k + mp.mpf(1) / 2) / n) for k in range(n)]
     values = [f((b - a) / 2 * s + (a + b) / 2) for s in nodes]
-    cheb = [2 * mp.fsum(values[k] * mp.cos(mp.pi * j * (k + mp.mpf(1) / 2) / n) for k in range(n)) / n
-            for j in range(n)]
+    cheb = [
+        2 * mp.fsum(values[k] * mp.cos(mp.pi * j * (k + mp.mpf(1) / 2) / n) for k in range(n)) / n for j in range(n)
+    ]
     cheb[0] /= 2
     basis = [[mp.mpf(1)], [mp.mpf(0), mp.mpf(1)]]  # T_0, T_1 in the power basis
     for _ in range(2, n):

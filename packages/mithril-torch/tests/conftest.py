@@ -1,6 +1,7 @@
 """Shared fixtures: a TorchBackend per float dtype and helpers to compare with NumPy oracles."""
 
 from __future__ import annotations
+
 import os as _os
 import sys as _sys
 

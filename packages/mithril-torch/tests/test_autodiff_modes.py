@@ -28,10 +28,19 @@ def test_gradients_match_torch_nn(autodiff):
     out = pm.evaluate(params, {"input": x})["output"]
     g = be.randn(*out.shape)
     _, grads = pm.evaluate(params, {"input": x}, {"output": g})
-    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                              torch.nn.Flatten(), torch.nn.Linear(12, 4)).double()
-    names = {"0.weight": "conv2d_0.weight", "0.bias": "conv2d_0.bias", "4.weight": "linear_0.weight",
-             "4.bias": "linear_0.bias"}
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(12, 4),
+    ).double()
+    names = {
+        "0.weight": "conv2d_0.weight",
+        "0.bias": "conv2d_0.bias",
+        "4.weight": "linear_0.weight",
+        "4.bias": "linear_0.bias",
+    }
     net.load_state_dict({k: params[v] for k, v in names.items()})
     y = net(x)
     torch.testing.assert_close(out, y, rtol=1e-12, atol=1e-12)
@@ -68,11 +77,24 @@ def test_saved_statistics_and_indices_are_not_recomputed():
     assert "k_max_pool2d(" not in src and "k_max_pool2d_grad(" not in src
     assert src.count("k_normalize_affine(") == 1 and "k_normalize_affine_grad(" in src and "k_mean(" not in src
 
-    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
-                              torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 4)).double()
-    names = {"0.weight": "conv2d_0.weight", "0.bias": "conv2d_0.bias", "1.weight": "batchnorm2d_0.weight",
-             "1.bias": "batchnorm2d_0.bias", "1.running_mean": "batchnorm2d_0.running_mean",
-             "1.running_var": "batchnorm2d_0.running_var", "5.weight": "linear_0.weight", "5.bias": "linear_0.bias"}
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3, padding=1),
+        torch.nn.BatchNorm2d(3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(12, 4),
+    ).double()
+    names = {
+        "0.weight": "conv2d_0.weight",
+        "0.bias": "conv2d_0.bias",
+        "1.weight": "batchnorm2d_0.weight",
+        "1.bias": "batchnorm2d_0.bias",
+        "1.running_mean": "batchnorm2d_0.running_mean",
+        "1.running_var": "batchnorm2d_0.running_var",
+        "5.weight": "linear_0.weight",
+        "5.bias": "linear_0.bias",
+    }
     net.load_state_dict({k: params[v] for k, v in names.items()}, strict=False)
     y = net(x)
     torch.testing.assert_close(out["output"], y, rtol=1e-12, atol=1e-12)

@@ -18,24 +18,36 @@ from typing import Any
 
 import pytest
 
-from mithril.testing.conformance import *  # noqa: F401,F403
+from mithril.testing.conformance import *
 from mithril_torch import TorchBackend
 
 #: torch.compile falling back to eager would make the jit configuration test nothing
 pytestmark = pytest.mark.filterwarnings("error:TorchBackend:RuntimeWarning")
 
 #: case ids traced by dynamo (torch.compile with the aot_eager backend)
-TRACED_SUBSET = frozenset({
-    "matmul-broadcast-batch", "conv2d-groups", "softmax-middle", "slice-negative-steps", "where-broadcast",
-    "max_pool2d-k3s2p1", "gather_last-rank3", "block-mlp",
-})
+TRACED_SUBSET = frozenset(
+    {
+        "matmul-broadcast-batch",
+        "conv2d-groups",
+        "softmax-middle",
+        "slice-negative-steps",
+        "where-broadcast",
+        "max_pool2d-k3s2p1",
+        "gather_last-rank3",
+        "block-mlp",
+    }
+)
 
 CONFIGURATIONS = {
     "eager": {},
     "torch-autodiff": {"tests": {"gradient"}, "factory_options": {"autodiff": "torch"}},
     "jit": {"jit": True, "dtypes": ("float32",), "only": {"block-cnn"}, "tests": {"forward", "gradient"}},
-    "jit-traced": {"jit": True, "dtypes": ("float32",), "only": TRACED_SUBSET,
-                   "factory_options": {"compile_options": {"backend": "aot_eager"}}},
+    "jit-traced": {
+        "jit": True,
+        "dtypes": ("float32",),
+        "only": TRACED_SUBSET,
+        "factory_options": {"compile_options": {"backend": "aot_eager"}},
+    },
 }
 
 

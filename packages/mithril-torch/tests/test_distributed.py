@@ -21,16 +21,17 @@ import pytest
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 
-import mithril as ml  # noqa: E402
-from mithril.errors import UnsupportedError  # noqa: E402
+import mithril as ml
+from mithril.errors import UnsupportedError
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "distributed_workers" / "worker.py"
 DOCS = HERE.parents[2] / "docs" / "parallelization.md"
 TIMEOUT = 240
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is not available"
+)
 
 
 def free_port() -> int:
@@ -40,15 +41,24 @@ def free_port() -> int:
 
 
 def worker_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return env
 
 
 def torchrun(args: list[str], *, cwd: Path | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *args], cwd=cwd, env=worker_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", *args],
+        cwd=cwd,
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen[str], what: str) -> str:
@@ -86,8 +96,21 @@ def test_four_processes() -> None:
 def test_two_hosts() -> None:
     """Two torchrun launches (--nnodes=2, one process each) standing in for two hosts."""
     port = free_port()
-    procs = [torchrun(["--nnodes=2", "--nproc_per_node=1", f"--node_rank={r}", "--master_addr=127.0.0.1",
-                       f"--master_port={port}", str(WORKER), "dp:mlp,cnn", "fsdp:mlp"]) for r in (0, 1)]
+    procs = [
+        torchrun(
+            [
+                "--nnodes=2",
+                "--nproc_per_node=1",
+                f"--node_rank={r}",
+                "--master_addr=127.0.0.1",
+                f"--master_port={port}",
+                str(WORKER),
+                "dp:mlp,cnn",
+                "fsdp:mlp",
+            ]
+        )
+        for r in (0, 1)
+    ]
     outs = [finish(p, f"node {r} of 2") for r, p in enumerate(procs)]
     assert "all checks passed" in outs[0], outs[0]
 
@@ -105,8 +128,12 @@ def docs_script() -> str:
 def test_docs_script_under_torchrun(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(docs_script())
-    out = finish(torchrun(["--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-                           str(script)], cwd=tmp_path), "torchrun --nproc_per_node=2 train.py (the docs' script)")
+    out = finish(
+        torchrun(
+            ["--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(script)], cwd=tmp_path
+        ),
+        "torchrun --nproc_per_node=2 train.py (the docs' script)",
+    )
     assert "2 process(es): loss" in out, out
 
 
@@ -115,8 +142,14 @@ def test_docs_script_on_one_device(tmp_path: Path) -> None:
     """The same script without torchrun runs on one device."""
     script = tmp_path / "train.py"
     script.write_text(docs_script())
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=worker_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert "1 process(es): loss" in finish(proc, "python train.py")
 
 

@@ -12,8 +12,12 @@ from mithril.errors import EvaluationError, UnsupportedError
 from mithril_torch import TorchBackend
 
 ALL_FLOATS = [DType.float16, DType.bfloat16, DType.float32, DType.float64]
-TORCH_OF = {DType.float16: torch.float16, DType.bfloat16: torch.bfloat16,
-            DType.float32: torch.float32, DType.float64: torch.float64}
+TORCH_OF = {
+    DType.float16: torch.float16,
+    DType.bfloat16: torch.bfloat16,
+    DType.float32: torch.float32,
+    DType.float64: torch.float64,
+}
 
 
 def test_class_attributes():
@@ -36,8 +40,14 @@ def test_defaults():
 def test_float_dtypes(dtype):
     b = TorchBackend(dtype=dtype)
     assert b.torch_dtype == TORCH_OF[dtype]
-    for make in (lambda: b.randn(2, 3), lambda: b.rand(2, 3), lambda: b.zeros(2, 3), lambda: b.ones(2, 3),
-                 lambda: b.array([[1.0, 2.0, 3.0]] * 2), lambda: b.full((2, 3), 0.5)):
+    for make in (
+        lambda: b.randn(2, 3),
+        lambda: b.rand(2, 3),
+        lambda: b.zeros(2, 3),
+        lambda: b.ones(2, 3),
+        lambda: b.array([[1.0, 2.0, 3.0]] * 2),
+        lambda: b.full((2, 3), 0.5),
+    ):
         t = make()
         assert t.dtype == TORCH_OF[dtype] and t.shape == (2, 3) and b.is_array(t)
         assert b.dtype_of(t) is dtype
@@ -57,14 +67,17 @@ def test_cpu_device(device):
     assert TorchBackend(device=device).device == "cpu"
 
 
-@pytest.mark.parametrize("device,match", [
-    ("tpu", "invalid device|not supported"),
-    ("gpu", "invalid device|not supported"),
-    ("meta", "not supported"),
-    ("cuda:x", "invalid device"),
-    ("cpu:1", "only one CPU"),
-    ("", "invalid device"),
-])
+@pytest.mark.parametrize(
+    "device,match",
+    [
+        ("tpu", "invalid device|not supported"),
+        ("gpu", "invalid device|not supported"),
+        ("meta", "not supported"),
+        ("cuda:x", "invalid device"),
+        ("cpu:1", "only one CPU"),
+        ("", "invalid device"),
+    ],
+)
 def test_bad_devices(device, match):
     with pytest.raises(UnsupportedError, match=match):
         TorchBackend(device=device)
@@ -281,7 +294,13 @@ def test_half_precision_kernels_keep_their_dtype(dtype):
     b = TorchBackend(dtype=dtype)
     k = b.core_kernels()
     x, w = b.randn(1, 2, 5, 5), b.randn(3, 2, 3, 3)
-    for out in (k["exp"](x), k["add"](x, x), k["softmax"](x, axis=-1), k["mean"](x, axis=(1,), keepdims=False),
-                k["max_pool2d"](x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1)),
-                k["cast"](k["greater"](x, x), kind="float"), k["conv2d"](x, w)):
+    for out in (
+        k["exp"](x),
+        k["add"](x, x),
+        k["softmax"](x, axis=-1),
+        k["mean"](x, axis=(1,), keepdims=False),
+        k["max_pool2d"](x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1)),
+        k["cast"](k["greater"](x, x), kind="float"),
+        k["conv2d"](x, w),
+    ):
         assert out.dtype == b.torch_dtype

@@ -7,13 +7,38 @@ import math
 import numpy as np
 import pytest
 import torch
-
 import torch_oracles as ref
 
 COVERED = (
-    "neg", "abs", "sign", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "erf", "leaky_relu", "gelu",
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum",
-    "greater", "greater_equal", "less", "less_equal", "equal", "not_equal", "where", "cast",
+    "neg",
+    "abs",
+    "sign",
+    "exp",
+    "log",
+    "sqrt",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "erf",
+    "leaky_relu",
+    "gelu",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "maximum",
+    "minimum",
+    "greater",
+    "greater_equal",
+    "less",
+    "less_equal",
+    "equal",
+    "not_equal",
+    "where",
+    "cast",
 )
 
 UNARY = {

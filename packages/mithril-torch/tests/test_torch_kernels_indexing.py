@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 from torch_oracles import conv2d
 
-COVERED = ("gather_rows", "scatter_add_rows", "gather_last", "scatter_last", "unflatten", "reshape_as",
-           "conv_transpose2d", "tril_mask", "positions")
+COVERED = (
+    "gather_rows",
+    "scatter_add_rows",
+    "gather_last",
+    "scatter_last",
+    "unflatten",
+    "reshape_as",
+    "conv_transpose2d",
+    "tril_mask",
+    "positions",
+)
 
 
 @pytest.mark.parametrize("ishape", [(4,), (2, 3), ()], ids=str)
@@ -41,23 +50,31 @@ def test_gather_last_and_its_transpose(kernels, case, rng):
 def test_unflatten_and_reshape_as(axis, sizes, kernels, case, rng):
     x, xr = case.put(rng.standard_normal((2, 6, 5)))
     ax = axis % 3
-    want_shape = list(xr.shape[:ax]) + list(sizes) + list(xr.shape[ax + 1:])
+    want_shape = list(xr.shape[:ax]) + list(sizes) + list(xr.shape[ax + 1 :])
     want = xr.reshape(want_shape)
     got = kernels["unflatten"](x, axis=axis, sizes=sizes)
     case.check(got, want)
     case.check(kernels["reshape_as"](got, x), xr)
 
 
-@pytest.mark.parametrize("stride,padding,output_padding,dilation,groups", [
-    ((1, 1), (0, 0), (0, 0), (1, 1), 1), ((2, 1), (1, 0), (1, 0), (1, 2), 2), ((3, 2), (1, 1), (2, 1), (1, 1), 1),
-], ids=str)
-def test_conv_transpose2d_is_the_adjoint_of_conv2d(stride, padding, output_padding, dilation, groups, kernels, case,
-                                                    rng):
+@pytest.mark.parametrize(
+    "stride,padding,output_padding,dilation,groups",
+    [
+        ((1, 1), (0, 0), (0, 0), (1, 1), 1),
+        ((2, 1), (1, 0), (1, 0), (1, 2), 2),
+        ((3, 2), (1, 1), (2, 1), (1, 1), 1),
+    ],
+    ids=str,
+)
+def test_conv_transpose2d_is_the_adjoint_of_conv2d(
+    stride, padding, output_padding, dilation, groups, kernels, case, rng
+):
     """<conv_transpose2d(y, w), x> == <y, conv2d(x, w)> for the conv2d it transposes."""
     w, wr = case.put(rng.standard_normal((2 * groups, 2, 3, 2)))  # [in, out/groups, kh, kw]
     y, yr = case.put(rng.standard_normal((2, 2 * groups, 3, 4)))
-    got = kernels["conv_transpose2d"](y, w, stride=stride, padding=padding, output_padding=output_padding,
-                                      dilation=dilation, groups=groups)
+    got = kernels["conv_transpose2d"](
+        y, w, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups
+    )
     h = (3 - 1) * stride[0] - 2 * padding[0] + dilation[0] * 2 + output_padding[0] + 1
     wd = (4 - 1) * stride[1] - 2 * padding[1] + dilation[1] * 1 + output_padding[1] + 1
     assert tuple(got.shape) == (2, 2 * groups, h, wd)

@@ -12,12 +12,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 import torch_oracles as ref
 
 COVERED = (
-    "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "conv2d_backward",
-    "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad",
+    "conv2d",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+    "conv2d_backward",
+    "max_pool2d",
+    "max_pool2d_grad",
+    "avg_pool2d",
+    "avg_pool2d_grad",
 )
 
 CONV_CASES = [
@@ -133,8 +138,8 @@ def test_max_pool2d_grad(x_shape, attrs, kernels, case, rng):
 
 
 def test_max_pool2d_grad_ties_go_to_the_first_max(kernels, case):
-    x, xr = case.put(np.ones((1, 1, 2, 4)))
-    g, gr = case.put(np.array([[[[1.0, 2.0]]]]))
+    x, _xr = case.put(np.ones((1, 1, 2, 4)))
+    g, _gr = case.put(np.array([[[[1.0, 2.0]]]]))
     got = kernels["max_pool2d_grad"](x, g, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1))
     case.check(got, np.array([[[[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]]))
 
@@ -178,7 +183,11 @@ def test_pool_grads_accept_stride_none_as_kernel_size(kernels, case, rng):
     x, xr = case.put(rng.standard_normal((1, 1, 4, 4)))
     g, gr = case.put(rng.standard_normal((1, 1, 2, 2)))
     k = {"kernel_size": (2, 2), "padding": (0, 0)}
-    case.check(kernels["max_pool2d_grad"](x, g, stride=None, dilation=(1, 1), **k),
-               ref.max_pool2d_grad(xr, gr, stride=(2, 2), **k))
-    case.check(kernels["avg_pool2d_grad"](g, input_shape=(1, 1, 4, 4), stride=None, **k),
-               ref.avg_pool2d_grad(gr, (1, 1, 4, 4), stride=(2, 2), **k))
+    case.check(
+        kernels["max_pool2d_grad"](x, g, stride=None, dilation=(1, 1), **k),
+        ref.max_pool2d_grad(xr, gr, stride=(2, 2), **k),
+    )
+    case.check(
+        kernels["avg_pool2d_grad"](g, input_shape=(1, 1, 4, 4), stride=None, **k),
+        ref.avg_pool2d_grad(gr, (1, 1, 4, 4), stride=(2, 2), **k),
+    )

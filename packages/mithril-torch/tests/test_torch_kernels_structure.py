@@ -47,7 +47,7 @@ def test_flatten(start, end, kernels, case, rng):
     data = rng.standard_normal((2, 3, 4, 5))
     x, xr = case.put(data)
     s, e = start % 4, end % 4
-    want = xr.reshape(xr.shape[:s] + (-1,) + xr.shape[e + 1:])
+    want = xr.reshape(xr.shape[:s] + (-1,) + xr.shape[e + 1 :])
     case.check(kernels["flatten"](x, start_axis=start, end_axis=end), want)
 
 
@@ -86,9 +86,9 @@ SLICES = [
     ((4, 3), (0, None), (-2, -1)),
     ((-1, None, 1), (-5, None, 4), (-2, None, 2)),
     ((None, 1, 0), (None, None, 3), (3, -1, 1)),
-    ((2,), (2,), (1,)),          # empty
-    ((1,), (4,), (-1,)),         # empty with a negative step
-    ((-10,), (10,), (2,)),       # out of range bounds are clipped
+    ((2,), (2,), (1,)),  # empty
+    ((1,), (4,), (-1,)),  # empty with a negative step
+    ((-10,), (10,), (2,)),  # out of range bounds are clipped
     ((10,), (-10,), (-3,)),
     ((None, None, None), (None, None, None), (None, None, -1)),
 ]

@@ -13,8 +13,11 @@ from mithril_torch import TorchBackend
 from mithril_torch import plugin as torch_plugin
 
 TEST_MODULES = (
-    "test_torch_kernels_elementwise", "test_torch_kernels_structure",
-    "test_torch_kernels_reductions", "test_torch_kernels_nn", "test_torch_kernels_indexing",
+    "test_torch_kernels_elementwise",
+    "test_torch_kernels_structure",
+    "test_torch_kernels_reductions",
+    "test_torch_kernels_nn",
+    "test_torch_kernels_indexing",
 )
 
 

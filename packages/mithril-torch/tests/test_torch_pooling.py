@@ -69,6 +69,6 @@ def test_large_windows_keep_flat_indices_under_compile() -> None:
     k = s = (6, 6)  # 36 > pooling.MAX_OFFSET_WINDOW
     x = torch.randn(1, 2, 12, 12)
     g = torch.randn(1, 2, 2, 2)
-    out, where, gx = torch.compile(_step, backend="aot_eager", fullgraph=True)(x, g, k, s, (0, 0))
+    _out, where, gx = torch.compile(_step, backend="aot_eager", fullgraph=True)(x, g, k, s, (0, 0))
     assert where.dtype == torch.int64
     torch.testing.assert_close(gx, _oracle(x, g, k, s, (0, 0))[1], rtol=0, atol=0)

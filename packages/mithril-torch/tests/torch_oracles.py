@@ -40,7 +40,7 @@ def _out(n: int, k: int, s: int, p: int, d: int) -> int:
 
 def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1) -> np.ndarray:
     """Cross-correlation, NCHW / OIHW, by explicit loops over the output."""
-    n, c, h, wd = x.shape
+    n, _c, h, wd = x.shape
     o, ci, kh, kw = w.shape
     ho, wo = _out(h, kh, stride[0], padding[0], dilation[0]), _out(wd, kw, stride[1], padding[1], dilation[1])
     xp = _pad(x, padding, 0.0)
@@ -48,18 +48,26 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1) -> np
     og = o // groups
     for oc in range(o):
         g = oc // og
-        xs = xp[:, g * ci:(g + 1) * ci]
+        xs = xp[:, g * ci : (g + 1) * ci]
         for i in range(ho):
             for j in range(wo):
                 r0, c0 = i * stride[0], j * stride[1]
-                patch = xs[:, :, r0:r0 + dilation[0] * (kh - 1) + 1:dilation[0], c0:c0 + dilation[1] * (kw - 1) + 1:dilation[1]]
+                patch = xs[
+                    :,
+                    :,
+                    r0 : r0 + dilation[0] * (kh - 1) + 1 : dilation[0],
+                    c0 : c0 + dilation[1] * (kw - 1) + 1 : dilation[1],
+                ]
                 out[:, oc, i, j] = (patch * w[oc]).sum(axis=(1, 2, 3))
     return out
 
 
 def _windows(h: int, w: int, kernel, stride, padding, dilation):
     """Yield (i, j, rows, cols) of each window, in padded coordinates."""
-    ho, wo = _out(h, kernel[0], stride[0], padding[0], dilation[0]), _out(w, kernel[1], stride[1], padding[1], dilation[1])
+    ho, wo = (
+        _out(h, kernel[0], stride[0], padding[0], dilation[0]),
+        _out(w, kernel[1], stride[1], padding[1], dilation[1]),
+    )
     for i in range(ho):
         for j in range(wo):
             rows = [i * stride[0] + a * dilation[0] for a in range(kernel[0])]
@@ -71,7 +79,10 @@ def _windows(h: int, w: int, kernel, stride, padding, dilation):
 def max_pool2d(x, kernel_size, stride, padding=(0, 0), dilation=(1, 1)) -> np.ndarray:
     n, c, h, w = x.shape
     xp = _pad(x, padding, -np.inf)
-    ho, wo = _out(h, kernel_size[0], stride[0], padding[0], dilation[0]), _out(w, kernel_size[1], stride[1], padding[1], dilation[1])
+    ho, wo = (
+        _out(h, kernel_size[0], stride[0], padding[0], dilation[0]),
+        _out(w, kernel_size[1], stride[1], padding[1], dilation[1]),
+    )
     out = np.empty((n, c, ho, wo))
     for i, j, rows, cols in _windows(h, w, kernel_size, stride, padding, dilation):
         out[:, :, i, j] = xp[:, :, rows][:, :, :, cols].max(axis=(2, 3))
@@ -90,7 +101,7 @@ def max_pool2d_grad(x, g, kernel_size, stride, padding=(0, 0), dilation=(1, 1)) 
                 a, e = np.unravel_index(np.argmax(win), win.shape)
                 gp[b, ch, rows[a], cols[e]] += g[b, ch, i, j]
     ph, pw = padding
-    return gp[:, :, ph:ph + h, pw:pw + w]
+    return gp[:, :, ph : ph + h, pw : pw + w]
 
 
 def _avg_counts(h, w, kernel_size, stride, padding, count_include_pad):
@@ -101,7 +112,9 @@ def _avg_counts(h, w, kernel_size, stride, padding, count_include_pad):
             ws = min(cols[-1] + 1, w + 2 * padding[1]) - cols[0]
             count = hs * ws
         else:
-            count = sum(padding[0] <= r < padding[0] + h for r in rows) * sum(padding[1] <= q < padding[1] + w for q in cols)
+            count = sum(padding[0] <= r < padding[0] + h for r in rows) * sum(
+                padding[1] <= q < padding[1] + w for q in cols
+            )
         yield i, j, rows, cols, count
 
 
@@ -119,6 +132,6 @@ def avg_pool2d_grad(g, input_shape, kernel_size, stride, padding=(0, 0), count_i
     n, c, h, w = input_shape
     gp = np.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]))
     for i, j, rows, cols, count in _avg_counts(h, w, kernel_size, stride, padding, count_include_pad):
-        gp[:, :, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] += g[:, :, i:i + 1, j:j + 1] / count
+        gp[:, :, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] += g[:, :, i : i + 1, j : j + 1] / count
     ph, pw = padding
-    return gp[:, :, ph:ph + h, pw:pw + w]
+    return gp[:, :, ph : ph + h, pw : pw + w]

@@ -49,7 +49,7 @@ def backend(name: str, **options: Any) -> Backend:
     return plugins.plugin_manager().backend_class(name)(**options)
 
 
-def compile(model: Model, backend: Backend, *args: Any, **options: Any) -> Any:  # noqa: A001 - the seed's name
+def compile(model: Model, backend: Backend, *args: Any, **options: Any) -> Any:
     """Compile a logical model for a backend; see :func:`mithril.physical.compile.compile`."""
     from .physical.compile import compile as _compile
 
@@ -57,6 +57,23 @@ def compile(model: Model, backend: Backend, *args: Any, **options: Any) -> Any: 
 
 
 __all__ = [
-    "Backend", "DType", "IOKey", "MithrilError", "Model", "Primitive", "Term", "backend", "compile", "parallel", "plugins",
-    "bfloat16", "bool_", "float16", "float32", "float64", "int32", "int64", "__version__",
+    "Backend",
+    "DType",
+    "IOKey",
+    "MithrilError",
+    "Model",
+    "Primitive",
+    "Term",
+    "__version__",
+    "backend",
+    "bfloat16",
+    "bool_",
+    "compile",
+    "float16",
+    "float32",
+    "float64",
+    "int32",
+    "int64",
+    "parallel",
+    "plugins",
 ]

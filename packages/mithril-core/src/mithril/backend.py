@@ -89,9 +89,7 @@ class Backend(abc.ABC):
         try:
             return self.kernels[primitive]
         except KeyError:
-            raise UnsupportedError(
-                f"{type(self).__name__} has no kernel for primitive {primitive!r}"
-            ) from None
+            raise UnsupportedError(f"{type(self).__name__} has no kernel for primitive {primitive!r}") from None
 
     # --------------------------------------------------------- dtype mapping
     def native_dtype(self, kind_or_dtype: str | DType) -> Any:
@@ -155,8 +153,10 @@ class Backend(abc.ABC):
         successive calls differ; an array (or PRNG key) so a jit-compiled function takes it
         as an argument without retracing.
         """
-        raise UnsupportedError(f"{type(self).__name__} has no random primitives (such as Dropout's "
-                               f"'bernoulli'); compile the model for inference")
+        raise UnsupportedError(
+            f"{type(self).__name__} has no random primitives (such as Dropout's "
+            f"'bernoulli'); compile the model for inference"
+        )
 
     def random_key(self, seed: Any, stream: int) -> Any:
         """The key a random kernel draws from: ``seed`` (from :meth:`next_seed`) and a node's 31-bit ``stream``."""
@@ -229,12 +229,12 @@ class Backend(abc.ABC):
 
     def lower(
         self,
-        graph: "Graph",
+        graph: Graph,
         *,
         jit: bool,
         wrt: tuple[str, ...] = (),
         source_path: str | None = None,
-    ) -> "Executable":
+    ) -> Executable:
         """Turn a concrete, optimised graph into something that runs.
 
         The default generates Python source over :attr:`kernels`. With the core's
@@ -276,16 +276,23 @@ def check_core_kernels(cls: type, table: Mapping[str, Kernel]) -> None:
 
     for name, fn in table.items():
         code = getattr(fn, "__code__", None)
-        key = (name, code, len(getattr(fn, "__defaults__", None) or ()), tuple(getattr(fn, "__kwdefaults__", None) or ()))
+        key = (
+            name,
+            code,
+            len(getattr(fn, "__defaults__", None) or ()),
+            tuple(getattr(fn, "__kwdefaults__", None) or ()),
+        )
         if code is None or key in _CHECKED or name not in registry:
             continue
         problem = registry.get(name).kernel_signature_problem(fn)
         if problem is not None:
             dist = getattr(cls, "distribution", "") or "?"
-            raise PluginError(f"{cls.__name__} (backend {getattr(cls, 'name', '?')!r}, distribution {dist}): its "
-                              f"kernel for primitive {name!r} cannot be called: {problem}. Fix: write it as "
-                              f"{registry.get(name).kernel_call()} (inputs positional in that order, every "
-                              f"attribute as a keyword)")
+            raise PluginError(
+                f"{cls.__name__} (backend {getattr(cls, 'name', '?')!r}, distribution {dist}): its "
+                f"kernel for primitive {name!r} cannot be called: {problem}. Fix: write it as "
+                f"{registry.get(name).kernel_call()} (inputs positional in that order, every "
+                f"attribute as a keyword)"
+            )
         _CHECKED.add(key)
 
 

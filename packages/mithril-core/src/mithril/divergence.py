@@ -71,11 +71,20 @@ class Comparison:
             for d in ds:
                 if only_diverging and not d.diverges:
                     continue
-                rows.append((name, d.kind, d.block or "(model)", d.value, f"{d.max_abs:.2e}", f"{d.max_rel:.2e}",
-                             "DIVERGES" if d.diverges else "ok"))
+                rows.append(
+                    (
+                        name,
+                        d.kind,
+                        d.block or "(model)",
+                        d.value,
+                        f"{d.max_abs:.2e}",
+                        f"{d.max_rel:.2e}",
+                        "DIVERGES" if d.diverges else "ok",
+                    )
+                )
         header = ("backend", "kind", "block", "value", "max abs", "max rel", "")
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-        line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+        line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
         return "\n".join([line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)])
 
     def summary(self) -> str:
@@ -84,8 +93,10 @@ class Comparison:
             first = self.first_divergence(name)
             where = "none" if first is None else f"{first.block or '(model)'} ({first.value}, rel {first.max_rel:.2e})"
             grads = self.max_difference(name, "gradient")
-            lines.append(f"{name}: max forward rel diff {self.max_difference(name):.2e}, max gradient rel diff "
-                         f"{grads:.2e}; first diverging block: {where}")
+            lines.append(
+                f"{name}: max forward rel diff {self.max_difference(name):.2e}, max gradient rel diff "
+                f"{grads:.2e}; first diverging block: {where}"
+            )
         return "\n".join(lines)
 
 
@@ -144,10 +155,21 @@ def _backends(backends: Sequence[Backend | str], dtype: Any) -> list[Backend]:
     return out
 
 
-def compare(model: Block, backends: Sequence[Backend | str], *, shapes: Mapping[str, Sequence[int]],
-            inputs: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None, grads: bool = True,
-            training: bool = False, rtol: float = 1e-4, atol: float = 1e-6, seed: int = 0,
-            dtype: Any = None, depth: int | None = None) -> Comparison:
+def compare(
+    model: Block,
+    backends: Sequence[Backend | str],
+    *,
+    shapes: Mapping[str, Sequence[int]],
+    inputs: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    grads: bool = True,
+    training: bool = False,
+    rtol: float = 1e-4,
+    atol: float = 1e-6,
+    seed: int = 0,
+    dtype: Any = None,
+    depth: int | None = None,
+) -> Comparison:
     """Compare ``model`` on ``backends`` (instances, or names made with ``dtype``, default float64).
 
     ``inputs`` (NumPy, by name) default to standard normal floats; give integer inputs
@@ -170,9 +192,18 @@ def compare(model: Block, backends: Sequence[Backend | str], *, shapes: Mapping[
     physical = []
     for be in bes:
         try:
-            physical.append(PhysicalModel(model, be, shapes=shapes, constants={}, static_shapes=False,
-                                          training=training, options=Options(),
-                                          flatten_fn=lambda t: _with_block_outputs(model, t, depth)))
+            physical.append(
+                PhysicalModel(
+                    model,
+                    be,
+                    shapes=shapes,
+                    constants={},
+                    static_shapes=False,
+                    training=training,
+                    options=Options(),
+                    flatten_fn=lambda t: _with_block_outputs(model, t, depth),
+                )
+            )
         except MithrilError as e:
             raise type(e)(f"compare: {type(be).__name__}: {e}") from None
     ref_pm = physical[0]
@@ -199,8 +230,11 @@ def compare(model: Block, backends: Sequence[Backend | str], *, shapes: Mapping[
             if grads:
                 out = pm.evaluate(p, x, training=training)
                 if cot_np is None:
-                    cot_np = {k: rng.standard_normal(tuple(be.shape_of(out[k]))) for k in real_outputs
-                              if be.kind_of(out[k]) == "float"}
+                    cot_np = {
+                        k: rng.standard_normal(tuple(be.shape_of(out[k])))
+                        for k in real_outputs
+                        if be.kind_of(out[k]) == "float"
+                    }
                 out, g = pm.evaluate(p, x, {k: be.array(v) for k, v in cot_np.items()}, training=training)
             else:
                 out, g = pm.evaluate(p, x, training=training), {}
@@ -249,8 +283,14 @@ def model_hash(model: Block) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def certify(model: Block, backends: Sequence[Backend | str], *, shapes: Mapping[str, Sequence[int]],
-            path: str | os.PathLike[str] | None = None, **options: Any) -> dict[str, Any]:
+def certify(
+    model: Block,
+    backends: Sequence[Backend | str],
+    *,
+    shapes: Mapping[str, Sequence[int]],
+    path: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
     """:func:`compare`, reported as a small JSON-able dict (written to ``path`` if given): the model's
     hash, each backend's distribution and version, the largest differences, and pass/fail."""
     from importlib.metadata import PackageNotFoundError, version
@@ -273,15 +313,26 @@ def certify(model: Block, backends: Sequence[Backend | str], *, shapes: Mapping[
         "shapes": {k: list(v) for k, v in shapes.items()},
         "tolerance": {"rtol": result.rtol, "atol": result.atol},
         "reference": result.reference,
-        "backends": [{"name": _label(b, bes), "class": type(b).__name__, "distribution": b.distribution,
-                      "version": dist_version(b.distribution) if b.distribution else None, "dtype": b.dtype.value,
-                      "device": b.device} for b in bes],
+        "backends": [
+            {
+                "name": _label(b, bes),
+                "class": type(b).__name__,
+                "distribution": b.distribution,
+                "version": dist_version(b.distribution) if b.distribution else None,
+                "dtype": b.dtype.value,
+                "device": b.device,
+            }
+            for b in bes
+        ],
         "results": {
-            name: {"max_forward_rel": result.max_difference(name, "forward"),
-                   "max_gradient_rel": result.max_difference(name, "gradient"),
-                   "first_divergence": None if (d := result.first_divergence(name)) is None else asdict(d),
-                   "passed": not any(x.diverges for x in ds)}
-            for name, ds in result.differences.items()},
+            name: {
+                "max_forward_rel": result.max_difference(name, "forward"),
+                "max_gradient_rel": result.max_difference(name, "gradient"),
+                "first_divergence": None if (d := result.first_divergence(name)) is None else asdict(d),
+                "passed": not any(x.diverges for x in ds),
+            }
+            for name, ds in result.differences.items()
+        },
         "passed": result.ok,
     }
     if path is not None:
@@ -290,4 +341,4 @@ def certify(model: Block, backends: Sequence[Backend | str], *, shapes: Mapping[
     return report
 
 
-__all__ = ["compare", "certify", "Comparison", "Difference", "model_hash"]
+__all__ = ["Comparison", "Difference", "certify", "compare", "model_hash"]

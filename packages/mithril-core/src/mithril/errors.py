@@ -109,6 +109,10 @@ def warn_recompiles(what: str, count: int, shapes: object) -> None:
     if count == RECOMPILE_WARN_AFTER + 1:
         import warnings
 
-        warnings.warn(f"{what} has been compiled {count} times, once per distinct input shape set (the last: "
-                      f"{shapes}); give fixed shapes (drop or pad the last partial batch, bucket sequence lengths) "
-                      f"to avoid a compile per shape", RecompileWarning, stacklevel=4)
+        warnings.warn(
+            f"{what} has been compiled {count} times, once per distinct input shape set (the last: "
+            f"{shapes}); give fixed shapes (drop or pad the last partial batch, bucket sequence lengths) "
+            f"to avoid a compile per shape",
+            RecompileWarning,
+            stacklevel=4,
+        )

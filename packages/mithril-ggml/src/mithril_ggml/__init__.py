@@ -19,10 +19,28 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["GGMLBackend", "GGMLExecutable", "GGUFModel", "GGUFError", "QuantizationReport", "WeightPlan",
-           "load_gguf", "save_gguf", "__version__"]
+__all__ = [
+    "GGMLBackend",
+    "GGMLExecutable",
+    "GGUFError",
+    "GGUFModel",
+    "QuantizationReport",
+    "WeightPlan",
+    "__version__",
+    "load_gguf",
+    "save_gguf",
+]
 
-_LAZY = {'GGMLBackend': '.backend', 'GGMLExecutable': '.executable', 'GGUFModel': '.gguf', 'GGUFError': '.gguf', 'load_gguf': '.gguf', 'save_gguf': '.gguf', 'QuantizationReport': '.weights', 'WeightPlan': '.weights'}
+_LAZY = {
+    "GGMLBackend": ".backend",
+    "GGMLExecutable": ".executable",
+    "GGUFModel": ".gguf",
+    "GGUFError": ".gguf",
+    "load_gguf": ".gguf",
+    "save_gguf": ".gguf",
+    "QuantizationReport": ".weights",
+    "WeightPlan": ".weights",
+}
 
 
 #: imported on first use, not when the plugin entry point loads (that would import ggml)

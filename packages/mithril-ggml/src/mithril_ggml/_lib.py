@@ -13,7 +13,7 @@ def ggml() -> ModuleType:
     """The ``ggml.ggml`` ctypes module (raises a Mithril error when it cannot load)."""
     try:
         from ggml import ggml as lib
-    except Exception as e:  # noqa: BLE001 - a missing or broken shared library
+    except Exception as e:
         raise BackendNotInstalledError(
             f"ml.GGMLBackend needs ggml-python==0.0.45 ({type(e).__name__}: {e}); "
             "install it with `pip install ggml-python==0.0.45` (the pin of constraints.txt)"

@@ -38,8 +38,13 @@ class GGMLBackend(Backend):
     supports_training: ClassVar[bool] = False
     differentiates_natively: ClassVar[bool] = True
 
-    def __init__(self, dtype: DType = DType.float32, quantize: str | None = None,
-                 n_threads: int | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        dtype: DType = DType.float32,
+        quantize: str | None = None,
+        n_threads: int | None = None,
+        device: str = "cpu",
+    ) -> None:
         super().__init__(dtype, device)
         if device != "cpu":
             raise UnsupportedError(f"GGMLBackend runs on the CPU only, not device={device!r}")
@@ -57,8 +62,9 @@ class GGMLBackend(Backend):
         """None: this backend lowers whole graphs (see :meth:`lower`)."""
         return {}
 
-    def lower(self, graph: "Graph", *, jit: bool = False, wrt: tuple[str, ...] = (),
-              source_path: str | None = None) -> "GGMLExecutable":
+    def lower(
+        self, graph: Graph, *, jit: bool = False, wrt: tuple[str, ...] = (), source_path: str | None = None
+    ) -> GGMLExecutable:
         """Build one ggml graph for ``graph`` (``jit`` is irrelevant: the graph is static)."""
         from .executable import GGMLExecutable
 

@@ -60,8 +60,16 @@ class Built:
 class _Lowerer:
     """Maps graph values to ggml tensors while the rules emit nodes."""
 
-    def __init__(self, em: Emitter, mode: Mode, graph: Graph, plans: dict[str, WeightPlan],
-                 folded: set[int], env: dict[int, T], param_store: dict[str, T]) -> None:
+    def __init__(
+        self,
+        em: Emitter,
+        mode: Mode,
+        graph: Graph,
+        plans: dict[str, WeightPlan],
+        folded: set[int],
+        env: dict[int, T],
+        param_store: dict[str, T],
+    ) -> None:
         self.em, self.mode, self.graph = em, mode, graph
         self.plans, self.folded, self.env, self.param_store = plans, folded, env, param_store
         self._param_by_uid = {v.uid: name for name, v in graph.params.items()}
@@ -120,8 +128,9 @@ def _new_ctx(mem_size: int, alloc: bool) -> Any:
     return ctx
 
 
-def _emit(graph: Graph, plans: dict[str, WeightPlan], folded: set[int], mode: Mode, ctx: Any,
-          alloc: bool) -> tuple[Emitter, dict[int, T], dict[str, T], dict[str, T]]:
+def _emit(
+    graph: Graph, plans: dict[str, WeightPlan], folded: set[int], mode: Mode, ctx: Any, alloc: bool
+) -> tuple[Emitter, dict[int, T], dict[str, T], dict[str, T]]:
     """Create source tensors and lower every node."""
     em = Emitter(ctx, alloc, grad=mode.grad)
     g = em.g
@@ -155,8 +164,18 @@ def _emit(graph: Graph, plans: dict[str, WeightPlan], folded: set[int], mode: Mo
     return em, env, sources, param_store
 
 
-def build(graph: Graph, plans: dict[str, WeightPlan], folded: set[int], mode: Mode, wrt: tuple[str, ...],
-          cot_names: tuple[str, ...], *, alloc: bool, mem_size: int, graph_sizes: tuple[int, ...] | None) -> Built:
+def build(
+    graph: Graph,
+    plans: dict[str, WeightPlan],
+    folded: set[int],
+    mode: Mode,
+    wrt: tuple[str, ...],
+    cot_names: tuple[str, ...],
+    *,
+    alloc: bool,
+    mem_size: int,
+    graph_sizes: tuple[int, ...] | None,
+) -> Built:
     """One lowering pass. ``graph_sizes`` None means "sizing pass": sizes are derived as it goes."""
     g = ggml()
     ctx = _new_ctx(mem_size, alloc)
@@ -166,7 +185,9 @@ def build(graph: Graph, plans: dict[str, WeightPlan], folded: set[int], mode: Mo
         state_updates = {k: env[v.uid] for k, v in graph.state_updates.items()}
         n_fwd, _ = _count_tensors(ctx)
         sizes = list(graph_sizes) if graph_sizes else [n_fwd + 16]
-        if not alloc and g.ggml_get_mem_size(ctx) - g.ggml_used_mem(ctx) < g.ggml_graph_overhead_custom(sizes[0], False):
+        if not alloc and g.ggml_get_mem_size(ctx) - g.ggml_used_mem(ctx) < g.ggml_graph_overhead_custom(
+            sizes[0], False
+        ):
             raise OutOfMetadata
         gf = g.ggml_new_graph_custom(ctx, sizes[0], False)
         for t in [*outputs.values(), *state_updates.values()]:
@@ -183,8 +204,15 @@ def build(graph: Graph, plans: dict[str, WeightPlan], folded: set[int], mode: Mo
         raise
 
 
-def _build_backward(built: Built, em: Emitter, graph: Graph, wrt: tuple[str, ...], cot_names: tuple[str, ...],
-                    sizes: list[int], alloc: bool) -> None:
+def _build_backward(
+    built: Built,
+    em: Emitter,
+    graph: Graph,
+    wrt: tuple[str, ...],
+    cot_names: tuple[str, ...],
+    sizes: list[int],
+    alloc: bool,
+) -> None:
     """Differentiate ``sum(output * cotangent)`` over ``cot_names`` for the ``wrt`` params."""
     g = em.g
     loss_outputs = [graph.outputs[n] for n in cot_names]
@@ -200,11 +228,13 @@ def _build_backward(built: Built, em: Emitter, graph: Graph, wrt: tuple[str, ...
         term = em.sum_all(em.binary("mul", out, cot, out.shape)) if out.type == em.f32 else None
         if term is not None:
             loss = term if loss is None else em.binary("add", loss, term, ())
-    built.grads = {n: None for n in wrt}
+    built.grads = dict.fromkeys(wrt)
     if loss is None or not live:
         return  # nothing to differentiate: gradients are zeros
-    raise_if(backward_problems(graph, built.ops, [graph.params[n] for n in live], loss_outputs),
-             f"differentiate with respect to {list(wrt)}")
+    raise_if(
+        backward_problems(graph, built.ops, [graph.params[n] for n in live], loss_outputs),
+        f"differentiate with respect to {list(wrt)}",
+    )
     if len(sizes) < 2:
         n_now, _ = _count_tensors(built.ctx)
         sizes.append(_BACKWARD_GROWTH * n_now + 64)
@@ -229,8 +259,14 @@ def _build_backward(built: Built, em: Emitter, graph: Graph, wrt: tuple[str, ...
         built.grads[n] = T(grad, p.shape, em.f32) if grad else None
 
 
-def measure(graph: Graph, plans: dict[str, WeightPlan], folded: set[int], mode: Mode, wrt: tuple[str, ...],
-            cot_names: tuple[str, ...]) -> Sizes:
+def measure(
+    graph: Graph,
+    plans: dict[str, WeightPlan],
+    folded: set[int],
+    mode: Mode,
+    wrt: tuple[str, ...],
+    cot_names: tuple[str, ...],
+) -> Sizes:
     """Pass 1: lower into a metadata-only context and compute the exact pass-2 size."""
     g = ggml()
     budget = g.ggml_tensor_overhead() * (256 + 48 * len(graph.nodes)) + 2 * g.ggml_graph_overhead_custom(4096, True)

@@ -19,13 +19,49 @@ from .layout import MAX_DIMS
 from .lowering import RULES, Mode, why_not
 
 #: ggml ops whose backward pass ggml implements (ggml.c: ggml_compute_backward, ggml 0.15)
-BACKWARD_OPS = frozenset({
-    "NONE", "DUP", "ADD", "ADD1", "ACC", "SUB", "MUL", "DIV", "SQR", "SQRT", "LOG", "SIN", "COS",
-    "SUM", "SUM_ROWS", "MEAN", "REPEAT", "REPEAT_BACK", "MUL_MAT", "SCALE", "SET", "CPY", "CONT",
-    "RESHAPE", "VIEW", "PERMUTE", "TRANSPOSE", "SOFT_MAX", "IM2COL", "POOL_2D",
-    "UNARY:ABS", "UNARY:SGN", "UNARY:NEG", "UNARY:STEP", "UNARY:RELU", "UNARY:SILU", "UNARY:EXP",
-    "UNARY:EXPM1", "UNARY:SOFTPLUS",
-})
+BACKWARD_OPS = frozenset(
+    {
+        "NONE",
+        "DUP",
+        "ADD",
+        "ADD1",
+        "ACC",
+        "SUB",
+        "MUL",
+        "DIV",
+        "SQR",
+        "SQRT",
+        "LOG",
+        "SIN",
+        "COS",
+        "SUM",
+        "SUM_ROWS",
+        "MEAN",
+        "REPEAT",
+        "REPEAT_BACK",
+        "MUL_MAT",
+        "SCALE",
+        "SET",
+        "CPY",
+        "CONT",
+        "RESHAPE",
+        "VIEW",
+        "PERMUTE",
+        "TRANSPOSE",
+        "SOFT_MAX",
+        "IM2COL",
+        "POOL_2D",
+        "UNARY:ABS",
+        "UNARY:SGN",
+        "UNARY:NEG",
+        "UNARY:STEP",
+        "UNARY:RELU",
+        "UNARY:SILU",
+        "UNARY:EXP",
+        "UNARY:EXPM1",
+        "UNARY:SOFTPLUS",
+    }
+)
 
 #: primitives whose output may be non-float (an int result is only read back, never computed on)
 INT_OUTPUT = frozenset({"argmax"})
@@ -45,8 +81,10 @@ def lowering_problems(graph: Graph, mode: Mode) -> list[str]:
     """One line per problem: ``primitive 'x' in block 'b': reason``."""
     problems: list[str] = []
     if graph.gradients:
-        problems.append("the graph carries the core's backward pass (graph.gradients); GGMLBackend "
-                        "differentiates natively: lower the forward graph with wrt=(param names)")
+        problems.append(
+            "the graph carries the core's backward pass (graph.gradients); GGMLBackend "
+            "differentiates natively: lower the forward graph with wrt=(param names)"
+        )
     consumers = graph.consumers()
     for role, table in (("input", graph.inputs), ("param", graph.params), ("state", graph.state)):
         for name, v in table.items():
@@ -111,8 +149,11 @@ def size_problems(graph: Graph, budget: int | None = None) -> list[str]:
     budget = available_memory() if budget is None else budget
     problems = []
     seen: set[int] = set()
-    values = [(f"{role} {name!r}", v) for role, table in (("input", graph.inputs), ("param", graph.params),
-                                                         ("state", graph.state)) for name, v in table.items()]
+    values = [
+        (f"{role} {name!r}", v)
+        for role, table in (("input", graph.inputs), ("param", graph.params), ("state", graph.state))
+        for name, v in table.items()
+    ]
     values += [(f"primitive {n.primitive.name!r} in block {n.where or '?'!r}", n.output) for n in graph.nodes]
     for what, v in values:
         if v.shape is None or v.uid in seen:
@@ -120,8 +161,10 @@ def size_problems(graph: Graph, budget: int | None = None) -> list[str]:
         seen.add(v.uid)
         nbytes = 4 * math.prod(v.shape)
         if nbytes > budget:
-            problems.append(f"{what}: shape {list(v.shape)} needs {_gib(nbytes)}, more than the "
-                            f"{_gib(budget)} this process can allocate")
+            problems.append(
+                f"{what}: shape {list(v.shape)} needs {_gib(nbytes)}, more than the "
+                f"{_gib(budget)} this process can allocate"
+            )
     return problems
 
 
@@ -149,8 +192,9 @@ def ancestors(graph: Graph, targets: Iterable[Value]) -> set[int]:
     return need
 
 
-def backward_problems(graph: Graph, ops: dict[int, list[str]], wrt: Iterable[Value],
-                      loss_outputs: Iterable[Value]) -> list[str]:
+def backward_problems(
+    graph: Graph, ops: dict[int, list[str]], wrt: Iterable[Value], loss_outputs: Iterable[Value]
+) -> list[str]:
     """Nodes on a path from a ``wrt`` param to a differentiated output whose ggml ops lack a backward."""
     on_path = depends_on(graph, wrt) & ancestors(graph, loss_outputs)
     problems = []
@@ -159,10 +203,19 @@ def backward_problems(graph: Graph, ops: dict[int, list[str]], wrt: Iterable[Val
             continue
         bad = sorted({op for op in ops.get(i, []) if op not in BACKWARD_OPS})
         if bad:
-            problems.append(f"primitive {n.primitive.name!r} in block {n.where or '?'!r}: "
-                            f"ggml has no backward for {', '.join(bad)}")
+            problems.append(
+                f"primitive {n.primitive.name!r} in block {n.where or '?'!r}: ggml has no backward for {', '.join(bad)}"
+            )
     return problems
 
 
-__all__ = ["available_memory", "size_problems", "lowering_problems", "backward_problems", "raise_if", "depends_on", "ancestors",
-           "BACKWARD_OPS"]
+__all__ = [
+    "BACKWARD_OPS",
+    "ancestors",
+    "available_memory",
+    "backward_problems",
+    "depends_on",
+    "lowering_problems",
+    "raise_if",
+    "size_problems",
+]

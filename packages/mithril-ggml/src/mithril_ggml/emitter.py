@@ -207,10 +207,20 @@ class Emitter:
         return self._out(self.g.ggml_scale_bias(self.ctx, a.ptr, float(s), float(bias)), a.shape)
 
     _UNARY = {
-        "neg": "ggml_neg", "abs": "ggml_abs", "sign": "ggml_sgn", "step": "ggml_step",
-        "exp": "ggml_exp", "log": "ggml_log", "sqrt": "ggml_sqrt", "sqr": "ggml_sqr",
-        "sin": "ggml_sin", "cos": "ggml_cos", "tanh": "ggml_tanh", "sigmoid": "ggml_sigmoid",
-        "relu": "ggml_relu", "gelu_erf": "ggml_gelu_erf",
+        "neg": "ggml_neg",
+        "abs": "ggml_abs",
+        "sign": "ggml_sgn",
+        "step": "ggml_step",
+        "exp": "ggml_exp",
+        "log": "ggml_log",
+        "sqrt": "ggml_sqrt",
+        "sqr": "ggml_sqr",
+        "sin": "ggml_sin",
+        "cos": "ggml_cos",
+        "tanh": "ggml_tanh",
+        "sigmoid": "ggml_sigmoid",
+        "relu": "ggml_relu",
+        "gelu_erf": "ggml_gelu_erf",
     }
 
     def unary(self, name: str, a: T) -> T:
@@ -280,14 +290,21 @@ class Emitter:
         if ane[0] % blck:
             raise LoweringBug("mul_mat: row length not a multiple of the block size")
         rank = max(a.rank, b.rank)
-        batch = tuple(reversed((bne[2], bne[3])))[4 - rank:] if rank > 2 else ()
+        batch = tuple(reversed((bne[2], bne[3])))[4 - rank :] if rank > 2 else ()
         shape = batch + (b.shape[-2], a.shape[-2])
         self._room()
         return self._out(self.g.ggml_mul_mat(self.ctx, a.ptr, b.ptr), shape)
 
     # ------------------------------------------------------------- images
-    def im2col(self, kernel_shape: T, x: T, stride: Sequence[int], padding: Sequence[int],
-               dilation: Sequence[int], out_hw: Sequence[int]) -> T:
+    def im2col(
+        self,
+        kernel_shape: T,
+        x: T,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        out_hw: Sequence[int],
+    ) -> T:
         """NCHW ``x`` -> (N, OH, OW, C*KH*KW); ``kernel_shape`` is any F32 tensor of shape (_, C, KH, KW)."""
         self._float(x, kernel_shape)
         if x.rank != 4 or kernel_shape.rank != 4 or kernel_shape.shape[1] != x.shape[1]:
@@ -295,12 +312,30 @@ class Emitter:
         n, c = x.shape[:2]
         _, _, kh, kw = kernel_shape.shape
         self._room()
-        p = self.g.ggml_im2col(self.ctx, kernel_shape.ptr, x.ptr, stride[1], stride[0], padding[1], padding[0],
-                               dilation[1], dilation[0], True, self.f32)
+        p = self.g.ggml_im2col(
+            self.ctx,
+            kernel_shape.ptr,
+            x.ptr,
+            stride[1],
+            stride[0],
+            padding[1],
+            padding[0],
+            dilation[1],
+            dilation[0],
+            True,
+            self.f32,
+        )
         return self._out(p, (n, out_hw[0], out_hw[1], c * kh * kw))
 
-    def pool2d(self, x: T, op: str, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-               out_shape: Sequence[int]) -> T:
+    def pool2d(
+        self,
+        x: T,
+        op: str,
+        kernel: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int],
+        out_shape: Sequence[int],
+    ) -> T:
         self._float(x)
         if x.rank != 4:
             raise LoweringBug("pool2d: NCHW input expected")
@@ -309,6 +344,7 @@ class Emitter:
                 raise LoweringBug("pool2d: output size disagrees with ggml's")
         kind = self.g.GGML_OP_POOL_MAX if op == "max" else self.g.GGML_OP_POOL_AVG
         self._room()
-        p = self.g.ggml_pool_2d(self.ctx, x.ptr, kind, kernel[1], kernel[0], stride[1], stride[0],
-                                float(padding[1]), float(padding[0]))
+        p = self.g.ggml_pool_2d(
+            self.ctx, x.ptr, kind, kernel[1], kernel[0], stride[1], stride[0], float(padding[1]), float(padding[0])
+        )
         return self._out(p, out_shape)

@@ -23,6 +23,7 @@ from .checks import available_memory, lowering_problems, raise_if, size_problems
 from .emitter import T
 from .lowering import Mode
 from .weights import QuantizationReport, WeightPlan, folded_transposes, plan_weights, quantize_into, report
+import contextlib
 
 _FROM_FILE = object()  # marks params whose stored bytes came from a GGUF file
 
@@ -62,8 +63,9 @@ class GGMLExecutable:
 
     source: str | None
 
-    def __init__(self, graph: Graph, *, quantize: str | None = None, n_threads: int = 1,
-                 wrt: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, graph: Graph, *, quantize: str | None = None, n_threads: int = 1, wrt: tuple[str, ...] = ()
+    ) -> None:
         self.graph = graph
         self.quantize = quantize
         self.n_threads = int(n_threads)
@@ -87,11 +89,22 @@ class GGMLExecutable:
         sizes = measure(graph, self.weight_plans, folded, mode, self.wrt, self._cot_names)
         budget = available_memory()
         if sizes.mem_size > budget:
-            raise UnsupportedError(f"GGMLBackend cannot allocate this graph: its ggml context needs "
-                                   f"{sizes.mem_size / 2**30:.1f} GiB ({sizes.n_tensors} tensors), more than the "
-                                   f"{budget / 2**30:.1f} GiB this process can allocate")
-        self._built: Built | None = build(graph, self.weight_plans, folded, mode, self.wrt, self._cot_names,
-                                          alloc=True, mem_size=sizes.mem_size, graph_sizes=sizes.graph_sizes)
+            raise UnsupportedError(
+                f"GGMLBackend cannot allocate this graph: its ggml context needs "
+                f"{sizes.mem_size / 2**30:.1f} GiB ({sizes.n_tensors} tensors), more than the "
+                f"{budget / 2**30:.1f} GiB this process can allocate"
+            )
+        self._built: Built | None = build(
+            graph,
+            self.weight_plans,
+            folded,
+            mode,
+            self.wrt,
+            self._cot_names,
+            alloc=True,
+            mem_size=sizes.mem_size,
+            graph_sizes=sizes.graph_sizes,
+        )
         b = self._built
         self.memory_bytes = sizes.mem_size
         self._forward = _ComputePlan(b.gf, self.n_threads)
@@ -151,8 +164,9 @@ class GGMLExecutable:
         self._loaded[name] = _FROM_FILE
 
     # -------------------------------------------------------------------- run
-    def run(self, params: Mapping[str, Any], inputs: Mapping[str, Any],
-            cotangents: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def run(
+        self, params: Mapping[str, Any], inputs: Mapping[str, Any], cotangents: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         self.load_params(params)
         for name, view in self._sources.items():
             arr = inputs[name] if name in inputs else params.get(name)
@@ -196,10 +210,8 @@ class GGMLExecutable:
             self._built = None
 
     def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def _describe(self) -> str:
         b = self._alive()
@@ -225,8 +237,10 @@ class GGMLExecutable:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"GGMLExecutable(outputs={list(self.graph.outputs)}, quantize={self.quantize!r}, "
-                f"memory={self.memory_bytes} bytes)")
+        return (
+            f"GGMLExecutable(outputs={list(self.graph.outputs)}, quantize={self.quantize!r}, "
+            f"memory={self.memory_bytes} bytes)"
+        )
 
 
 def _assign(view: np.ndarray, arr: Any, what: str) -> None:

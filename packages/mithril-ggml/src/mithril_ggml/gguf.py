@@ -51,25 +51,35 @@ class GGUFModel:
         """Run the model on ``inputs`` (NumPy arrays keyed by the graph's inputs, in float32)."""
         want = self.graph.inputs
         if not isinstance(inputs, Mapping):
-            raise EvaluationError(f"GGUFModel.evaluate: inputs must be a dict of arrays keyed by {list(want)}, "
-                                  f"got {type(inputs).__name__}")
+            raise EvaluationError(
+                f"GGUFModel.evaluate: inputs must be a dict of arrays keyed by {list(want)}, "
+                f"got {type(inputs).__name__}"
+            )
         missing, extra = sorted(set(want) - set(inputs)), sorted(set(inputs) - set(want))
         if missing:
-            raise MissingInputError(f"GGUFModel.evaluate: inputs is missing {missing}; the model's inputs: {list(want)}")
+            raise MissingInputError(
+                f"GGUFModel.evaluate: inputs is missing {missing}; the model's inputs: {list(want)}"
+            )
         if extra:
-            raise UnknownKeyError(f"GGUFModel.evaluate: inputs has unknown key(s) {extra}; the model's inputs: "
-                                  f"{list(want)}")
+            raise UnknownKeyError(
+                f"GGUFModel.evaluate: inputs has unknown key(s) {extra}; the model's inputs: {list(want)}"
+            )
         for name, v in want.items():
             x = inputs[name]
             if not isinstance(x, np.ndarray):
-                raise EvaluationError(f"GGUFModel.evaluate: input {name!r} must be a NumPy array, got "
-                                      f"{type(x).__name__}")
+                raise EvaluationError(
+                    f"GGUFModel.evaluate: input {name!r} must be a NumPy array, got {type(x).__name__}"
+                )
             if x.dtype != np.float32:
-                raise EvaluationError(f"GGUFModel.evaluate: input {name!r} is {x.dtype}; the model computes in "
-                                      f"float32 (convert it with x.astype(np.float32))")
+                raise EvaluationError(
+                    f"GGUFModel.evaluate: input {name!r} is {x.dtype}; the model computes in "
+                    f"float32 (convert it with x.astype(np.float32))"
+                )
             if tuple(x.shape) != tuple(v.shape or ()):
-                raise ShapeMismatchError(f"GGUFModel.evaluate: input {name!r} has shape {list(x.shape)}, the model "
-                                         f"was exported for {list(v.shape or ())}")
+                raise ShapeMismatchError(
+                    f"GGUFModel.evaluate: input {name!r} has shape {list(x.shape)}, the model "
+                    f"was exported for {list(v.shape or ())}"
+                )
         outputs, _, _ = self.executable.run({}, inputs, {})
         return outputs
 
@@ -84,8 +94,9 @@ def _executable_of(target: Any) -> GGMLExecutable | None:
     return None
 
 
-def save_gguf(target: Any, path: str | os.PathLike[str], params: dict[str, Any] | None = None, *,
-              quantize: str | None = None) -> None:
+def save_gguf(
+    target: Any, path: str | os.PathLike[str], params: dict[str, Any] | None = None, *, quantize: str | None = None
+) -> None:
     """Write ``target`` (a GGMLExecutable, an object holding one, or a Graph) and its params to ``path``.
 
     With a Graph, ``params`` are required and ``quantize`` picks the storage.
@@ -109,9 +120,17 @@ def save_gguf(target: Any, path: str | os.PathLike[str], params: dict[str, Any] 
 
     g = ggml()
     names = {name: f"p{i}" for i, name in enumerate(stored)}
-    plan_doc = [{"name": name, "tensor": names[name], "layout": plan.layout, "type": plan.type_name,
-                 "shape": list(plan.shape), "stored_shape": list(plan.stored_shape)}
-                for name, (plan, _) in stored.items()]
+    plan_doc = [
+        {
+            "name": name,
+            "tensor": names[name],
+            "layout": plan.layout,
+            "type": plan.type_name,
+            "shape": list(plan.shape),
+            "stored_shape": list(plan.stored_shape),
+        }
+        for name, (plan, _) in stored.items()
+    ]
     blobs: list[tuple[str, int, tuple[int, ...], np.ndarray]] = []
     for name, (plan, raw) in stored.items():
         blobs.append((names[name], plan.ggml_type, plan.stored_shape, raw))
@@ -120,8 +139,9 @@ def save_gguf(target: Any, path: str | os.PathLike[str], params: dict[str, Any] 
         gtype = g.GGML_TYPE_F32 if a.dtype == np.float32 else g.GGML_TYPE_I32
         blobs.append((key, gtype, a.shape, a.view(np.uint8).reshape(-1)))
 
-    meta = g.ggml_init(g.ggml_init_params(mem_size=(len(blobs) + 1) * g.ggml_tensor_overhead(),
-                                          mem_buffer=None, no_alloc=True))
+    meta = g.ggml_init(
+        g.ggml_init_params(mem_size=(len(blobs) + 1) * g.ggml_tensor_overhead(), mem_buffer=None, no_alloc=True)
+    )
     gctx = g.gguf_init_empty()
     try:
         g.gguf_set_val_str(gctx, b"general.architecture", b"mithril")
@@ -173,6 +193,7 @@ def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> 
     if not gctx:
         raise GGUFError(f"{where} is not a valid GGUF file")
     try:
+
         def text(key: str, required: bool = True) -> str | None:
             kid = g.gguf_find_key(gctx, key.encode())
             if kid < 0:
@@ -190,16 +211,23 @@ def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> 
         tensors: dict[str, tuple[int, int, int]] = {}
         for i in range(g.gguf_get_n_tensors(gctx)):
             name = g.gguf_get_tensor_name(gctx, i).decode()
-            tensors[name] = (g.gguf_get_tensor_type(gctx, i), base + g.gguf_get_tensor_offset(gctx, i),
-                             g.gguf_get_tensor_size(gctx, i))
+            tensors[name] = (
+                g.gguf_get_tensor_type(gctx, i),
+                base + g.gguf_get_tensor_offset(gctx, i),
+                g.gguf_get_tensor_size(gctx, i),
+            )
     finally:
         g.gguf_free(gctx)
     try:
         plan_doc = json.loads(params_json)  # type: ignore[arg-type]
         checksums = json.loads(checksums_json) if checksums_json is not None else None
         doc = json.loads(graph_json)  # type: ignore[arg-type]
-        if not isinstance(plan_doc, list) or not isinstance(doc, dict) or not isinstance(doc.get("values"), list) \
-                or (checksums is not None and not isinstance(checksums, dict)):
+        if (
+            not isinstance(plan_doc, list)
+            or not isinstance(doc, dict)
+            or not isinstance(doc.get("values"), list)
+            or (checksums is not None and not isinstance(checksums, dict))
+        ):
             raise ValueError("unexpected structure")
     except ValueError as e:
         raise GGUFError(f"{where}: the Mithril metadata is corrupted ({e})") from None
@@ -212,8 +240,9 @@ def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> 
         if raw.size != size:
             raise GGUFError(f"{where} is truncated: tensor {name!r} has {raw.size} of its {size} bytes")
         if checksums is not None and checksums.get(name) != zlib.crc32(raw):
-            raise GGUFError(f"{where}: the data of tensor {name!r} is corrupted (its CRC-32 does not match the one "
-                            f"written with it)")
+            raise GGUFError(
+                f"{where}: the data of tensor {name!r} is corrupted (its CRC-32 does not match the one written with it)"
+            )
         return gtype, raw
 
     try:
@@ -237,8 +266,10 @@ def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> 
             raise GGUFError(f"{where}: the Mithril metadata is corrupted (a param entry {entry!r})")
         plan = exe.weight_plans.get(entry["name"])
         if plan is None or plan.type_name != entry["type"] or list(plan.stored_shape) != entry["stored_shape"]:
-            raise GGUFError(f"{where}: param {entry['name']!r} is stored as {entry['type']} "
-                            f"{entry['stored_shape']}, this mithril-ggml plans {plan}")
+            raise GGUFError(
+                f"{where}: param {entry['name']!r} is stored as {entry['type']} "
+                f"{entry['stored_shape']}, this mithril-ggml plans {plan}"
+            )
         gtype, raw = read(entry["tensor"])
         if gtype != plan.ggml_type:
             raise GGUFError(f"{where}: tensor {entry['tensor']!r} has ggml type {gtype}, expected {plan.ggml_type}")

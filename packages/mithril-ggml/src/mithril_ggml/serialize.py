@@ -48,8 +48,12 @@ def graph_to_json(graph: Graph) -> tuple[str, dict[str, np.ndarray]]:
         if v.uid in ids:
             return ids[v.uid]
         ids[v.uid] = len(values)
-        entry: dict[str, Any] = {"role": v.role.value, "name": v.name, "kind": v.kind,
-                                 "shape": list(v.shape) if v.shape is not None else None}
+        entry: dict[str, Any] = {
+            "role": v.role.value,
+            "name": v.name,
+            "kind": v.kind,
+            "shape": list(v.shape) if v.shape is not None else None,
+        }
         if v.role is ValueRole.CONST:
             arr = np.asarray(v.data)
             if arr.size == 1 and arr.ndim == 0:
@@ -69,14 +73,23 @@ def graph_to_json(graph: Graph) -> tuple[str, dict[str, np.ndarray]]:
     nodes = []
     for n in graph.nodes:
         ins = [ref(v) for v in n.inputs]
-        nodes.append({"primitive": n.primitive.name, "inputs": ins, "attrs": _plain(n.attrs),
-                      "output": ref(n.output), "where": n.where})
+        nodes.append(
+            {
+                "primitive": n.primitive.name,
+                "inputs": ins,
+                "attrs": _plain(n.attrs),
+                "output": ref(n.output),
+                "where": n.where,
+            }
+        )
     doc = {
         "format": FORMAT_VERSION,
         "values": values,
         "nodes": nodes,
-        **{key: {k: ref(v) for k, v in getattr(graph, key).items()}
-           for key in ("inputs", "params", "state", "outputs", "state_updates")},
+        **{
+            key: {k: ref(v) for k, v in getattr(graph, key).items()}
+            for key in ("inputs", "params", "state", "outputs", "state_updates")
+        },
     }
     return json.dumps(doc), arrays
 
@@ -97,8 +110,9 @@ def graph_from_json(text: str, arrays: dict[str, np.ndarray]) -> Graph:
     graph = Graph()
     for e in doc["nodes"]:
         out = values[e["output"]]
-        node = Node(registry.get(e["primitive"]), [values[i] for i in e["inputs"]], _tuples(e["attrs"]), out,
-                    e["where"])
+        node = Node(
+            registry.get(e["primitive"]), [values[i] for i in e["inputs"]], _tuples(e["attrs"]), out, e["where"]
+        )
         out.producer = node
         graph.nodes.append(node)
     for key in ("inputs", "params", "state", "outputs", "state_updates"):

@@ -79,8 +79,7 @@ class QuantizationReport(Mapping[str, str]):
         return len(self.quantized) + len(self.float32)
 
     def __str__(self) -> str:
-        head = (f"quantize={self.mode!r}: {len(self.quantized)} weight(s) quantized, "
-                f"{len(self.float32)} float32")
+        head = f"quantize={self.mode!r}: {len(self.quantized)} weight(s) quantized, {len(self.float32)} float32"
         return "\n".join([head, *(f"  {k}: {v}" for k, v in self.items())])
 
 
@@ -103,9 +102,15 @@ def folded_transposes(graph: Graph) -> set[int]:
     out = set()
     for n in graph.nodes:
         users = consumers.get(n.output.uid)
-        if (n.primitive.name == "transpose" and users and n.output.uid not in results and _swaps_last_two(n)
-                and all(c.primitive.name == "matmul" and c.inputs[1] is n.output and c.inputs[0] is not n.output
-                        for c in users)):
+        if (
+            n.primitive.name == "transpose"
+            and users
+            and n.output.uid not in results
+            and _swaps_last_two(n)
+            and all(
+                c.primitive.name == "matmul" and c.inputs[1] is n.output and c.inputs[0] is not n.output for c in users
+            )
+        ):
             out.add(n.output.uid)
     return out
 
@@ -153,11 +158,13 @@ def plan_weights(graph: Graph, quantize: str | None, *, grad: bool) -> dict[str,
         elif kinds == {"matmul_t"}:
             row = shape[-1]
         elif kinds == {"conv"}:
-            o, c, kh, kw = shape
+            _o, c, kh, kw = shape
             row = c * kh * kw
         else:
             other = sorted(k for k in kinds if k not in ("matmul", "matmul_t", "conv"))
-            reason = f"used by {', '.join(other) if other else 'mixed matrix products'}, not only as a matrix-product weight"
+            reason = (
+                f"used by {', '.join(other) if other else 'mixed matrix products'}, not only as a matrix-product weight"
+            )
         type_name = "f32"
         if row is not None:
             if quantize is None:
@@ -200,18 +207,21 @@ def quantize_into(plan: WeightPlan, arr: np.ndarray, dst: int, nbytes: int) -> N
         bad = np.argwhere(~np.isfinite(np.asarray(arr)))
         pos = [int(i) for i in bad[0]] if len(bad) else []
         value = np.asarray(arr)[tuple(pos)] if pos else "NaN"
-        raise ParamsError(f"param {plan.name!r} holds {value} at {pos}: GGMLBackend(quantize="
-                          f"{_MODE_OF.get(plan.type_name, plan.type_name)!r}) "
-                          f"cannot quantize non-finite values (a NaN would become a number); use quantize=None, "
-                          f"which keeps them, or fix the weights")
+        raise ParamsError(
+            f"param {plan.name!r} holds {value} at {pos}: GGMLBackend(quantize="
+            f"{_MODE_OF.get(plan.type_name, plan.type_name)!r}) "
+            f"cannot quantize non-finite values (a NaN would become a number); use quantize=None, "
+            f"which keeps them, or fix the weights"
+        )
     row = plan.stored_shape[-1]
     nrows = math.prod(plan.stored_shape[:-1])
     if g.ggml_row_size(plan.ggml_type, row) * nrows != nbytes:
         raise LoweringBug(f"{plan.name}: quantized size mismatch")
-    written = g.ggml_quantize_chunk(plan.ggml_type, src.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                                    dst, 0, nrows, row, None)
+    written = g.ggml_quantize_chunk(
+        plan.ggml_type, src.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), dst, 0, nrows, row, None
+    )
     if written != nbytes:
         raise LoweringBug(f"{plan.name}: ggml wrote {written} bytes, expected {nbytes}")
 
 
-__all__ = ["WeightPlan", "QuantizationReport", "plan_weights", "folded_transposes", "report", "quantize_into"]
+__all__ = ["QuantizationReport", "WeightPlan", "folded_transposes", "plan_weights", "quantize_into", "report"]

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 __all__ = ["JaxBackend", "__version__"]
 
-_LAZY = {'JaxBackend': '.backend'}
+_LAZY = {"JaxBackend": ".backend"}
 
 
 #: imported on first use, not when the plugin entry point loads (that would import jax)

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from mithril.backend import Backend, Kernel
 from mithril.dtypes import DType
 from mithril.errors import EvaluationError, MithrilError, UnsupportedError
@@ -51,8 +52,9 @@ class JaxBackend(Backend):
     supports_jit: ClassVar[bool] = True
     jit_fuses_elementwise: ClassVar[bool] = True
 
-    def __init__(self, dtype: DType = DType.float32, device: str = "cpu", *, autodiff: str = "mithril",
-                 device_mesh: Any = None) -> None:
+    def __init__(
+        self, dtype: DType = DType.float32, device: str = "cpu", *, autodiff: str = "mithril", device_mesh: Any = None
+    ) -> None:
         if autodiff not in ("mithril", "jax"):
             raise UnsupportedError(f"JaxBackend autodiff must be 'mithril' or 'jax', got {autodiff!r}")
         #: 'mithril': the core's autodiff pass; 'jax': jax.vjp of the forward function
@@ -72,8 +74,9 @@ class JaxBackend(Backend):
             # arrays this backend makes live on this process's first device of the mesh
             self.jax_device = next(d for d in self.jax_mesh.devices.flat if d.process_index == jax.process_index())
         #: the devices whose arrays this backend accepts
-        self._devices = frozenset(self.jax_mesh.devices.flat) if self.jax_mesh is not None else frozenset(
-            {self.jax_device})
+        self._devices = (
+            frozenset(self.jax_mesh.devices.flat) if self.jax_mesh is not None else frozenset({self.jax_device})
+        )
         #: whether this backend runs in a scoped 64-bit mode (float64)
         self.uses_x64: bool = dtype is DType.float64
         #: whether evaluation needs :meth:`scope` (float64, or a device other than JAX's default)
@@ -138,8 +141,7 @@ class JaxBackend(Backend):
             return jnp.int64 if self._x64_on() else jnp.int32
         if dtype is DType.float64 and not self._x64_on():
             raise UnsupportedError(
-                f"{self!r} cannot make float64 arrays while jax_enable_x64 is off; "
-                "use JaxBackend(dtype=ml.float64)"
+                f"{self!r} cannot make float64 arrays while jax_enable_x64 is off; use JaxBackend(dtype=ml.float64)"
             )
         return to_jax_dtype(dtype)
 
@@ -171,8 +173,10 @@ class JaxBackend(Backend):
         ok = self._accepted
         if ok is None:
             ok = self._accepted = {np.dtype(self._float), np.dtype("int32"), np.dtype("int64"), np.dtype("bool")}
-        if isinstance(x, jax.Array) and x.dtype in ok and (
-            isinstance(x, jax.core.Tracer) or x.devices() <= self._devices
+        if (
+            isinstance(x, jax.Array)
+            and x.dtype in ok
+            and (isinstance(x, jax.core.Tracer) or x.devices() <= self._devices)
         ):
             return x  # the common case, checked cheaply
         if not isinstance(x, jax.Array):
@@ -183,8 +187,7 @@ class JaxBackend(Backend):
         if not self._on_device(x):
             where = ", ".join(sorted(str(d) for d in x.devices()))
             raise EvaluationError(
-                f"{what}: array is on {where} but {self!r} runs on {self.jax_device}; "
-                "move it with backend.array(x)"
+                f"{what}: array is on {where} but {self!r} runs on {self.jax_device}; move it with backend.array(x)"
             )
         try:
             dtype = from_jax_dtype(x.dtype)
@@ -320,8 +323,9 @@ class JaxBackend(Backend):
             elif self.differentiates_natively and getattr(graph, "cotangents", None):
                 from .vjp import lower_with_vjp
 
-                executable = lower_with_vjp(graph, self, jit=kwargs["jit"], wrt=kwargs.get("wrt", ()),
-                                            source_path=kwargs.get("source_path"))
+                executable = lower_with_vjp(
+                    graph, self, jit=kwargs["jit"], wrt=kwargs.get("wrt", ()), source_path=kwargs.get("source_path")
+                )
             elif kwargs.get("jit") and not self._needs_scope:
                 # float32 on the default device: offer evaluate a check-free fast path
                 self._lowering_guard = guard = TraceGuard()

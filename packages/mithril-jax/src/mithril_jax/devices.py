@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+
 from mithril.errors import UnsupportedError
 
 PLATFORMS = ("cpu", "gpu", "tpu")
@@ -25,7 +26,11 @@ def resolve_device(spec: str) -> jax.Device:
         devices = jax.local_devices(backend=platform)  # this process's (all of them, with one process)
     except RuntimeError:
         present = [p for p in PLATFORMS if p != platform and _available(p)]
-        hint = ' (for NVIDIA GPUs install a CUDA build of JAX, e.g. pip install -U "jax[cuda12]")' if platform == "gpu" else ""
+        hint = (
+            ' (for NVIDIA GPUs install a CUDA build of JAX, e.g. pip install -U "jax[cuda12]")'
+            if platform == "gpu"
+            else ""
+        )
         raise UnsupportedError(
             f"JaxBackend: device {spec!r} is not available: this JAX has no {platform!r} platform "
             f"(platforms present: {', '.join(present)}){hint}"

@@ -6,6 +6,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+
 from mithril.dtypes import DType
 
 from .x64 import int_dtype
@@ -38,4 +39,4 @@ def from_jax_dtype(dt: Any) -> DType:
         raise TypeError(f"JAX dtype {name} has no Mithril equivalent") from None
 
 
-__all__ = ["to_jax_dtype", "from_jax_dtype"]
+__all__ = ["from_jax_dtype", "to_jax_dtype"]

@@ -38,23 +38,33 @@ def scatter_last(grad: Array, indices: Array, *, size: int) -> Array:
 
 def unflatten(input: Array, *, axis: int, sizes: Sequence[int]) -> Array:
     ax = int(axis) % input.ndim
-    return jnp.reshape(input, input.shape[:ax] + tuple(int(s) for s in sizes) + input.shape[ax + 1:])
+    return jnp.reshape(input, input.shape[:ax] + tuple(int(s) for s in sizes) + input.shape[ax + 1 :])
 
 
 def reshape_as(input: Array, like: Array) -> Array:
     return jnp.reshape(input, jnp.shape(like))
 
 
-def conv_transpose2d(input: Array, weight: Array, *, stride: Sequence[int] = (1, 1),
-                     padding: Sequence[int] = (0, 0), output_padding: Sequence[int] = (0, 0),
-                     dilation: Sequence[int] = (1, 1), groups: int = 1) -> Array:
+def conv_transpose2d(
+    input: Array,
+    weight: Array,
+    *,
+    stride: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (0, 0),
+    output_padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+    groups: int = 1,
+) -> Array:
     """As ``torch.nn.functional.conv_transpose2d`` (no bias): conv2d's input gradient."""
     n, _, h, w = input.shape
-    hw = [(size - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + output_padding[i] + 1
-          for i, size in enumerate((h, w))]
+    hw = [
+        (size - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + output_padding[i] + 1
+        for i, size in enumerate((h, w))
+    ]
     shape: Any = (n, weight.shape[1] * groups, hw[0], hw[1])
-    return nn_kernels.conv2d_input_grad(input, weight, input_shape=shape, stride=stride, padding=padding,
-                                        dilation=dilation, groups=groups)
+    return nn_kernels.conv2d_input_grad(
+        input, weight, input_shape=shape, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
 
 def positions(like: Array, *, axis: int = -1) -> Array:

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+
 from mithril.errors import UnsupportedError
 
 from . import indexing, nn_kernels, normalization, rng
@@ -166,7 +167,7 @@ def flatten(x: Array, *, start_axis: int = 1, end_axis: int = -1) -> Array:
     s, e = start_axis % x.ndim, end_axis % x.ndim
     if e < s:
         raise UnsupportedError(f"flatten: end_axis {end_axis} comes before start_axis {start_axis}")
-    shape = x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:]
+    shape = x.shape[:s] + (math.prod(x.shape[s : e + 1]),) + x.shape[e + 1 :]
     return jnp.reshape(x, shape)
 
 
@@ -195,16 +196,19 @@ def slice_(x: Array, *, starts: Sequence[Any], stops: Sequence[Any], steps: Sequ
 
 
 @static_jit("input_shape", "starts", "stops", "steps")
-def _slice_grad(g: Array, *, input_shape: tuple[int, ...], starts: tuple[Any, ...], stops: tuple[Any, ...],
-                steps: tuple[Any, ...]) -> Array:
+def _slice_grad(
+    g: Array, *, input_shape: tuple[int, ...], starts: tuple[Any, ...], stops: tuple[Any, ...], steps: tuple[Any, ...]
+) -> Array:
     return jnp.zeros(input_shape, g.dtype).at[_slices(starts, stops, steps)].set(g)
 
 
-def slice_grad(g: Array, *, input_shape: Sequence[int], starts: Sequence[Any], stops: Sequence[Any],
-               steps: Sequence[Any]) -> Array:
+def slice_grad(
+    g: Array, *, input_shape: Sequence[int], starts: Sequence[Any], stops: Sequence[Any], steps: Sequence[Any]
+) -> Array:
     """``zeros(input_shape)`` with ``g`` written at the slice (the transpose of ``slice``)."""
-    return _slice_grad(g, input_shape=hashable(input_shape), starts=hashable(starts), stops=hashable(stops),
-                       steps=hashable(steps))
+    return _slice_grad(
+        g, input_shape=hashable(input_shape), starts=hashable(starts), stops=hashable(stops), steps=hashable(steps)
+    )
 
 
 # ------------------------------------------------------------------- table

@@ -34,8 +34,13 @@ def _pads(padding: Pair) -> list[tuple[int, int]]:
 
 def _conv(x: Array, w: Array, stride: Pair, padding: Pair, dilation: Pair, groups: int) -> Array:
     return lax.conv_general_dilated(
-        x, w, window_strides=stride, padding=_pads(padding), rhs_dilation=dilation,
-        dimension_numbers=_NCHW, feature_group_count=groups,
+        x,
+        w,
+        window_strides=stride,
+        padding=_pads(padding),
+        rhs_dilation=dilation,
+        dimension_numbers=_NCHW,
+        feature_group_count=groups,
     )
 
 
@@ -48,8 +53,9 @@ def _conv2d(x: Array, w: Array, *, stride: Pair, padding: Pair, dilation: Pair, 
 
 
 @static_jit("input_shape", *_CONV_ATTRS)
-def _conv2d_input_grad(g: Array, w: Array, *, input_shape: tuple[int, ...], stride: Pair, padding: Pair,
-                       dilation: Pair, groups: int) -> Array:
+def _conv2d_input_grad(
+    g: Array, w: Array, *, input_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair, groups: int
+) -> Array:
     """Transposed convolution written out: dilate ``g`` by the stride, pad, correlate with the flipped kernel.
 
     (``jax.linear_transpose`` of the forward aborts the process inside XLA for some uneven
@@ -67,37 +73,84 @@ def _conv2d_input_grad(g: Array, w: Array, *, input_shape: tuple[int, ...], stri
         extra = input_shape[2 + i] + 2 * padding[i] - reach - 1 - (n_out - 1) * stride[i]
         pads.append((reach - padding[i], reach - padding[i] + extra, stride[i] - 1))
     gp = lax.pad(g, np.array(0, dtype=g.dtype), pads)
-    return lax.conv_general_dilated(gp, wt, window_strides=(1, 1), padding=[(0, 0), (0, 0)],
-                                    rhs_dilation=dilation, dimension_numbers=_NCHW, feature_group_count=groups)
+    return lax.conv_general_dilated(
+        gp,
+        wt,
+        window_strides=(1, 1),
+        padding=[(0, 0), (0, 0)],
+        rhs_dilation=dilation,
+        dimension_numbers=_NCHW,
+        feature_group_count=groups,
+    )
 
 
 @static_jit("weight_shape", *_CONV_ATTRS)
-def _conv2d_weight_grad(x: Array, g: Array, *, weight_shape: tuple[int, ...], stride: Pair, padding: Pair,
-                        dilation: Pair, groups: int) -> Array:
-    transpose = jax.linear_transpose(lambda w: _conv(x, w, stride, padding, dilation, groups),
-                                     jax.ShapeDtypeStruct(weight_shape, g.dtype))
+def _conv2d_weight_grad(
+    x: Array, g: Array, *, weight_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair, groups: int
+) -> Array:
+    transpose = jax.linear_transpose(
+        lambda w: _conv(x, w, stride, padding, dilation, groups), jax.ShapeDtypeStruct(weight_shape, g.dtype)
+    )
     return transpose(g)[0]
 
 
-def conv2d(x: Array, w: Array, *, stride: Sequence[int] = (1, 1), padding: Sequence[int] = (0, 0),
-           dilation: Sequence[int] = (1, 1), groups: int = 1) -> Array:
+def conv2d(
+    x: Array,
+    w: Array,
+    *,
+    stride: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+    groups: int = 1,
+) -> Array:
     """Cross-correlation of an NCHW input with an OIHW weight (torch ``F.conv2d``, no bias)."""
-    return _conv2d(x, w, stride=hashable(stride), padding=hashable(padding), dilation=hashable(dilation),
-                   groups=int(groups))
+    return _conv2d(
+        x, w, stride=hashable(stride), padding=hashable(padding), dilation=hashable(dilation), groups=int(groups)
+    )
 
 
-def conv2d_input_grad(g: Array, w: Array, *, input_shape: Sequence[int], stride: Sequence[int] = (1, 1),
-                      padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1), groups: int = 1) -> Array:
+def conv2d_input_grad(
+    g: Array,
+    w: Array,
+    *,
+    input_shape: Sequence[int],
+    stride: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+    groups: int = 1,
+) -> Array:
     """Gradient of conv2d wrt its input, given the output cotangent ``g``."""
-    return _conv2d_input_grad(g, w, input_shape=hashable(input_shape), stride=hashable(stride),
-                              padding=hashable(padding), dilation=hashable(dilation), groups=int(groups))
+    return _conv2d_input_grad(
+        g,
+        w,
+        input_shape=hashable(input_shape),
+        stride=hashable(stride),
+        padding=hashable(padding),
+        dilation=hashable(dilation),
+        groups=int(groups),
+    )
 
 
-def conv2d_weight_grad(x: Array, g: Array, *, weight_shape: Sequence[int], stride: Sequence[int] = (1, 1),
-                       padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1), groups: int = 1) -> Array:
+def conv2d_weight_grad(
+    x: Array,
+    g: Array,
+    *,
+    weight_shape: Sequence[int],
+    stride: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+    groups: int = 1,
+) -> Array:
     """Gradient of conv2d wrt its weight, given the input ``x`` and output cotangent ``g``."""
-    return _conv2d_weight_grad(x, g, weight_shape=hashable(weight_shape), stride=hashable(stride),
-                               padding=hashable(padding), dilation=hashable(dilation), groups=int(groups))
+    return _conv2d_weight_grad(
+        x,
+        g,
+        weight_shape=hashable(weight_shape),
+        stride=hashable(stride),
+        padding=hashable(padding),
+        dilation=hashable(dilation),
+        groups=int(groups),
+    )
 
 
 # ------------------------------------------------------------------ pooling
@@ -121,8 +174,7 @@ def _max_pool2d(x: Array, *, kernel_size: Pair, stride: Pair, padding: Pair, dil
 
 
 @static_jit(*_MAX_ATTRS)
-def _max_pool2d_grad(x: Array, g: Array, *, kernel_size: Pair, stride: Pair, padding: Pair,
-                     dilation: Pair) -> Array:
+def _max_pool2d_grad(x: Array, g: Array, *, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Array:
     """Route each window's cotangent to one input element, with torch's rule.
 
     Torch scans a window's in-bounds elements in row-major order and keeps the
@@ -156,12 +208,17 @@ def _max_pool2d_grad(x: Array, g: Array, *, kernel_size: Pair, stride: Pair, pad
     grad = jnp.zeros((n, c, hp, wp), g.dtype)
     for k, (r0, c0) in enumerate(offsets):
         part = jnp.where(chosen == k, g, zero)
-        grad = grad + lax.pad(part, zero, [
-            (0, 0, 0), (0, 0, 0),
-            (r0, hp - (r0 + sh * (ho - 1) + 1), sh - 1),
-            (c0, wp - (c0 + sw * (wo - 1) + 1), sw - 1),
-        ])
-    return grad[:, :, ph:ph + h, pw:pw + w]
+        grad = grad + lax.pad(
+            part,
+            zero,
+            [
+                (0, 0, 0),
+                (0, 0, 0),
+                (r0, hp - (r0 + sh * (ho - 1) + 1), sh - 1),
+                (c0, wp - (c0 + sw * (wo - 1) + 1), sw - 1),
+            ],
+        )
+    return grad[:, :, ph : ph + h, pw : pw + w]
 
 
 def _avg_pool(x: Array, kernel_size: Pair, stride: Pair, padding: Pair, count_include_pad: bool) -> Array:
@@ -186,8 +243,9 @@ def _avg_pool2d(x: Array, *, kernel_size: Pair, stride: Pair, padding: Pair, cou
 
 
 @static_jit("input_shape", *_AVG_ATTRS)
-def _avg_pool2d_grad(g: Array, *, input_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair,
-                     count_include_pad: bool) -> Array:
+def _avg_pool2d_grad(
+    g: Array, *, input_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair, count_include_pad: bool
+) -> Array:
     transpose = jax.linear_transpose(
         lambda x: _avg_pool(x, kernel_size, stride, padding, count_include_pad),
         jax.ShapeDtypeStruct(input_shape, g.dtype),
@@ -195,33 +253,80 @@ def _avg_pool2d_grad(g: Array, *, input_shape: tuple[int, ...], kernel_size: Pai
     return transpose(g)[0]
 
 
-def max_pool2d(x: Array, *, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int] = (0, 0),
-               dilation: Sequence[int] = (1, 1)) -> Array:
+def max_pool2d(
+    x: Array,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+) -> Array:
     """Max over windows with -inf padding (torch ``F.max_pool2d``, ceil_mode=False)."""
-    return _max_pool2d(x, kernel_size=hashable(kernel_size), stride=hashable(stride), padding=hashable(padding),
-                       dilation=hashable(dilation))
+    return _max_pool2d(
+        x,
+        kernel_size=hashable(kernel_size),
+        stride=hashable(stride),
+        padding=hashable(padding),
+        dilation=hashable(dilation),
+    )
 
 
-def max_pool2d_grad(x: Array, g: Array, *, kernel_size: Sequence[int], stride: Sequence[int],
-                    padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1)) -> Array:
+def max_pool2d_grad(
+    x: Array,
+    g: Array,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+) -> Array:
     """Gradient of max_pool2d wrt its input: each window's cotangent to its first max (torch's rule)."""
-    return _max_pool2d_grad(x, g, kernel_size=hashable(kernel_size), stride=hashable(stride),
-                            padding=hashable(padding), dilation=hashable(dilation))
+    return _max_pool2d_grad(
+        x,
+        g,
+        kernel_size=hashable(kernel_size),
+        stride=hashable(stride),
+        padding=hashable(padding),
+        dilation=hashable(dilation),
+    )
 
 
-def avg_pool2d(x: Array, *, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int] = (0, 0),
-               count_include_pad: bool = True) -> Array:
+def avg_pool2d(
+    x: Array,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int] = (0, 0),
+    count_include_pad: bool = True,
+) -> Array:
     """Mean over windows (torch ``F.avg_pool2d``, ceil_mode=False)."""
-    return _avg_pool2d(x, kernel_size=hashable(kernel_size), stride=hashable(stride), padding=hashable(padding),
-                       count_include_pad=bool(count_include_pad))
+    return _avg_pool2d(
+        x,
+        kernel_size=hashable(kernel_size),
+        stride=hashable(stride),
+        padding=hashable(padding),
+        count_include_pad=bool(count_include_pad),
+    )
 
 
-def avg_pool2d_grad(g: Array, *, input_shape: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int],
-                    padding: Sequence[int] = (0, 0), count_include_pad: bool = True) -> Array:
+def avg_pool2d_grad(
+    g: Array,
+    *,
+    input_shape: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int] = (0, 0),
+    count_include_pad: bool = True,
+) -> Array:
     """Gradient of avg_pool2d wrt its input, given the output cotangent ``g``."""
-    return _avg_pool2d_grad(g, input_shape=hashable(input_shape), kernel_size=hashable(kernel_size),
-                            stride=hashable(stride), padding=hashable(padding),
-                            count_include_pad=bool(count_include_pad))
+    return _avg_pool2d_grad(
+        g,
+        input_shape=hashable(input_shape),
+        kernel_size=hashable(kernel_size),
+        stride=hashable(stride),
+        padding=hashable(padding),
+        count_include_pad=bool(count_include_pad),
+    )
 
 
 KERNELS: dict[str, Callable[..., Array]] = {

@@ -24,18 +24,29 @@ def make_mesh(mesh: DeviceMesh, platform: str) -> Mesh:
     """A ``jax.sharding.Mesh`` of the first ``mesh.size`` devices of ``platform``."""
     devices = jax.devices(platform)
     if mesh.size > len(devices):
-        hint = (" (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts gives N devices)"
-                if platform == "cpu" else "")
-        raise UnsupportedError(f"JaxBackend: device_mesh {mesh} needs {mesh.size} devices, but JAX sees "
-                               f"{len(devices)} {platform} device(s){hint}")
-    return Mesh(np.array(devices[:mesh.size]).reshape(mesh.shape), mesh.names)
+        hint = (
+            " (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts gives N devices)"
+            if platform == "cpu"
+            else ""
+        )
+        raise UnsupportedError(
+            f"JaxBackend: device_mesh {mesh} needs {mesh.size} devices, but JAX sees "
+            f"{len(devices)} {platform} device(s){hint}"
+        )
+    return Mesh(np.array(devices[: mesh.size]).reshape(mesh.shape), mesh.names)
 
 
 class ShardedExecutable:
     """A generated function jitted over a mesh; ``run`` as every executable."""
 
-    def __init__(self, source: str, raw: Callable[..., Any], graph: Any, mesh: Mesh,
-                 wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    def __init__(
+        self,
+        source: str,
+        raw: Callable[..., Any],
+        graph: Any,
+        mesh: Mesh,
+        wrap: Callable[[Callable[..., Any]], Callable[..., Any]],
+    ) -> None:
         self.source = source
         self.raw = raw
 
@@ -93,4 +104,4 @@ def gather(x: jax.Array) -> np.ndarray:
     return np.array(multihost_utils.process_allgather(x, tiled=True), copy=True)
 
 
-__all__ = ["make_mesh", "ShardedExecutable", "gather"]
+__all__ = ["ShardedExecutable", "gather", "make_mesh"]

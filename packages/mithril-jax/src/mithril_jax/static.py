@@ -26,4 +26,4 @@ def hashable(value: Any) -> Any:
     return value
 
 
-__all__ = ["static_jit", "hashable"]
+__all__ = ["hashable", "static_jit"]

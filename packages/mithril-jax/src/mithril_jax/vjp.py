@@ -18,8 +18,9 @@ from mithril.codegen.python_source import PythonExecutable, lower_to_python
 from mithril.ir.graph import Graph
 
 
-def lower_with_vjp(graph: Graph, backend: Any, *, jit: bool, wrt: tuple[str, ...],
-                   source_path: str | None) -> PythonExecutable:
+def lower_with_vjp(
+    graph: Graph, backend: Any, *, jit: bool, wrt: tuple[str, ...], source_path: str | None
+) -> PythonExecutable:
     """An executable computing outputs and d(sum <cotangent, output>)/d(params in ``wrt``)."""
     cot_names = tuple(graph.cotangents)
     graph.cotangents = {}  # the forward code does not read them

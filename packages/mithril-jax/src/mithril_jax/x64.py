@@ -42,4 +42,4 @@ def int_dtype() -> Any:
     return jnp.int64 if x64_enabled() else jnp.int32
 
 
-__all__ = ["x64_context", "x64_enabled", "int_dtype"]
+__all__ = ["int_dtype", "x64_context", "x64_enabled"]

@@ -10,13 +10,12 @@ import jax
 
 process_id, n_processes, port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
-jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=n_processes,
-                           process_id=process_id)
+jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=n_processes, process_id=process_id)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import mithril as ml  # noqa: E402
-from mithril.models import CrossEntropyLoss, Linear, Model, Relu  # noqa: E402
+import mithril as ml
+from mithril.models import CrossEntropyLoss, Linear, Model, Relu
 
 model = Model()
 model |= Linear(dimension=16)
@@ -26,8 +25,15 @@ backend = ml.JaxBackend(dtype=ml.float64, device="cpu", device_mesh=(jax.device_
 rng = np.random.default_rng(0)
 batches = [(rng.standard_normal((8, 6)), rng.integers(0, 4, 8)) for _ in range(3)]
 init = {k: np.asarray(v) for k, v in np.load(sys.argv[4], allow_pickle=False).items()}
-step = ml.compile_step(model, backend, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2),
-                       shapes={"input": [8, 6]}, jit=True, sharding=ml.parallel.Layout(fsdp=True))
+step = ml.compile_step(
+    model,
+    backend,
+    loss=CrossEntropyLoss(),
+    optimizer=ml.optim.AdamW(lr=1e-2),
+    shapes={"input": [8, 6]},
+    jit=True,
+    sharding=ml.parallel.Layout(fsdp=True),
+)
 state = step.init({k: backend.array(v) for k, v in init.items()})
 losses = []
 for x, y in batches:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["NumpyBackend"]
 __version__ = "0.1.0"
 
-_LAZY = {'NumpyBackend': '.backend'}
+_LAZY = {"NumpyBackend": ".backend"}
 
 
 #: imported on first use, not when the plugin entry point loads (that would import numpy)

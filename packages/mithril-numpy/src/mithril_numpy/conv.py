@@ -36,8 +36,15 @@ def _grad_by_group(grad: np.ndarray, groups: int) -> np.ndarray:
     return grad.reshape(n, groups, o // groups, ho * wo).transpose(1, 2, 0, 3).reshape(groups, o // groups, -1)
 
 
-def conv2d(input: np.ndarray, weight: np.ndarray, *, stride: Pair = (1, 1), padding: Pair = (0, 0),
-           dilation: Pair = (1, 1), groups: int = 1) -> np.ndarray:
+def conv2d(
+    input: np.ndarray,
+    weight: np.ndarray,
+    *,
+    stride: Pair = (1, 1),
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
+) -> np.ndarray:
     """Cross-correlation as ``torch.nn.functional.conv2d(input, weight, None, ...)``."""
     n = input.shape[0]
     o, cg, kh, kw = weight.shape
@@ -52,9 +59,16 @@ def conv2d(input: np.ndarray, weight: np.ndarray, *, stride: Pair = (1, 1), padd
     return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
 
 
-def conv2d_input_grad(grad: np.ndarray, weight: np.ndarray, *, input_shape: Sequence[int],
-                      stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1),
-                      groups: int = 1) -> np.ndarray:
+def conv2d_input_grad(
+    grad: np.ndarray,
+    weight: np.ndarray,
+    *,
+    input_shape: Sequence[int],
+    stride: Pair = (1, 1),
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
+) -> np.ndarray:
     """As ``torch.nn.grad.conv2d_input(input_shape, weight, grad, ...)``."""
     n, c, h, w = input_shape
     o, cg, kh, kw = weight.shape
@@ -70,9 +84,16 @@ def conv2d_input_grad(grad: np.ndarray, weight: np.ndarray, *, input_shape: Sequ
     return crop(padded, padding)
 
 
-def conv2d_weight_grad(input: np.ndarray, grad: np.ndarray, *, weight_shape: Sequence[int],
-                       stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1),
-                       groups: int = 1) -> np.ndarray:
+def conv2d_weight_grad(
+    input: np.ndarray,
+    grad: np.ndarray,
+    *,
+    weight_shape: Sequence[int],
+    stride: Pair = (1, 1),
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
+) -> np.ndarray:
     """As ``torch.nn.grad.conv2d_weight(input, weight_shape, grad, ...)``."""
     n = input.shape[0]
     o, cg, kh, kw = weight_shape

@@ -38,22 +38,33 @@ def scatter_last(grad: np.ndarray, indices: np.ndarray, *, size: int) -> np.ndar
 def unflatten(input: np.ndarray, *, axis: int, sizes: Sequence[int]) -> np.ndarray:
     """Split ``axis`` into ``sizes`` (one may be -1), as ``torch.unflatten``."""
     ax = axis % input.ndim
-    return np.reshape(input, input.shape[:ax] + tuple(sizes) + input.shape[ax + 1:])
+    return np.reshape(input, input.shape[:ax] + tuple(sizes) + input.shape[ax + 1 :])
 
 
 def reshape_as(input: np.ndarray, like: np.ndarray) -> np.ndarray:
     return np.reshape(input, np.shape(like))
 
 
-def conv_transpose2d(input: np.ndarray, weight: np.ndarray, *, stride: Pair = (1, 1), padding: Pair = (0, 0),
-                     output_padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1) -> np.ndarray:
+def conv_transpose2d(
+    input: np.ndarray,
+    weight: np.ndarray,
+    *,
+    stride: Pair = (1, 1),
+    padding: Pair = (0, 0),
+    output_padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
+) -> np.ndarray:
     """As ``torch.nn.functional.conv_transpose2d`` (no bias): conv2d's input gradient."""
     n, _, h, w = input.shape
-    hw = [(size - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + output_padding[i] + 1
-          for i, size in enumerate((h, w))]
+    hw = [
+        (size - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + output_padding[i] + 1
+        for i, size in enumerate((h, w))
+    ]
     shape = (n, weight.shape[1] * groups, hw[0], hw[1])
-    return conv.conv2d_input_grad(input, weight, input_shape=shape, stride=stride, padding=padding,
-                                  dilation=dilation, groups=groups)
+    return conv.conv2d_input_grad(
+        input, weight, input_shape=shape, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
 
 def positions(like: np.ndarray, *, axis: int = -1) -> np.ndarray:

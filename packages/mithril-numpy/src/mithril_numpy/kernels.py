@@ -90,7 +90,7 @@ def flatten(input: np.ndarray, *, start_axis: int = 1, end_axis: int = -1) -> np
     if rank == 0:
         return input.reshape(1)
     start, end = start_axis % rank, end_axis % rank
-    shape = input.shape[:start] + (math.prod(input.shape[start:end + 1]),) + input.shape[end + 1:]
+    shape = input.shape[:start] + (math.prod(input.shape[start : end + 1]),) + input.shape[end + 1 :]
     return input.reshape(shape)
 
 
@@ -102,18 +102,26 @@ def concat(*inputs: np.ndarray, axis: int = 0) -> np.ndarray:
     return np.concatenate(inputs, axis=axis)
 
 
-def _slices(starts: Sequence[int | None], stops: Sequence[int | None],
-            steps: Sequence[int | None]) -> tuple[slice, ...]:
+def _slices(
+    starts: Sequence[int | None], stops: Sequence[int | None], steps: Sequence[int | None]
+) -> tuple[slice, ...]:
     return tuple(slice(a, b, c) for a, b, c in zip(starts, stops, steps))
 
 
-def slice_(input: np.ndarray, *, starts: Sequence[int | None], stops: Sequence[int | None],
-           steps: Sequence[int | None]) -> np.ndarray:
+def slice_(
+    input: np.ndarray, *, starts: Sequence[int | None], stops: Sequence[int | None], steps: Sequence[int | None]
+) -> np.ndarray:
     return input[_slices(starts, stops, steps)]
 
 
-def slice_grad(grad: np.ndarray, *, input_shape: Sequence[int], starts: Sequence[int | None],
-               stops: Sequence[int | None], steps: Sequence[int | None]) -> np.ndarray:
+def slice_grad(
+    grad: np.ndarray,
+    *,
+    input_shape: Sequence[int],
+    starts: Sequence[int | None],
+    stops: Sequence[int | None],
+    steps: Sequence[int | None],
+) -> np.ndarray:
     out = np.zeros(tuple(input_shape), dtype=grad.dtype)
     out[_slices(starts, stops, steps)] = grad
     return out

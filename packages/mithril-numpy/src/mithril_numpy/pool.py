@@ -18,8 +18,7 @@ def _out_hw(hw: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair)
     )
 
 
-def _max_windows(input: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair,
-                 dilation: Pair) -> np.ndarray:
+def _max_windows(input: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
     out_hw = _out_hw(input.shape[2:], kernel_size, stride, padding, dilation)
     return window_view(pad(input, padding, -np.inf), kernel_size, stride, dilation, out_hw)
 
@@ -33,8 +32,9 @@ def _window_max(windows: np.ndarray) -> np.ndarray:
     return out
 
 
-def max_pool2d(input: np.ndarray, *, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
-               dilation: Pair = (1, 1)) -> np.ndarray:
+def max_pool2d(
+    input: np.ndarray, *, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0), dilation: Pair = (1, 1)
+) -> np.ndarray:
     """As ``torch.nn.functional.max_pool2d(..., ceil_mode=False)`` (padding is -inf)."""
     return _window_max(_max_windows(input, kernel_size, stride, padding, dilation))
 
@@ -61,8 +61,15 @@ def _hits_by_offset(windows: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         yield k, hit
 
 
-def max_pool2d_grad(input: np.ndarray, grad: np.ndarray, *, kernel_size: Pair, stride: Pair,
-                    padding: Pair = (0, 0), dilation: Pair = (1, 1)) -> np.ndarray:
+def max_pool2d_grad(
+    input: np.ndarray,
+    grad: np.ndarray,
+    *,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+) -> np.ndarray:
     """Gradient of :func:`max_pool2d` wrt ``input``: each window's cotangent goes to its first
     maximum in row-major window order; overlapping windows add."""
     kw = kernel_size[1]
@@ -80,8 +87,9 @@ def max_pool2d_grad(input: np.ndarray, grad: np.ndarray, *, kernel_size: Pair, s
     return crop(out, padding)
 
 
-def _divisor(hw: Pair, out_hw: Pair, kernel_size: Pair, stride: Pair, padding: Pair,
-             count_include_pad: bool, dtype: np.dtype) -> float | np.ndarray:
+def _divisor(
+    hw: Pair, out_hw: Pair, kernel_size: Pair, stride: Pair, padding: Pair, count_include_pad: bool, dtype: np.dtype
+) -> float | np.ndarray:
     """What each window's sum is divided by: KH*KW, or the number of unpadded elements."""
     if count_include_pad:
         return float(kernel_size[0] * kernel_size[1])
@@ -92,8 +100,9 @@ def _divisor(hw: Pair, out_hw: Pair, kernel_size: Pair, stride: Pair, padding: P
     return np.multiply.outer(counts[0], counts[1]).astype(dtype)
 
 
-def avg_pool2d(input: np.ndarray, *, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
-               count_include_pad: bool = True) -> np.ndarray:
+def avg_pool2d(
+    input: np.ndarray, *, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0), count_include_pad: bool = True
+) -> np.ndarray:
     """As ``torch.nn.functional.avg_pool2d(..., ceil_mode=False)``."""
     out_hw = _out_hw(input.shape[2:], kernel_size, stride, padding, (1, 1))
     windows = window_view(pad(input, padding), kernel_size, stride, (1, 1), out_hw)
@@ -106,8 +115,15 @@ def avg_pool2d(input: np.ndarray, *, kernel_size: Pair, stride: Pair, padding: P
     return out
 
 
-def avg_pool2d_grad(grad: np.ndarray, *, input_shape: Sequence[int], kernel_size: Pair, stride: Pair,
-                    padding: Pair = (0, 0), count_include_pad: bool = True) -> np.ndarray:
+def avg_pool2d_grad(
+    grad: np.ndarray,
+    *,
+    input_shape: Sequence[int],
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair = (0, 0),
+    count_include_pad: bool = True,
+) -> np.ndarray:
     """Gradient of :func:`avg_pool2d` wrt its input."""
     n, c, h, w = input_shape
     ho, wo = grad.shape[2:]

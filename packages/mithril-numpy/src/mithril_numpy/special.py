@@ -93,8 +93,7 @@ def _horner(coefficients: tuple[float, ...], s: np.ndarray) -> np.ndarray:
     return out
 
 
-def _erf_block(x: np.ndarray, out: np.ndarray, small_table: tuple[float, ...],
-               large_table: tuple[float, ...]) -> None:
+def _erf_block(x: np.ndarray, out: np.ndarray, small_table: tuple[float, ...], large_table: tuple[float, ...]) -> None:
     """``out[:] = erf(x)`` for 1-d ``x``; nan stays nan, ±inf gives ±1."""
     a = np.abs(x)
     t = np.minimum(a, 1.0)
@@ -132,7 +131,7 @@ def erf(x: np.ndarray) -> np.ndarray:
     out = np.empty_like(flat)
     small_table, large_table = _TABLES[work]
     for start in range(0, flat.size, _BLOCK):
-        _erf_block(flat[start:start + _BLOCK], out[start:start + _BLOCK], small_table, large_table)
+        _erf_block(flat[start : start + _BLOCK], out[start : start + _BLOCK], small_table, large_table)
     return out.reshape(x.shape).astype(x.dtype if x.dtype.kind == "f" else work, copy=False)
 
 

@@ -27,12 +27,13 @@ def pad(x: np.ndarray, padding: Pair, value: float = 0.0) -> np.ndarray:
         return x
     n, c, h, w = x.shape
     out = np.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
-    out[:, :, ph:ph + h, pw:pw + w] = x
+    out[:, :, ph : ph + h, pw : pw + w] = x
     return out
 
 
-def window_view(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair,
-                writeable: bool = False) -> np.ndarray:
+def window_view(
+    xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair, writeable: bool = False
+) -> np.ndarray:
     """The ``(N, C, KH, KW, Ho, Wo)`` view of the windows of an (already padded) ``xp``."""
     n, c = xp.shape[:2]
     sn, sc, s_h, s_w = xp.strides
@@ -56,7 +57,9 @@ def scatter_windows(windows: np.ndarray, padded_hw: Pair, stride: Pair, dilation
         return out
     for i in range(kh):  # overlapping windows: one strided add per kernel offset
         for j in range(kw):
-            out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += windows[:, :, i, j]
+            out[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw] += windows[
+                :, :, i, j
+            ]
     return out
 
 
@@ -65,4 +68,4 @@ def crop(xp: np.ndarray, padding: Pair) -> np.ndarray:
     ph, pw = padding
     if ph == 0 and pw == 0:
         return xp
-    return xp[:, :, ph:xp.shape[2] - ph, pw:xp.shape[3] - pw]
+    return xp[:, :, ph : xp.shape[2] - ph, pw : xp.shape[3] - pw]

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["TorchBackend", "make_kernels", "__version__"]
+__all__ = ["TorchBackend", "__version__", "make_kernels"]
 
-_LAZY = {'TorchBackend': '.backend', 'make_kernels': '.kernels'}
+_LAZY = {"TorchBackend": ".backend", "make_kernels": ".kernels"}
 
 
 #: imported on first use, not when the plugin entry point loads (that would import torch)

@@ -18,8 +18,9 @@ from mithril.codegen.python_source import PythonExecutable, lower_to_python
 from mithril.ir.graph import Graph
 
 
-def lower_with_autograd(graph: Graph, backend: Any, *, jit: bool, wrt: tuple[str, ...],
-                        source_path: str | None) -> PythonExecutable:
+def lower_with_autograd(
+    graph: Graph, backend: Any, *, jit: bool, wrt: tuple[str, ...], source_path: str | None
+) -> PythonExecutable:
     """An executable computing outputs and d(sum <cotangent, output>)/d(params in ``wrt``)."""
     cot_names = tuple(graph.cotangents)
     graph.cotangents = {}  # the forward code does not read them
@@ -37,8 +38,12 @@ def lower_with_autograd(graph: Graph, backend: Any, *, jit: bool, wrt: tuple[str
             reached = [k for k in cot_names if outs[k].requires_grad]
             gs: tuple[Any, ...] = (None,) * len(wrt)
             if reached and wrt:
-                gs = grad([outs[k] for k in reached], [leaves[k] for k in wrt],
-                          [cotangents[k] for k in reached], allow_unused=True)
+                gs = grad(
+                    [outs[k] for k in reached],
+                    [leaves[k] for k in wrt],
+                    [cotangents[k] for k in reached],
+                    allow_unused=True,
+                )
         grads = {k: (g if g is not None else torch.zeros_like(leaves[k])) for k, g in zip(wrt, gs)}
         return ({k: v.detach() for k, v in outs.items()}, grads, {k: v.detach() for k, v in state.items()})
 

@@ -13,10 +13,10 @@ from mithril.dtypes import DType
 from mithril.errors import EvaluationError, UnsupportedError
 
 from . import dtypes as _dt
-from .devices import resolve_device
-from .jit import compile_with_fallback
 from . import rng
+from .devices import resolve_device
 from .host_memory import retain_freed_memory
+from .jit import compile_with_fallback
 from .kernels import make_kernels
 
 

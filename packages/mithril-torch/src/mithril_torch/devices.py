@@ -49,4 +49,3 @@ def resolve_device(device: str | torch.device, dtype: DType) -> torch.device:
     if dtype is DType.float64:
         raise UnsupportedError("TorchBackend: the 'mps' device does not support float64; use float32")
     return torch.device("mps", 0)  # tensors on MPS report index 0
-

@@ -46,9 +46,11 @@ import torch.distributed as dist
 from mithril.errors import UnsupportedError
 from mithril.ir.randomness import SEED_INPUT
 
-_LAUNCH = ("launch one process per device with torchrun, e.g. "
-           "`python -m torch.distributed.run --nproc_per_node={n} script.py` "
-           "(several hosts: add --nnodes, --node_rank and --master_addr)")
+_LAUNCH = (
+    "launch one process per device with torchrun, e.g. "
+    "`python -m torch.distributed.run --nproc_per_node={n} script.py` "
+    "(several hosts: add --nnodes, --node_rank and --master_addr)"
+)
 
 
 def _dtensor() -> Any:
@@ -74,11 +76,15 @@ def init_mesh(mesh: Any, device: str) -> tuple[Any, torch.device]:
     if dev.type == "cpu" and dev.index not in (None, 0):
         raise UnsupportedError(f"TorchBackend: device {device!r}: there is only one CPU device, 'cpu'")
     if dev.type == "cuda" and dev.index is not None:
-        raise UnsupportedError(f"TorchBackend: with a device_mesh pass device='cuda': each process runs on "
-                               f"cuda:<LOCAL_RANK>, not {device!r}")
+        raise UnsupportedError(
+            f"TorchBackend: with a device_mesh pass device='cuda': each process runs on "
+            f"cuda:<LOCAL_RANK>, not {device!r}"
+        )
     if not dist.is_available():
-        raise UnsupportedError(f"TorchBackend: device_mesh {mesh} needs torch.distributed, which this torch "
-                               f"{torch.__version__} was built without")
+        raise UnsupportedError(
+            f"TorchBackend: device_mesh {mesh} needs torch.distributed, which this torch "
+            f"{torch.__version__} was built without"
+        )
     if dist.is_initialized():
         world = dist.get_world_size()
     else:
@@ -87,21 +93,25 @@ def init_mesh(mesh: Any, device: str) -> tuple[Any, torch.device]:
             raise UnsupportedError(
                 f"TorchBackend: device_mesh {mesh} runs one process per device under torch.distributed, but no "
                 f"process group is initialised and this process was not started by torchrun "
-                f"({', '.join(missing)} not set): {_LAUNCH.format(n=mesh.size)}")
+                f"({', '.join(missing)} not set): {_LAUNCH.format(n=mesh.size)}"
+            )
         world = int(os.environ["WORLD_SIZE"])
     if world != mesh.size:
         raise UnsupportedError(
             f"TorchBackend: device_mesh {mesh} has {mesh.size} devices but torch.distributed runs "
             f"{world} process(es); the mesh needs one process per device: {_LAUNCH.format(n=mesh.size)}, "
-            f"or give a mesh of {world} devices")
+            f"or give a mesh of {world} devices"
+        )
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UnsupportedError("TorchBackend: device 'cuda' is not available (no CUDA GPU is visible); "
-                                   "use device='cpu' (gloo)")
+            raise UnsupportedError(
+                "TorchBackend: device 'cuda' is not available (no CUDA GPU is visible); use device='cpu' (gloo)"
+            )
         local = int(os.environ.get("LOCAL_RANK", dist.get_rank() if dist.is_initialized() else 0))
         if not 0 <= local < torch.cuda.device_count():
-            raise UnsupportedError(f"TorchBackend: LOCAL_RANK {local} has no GPU: {torch.cuda.device_count()} "
-                                   f"visible on this host")
+            raise UnsupportedError(
+                f"TorchBackend: LOCAL_RANK {local} has no GPU: {torch.cuda.device_count()} visible on this host"
+            )
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)
     else:
@@ -147,8 +157,14 @@ def placements(spec: Sequence[Any], names: Sequence[str]) -> tuple[Any, ...]:
 class DistributedExecutable:
     """A generated function run on DTensors over a torch ``DeviceMesh``; ``run`` as every executable."""
 
-    def __init__(self, source: str, raw: Callable[..., Any], graph: Any, tmesh: Any,
-                 compile_: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        raw: Callable[..., Any],
+        graph: Any,
+        tmesh: Any,
+        compile_: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
+    ) -> None:
         t = _dtensor()
         self.source = source
         self.raw = raw
@@ -184,8 +200,11 @@ class DistributedExecutable:
     def run(self, params: Any, inputs: Any, cotangents: Any) -> Any:
         outputs, gradients, updates = self._body(self.place(params), self.place(inputs), self.place(cotangents))
         # gathers and redistributions are collectives: in the same (sorted) order on every rank
-        return ({k: full(outputs[k]) for k in sorted(outputs)}, {k: full(gradients[k]) for k in sorted(gradients)},
-                {k: self._laid_out(k, updates[k]) for k in sorted(updates)})
+        return (
+            {k: full(outputs[k]) for k in sorted(outputs)},
+            {k: full(gradients[k]) for k in sorted(gradients)},
+            {k: self._laid_out(k, updates[k]) for k in sorted(updates)},
+        )
 
     def _laid_out(self, name: str, x: Any) -> Any:
         t = _dtensor()
@@ -204,12 +223,15 @@ def check_same_code(source: str) -> None:
     dist.all_gather_object(digests, digest)
     if len(set(digests)) > 1:
         ranks = [r for r, d in enumerate(digests) if d != digests[0]]
-        raise UnsupportedError(f"TorchBackend: rank(s) {ranks} compiled other code than rank 0 for the same graph; "
-                               f"every process must run the same script on the same shapes")
+        raise UnsupportedError(
+            f"TorchBackend: rank(s) {ranks} compiled other code than rank 0 for the same graph; "
+            f"every process must run the same script on the same shapes"
+        )
 
 
-def lower_distributed(graph: Any, backend: Any, *, jit: bool, wrt: tuple[str, ...],
-                      source_path: str | None) -> DistributedExecutable:
+def lower_distributed(
+    graph: Any, backend: Any, *, jit: bool, wrt: tuple[str, ...], source_path: str | None
+) -> DistributedExecutable:
     """The graph's generated function (gradients by the core's autodiff, or torch.autograd with
     ``autodiff="torch"``), run on DTensors over ``backend.torch_mesh``; ``jit``: torch.compile'd."""
     from mithril.codegen.python_source import lower_to_python
@@ -246,8 +268,10 @@ def check_dtensor(x: Any, tmesh: Any, what: str) -> None:
     from mithril.errors import EvaluationError
 
     if is_dtensor(x) and x.device_mesh != tmesh:
-        raise EvaluationError(f"{what}: a DTensor on the device mesh {x.device_mesh}, but this TorchBackend runs "
-                              f"on {tmesh}; pass the global tensor (x.full_tensor()) or one of this backend")
+        raise EvaluationError(
+            f"{what}: a DTensor on the device mesh {x.device_mesh}, but this TorchBackend runs "
+            f"on {tmesh}; pass the global tensor (x.full_tensor()) or one of this backend"
+        )
 
 
 # ------------------------------------------------------------------ kernels
@@ -256,8 +280,9 @@ def _batch_only(placements_: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(p if isinstance(p, t.Shard) and p.dim == 0 else t.Replicate() for p in placements_)
 
 
-def _batch_local(kernel: Callable[..., Any], roles: str, outs: str, shape_attrs: tuple[str, ...] = (),
-                 rank: int | None = 4) -> Callable[..., Any]:
+def _batch_local(
+    kernel: Callable[..., Any], roles: str, outs: str, shape_attrs: tuple[str, ...] = (), rank: int | None = 4
+) -> Callable[..., Any]:
     """``kernel`` run on each rank's slice of the batch, for ops that treat the samples of a batch
     independently (convolution, pooling and their gradients).
 
@@ -373,10 +398,12 @@ def _slice_grad(kernel: Callable[..., Any]) -> Callable[..., Any]:
     per_batch = _batch_local(kernel, "b", "b", ("input_shape",), rank=None)
     replicated = _batch_local(kernel, "r", "b", rank=None)
 
-    def slice_grad(grad: Any, *, input_shape: Sequence[int], starts: Sequence[Any], stops: Sequence[Any],
-                   steps: Sequence[Any]) -> Any:
-        keeps_batch = not starts or (starts[0] in (None, 0) and steps[0] in (None, 1)
-                                     and (stops[0] is None or stops[0] >= input_shape[0]))
+    def slice_grad(
+        grad: Any, *, input_shape: Sequence[int], starts: Sequence[Any], stops: Sequence[Any], steps: Sequence[Any]
+    ) -> Any:
+        keeps_batch = not starts or (
+            starts[0] in (None, 0) and steps[0] in (None, 1) and (stops[0] is None or stops[0] >= input_shape[0])
+        )
         fn = per_batch if keeps_batch else replicated
         return fn(grad, input_shape=input_shape, starts=starts, stops=stops, steps=steps)
 
@@ -388,4 +415,14 @@ def full(x: Any) -> Any:
     return x.full_tensor() if is_dtensor(x) else x
 
 
-__all__ = ["dtensor_kernels", "init_mesh", "lower_distributed", "check_dtensor", "shared_seed", "placements", "DistributedExecutable", "full", "is_dtensor"]
+__all__ = [
+    "DistributedExecutable",
+    "check_dtensor",
+    "dtensor_kernels",
+    "full",
+    "init_mesh",
+    "is_dtensor",
+    "lower_distributed",
+    "placements",
+    "shared_seed",
+]

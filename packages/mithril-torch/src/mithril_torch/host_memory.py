@@ -28,8 +28,13 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 
-_USER_TUNING = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_",
-                "GLIBC_TUNABLES")
+_USER_TUNING = (
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TOP_PAD_",
+    "MALLOC_MMAP_MAX_",
+    "GLIBC_TUNABLES",
+)
 _OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 _state: str | None = None
@@ -47,8 +52,8 @@ def why_not() -> str | None:
         return f"another allocator is preloaded ({preload})"
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 - present only in glibc
-        libc.mallopt  # noqa: B018
+        libc.gnu_get_libc_version
+        libc.mallopt
     except (OSError, AttributeError):
         return "not glibc"
     return None

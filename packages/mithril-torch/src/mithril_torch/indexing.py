@@ -41,8 +41,16 @@ def reshape_as(input: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return input.reshape(like.shape)
 
 
-def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, *, stride: Pair = (1, 1), padding: Pair = (0, 0),
-                     output_padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1) -> torch.Tensor:
+def conv_transpose2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    stride: Pair = (1, 1),
+    padding: Pair = (0, 0),
+    output_padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
+) -> torch.Tensor:
     return F.conv_transpose2d(input, weight, None, stride, padding, output_padding, groups, dilation)
 
 

@@ -36,7 +36,7 @@ def compile_with_fallback(
         return fn
     try:
         compiled = compile_(fn, **dict(options or {}))
-    except Exception as e:  # noqa: BLE001 - any failure to set up compilation means eager
+    except Exception as e:
         _warn_eager(what, f"{type(e).__name__}: {e}")
         return fn
 
@@ -59,7 +59,7 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)
         try:
             return self.compiled(*args, **kwargs)
-        except Exception as compile_error:  # noqa: BLE001
+        except Exception as compile_error:
             result = self.fn(*args, **kwargs)  # raises the call's own error if the call is at fault
             self.eager = True
             text = str(compile_error).strip()

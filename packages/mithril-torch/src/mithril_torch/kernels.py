@@ -80,7 +80,9 @@ SliceAttr = Sequence["int | None"]
 
 @functools.lru_cache(maxsize=1024)
 def _slice_plan(
-    shape: tuple[int, ...], starts: tuple[int | None, ...], stops: tuple[int | None, ...],
+    shape: tuple[int, ...],
+    starts: tuple[int | None, ...],
+    stops: tuple[int | None, ...],
     steps: tuple[int | None, ...],
 ) -> tuple[tuple[slice, ...], tuple[int, ...]]:
     """Positive-step slices selecting the same elements as the given ones, and the
@@ -168,8 +170,14 @@ def log_softmax(x: torch.Tensor, *, axis: int = -1) -> torch.Tensor:
 
 # ----------------------------------------------------------- convolution
 def conv2d_input_grad(
-    grad: torch.Tensor, weight: torch.Tensor, *, input_shape: Sequence[int], stride: Pair = (1, 1),
-    padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+    grad: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    input_shape: Sequence[int],
+    stride: Pair = (1, 1),
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
 ) -> torch.Tensor:
     """Gradient of conv2d wrt its input (as ``torch.nn.grad.conv2d_input``)."""
     shape_only = grad.new_empty(1).expand(tuple(input_shape))
@@ -179,8 +187,14 @@ def conv2d_input_grad(
 
 
 def conv2d_weight_grad(
-    x: torch.Tensor, grad: torch.Tensor, *, weight_shape: Sequence[int], stride: Pair = (1, 1),
-    padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    *,
+    weight_shape: Sequence[int],
+    stride: Pair = (1, 1),
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
 ) -> torch.Tensor:
     """Gradient of conv2d wrt its weight (as ``torch.nn.grad.conv2d_weight``)."""
     shape_only = grad.new_empty(1).expand(tuple(weight_shape))
@@ -190,20 +204,44 @@ def conv2d_weight_grad(
 
 
 def conv2d_backward(
-    x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, *, wanted: tuple[str, ...],
-    stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1), groups: int = 1,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    grad: torch.Tensor,
+    *,
+    wanted: tuple[str, ...],
+    stride: Pair = (1, 1),
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Input, weight and bias gradients of conv2d in one ``convolution_backward`` (None where not wanted)."""
     mask = ("input" in wanted, "weight" in wanted, "bias" in wanted)
-    return tuple(_aten.convolution_backward.default(  # type: ignore[return-value]
-        grad, x, weight, [weight.shape[0]] if mask[2] else None, stride, padding, dilation, False, (0, 0),
-        groups, mask))
+    return tuple(
+        _aten.convolution_backward.default(  # type: ignore[return-value]
+            grad,
+            x,
+            weight,
+            [weight.shape[0]] if mask[2] else None,
+            stride,
+            padding,
+            dilation,
+            False,
+            (0, 0),
+            groups,
+            mask,
+        )
+    )
 
 
 # ---------------------------------------------------------------- pooling
 def max_pool2d_grad(
-    x: torch.Tensor, grad: torch.Tensor, *, kernel_size: Pair, stride: Pair | None,
-    padding: Pair = (0, 0), dilation: Pair = (1, 1),
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    *,
+    kernel_size: Pair,
+    stride: Pair | None,
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
 ) -> torch.Tensor:
     """Gradient of max_pool2d wrt its input: each window's grad goes to its max."""
     stride = kernel_size if stride is None else stride
@@ -214,8 +252,13 @@ def max_pool2d_grad(
 
 
 def avg_pool2d_grad(
-    grad: torch.Tensor, *, input_shape: Sequence[int], kernel_size: Pair, stride: Pair | None,
-    padding: Pair = (0, 0), count_include_pad: bool = True,
+    grad: torch.Tensor,
+    *,
+    input_shape: Sequence[int],
+    kernel_size: Pair,
+    stride: Pair | None,
+    padding: Pair = (0, 0),
+    count_include_pad: bool = True,
 ) -> torch.Tensor:
     """Gradient of avg_pool2d wrt its input."""
     stride = kernel_size if stride is None else stride

@@ -33,13 +33,18 @@ MAX_OFFSET_WINDOW = 25
 def _probe_offset_prims() -> bool:
     """Whether this torch has the prims of inductor's low-memory max pooling."""
     try:
-        import torch._inductor.inductor_prims  # noqa: F401 - registers the prims
-    except Exception:  # noqa: BLE001 - any import problem means: not available
+        import torch._inductor.inductor_prims
+    except Exception:
         return False
     prims = torch.ops.prims
-    return all(hasattr(prims, name) for name in (
-        "_low_memory_max_pool_with_offsets", "_low_memory_max_pool_offsets_to_indices",
-        "inductor_force_stride_order"))
+    return all(
+        hasattr(prims, name)
+        for name in (
+            "_low_memory_max_pool_with_offsets",
+            "_low_memory_max_pool_offsets_to_indices",
+            "inductor_force_stride_order",
+        )
+    )
 
 
 #: the probe's answer, once made. A plain global, not functools.cache: dynamo traces through
@@ -57,24 +62,38 @@ def _use_offsets(kernel_size: Pair) -> bool:
 
 
 def max_pool2d_with_indices(
-    x: torch.Tensor, *, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0), dilation: Pair = (1, 1),
+    x: torch.Tensor,
+    *,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """max_pool2d and where each window's first max is (see the module docstring for the encoding)."""
     if _use_offsets(kernel_size):
         prims = torch.ops.prims
         values, offsets = prims._low_memory_max_pool_with_offsets(
-            x, list(kernel_size), list(stride), list(padding), list(dilation), False)
+            x, list(kernel_size), list(stride), list(padding), list(dilation), False
+        )
         return values, prims.inductor_force_stride_order(offsets, offsets.stride())
     return _aten.max_pool2d_with_indices.default(x, kernel_size, stride, padding, dilation, False)  # type: ignore[no-any-return]
 
 
 def max_pool2d_grad_indices(
-    x: torch.Tensor, indices: torch.Tensor, grad: torch.Tensor, *, kernel_size: Pair, stride: Pair,
-    padding: Pair = (0, 0), dilation: Pair = (1, 1),
+    x: torch.Tensor,
+    indices: torch.Tensor,
+    grad: torch.Tensor,
+    *,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
 ) -> torch.Tensor:
     """Gradient of max_pool2d from the saved argmax (no second pooling pass)."""
     if indices.dtype == torch.int8:  # window offsets, stored under torch.compile
         indices = torch.ops.prims._low_memory_max_pool_offsets_to_indices(
-            indices, list(kernel_size), list(x.shape[-2:]), list(stride), list(padding), list(dilation))
-    return _aten.max_pool2d_with_indices_backward.default(grad, x, kernel_size, stride, padding, dilation, False,
-                                                          indices)
+            indices, list(kernel_size), list(x.shape[-2:]), list(stride), list(padding), list(dilation)
+        )
+    return _aten.max_pool2d_with_indices_backward.default(
+        grad, x, kernel_size, stride, padding, dilation, False, indices
+    )

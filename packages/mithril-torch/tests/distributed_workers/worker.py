@@ -21,7 +21,15 @@ import torch
 
 import mithril as ml
 from mithril.models import (
-    BatchNorm2d, Conv2d, CrossEntropyLoss, Dropout, Flatten, Linear, MaxPool2d, Model, Relu,
+    BatchNorm2d,
+    Conv2d,
+    CrossEntropyLoss,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    Model,
+    Relu,
 )
 from mithril.models.zoo.gpt2 import gpt2
 
@@ -57,7 +65,7 @@ def expect_error(what: str, fn: Callable[[], Any], kind: type, *words: str) -> N
         missing = [w for w in words if w not in text]
         if missing:
             failures.append(f"{what}: {kind.__name__} without {missing}: {text}")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         failures.append(f"{what}: expected {kind.__name__}, got {type(e).__name__}: {e}")
     else:
         failures.append(f"{what}: no error")
@@ -126,8 +134,17 @@ class Checker:
             self.meshes[key] = ml.TorchBackend(dtype=ml.float64, device=DEVICE, device_mesh=spec, **kw)
         return self.meshes[key]
 
-    def compare(self, label: str, case: str, be: Any, sharding: Any = None, *, jit: bool = False,
-                steps: int = 3, evaluate: bool = True) -> None:
+    def compare(
+        self,
+        label: str,
+        case: str,
+        be: Any,
+        sharding: Any = None,
+        *,
+        jit: bool = False,
+        steps: int = 3,
+        evaluate: bool = True,
+    ) -> None:
         """Forward outputs, gradients and ``steps`` AdamW training steps on ``be`` (a mesh) against one device."""
         build, shapes, inputs_np, n_targets, classes = CASES[case]
         ref = self.ref
@@ -144,21 +161,37 @@ class Checker:
             out = single.evaluate(arrays(ref, params_np), arrays(ref, inputs_np), training=False)["output"]
             cot = {"output": np.random.default_rng(2).standard_normal(tuple(out.shape))}
             for training in (False, True):
-                want = single.evaluate(arrays(ref, params_np), arrays(ref, inputs_np), arrays(ref, cot),
-                                       training=training, return_state=True)
-                got = sharded.evaluate(arrays(be, params_np), arrays(be, inputs_np), arrays(be, cot),
-                                       training=training, return_state=True)
+                want = single.evaluate(
+                    arrays(ref, params_np),
+                    arrays(ref, inputs_np),
+                    arrays(ref, cot),
+                    training=training,
+                    return_state=True,
+                )
+                got = sharded.evaluate(
+                    arrays(be, params_np), arrays(be, inputs_np), arrays(be, cot), training=training, return_state=True
+                )
                 for part, w, g in zip(("output", "gradient", "state"), want, got):
                     if w.keys() != g.keys():
                         failures.append(f"{label}: {part} keys {sorted(g)} != {sorted(w)}")
                     for k in w:
-                        close(f"{label} {'training' if training else 'inference'} {part} {k}",
-                              be.to_numpy(g[k]), ref.to_numpy(w[k]))
+                        close(
+                            f"{label} {'training' if training else 'inference'} {part} {k}",
+                            be.to_numpy(g[k]),
+                            ref.to_numpy(w[k]),
+                        )
         targets = np.random.default_rng(3).integers(0, classes, n_targets)
         results = {}
         for b in (ref, be):
-            step = ml.compile_step(model, b, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2),
-                                   shapes=shapes, sharding=sharding if b is be else None, jit=jit and b is be)
+            step = ml.compile_step(
+                model,
+                b,
+                loss=CrossEntropyLoss(),
+                optimizer=ml.optim.AdamW(lr=1e-2),
+                shapes=shapes,
+                sharding=sharding if b is be else None,
+                jit=jit and b is be,
+            )
             state = step.init(arrays(b, params_np), seed=4)
             batch = {**arrays(b, inputs_np), "target": b.array(targets)}
             losses = []
@@ -168,8 +201,12 @@ class Checker:
                 losses.append(b.to_numpy(result.loss))
             ev = step.evaluate(state, batch)
             pred = step.predict(state, arrays(b, inputs_np))["output"]
-            results[b is be] = (losses, {k: b.to_numpy(v) for k, v in {**state.params, **state.optimizer}.items()},
-                                b.to_numpy(ev["loss"]), b.to_numpy(pred))
+            results[b is be] = (
+                losses,
+                {k: b.to_numpy(v) for k, v in {**state.params, **state.optimizer}.items()},
+                b.to_numpy(ev["loss"]),
+                b.to_numpy(pred),
+            )
         (l1, s1, e1, p1), (l0, s0, e0, p0) = results[True], results[False]
         close(f"{label} training losses", np.array(l1), np.array(l0))
         close(f"{label} evaluate after training", e1, e0)
@@ -180,11 +217,14 @@ class Checker:
     def layout_of(self, label: str, be: Any, sharding: Any, case: str, want: dict[str, tuple[int, ...]]) -> None:
         """After a step, the named arrays stay DTensors with these local shapes (sharded, not gathered)."""
         build, shapes, inputs_np, n_targets, classes = CASES[case]
-        step = ml.compile_step(build(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2),
-                               shapes=shapes, sharding=sharding)
+        step = ml.compile_step(
+            build(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2), shapes=shapes, sharding=sharding
+        )
         state = step.init(seed=0)
-        batch = {**{k: be.array(v) for k, v in inputs_np.items()},
-                 "target": be.array(np.random.default_rng(3).integers(0, classes, n_targets))}
+        batch = {
+            **{k: be.array(v) for k, v in inputs_np.items()},
+            "target": be.array(np.random.default_rng(3).integers(0, classes, n_targets)),
+        }
         state = step(state, batch).state
         arrays = {**state.params, **state.optimizer}
         from torch.distributed.tensor import DTensor
@@ -194,8 +234,9 @@ class Checker:
             if not isinstance(x, DTensor):
                 failures.append(f"{label}: {k} came back as {type(x).__name__}, not a DTensor")
             elif tuple(x.to_local().shape) != local:
-                failures.append(f"{label}: {k} has local shape {tuple(x.to_local().shape)} ({x.placements}), "
-                                f"expected {local}")
+                failures.append(
+                    f"{label}: {k} has local shape {tuple(x.to_local().shape)} ({x.placements}), expected {local}"
+                )
 
 
 def run(checks: list[str]) -> None:
@@ -215,16 +256,31 @@ def run(checks: list[str]) -> None:
             elif name == "tp":  # column-then-row parallel MLP, data axis world // 2
                 be = c.mesh({"data": world // 2, "model": 2})
                 c.compare("tp mlp", "mlp", be, tp)
-                c.layout_of("tp layout", be, tp, "mlp", {"linear_0.weight": (8, 12), "linear_0.bias": (8,),
-                                                         "linear_1.weight": (10, 8), "linear_1.bias": (10,),
-                                                         "adamw.m.linear_0.weight": (8, 12)})
+                c.layout_of(
+                    "tp layout",
+                    be,
+                    tp,
+                    "mlp",
+                    {
+                        "linear_0.weight": (8, 12),
+                        "linear_0.bias": (8,),
+                        "linear_1.weight": (10, 8),
+                        "linear_1.bias": (10,),
+                        "adamw.m.linear_0.weight": (8, 12),
+                    },
+                )
             elif name == "fsdp":  # params and optimizer state split along the data axis
                 be = c.mesh((world,))
                 for case in cases if only else ("mlp", "cnn", "gpt"):
                     c.compare(f"fsdp {case}", case, be, fsdp)
                 n = 16 // world
-                c.layout_of("fsdp layout", be, fsdp, "mlp", {"linear_0.weight": (n, 12), "linear_0.bias": (n,),
-                                                             "adamw.v.linear_0.weight": (n, 12)})
+                c.layout_of(
+                    "fsdp layout",
+                    be,
+                    fsdp,
+                    "mlp",
+                    {"linear_0.weight": (n, 12), "linear_0.bias": (n,), "adamw.v.linear_0.weight": (n, 12)},
+                )
             elif name == "autograd":  # gradients by torch.autograd over DTensors
                 c.compare("autograd mlp", "mlp", c.mesh((world,), autodiff="torch"), steps=1)
                 c.compare("autograd cnn", "cnn", c.mesh((world,), autodiff="torch"), steps=1)
@@ -237,7 +293,7 @@ def run(checks: list[str]) -> None:
                 errors(c, world)
             else:
                 failures.append(f"unknown check {check!r}")
-        except Exception:  # noqa: BLE001 - reported, then the process fails
+        except Exception:
             failures.append(f"{check} raised:\n{traceback.format_exc()}")
         if RANK == 0:
             print(f"{check}: {time.time() - start:.1f}s", flush=True)
@@ -251,8 +307,12 @@ def checkpoint(c: Checker, world: int, fsdp: Any) -> None:
     targets = np.random.default_rng(3).integers(0, classes, n_targets)
     steps = {}
     for key, b, layout in (("fsdp", c.mesh((world,)), fsdp), ("dp", c.mesh((world,)), None), ("one", c.ref, None)):
-        steps[key] = (b, ml.compile_step(build(), b, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2),
-                                         shapes=shapes, sharding=layout))
+        steps[key] = (
+            b,
+            ml.compile_step(
+                build(), b, loss=CrossEntropyLoss(), optimizer=ml.optim.AdamW(lr=1e-2), shapes=shapes, sharding=layout
+            ),
+        )
     b, step = steps["fsdp"]
     state = step(step.init(seed=0), {"input": b.array(inputs_np["input"]), "target": b.array(targets)}).state
     ml.training.save_checkpoint(path, state, step)
@@ -260,8 +320,9 @@ def checkpoint(c: Checker, world: int, fsdp: Any) -> None:
     for key in ("dp", "one"):
         b, step = steps[key]
         restored = ml.training.load_checkpoint(path, step)
-        losses[key] = b.to_numpy(step(restored, {"input": b.array(inputs_np["input"]),
-                                                 "target": b.array(targets)}).loss)
+        losses[key] = b.to_numpy(
+            step(restored, {"input": b.array(inputs_np["input"]), "target": b.array(targets)}).loss
+        )
     close("checkpoint fsdp -> dp, loss of the next step", losses["dp"], losses["one"])
     torch.distributed.barrier()
     if RANK == 0:
@@ -271,28 +332,52 @@ def checkpoint(c: Checker, world: int, fsdp: Any) -> None:
 def errors(c: Checker, world: int) -> None:
     from mithril.errors import ShapeMismatchError, UnknownKeyError, UnsupportedError
 
-    expect_error("mesh larger than the world", lambda: ml.TorchBackend(device_mesh=(world * 2,)), UnsupportedError,
-                 f"has {world * 2} devices", f"runs {world} process", "--nproc_per_node")
+    expect_error(
+        "mesh larger than the world",
+        lambda: ml.TorchBackend(device_mesh=(world * 2,)),
+        UnsupportedError,
+        f"has {world * 2} devices",
+        f"runs {world} process",
+        "--nproc_per_node",
+    )
     expect_error("mesh on mps", lambda: ml.TorchBackend(device="mps", device_mesh=(world,)), UnsupportedError, "gloo")
     be = c.mesh((world,))
     if world > 1:
-        expect_error("batch not divisible", lambda: ml.compile(mlp(), be, shapes={"input": [world + 1, 12]}),
-                     ShapeMismatchError, f"batch size {world + 1}", f"{world} devices", "'data'")
-    expect_error("rule for a missing axis", lambda: ml.compile(mlp(), be, shapes={"input": [8, 12]},
-                                                               sharding={"linear_0.weight": ("model", None)}),
-                 UnknownKeyError, "no axis 'model'")
+        expect_error(
+            "batch not divisible",
+            lambda: ml.compile(mlp(), be, shapes={"input": [world + 1, 12]}),
+            ShapeMismatchError,
+            f"batch size {world + 1}",
+            f"{world} devices",
+            "'data'",
+        )
+    expect_error(
+        "rule for a missing axis",
+        lambda: ml.compile(mlp(), be, shapes={"input": [8, 12]}, sharding={"linear_0.weight": ("model", None)}),
+        UnknownKeyError,
+        "no axis 'model'",
+    )
     other = ml.TorchBackend(dtype=ml.float64, device=DEVICE, device_mesh={"data": 1, "model": world})
     pm = ml.compile(mlp(), other, shapes={"input": [8, 12]}, sharding={"linear_0.weight": ("model", None)})
-    state = ml.compile_step(mlp(), other, loss=CrossEntropyLoss(), optimizer=ml.optim.SGD(lr=0.1),
-                            shapes={"input": [8, 12]}, sharding={"linear_0.weight": ("model", None)})
+    state = ml.compile_step(
+        mlp(),
+        other,
+        loss=CrossEntropyLoss(),
+        optimizer=ml.optim.SGD(lr=0.1),
+        shapes={"input": [8, 12]},
+        sharding={"linear_0.weight": ("model", None)},
+    )
     st = state.init(seed=0)
     st = state(st, {"input": other.array(np.ones((8, 12))), "target": other.array(np.zeros(8, np.int64))}).state
     pm_be = ml.compile(mlp(), be, shapes={"input": [8, 12]})
     from mithril.errors import EvaluationError
 
-    expect_error("DTensor of another mesh", lambda: pm_be.evaluate(dict(st.params),
-                                                                  {"input": be.array(np.ones((8, 12)))}),
-                 EvaluationError, "a DTensor on the device mesh")
+    expect_error(
+        "DTensor of another mesh",
+        lambda: pm_be.evaluate(dict(st.params), {"input": be.array(np.ones((8, 12)))}),
+        EvaluationError,
+        "a DTensor on the device mesh",
+    )
     out = pm.evaluate(dict(st.params), {"input": other.array(np.ones((8, 12)))})["output"]
     if type(out) is not torch.Tensor:
         failures.append(f"outputs are {type(out).__name__}, not plain tensors")

@@ -37,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import backends, check, compare, info, plugins, summary
 
-    parser = _Parser(prog="mithril", description="Mithril's command line: what is installed, whether a backend "
-                                                 "conforms, what a weights file holds.")
+    parser = _Parser(
+        prog="mithril",
+        description="Mithril's command line: what is installed, whether a backend conforms, what a weights file holds.",
+    )
     parser.add_argument("--version", action="version", version=f"mithril {mithril.__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except Exception as e:  # noqa: BLE001 - one line, not a traceback
+    except Exception as e:
         from ..errors import MithrilError
 
         if traceback:
@@ -79,9 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(e, MithrilError):  # e.g. a plugin failing in strict mode (MITHRIL_STRICT_PLUGINS=1)
             print(f"mithril: error: {e}", file=sys.stderr)
             return 2
-        print(f"mithril: internal error: {type(e).__name__}: {e} (run again with --traceback, and report it)",
-              file=sys.stderr)
+        print(
+            f"mithril: internal error: {type(e).__name__}: {e} (run again with --traceback, and report it)",
+            file=sys.stderr,
+        )
         return 1
 
 
-__all__ = ["main", "build_parser", "CLIError"]
+__all__ = ["CLIError", "build_parser", "main"]

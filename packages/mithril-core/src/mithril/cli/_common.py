@@ -80,5 +80,7 @@ def plugin_distributions() -> dict[str, tuple[str, str]]:
 def install_hint(distribution: str) -> str:
     """How to install one of our distributions: by path or from local wheels, never from an index."""
     folder = f"packages/{distribution}"
-    return (f"install it from a Mithril checkout: `pip install -c constraints.txt -e {folder}`, or from wheels "
-            f"built there: `pip install -c constraints.txt --find-links dist {distribution}`")
+    return (
+        f"install it from a Mithril checkout: `pip install -c constraints.txt -e {folder}`, or from wheels "
+        f"built there: `pip install -c constraints.txt --find-links dist {distribution}`"
+    )

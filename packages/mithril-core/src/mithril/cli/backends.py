@@ -24,9 +24,11 @@ Device = dict[str, Any]
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("backends", help=HELP,
-                       description=HELP + ". Importing a backend imports its framework (torch, jax): this takes "
-                                          "a few seconds.")
+    p = sub.add_parser(
+        "backends",
+        help=HELP,
+        description=HELP + ". Importing a backend imports its framework (torch, jax): this takes a few seconds.",
+    )
     p.add_argument("names", nargs="*", metavar="BACKEND", help="only these backends (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--no-devices", action="store_true", help="do not probe devices")
@@ -65,8 +67,9 @@ def _torch_devices() -> list[Device]:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            devices.append({"device": f"cuda:{i}", "name": props.name,
-                            "memory_gib": round(props.total_memory / 2**30, 1)})
+            devices.append(
+                {"device": f"cuda:{i}", "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1)}
+            )
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         devices.append({"device": "mps"})
@@ -135,8 +138,7 @@ def devices_text(devices: list[Device] | None) -> str:
         kind, _, idx = d["device"].partition(":")
         if run:
             prev_kind, _, prev_idx = run[-1]["device"].partition(":")
-            same = {k: v for k, v in d.items() if k != "device"} == \
-                {k: v for k, v in run[-1].items() if k != "device"}
+            same = {k: v for k, v in d.items() if k != "device"} == {k: v for k, v in run[-1].items() if k != "device"}
             if same and kind == prev_kind and idx.isdigit() and prev_idx.isdigit() and int(idx) == int(prev_idx) + 1:
                 run.append(d)
                 continue
@@ -164,8 +166,7 @@ def collect(names: list[str] | None = None, devices: bool = True) -> list[dict[s
     pm = plugin_manager()
     registered = pm.backend_names()
     wanted = sorted(set(registered) | set(SHIPPED_BACKENDS)) if not names else list(names)
-    unknown = [n for n in wanted if n not in registered and n not in SHIPPED_BACKENDS
-               and pm.infos.get(n) is None]
+    unknown = [n for n in wanted if n not in registered and n not in SHIPPED_BACKENDS and pm.infos.get(n) is None]
     if unknown:
         raise CLIError(f"no backend named {', '.join(map(repr, unknown))}; installed backends: {registered}")
     dists = plugin_distributions()
@@ -173,9 +174,17 @@ def collect(names: list[str] | None = None, devices: bool = True) -> list[dict[s
     for name in wanted:
         owner = _owner(name)
         dist = dists.get(owner, (None, None))[0] if owner else SHIPPED_BACKENDS.get(name)
-        entry: dict[str, Any] = {"name": name, "status": "ok", "reason": None, "distribution": dist,
-                                 "version": version_of(dist) if dist else None, "class": None, "dtypes": [],
-                                 "supports_jit": None, "devices": None}
+        entry: dict[str, Any] = {
+            "name": name,
+            "status": "ok",
+            "reason": None,
+            "distribution": dist,
+            "version": version_of(dist) if dist else None,
+            "class": None,
+            "dtypes": [],
+            "supports_jit": None,
+            "devices": None,
+        }
         try:
             cls = pm.backend_class(name)
         except BackendNotInstalledError as e:
@@ -190,16 +199,19 @@ def collect(names: list[str] | None = None, devices: bool = True) -> list[dict[s
             out.append(entry)
             continue
         dist = getattr(cls, "distribution", "") or dist
-        entry.update({
-            "distribution": dist, "version": version_of(dist) if dist else None,
-            "class": f"{cls.__module__}.{cls.__qualname__}",
-            "dtypes": [getattr(d, "value", str(d)) for d in getattr(cls, "supported_dtypes", ())],
-            "supports_jit": bool(getattr(cls, "supports_jit", False)),
-        })
+        entry.update(
+            {
+                "distribution": dist,
+                "version": version_of(dist) if dist else None,
+                "class": f"{cls.__module__}.{cls.__qualname__}",
+                "dtypes": [getattr(d, "value", str(d)) for d in getattr(cls, "supported_dtypes", ())],
+                "supports_jit": bool(getattr(cls, "supports_jit", False)),
+            }
+        )
         if devices:
             try:
                 entry["devices"] = devices_of(cls)
-            except Exception as e:  # noqa: BLE001 - a broken driver is reported, not raised
+            except Exception as e:
                 entry["devices"] = []
                 entry["reason"] = f"listing devices failed: {type(e).__name__}: {e}"
         out.append(entry)

@@ -48,17 +48,32 @@ def mithril_backend_factory():
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "check", help=HELP,
+        "check",
+        help=HELP,
         description=HELP + ": every core primitive (forward and gradients, against an independent NumPy "
-                           "reference) and the block cases. Exit status 0 only if every selected test passed.")
+        "reference) and the block cases. Exit status 0 only if every selected test passed.",
+    )
     p.add_argument("backend", metavar="BACKEND", help="registry name of the backend (see `mithril backends`)")
-    p.add_argument("--dtype", action="append", choices=FLOAT_DTYPES, metavar="DTYPE",
-                   help="float dtype to test (repeatable; default: float32 and float64, as the backend supports)")
-    p.add_argument("--only", action="append", metavar="NAMES",
-                   help="only these primitives, case ids or block case ids, comma-separated (repeatable), "
-                        "e.g. --only add,matmul,block-cnn")
-    p.add_argument("-k", dest="keyword", metavar="EXPRESSION",
-                   help="pytest -k expression on the test names, e.g. -k 'forward and not conv'")
+    p.add_argument(
+        "--dtype",
+        action="append",
+        choices=FLOAT_DTYPES,
+        metavar="DTYPE",
+        help="float dtype to test (repeatable; default: float32 and float64, as the backend supports)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="NAMES",
+        help="only these primitives, case ids or block case ids, comma-separated (repeatable), "
+        "e.g. --only add,matmul,block-cnn",
+    )
+    p.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPRESSION",
+        help="pytest -k expression on the test names, e.g. -k 'forward and not conv'",
+    )
     p.add_argument("--device", help="device to make the backend on (e.g. cuda, gpu:0); default: the backend's")
     p.add_argument("--jit", action="store_true", help="compile with jit=True")
     p.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
@@ -117,8 +132,9 @@ def _options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     if args.dtype:
         bad = [d for d in args.dtype if d not in supported]
         if bad:
-            raise CLIError(f"backend {args.backend!r} does not support {', '.join(bad)} (it supports "
-                           f"{', '.join(supported)})")
+            raise CLIError(
+                f"backend {args.backend!r} does not support {', '.join(bad)} (it supports {', '.join(supported)})"
+            )
         options["dtypes"] = tuple(dict.fromkeys(args.dtype))
     elif "dtypes" not in options:
         options["dtypes"] = tuple(d for d in DTYPES if d in supported) or DTYPES
@@ -127,9 +143,11 @@ def _options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
         known = _case_names()
         unknown = sorted(names - known)
         if unknown:
-            raise CLIError(f"--only: no primitive, case or block case named {', '.join(unknown)} "
-                           f"(names are primitive names such as 'add', case ids such as 'conv2d-groups' or "
-                           f"block case ids such as 'block-cnn')")
+            raise CLIError(
+                f"--only: no primitive, case or block case named {', '.join(unknown)} "
+                f"(names are primitive names such as 'add', case ids such as 'conv2d-groups' or "
+                f"block case ids such as 'block-cnn')"
+            )
         options["only"] = names if options.get("only") is None else set(options["only"]) & names
     if args.jit:
         options["jit"] = True
@@ -165,8 +183,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         import pytest
     except ImportError:
-        raise CLIError("`mithril check` runs the conformance suite with pytest, which is not installed "
-                       "(pip install 'pytest>=7')") from None
+        raise CLIError(
+            "`mithril check` runs the conformance suite with pytest, which is not installed (pip install 'pytest>=7')"
+        ) from None
     options = _options(args, cls)
     kwargs: dict[str, Any] = {"device": args.device} if args.device else {}
     if args.device:  # a device the machine lacks is a user error, reported before hundreds of failures
@@ -187,9 +206,20 @@ def run(args: argparse.Namespace) -> int:
         ini = os.path.join(tmp, "pytest.ini")
         with open(ini, "w", encoding="utf-8") as f:
             f.write("[pytest]\n")
-        argv = [module, "-c", ini, "--rootdir", tmp, "-p", "no:cacheprovider", "--import-mode=importlib",
-                "-q" if not args.verbose else "-v", "--tb=short" if args.verbose else "--tb=no",
-                "-W", "ignore::RuntimeWarning"]
+        argv = [
+            module,
+            "-c",
+            ini,
+            "--rootdir",
+            tmp,
+            "-p",
+            "no:cacheprovider",
+            "--import-mode=importlib",
+            "-q" if not args.verbose else "-v",
+            "--tb=short" if args.verbose else "--tb=no",
+            "-W",
+            "ignore::RuntimeWarning",
+        ]
         if args.keyword:
             argv += ["-k", args.keyword]
         if args.exitfirst:
@@ -207,8 +237,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"pytest: {_pytest_error(out.getvalue())}")
     ran = sum(tally.counts[k] for k in ("passed", "failed", "skipped", "error"))
     if status == pytest.ExitCode.NO_TESTS_COLLECTED or ran == 0:
-        raise CLIError(f"no conformance test of {args.backend!r} matches the selection "
-                       f"(--only / -k / --dtype)")
+        raise CLIError(f"no conformance test of {args.backend!r} matches the selection (--only / -k / --dtype)")
     print(_render(args.backend, cls, options, tally, elapsed))
     bad = tally.counts["failed"] + tally.counts["error"]
     return 0 if bad == 0 and status in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) else 1
@@ -217,9 +246,11 @@ def run(args: argparse.Namespace) -> int:
 def _render(name: str, cls: type, options: dict[str, Any], tally: _Tally, elapsed: float) -> str:
     c = tally.counts
     dtypes = ", ".join(options.get("dtypes", ()))
-    head = (f"mithril check {name}: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped"
-            + (f", {c['error']} errors" if c["error"] else "")
-            + f" in {elapsed:.1f} s ({cls.__name__}, {dtypes}{', jit' if options.get('jit') else ''})")
+    head = (
+        f"mithril check {name}: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped"
+        + (f", {c['error']} errors" if c["error"] else "")
+        + f" in {elapsed:.1f} s ({cls.__name__}, {dtypes}{', jit' if options.get('jit') else ''})"
+    )
     lines = [head]
     if tally.failures:
         lines.append("")

@@ -7,7 +7,6 @@ constructors with their defaults, or your own), or ``module:name`` of a model ob
 from __future__ import annotations
 
 import importlib
-import json
 from typing import Any
 
 from ._common import CLIError, print_json
@@ -18,10 +17,19 @@ HELP = "run one model on several backends; report per block where the results di
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("compare", help=HELP, description=HELP + ".")
     p.add_argument("spec", metavar="MODULE:FUNCTION", help="a function returning a model, e.g. mymodels:cnn")
-    p.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...", required=True,
-                   help="an input's shape (repeat for several inputs)")
-    p.add_argument("--backends", default=None, help="comma-separated backend names (default: every installed "
-                                                    "backend that trains: numpy, torch, jax)")
+    p.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME=D1,D2,...",
+        required=True,
+        help="an input's shape (repeat for several inputs)",
+    )
+    p.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated backend names (default: every installed backend that trains: numpy, torch, jax)",
+    )
     p.add_argument("--dtype", default="float64", help="dtype of every backend (default float64)")
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--atol", type=float, default=1e-6)

@@ -53,9 +53,26 @@ class FileHeader:
 # --------------------------------------------------------------- safetensors
 #: safetensors dtype -> bits per element
 SAFETENSORS_DTYPES = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
-    "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64,
-    "F64": 64, "I64": 64, "U64": 64,
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
 }
 
 #: safetensors refuses headers above 100 MB; so do we
@@ -71,8 +88,10 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> FileHeader:
             raise HeaderError(f"{size} bytes: too short for a safetensors file (an 8-byte header length comes first)")
         (n,) = struct.unpack("<Q", head)
         if n > MAX_SAFETENSORS_HEADER:
-            raise HeaderError(f"the header length field says {n} bytes (more than safetensors allows): "
-                              f"not a safetensors file, or a corrupted one")
+            raise HeaderError(
+                f"the header length field says {n} bytes (more than safetensors allows): "
+                f"not a safetensors file, or a corrupted one"
+            )
         if 8 + n > size:
             raise HeaderError(f"truncated: the header is {n} bytes, but only {size - 8} bytes follow the length field")
         raw = f.read(n)
@@ -94,16 +113,21 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> FileHeader:
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise HeaderError(f"{where}: shape {shape!r} is not a list of non-negative integers")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
-                or not 0 <= offsets[0] <= offsets[1]):
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]
+        ):
             raise HeaderError(f"{where}: data_offsets {offsets!r} is not [begin, end]")
         if offsets[1] > data_size:
             raise HeaderError(f"truncated: {where} ends at byte {offsets[1]} of the data, which has {data_size} bytes")
         nbytes = offsets[1] - offsets[0]
         bits = SAFETENSORS_DTYPES.get(dtype)
         if bits is not None and nbytes * 8 != math.prod(shape) * bits:
-            raise HeaderError(f"{where}: {dtype} {shape} needs {math.prod(shape) * bits // 8} bytes, "
-                              f"data_offsets give {nbytes}")
+            raise HeaderError(
+                f"{where}: {dtype} {shape} needs {math.prod(shape) * bits // 8} bytes, data_offsets give {nbytes}"
+            )
         tensors.append(TensorInfo(name, str(dtype), tuple(shape), data_start + offsets[0], nbytes))
     tensors.sort(key=lambda t: (t.offset, t.name))
     return FileHeader(path, "safetensors", size, 8 + n, tensors, {str(k): v for k, v in metadata.items()})
@@ -115,21 +139,60 @@ GGUF_MAGIC = b"GGUF"
 #: ggml type id -> (name, elements per block, bytes per block), as in ggml.h
 #: (checked against ggml-python 0.0.45 by tests/test_cli.py)
 GGML_TYPES: dict[int, tuple[str, int, int]] = {
-    0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22),
-    7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 36), 10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110),
-    12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210), 15: ("Q8_K", 256, 292),
-    16: ("IQ2_XXS", 256, 66), 17: ("IQ2_XS", 256, 74), 18: ("IQ3_XXS", 256, 98), 19: ("IQ1_S", 256, 50),
-    20: ("IQ4_NL", 32, 18), 21: ("IQ3_S", 256, 110), 22: ("IQ2_S", 256, 82), 23: ("IQ4_XS", 256, 136),
-    24: ("I8", 1, 1), 25: ("I16", 1, 2), 26: ("I32", 1, 4), 27: ("I64", 1, 8), 28: ("F64", 1, 8),
-    29: ("IQ1_M", 256, 56), 30: ("BF16", 1, 2), 34: ("TQ1_0", 256, 54), 35: ("TQ2_0", 256, 66),
-    39: ("MXFP4", 32, 17), 40: ("NVFP4", 64, 36), 41: ("Q1_0", 128, 18),
+    0: ("F32", 1, 4),
+    1: ("F16", 1, 2),
+    2: ("Q4_0", 32, 18),
+    3: ("Q4_1", 32, 20),
+    6: ("Q5_0", 32, 22),
+    7: ("Q5_1", 32, 24),
+    8: ("Q8_0", 32, 34),
+    9: ("Q8_1", 32, 36),
+    10: ("Q2_K", 256, 84),
+    11: ("Q3_K", 256, 110),
+    12: ("Q4_K", 256, 144),
+    13: ("Q5_K", 256, 176),
+    14: ("Q6_K", 256, 210),
+    15: ("Q8_K", 256, 292),
+    16: ("IQ2_XXS", 256, 66),
+    17: ("IQ2_XS", 256, 74),
+    18: ("IQ3_XXS", 256, 98),
+    19: ("IQ1_S", 256, 50),
+    20: ("IQ4_NL", 32, 18),
+    21: ("IQ3_S", 256, 110),
+    22: ("IQ2_S", 256, 82),
+    23: ("IQ4_XS", 256, 136),
+    24: ("I8", 1, 1),
+    25: ("I16", 1, 2),
+    26: ("I32", 1, 4),
+    27: ("I64", 1, 8),
+    28: ("F64", 1, 8),
+    29: ("IQ1_M", 256, 56),
+    30: ("BF16", 1, 2),
+    34: ("TQ1_0", 256, 54),
+    35: ("TQ2_0", 256, 66),
+    39: ("MXFP4", 32, 17),
+    40: ("NVFP4", 64, 36),
+    41: ("Q1_0", 128, 18),
 }
 
 #: GGUF metadata value type -> struct format (scalars)
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
-GGUF_VALUE_TYPES = {0: "u8", 1: "i8", 2: "u16", 3: "i16", 4: "u32", 5: "i32", 6: "f32", 7: "bool", 8: "string",
-                    9: "array", 10: "u64", 11: "i64", 12: "f64"}
+GGUF_VALUE_TYPES = {
+    0: "u8",
+    1: "i8",
+    2: "u16",
+    3: "i16",
+    4: "u32",
+    5: "i32",
+    6: "f32",
+    7: "bool",
+    8: "string",
+    9: "array",
+    10: "u64",
+    11: "i64",
+    12: "f64",
+}
 MAX_DIMS = 8  # GGML_MAX_DIMS is 4; leave room
 MAX_NESTING = 4  # arrays of arrays of ...
 
@@ -155,8 +218,10 @@ class _Reader:
     def length(self, what: str, item_size: int = 1) -> int:
         n = self.scalar("Q", what)
         if n * item_size > self.size - self.pos:
-            raise HeaderError(f"corrupted or truncated: {what} is {n} (x {item_size} bytes) at byte {self.pos}, "
-                              f"only {self.size - self.pos} bytes are left")
+            raise HeaderError(
+                f"corrupted or truncated: {what} is {n} (x {item_size} bytes) at byte {self.pos}, "
+                f"only {self.size - self.pos} bytes are left"
+            )
         return int(n)
 
     def string(self, what: str) -> str:
@@ -233,20 +298,23 @@ def read_gguf_header(path: str | os.PathLike[str]) -> FileHeader:
             _, block, block_bytes = known
             numel = math.prod(shape)
             if shape and shape[-1] % block:
-                raise HeaderError(f"tensor {name!r}: {type_name} stores rows in blocks of {block}, but a row has "
-                                  f"{shape[-1]} elements (corrupted header)")
+                raise HeaderError(
+                    f"tensor {name!r}: {type_name} stores rows in blocks of {block}, but a row has "
+                    f"{shape[-1]} elements (corrupted header)"
+                )
             nbytes = numel // block * block_bytes
         end = data_start + offset + (nbytes or 0)
         if end > size:
             raise HeaderError(f"truncated: tensor {name!r} ends at byte {end}, the file has {size} bytes")
         tensors.append(TensorInfo(name, type_name, shape, data_start + offset, nbytes))
-    return FileHeader(path, "gguf", size, header_size, tensors, metadata, version,
-                      {"alignment": alignment, "metadata_types": types})
+    return FileHeader(
+        path, "gguf", size, header_size, tensors, metadata, version, {"alignment": alignment, "metadata_types": types}
+    )
 
 
 # ------------------------------------------------------------------ dispatch
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """"gguf" or "safetensors": by the file name, else by the first bytes."""
+    """ "gguf" or "safetensors": by the file name, else by the first bytes."""
     path = os.fspath(path)
     if path.endswith(".gguf"):
         return "gguf"

@@ -13,15 +13,22 @@ from ._common import LIBRARIES, SHIPPED_BACKENDS, plugin_distributions, print_js
 HELP = "versions of Python, the platform, Mithril, its backends and libraries, and the devices (for bug reports)"
 
 #: environment variables that change what Mithril or a framework does
-ENVIRONMENT = ("MITHRIL_STRICT_PLUGINS", "MITHRIL_DISABLE_PLUGINS", "MITHRIL_BACKENDS", "CUDA_VISIBLE_DEVICES",
-               "XLA_FLAGS", "JAX_PLATFORMS")
+ENVIRONMENT = (
+    "MITHRIL_STRICT_PLUGINS",
+    "MITHRIL_DISABLE_PLUGINS",
+    "MITHRIL_BACKENDS",
+    "CUDA_VISIBLE_DEVICES",
+    "XLA_FLAGS",
+    "JAX_PLATFORMS",
+)
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("info", help=HELP, description=HELP + ".")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--no-devices", action="store_true",
-                   help="skip the device list (which imports torch and jax, a few seconds)")
+    p.add_argument(
+        "--no-devices", action="store_true", help="skip the device list (which imports torch and jax, a few seconds)"
+    )
     p.set_defaults(run=run)
 
 
@@ -33,19 +40,26 @@ def collect(devices: bool = True) -> dict[str, Any]:
 
     dists = {d for d, _ in plugin_distributions().values()} | set(SHIPPED_BACKENDS.values())
     data: dict[str, Any] = {
-        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
-                   "executable": sys.executable},
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
         "platform": {"system": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
         "mithril": {"version": mithril.__version__, "path": os.path.dirname(mithril.__file__ or "")},
         "distributions": {d: version_of(d) for d in sorted(dists)},
         "libraries": {lib: version_of(lib) for lib in LIBRARIES},
         "environment": {k: os.environ[k] for k in ENVIRONMENT if k in os.environ},
-        "plugins": [{"name": p["name"], "distribution": p["distribution"], "status": p["status"],
-                     "reason": p["reason"]} for p in plugins_cmd.collect()],
+        "plugins": [
+            {"name": p["name"], "distribution": p["distribution"], "status": p["status"], "reason": p["reason"]}
+            for p in plugins_cmd.collect()
+        ],
     }
     if devices:
-        data["backends"] = {e["name"]: {"status": e["status"], "devices": e["devices"], "reason": e["reason"]}
-                            for e in backends_cmd.collect(devices=True)}
+        data["backends"] = {
+            e["name"]: {"status": e["status"], "devices": e["devices"], "reason": e["reason"]}
+            for e in backends_cmd.collect(devices=True)
+        }
     return data
 
 

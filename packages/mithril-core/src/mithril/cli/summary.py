@@ -18,8 +18,11 @@ SHORT = 72
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("summary", help=HELP, description=HELP + ". Nothing is loaded: a multi-GB checkpoint "
-                                                                "is summarised in milliseconds.")
+    p = sub.add_parser(
+        "summary",
+        help=HELP,
+        description=HELP + ". Nothing is loaded: a multi-GB checkpoint is summarised in milliseconds.",
+    )
     p.add_argument("file", metavar="FILE", help="a .safetensors or .gguf file")
     p.add_argument("--json", action="store_true", help="print JSON (metadata values in full)")
     p.add_argument("--full", action="store_true", help="do not shorten long metadata values")
@@ -42,8 +45,14 @@ def as_dict(header: FileHeader) -> dict[str, Any]:
     names = _param_names(header)
     tensors = []
     for t in header.tensors:
-        entry = {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "parameters": t.numel,
-                 "bytes": t.nbytes, "offset": t.offset}
+        entry = {
+            "name": t.name,
+            "dtype": t.dtype,
+            "shape": list(t.shape),
+            "parameters": t.numel,
+            "bytes": t.nbytes,
+            "offset": t.offset,
+        }
         if t.name in names:
             entry["param"] = names[t.name]
         tensors.append(entry)
@@ -54,11 +63,17 @@ def as_dict(header: FileHeader) -> dict[str, Any]:
         d["parameters"] += t.numel
         d["bytes"] += t.nbytes or 0
     out: dict[str, Any] = {
-        "path": header.path, "format": header.format, "version": header.version, "file_size": header.file_size,
-        "header_size": header.header_size, "tensor_count": len(header.tensors),
+        "path": header.path,
+        "format": header.format,
+        "version": header.version,
+        "file_size": header.file_size,
+        "header_size": header.header_size,
+        "tensor_count": len(header.tensors),
         "total_parameters": sum(t.numel for t in header.tensors),
         "total_bytes": sum(t.nbytes or 0 for t in header.tensors),
-        "dtypes": by_dtype, "metadata": header.metadata, "tensors": tensors,
+        "dtypes": by_dtype,
+        "metadata": header.metadata,
+        "tensors": tensors,
     }
     if header.format == "gguf":
         out["metadata_types"] = header.extra.get("metadata_types", {})
@@ -78,15 +93,17 @@ def _short(value: Any, full: bool) -> str:
     text = value.replace("\n", "\\n") if isinstance(value, str) else json.dumps(value)
     if full or len(text) <= SHORT:
         return text
-    return f"{text[:SHORT - 12]}... ({len(text):,} characters)"
+    return f"{text[: SHORT - 12]}... ({len(text):,} characters)"
 
 
 def render(header: FileHeader, full: bool = False, limit: int | None = None) -> str:
     d = as_dict(header)
     kind = f"GGUF v{header.version}" if header.format == "gguf" else "safetensors"
-    lines = [f"{os.path.basename(header.path)}: {kind}, {_n(d['tensor_count'], 'tensor')}, "
-             f"{d['total_parameters']:,} parameters, {human_bytes(d['total_bytes'])} of tensor data "
-             f"(file {human_bytes(header.file_size)}, header {header.header_size:,} bytes)"]
+    lines = [
+        f"{os.path.basename(header.path)}: {kind}, {_n(d['tensor_count'], 'tensor')}, "
+        f"{d['total_parameters']:,} parameters, {human_bytes(d['total_bytes'])} of tensor data "
+        f"(file {human_bytes(header.file_size)}, header {header.header_size:,} bytes)"
+    ]
     if header.metadata:
         types = d.get("metadata_types", {})
         lines.append("")
@@ -101,8 +118,13 @@ def render(header: FileHeader, full: bool = False, limit: int | None = None) -> 
         has_param = any("param" in t for t in shown)
         rows = []
         for t in shown:
-            row = [t["name"], t["dtype"], str(t["shape"]), f"{t['parameters']:,}",
-                   human_bytes(t["bytes"]) if t["bytes"] is not None else "?"]
+            row = [
+                t["name"],
+                t["dtype"],
+                str(t["shape"]),
+                f"{t['parameters']:,}",
+                human_bytes(t["bytes"]) if t["bytes"] is not None else "?",
+            ]
             if has_param:
                 row.append(t.get("param", ""))
             rows.append(row)
@@ -113,9 +135,17 @@ def render(header: FileHeader, full: bool = False, limit: int | None = None) -> 
             lines.append(f"... and {len(d['tensors']) - len(shown)} more tensors (--limit)")
     lines.append("")
     by = Counter({k: v["parameters"] for k, v in d["dtypes"].items()})
-    lines.append("by " + ("dtype" if header.format == "safetensors" else "type") + ": " + ", ".join(
-        f"{k} {_n(d['dtypes'][k]['tensors'], 'tensor')} / {n:,} parameters / {human_bytes(d['dtypes'][k]['bytes'])}"
-        for k, n in by.most_common()) if by else "no tensors")
+    lines.append(
+        "by "
+        + ("dtype" if header.format == "safetensors" else "type")
+        + ": "
+        + ", ".join(
+            f"{k} {_n(d['dtypes'][k]['tensors'], 'tensor')} / {n:,} parameters / {human_bytes(d['dtypes'][k]['bytes'])}"
+            for k, n in by.most_common()
+        )
+        if by
+        else "no tensors"
+    )
     return "\n".join(lines)
 
 

@@ -77,8 +77,10 @@ def generate_source(graph: Graph, backend: Any) -> tuple[str, dict[str, Any]]:
         key = f"k_{prim}"
         if key not in ns:
             if prim not in kernels:
-                raise UnsupportedError(f"{where}: {type(backend).__name__} has no kernel for primitive {prim!r} "
-                                       f"(a plugin can register one with mithril_register_kernels)")
+                raise UnsupportedError(
+                    f"{where}: {type(backend).__name__} has no kernel for primitive {prim!r} "
+                    f"(a plugin can register one with mithril_register_kernels)"
+                )
             ns[key] = kernels[prim]
             names.used.add(key)
         return key
@@ -89,8 +91,12 @@ def generate_source(graph: Graph, backend: Any) -> tuple[str, dict[str, Any]]:
         return n
 
     body: list[str] = []
-    for d, label in ((graph.params, "params"), (graph.state, "params"), (graph.inputs, "inputs"),
-                     (graph.cotangents, "cotangents")):
+    for d, label in (
+        (graph.params, "params"),
+        (graph.state, "params"),
+        (graph.inputs, "inputs"),
+        (graph.cotangents, "cotangents"),
+    ):
         for key, v in d.items():
             n = names.make(("d_" if label == "cotangents" else "") + key)
             var[v.uid] = n
@@ -112,8 +118,11 @@ def generate_source(graph: Graph, backend: Any) -> tuple[str, dict[str, Any]]:
             last_use[v.uid] = i
 
     def _free(body: list[str], node: Any, i: int) -> None:
-        dead = [var[v.uid] for v in {v.uid: v for v in node.inputs}.values()
-                if last_use.get(v.uid) == i and v.uid not in results and v.role is ValueRole.NODE]
+        dead = [
+            var[v.uid]
+            for v in {v.uid: v for v in node.inputs}.values()
+            if last_use.get(v.uid) == i and v.uid not in results and v.role is ValueRole.NODE
+        ]
         if dead:
             body.append(f"    del {', '.join(dead)}")
 
@@ -209,7 +218,7 @@ def lower_to_python(graph: Graph, backend: Any, *, jit: bool, source_path: str |
             f.write(source)
         filename = os.path.abspath(source_path)
     code = compile(source, filename, "exec")
-    exec(code, ns)  # noqa: S102 - the source is generated above
+    exec(code, ns)
     raw = ns["run"]
     what = "train_step" if graph.donates_params else "gradients" if graph.gradients else "evaluate"
     fn = backend.jit(raw, what=what) if jit else raw

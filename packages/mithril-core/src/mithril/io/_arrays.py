@@ -33,6 +33,6 @@ def numpy_copy(value: Any, backend: Any, what: str) -> np.ndarray:
     else:
         try:
             arr = np.asarray(value)
-        except Exception as e:  # noqa: BLE001 - report what could not be converted
+        except Exception as e:
             raise ParamsError(f"{what}: cannot convert {type(value).__name__} to an array ({e})") from None
     return np.array(arr, copy=True, order="C")

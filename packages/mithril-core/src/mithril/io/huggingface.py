@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParamsError, UnsupportedError
-from ._arrays import numpy_copy
 from ..models.zoo.gpt2 import ACTIVATIONS, GPT2Config
+from ._arrays import numpy_copy
 
 PREFIX = "transformer."
 HEAD = "lm_head.weight"
@@ -31,8 +31,12 @@ CONV1D = re.compile(r"^transformer\.h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc
 BUFFERS = re.compile(r"^transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
 LAYOUTS = ("GPT2LMHeadModel", "GPT2Model")
 #: Hugging Face config options that change GPT-2's computation -> the only value the zoo supports
-FIXED_OPTIONS = {"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
-                 "add_cross_attention": False, "tie_word_embeddings": True}
+FIXED_OPTIONS = {
+    "scale_attn_weights": True,
+    "scale_attn_by_inverse_layer_idx": False,
+    "add_cross_attention": False,
+    "tie_word_embeddings": True,
+}
 
 
 def _infer_config(arrays: Mapping[str, np.ndarray], hf_layout: bool, where: str) -> GPT2Config:
@@ -48,24 +52,26 @@ def _infer_config(arrays: Mapping[str, np.ndarray], hf_layout: bool, where: str)
     (vocab, embd), (positions, _) = arrays["transformer.wte.weight"].shape, arrays["transformer.wpe.weight"].shape
     layers = 1 + max(int(m.group(1)) for k in arrays if (m := re.match(r"^transformer\.h\.(\d+)\.", k)))
     inner = arrays["transformer.h.0.mlp.c_fc.weight"].shape[1 if hf_layout else 0]
-    return GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=embd, n_layer=layers, n_head=1,
-                      n_inner=inner)
+    return GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=embd, n_layer=layers, n_head=1, n_inner=inner)
 
 
-def _check(arrays: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], where: str,
-           layout: str) -> None:
+def _check(arrays: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], where: str, layout: str) -> None:
     missing = [k for k in expected if k not in arrays]
     if missing:
-        raise ParamsError(f"{where}: missing key(s) {missing[:8]}{' ...' if len(missing) > 8 else ''} "
-                          f"({len(missing)} of {len(expected)}, {layout} layout)")
+        raise ParamsError(
+            f"{where}: missing key(s) {missing[:8]}{' ...' if len(missing) > 8 else ''} "
+            f"({len(missing)} of {len(expected)}, {layout} layout)"
+        )
     unexpected = sorted(set(arrays) - set(expected))
     if unexpected:
-        raise ParamsError(f"{where}: unexpected key(s) {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} "
-                          f"({layout} layout)")
+        raise ParamsError(
+            f"{where}: unexpected key(s) {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} ({layout} layout)"
+        )
     for k, shape in expected.items():
         if tuple(arrays[k].shape) != shape:
-            raise ParamsError(f"{where}: {k} has shape {list(arrays[k].shape)}, expected {list(shape)} "
-                              f"({layout} layout)")
+            raise ParamsError(
+                f"{where}: {k} has shape {list(arrays[k].shape)}, expected {list(shape)} ({layout} layout)"
+            )
 
 
 def _hf_layout(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
@@ -83,8 +89,9 @@ def gpt2_from_hf(state_dict: Mapping[str, Any], config: GPT2Config | None = None
     prefixed = [k for k in state_dict if k.startswith(PREFIX)]
     if prefixed and len(prefixed) != sum(1 for k in state_dict if k != HEAD):
         stray = sorted(k for k in state_dict if k != HEAD and not k.startswith(PREFIX))
-        raise ParamsError(f"gpt2_from_hf: keys mix the GPT2LMHeadModel ('transformer.' prefix) and GPT2Model "
-                          f"layouts: {stray[:8]}")
+        raise ParamsError(
+            f"gpt2_from_hf: keys mix the GPT2LMHeadModel ('transformer.' prefix) and GPT2Model layouts: {stray[:8]}"
+        )
     arrays: dict[str, np.ndarray] = {}
     head = None
     for k, v in state_dict.items():
@@ -98,13 +105,16 @@ def gpt2_from_hf(state_dict: Mapping[str, Any], config: GPT2Config | None = None
     _check(arrays, _hf_layout(cfg.param_shapes()), "gpt2_from_hf", "Hugging Face")
     wte = arrays["transformer.wte.weight"]
     if head is not None and (head.shape != wte.shape or not np.array_equal(head, wte)):
-        raise ParamsError(f"gpt2_from_hf: {HEAD} (shape {list(head.shape)}) differs from transformer.wte.weight "
-                          f"(shape {list(wte.shape)}): the head is not tied, and the Mithril GPT2 ties it")
+        raise ParamsError(
+            f"gpt2_from_hf: {HEAD} (shape {list(head.shape)}) differs from transformer.wte.weight "
+            f"(shape {list(wte.shape)}): the head is not tied, and the Mithril GPT2 ties it"
+        )
     return {k: np.ascontiguousarray(a.T) if CONV1D.match(k) else a for k, a in arrays.items()}
 
 
-def gpt2_to_hf(params: Mapping[str, Any], backend: Any = None, *, layout: str = "GPT2LMHeadModel",
-               tensors: str = "torch") -> dict[str, Any]:
+def gpt2_to_hf(
+    params: Mapping[str, Any], backend: Any = None, *, layout: str = "GPT2LMHeadModel", tensors: str = "torch"
+) -> dict[str, Any]:
     """Params of :class:`~mithril.models.zoo.gpt2.GPT2` -> a Hugging Face state dict.
 
     ``layout="GPT2LMHeadModel"`` gives ``transformer.``-prefixed keys and ``lm_head.weight``
@@ -122,7 +132,9 @@ def gpt2_to_hf(params: Mapping[str, Any], backend: Any = None, *, layout: str = 
     _check(arrays, cfg.param_shapes(), "gpt2_to_hf", "Mithril")
     out: dict[str, Any] = {}
     for k, a in arrays.items():
-        out[k if layout == "GPT2LMHeadModel" else k[len(PREFIX):]] = np.ascontiguousarray(a.T) if CONV1D.match(k) else a
+        out[k if layout == "GPT2LMHeadModel" else k[len(PREFIX) :]] = (
+            np.ascontiguousarray(a.T) if CONV1D.match(k) else a
+        )
     if tensors == "torch":
         try:
             import torch
@@ -142,19 +154,26 @@ def gpt2_config_from_hf(config: Any) -> GPT2Config:
     for option, supported in FIXED_OPTIONS.items():
         value = get(option, supported)
         if value is not None and bool(value) != supported:
-            raise UnsupportedError(f"gpt2_config_from_hf: {option}={value!r} is not supported "
-                                   f"(the Mithril GPT2 implements {option}={supported})")
+            raise UnsupportedError(
+                f"gpt2_config_from_hf: {option}={value!r} is not supported "
+                f"(the Mithril GPT2 implements {option}={supported})"
+            )
     act = get("activation_function", "gelu_new")
     if act not in ACTIVATIONS:
-        raise UnsupportedError(f"gpt2_config_from_hf: activation_function {act!r} is not supported; "
-                               f"supported: {sorted(ACTIVATIONS)}")
+        raise UnsupportedError(
+            f"gpt2_config_from_hf: activation_function {act!r} is not supported; supported: {sorted(ACTIVATIONS)}"
+        )
     fields = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
     missing = [f for f in fields if get(f) is None]
     if missing:
         raise ParamsError(f"gpt2_config_from_hf: the config has no {missing}")
-    return GPT2Config(**{f: int(get(f)) for f in fields}, n_inner=get("n_inner"),
-                      layer_norm_epsilon=float(get("layer_norm_epsilon", 1e-5)), activation_function=act,
-                      initializer_range=float(get("initializer_range", 0.02)))
+    return GPT2Config(
+        **{f: int(get(f)) for f in fields},
+        n_inner=get("n_inner"),
+        layer_norm_epsilon=float(get("layer_norm_epsilon", 1e-5)),
+        activation_function=act,
+        initializer_range=float(get("initializer_range", 0.02)),
+    )
 
 
-__all__ = ["gpt2_from_hf", "gpt2_to_hf", "gpt2_config_from_hf"]
+__all__ = ["gpt2_config_from_hf", "gpt2_from_hf", "gpt2_to_hf"]

@@ -24,7 +24,9 @@ def _library() -> Any:
     try:
         import safetensors.numpy as st
     except ImportError:  # pragma: no cover - depends on the environment
-        raise UnsupportedError("mithril.io.safetensors needs the 'safetensors' package: pip install safetensors") from None
+        raise UnsupportedError(
+            "mithril.io.safetensors needs the 'safetensors' package: pip install safetensors"
+        ) from None
     return st
 
 
@@ -33,8 +35,13 @@ def _to_numpy(value: Any, backend: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def save_params(params: Mapping[str, Any], path: str | os.PathLike[str], backend: Any = None, *,
-                metadata: Mapping[str, str] | None = None) -> None:
+def save_params(
+    params: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    backend: Any = None,
+    *,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
     """Write ``params`` (name -> array of any backend, or NumPy) to a safetensors file.
 
     ``backend`` converts its arrays to NumPy; without it ``np.asarray`` is used
@@ -49,8 +56,13 @@ def save_params(params: Mapping[str, Any], path: str | os.PathLike[str], backend
     st.save_file(arrays, os.fspath(path), metadata=dict(metadata) if metadata else None)
 
 
-def load_params(path: str | os.PathLike[str], backend: Any = None, *, keep_dtypes: bool = False,
-                rename: Mapping[str, str] | Callable[[str], str | None] | None = None) -> dict[str, Any]:
+def load_params(
+    path: str | os.PathLike[str],
+    backend: Any = None,
+    *,
+    keep_dtypes: bool = False,
+    rename: Mapping[str, str] | Callable[[str], str | None] | None = None,
+) -> dict[str, Any]:
     """Read a safetensors file into a params dict.
 
     With ``backend``, arrays become the backend's (float data in its dtype unless
@@ -86,8 +98,21 @@ def load_params(path: str | os.PathLike[str], backend: Any = None, *, keep_dtype
 
 
 #: safetensors dtype -> NumPy dtype (little-endian); BF16 is read as uint16 and widened to float32
-_NUMPY_DTYPES = {"BOOL": "|b1", "U8": "|u1", "I8": "|i1", "I16": "<i2", "U16": "<u2", "F16": "<f2", "I32": "<i4",
-                 "U32": "<u4", "F32": "<f4", "F64": "<f8", "I64": "<i8", "U64": "<u8", "BF16": "<u2"}
+_NUMPY_DTYPES = {
+    "BOOL": "|b1",
+    "U8": "|u1",
+    "I8": "|i1",
+    "I16": "<i2",
+    "U16": "<u2",
+    "F16": "<f2",
+    "I32": "<i4",
+    "U32": "<u4",
+    "F32": "<f4",
+    "F64": "<f8",
+    "I64": "<i8",
+    "U64": "<u8",
+    "BF16": "<u2",
+}
 
 
 def _read_file(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, str]]:
@@ -107,13 +132,15 @@ def _read_file(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, str]
             for t in header.tensors:
                 dtype = _NUMPY_DTYPES.get(t.dtype)
                 if dtype is None:
-                    raise UnsupportedError(f"{where}: tensor {t.name!r} has dtype {t.dtype}, which Mithril "
-                                           f"does not read")
+                    raise UnsupportedError(
+                        f"{where}: tensor {t.name!r} has dtype {t.dtype}, which Mithril does not read"
+                    )
                 f.seek(t.offset)
                 data = f.read(t.nbytes)
                 if len(data) != t.nbytes:
-                    raise CheckpointError(f"{where}: truncated: tensor {t.name!r} has {len(data)} of its "
-                                          f"{t.nbytes} bytes")
+                    raise CheckpointError(
+                        f"{where}: truncated: tensor {t.name!r} has {len(data)} of its {t.nbytes} bytes"
+                    )
                 arr = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(t.shape)
                 if t.dtype == "BF16":
                     arr = (arr.astype(np.uint32) << 16).view(np.float32)
@@ -131,7 +158,8 @@ def _bfloat16(backend: Any, name: str) -> Any:
     if DType.bfloat16 not in getattr(backend, "supported_dtypes", ()):
         raise UnsupportedError(
             f"load_params(keep_dtypes=True): tensor {name!r} is bfloat16, which {type(backend).__name__} does "
-            f"not have; load without keep_dtypes (bfloat16 widens exactly to float32)")
+            f"not have; load without keep_dtypes (bfloat16 widens exactly to float32)"
+        )
     return DType.bfloat16
 
 
@@ -144,4 +172,4 @@ def _dtype_of(arr: np.ndarray) -> Any:
         raise UnsupportedError(f"load_params: no mithril dtype for {arr.dtype}") from None
 
 
-__all__ = ["save_params", "load_params"]
+__all__ = ["load_params", "save_params"]

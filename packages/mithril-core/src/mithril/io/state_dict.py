@@ -62,8 +62,9 @@ def _shape_of(value: Any, backend: Any, what: str) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
-def _problems(shapes: Mapping[str, tuple[int, ...]], model_shapes: Mapping[str, tuple[int, ...]],
-              strict: bool) -> list[str]:
+def _problems(
+    shapes: Mapping[str, tuple[int, ...]], model_shapes: Mapping[str, tuple[int, ...]], strict: bool
+) -> list[str]:
     """Missing keys, unexpected keys (strict) and shape mismatches, one line each."""
     lines = []
     missing = sorted(set(model_shapes) - set(shapes))
@@ -79,8 +80,9 @@ def _problems(shapes: Mapping[str, tuple[int, ...]], model_shapes: Mapping[str, 
     return lines
 
 
-def load_state_dict(state_dict: Mapping[str, Any], model: PhysicalModel, *, strict: bool = True,
-                    rename: Rename | None = None) -> dict[str, Any]:
+def load_state_dict(
+    state_dict: Mapping[str, Any], model: PhysicalModel, *, strict: bool = True, rename: Rename | None = None
+) -> dict[str, Any]:
     """The params dict of ``model`` (a physical model) filled from a torch-style ``state_dict``.
 
     ``state_dict`` maps names to torch tensors (any device, grad or not: they are
@@ -100,12 +102,16 @@ def load_state_dict(state_dict: Mapping[str, Any], model: PhysicalModel, *, stri
     anything.
     """
     if not isinstance(state_dict, Mapping):
-        raise ParamsError(f"load_state_dict: state_dict must be a mapping of names to arrays, "
-                          f"got {type(state_dict).__name__}")
+        raise ParamsError(
+            f"load_state_dict: state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}"
+        )
     backend = model.backend
     model_shapes = _model_shapes(model)
-    entries = {k: v for k, v in _rename(state_dict, rename).items()
-               if k in model_shapes or k.rsplit(".", 1)[-1] != IGNORED_SUFFIX}
+    entries = {
+        k: v
+        for k, v in _rename(state_dict, rename).items()
+        if k in model_shapes or k.rsplit(".", 1)[-1] != IGNORED_SUFFIX
+    }
     shapes = {k: _shape_of(v, backend, f"state_dict[{k!r}]") for k, v in entries.items()}
     problems = _problems(shapes, model_shapes, strict)
     if problems:
@@ -126,8 +132,9 @@ def _to_backend(arr: np.ndarray, backend: Any, key: str) -> Any:
     try:
         dtype = DType(arr.dtype.name)
     except ValueError:
-        raise UnsupportedError(f"load_state_dict: state_dict[{key!r}] has dtype {arr.dtype}, which Mithril "
-                               f"does not support") from None
+        raise UnsupportedError(
+            f"load_state_dict: state_dict[{key!r}] has dtype {arr.dtype}, which Mithril does not support"
+        ) from None
     return backend.array(arr, dtype)
 
 
@@ -162,4 +169,4 @@ def _torch_from_numpy(torch: Any, arr: np.ndarray) -> Any:
     return torch.from_numpy(arr)
 
 
-__all__ = ["load_state_dict", "to_state_dict", "IGNORED_SUFFIX"]
+__all__ = ["IGNORED_SUFFIX", "load_state_dict", "to_state_dict"]

@@ -118,7 +118,7 @@ def flatten(model: Model, training: bool = True) -> FlatModel:
                 stack.append((block, path + "."))
 
     # initializer references (a bias's fan-in comes from its weight)
-    for uid, vi in info.items():
+    for _uid, vi in info.items():
         if vi.init is not None and vi.init.fan_in_of is not None:
             for c in vi.conns:
                 if c.init is vi.init:

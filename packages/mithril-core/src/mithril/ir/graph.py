@@ -19,11 +19,11 @@ from ..primitives.base import Primitive, registry
 
 
 class ValueRole(Enum):
-    INPUT = "input"          # data given to evaluate
-    PARAM = "param"          # trainable parameter
-    STATE = "state"          # non-trainable parameter (running statistics)
-    CONST = "const"          # known at compile time (``data`` holds it)
-    NODE = "node"            # produced by a node
+    INPUT = "input"  # data given to evaluate
+    PARAM = "param"  # trainable parameter
+    STATE = "state"  # non-trainable parameter (running statistics)
+    CONST = "const"  # known at compile time (``data`` holds it)
+    NODE = "node"  # produced by a node
 
 
 _ids = itertools.count()
@@ -37,7 +37,7 @@ class Value:
     name: str | None = None
     kind: str | None = None
     shape: tuple[int, ...] | None = None
-    producer: "Node | None" = None
+    producer: Node | None = None
     data: Any = None  # for CONST: a NumPy array or Python scalar
     uid: int = field(default_factory=lambda: next(_ids))
 
@@ -176,12 +176,13 @@ class GraphBuilder:
 def infer_node(prim: Primitive, inputs: list[Value], attrs: dict[str, Any], out: Value, where: str) -> None:
     """Concrete shape/kind of a node's output from its inputs, via the primitive's rule."""
     from ..errors import DTypeMismatchError, ShapeMismatchError, ShapeUnknownError
+    from ..primitives.base import Term
     from ..shapes.kinds import KindVar
     from ..shapes.symbolic import SymShape, transaction
-    from ..primitives.base import Term
 
-    ins = [Term(SymShape.of(list(v.shape)) if v.shape is not None else SymShape.unknown(), KindVar(v.kind))
-           for v in inputs]
+    ins = [
+        Term(SymShape.of(list(v.shape)) if v.shape is not None else SymShape.unknown(), KindVar(v.kind)) for v in inputs
+    ]
     o = Term(SymShape.unknown(), KindVar())
     try:
         with transaction():

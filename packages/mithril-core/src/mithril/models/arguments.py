@@ -54,15 +54,15 @@ def sizes(value: Any, n: int | None, arg: str, at: str, *, minimum: int = 1) -> 
         items = ()
     count = f"{n} " if n else ""
     if not items or (n is not None and len(items) != n) or not all(_is_int(v) and v >= minimum for v in items):
-        raise ModelBuildError(f"{at}: {arg} must be an int >= {minimum} or a sequence of {count}such ints, "
-                              f"got {value!r}")
+        raise ModelBuildError(
+            f"{at}: {arg} must be an int >= {minimum} or a sequence of {count}such ints, got {value!r}"
+        )
     return tuple(int(v) for v in items)
 
 
 def number(value: Any, arg: str, at: str, *, low: float = -math.inf, high: float = math.inf) -> float:
     """A real number in ``[low, high]`` (not a bool, not NaN)."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value)
-            or not low <= value <= high):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value) or not low <= value <= high:
         bounds = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
         raise ModelBuildError(f"{at}: {arg} must be a number {bounds}, got {value!r}")
     return float(value)
@@ -79,9 +79,14 @@ def axes(value: Any, arg: str, at: str, *, optional: bool = True) -> tuple[int, 
     """An int or a sequence of distinct ints (axes), or None (all axes) when ``optional``."""
     if value is None and optional:
         return None
-    items = (value,) if _is_int(value) else tuple(value) if (
-        isinstance(value, Sequence) and not isinstance(value, str)) else None
-    if not items or not all(_is_int(v) for v in items) or len(set(int(v) for v in items)) != len(items):
+    items = (
+        (value,)
+        if _is_int(value)
+        else tuple(value)
+        if (isinstance(value, Sequence) and not isinstance(value, str))
+        else None
+    )
+    if not items or not all(_is_int(v) for v in items) or len({int(v) for v in items}) != len(items):
         none = " or None (all axes)" if optional else ""
         raise ModelBuildError(f"{at}: {arg} must be an int or a sequence of distinct ints{none}, got {value!r}")
     return tuple(int(v) for v in items)
@@ -89,8 +94,11 @@ def axes(value: Any, arg: str, at: str, *, optional: bool = True) -> tuple[int, 
 
 def ints(value: Any, arg: str, at: str, *, minimum: int | None = None) -> tuple[int, ...]:
     """A sequence of ints (a shape, a permutation), each >= ``minimum`` when given; not a str."""
-    ok = isinstance(value, Sequence) and not isinstance(value, str) and all(
-        _is_int(v) and (minimum is None or v >= minimum) for v in value)
+    ok = (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and all(_is_int(v) and (minimum is None or v >= minimum) for v in value)
+    )
     if not ok:
         bound = f" >= {minimum}" if minimum is not None else ""
         raise ModelBuildError(f"{at}: {arg} must be a sequence of ints{bound}, got {value!r}")
@@ -104,4 +112,4 @@ def choice(value: Any, options: Sequence[Any], arg: str, at: str) -> Any:
     return value
 
 
-__all__ = ["where", "flag", "size", "sizes", "number", "integer", "axes", "ints", "choice"]
+__all__ = ["axes", "choice", "flag", "integer", "ints", "number", "size", "sizes", "where"]

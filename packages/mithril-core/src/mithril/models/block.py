@@ -62,16 +62,14 @@ class Block:
         return {t: self.terminal_term(t).shape.to_list() for t in self.terminals()}
 
     # ----------------------------------------------------------- connecting
-    def __call__(self, **connections: Any) -> "Block":
+    def __call__(self, **connections: Any) -> Block:
         """Say how terminals attach when this block is added: ``Relu()(input="x", output="y")``."""
         if self._parent is not None:
             raise ModelBuildError(f"{self.display_name} is already in a model; connect before adding it")
         known = set(self.terminals())
         bad = sorted(set(connections) - known)
         if bad:
-            raise UnknownKeyError(
-                f"{self.display_name} has no terminal(s) {bad}; its terminals are {sorted(known)}"
-            )
+            raise UnknownKeyError(f"{self.display_name} has no terminal(s) {bad}; its terminals are {sorted(known)}")
         self._pending = {**(self._pending or {}), **connections}
         return self
 
@@ -82,14 +80,16 @@ class Block:
             raise AttributeError(item)
         try:
             names = self.terminals()
-        except Exception:  # noqa: BLE001 - not ready yet
+        except Exception:
             raise AttributeError(item) from None
         if item in names:
             return TerminalRef(self, item)
         close = difflib.get_close_matches(item, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UnknownTerminalError(f"{self.display_name} ({type(self).__name__}) has no attribute or terminal "
-                                   f"{item!r}{hint}; its terminals are {sorted(names)}")
+        raise UnknownTerminalError(
+            f"{self.display_name} ({type(self).__name__}) has no attribute or terminal "
+            f"{item!r}{hint}; its terminals are {sorted(names)}"
+        )
 
     # --------------------------------------------------------------- naming
     @property
@@ -109,8 +109,9 @@ class Block:
 class PrimitiveBlock(Block):
     """A block that is exactly one primitive call."""
 
-    def __init__(self, primitive: str | Primitive, *, n_inputs: int | None = None, name: str | None = None,
-                 **attrs: Any) -> None:
+    def __init__(
+        self, primitive: str | Primitive, *, n_inputs: int | None = None, name: str | None = None, **attrs: Any
+    ) -> None:
         super().__init__(name=name)
         prim = registry.get(primitive) if isinstance(primitive, str) else primitive
         self.primitive = prim

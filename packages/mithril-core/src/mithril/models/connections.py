@@ -88,8 +88,10 @@ def _shape_spec(shape: Any, at: str) -> list[Any]:
     if ok and sum(1 for d in items if isinstance(d, str) and (d == "..." or d.startswith("*"))) > 1:
         ok = False
     if not ok:
-        raise ModelBuildError(f"{at}: shape must be a list of dimensions (ints >= 0, None for unknown, names, "
-                              f"at most one '...'), got {shape!r}")
+        raise ModelBuildError(
+            f"{at}: shape must be a list of dimensions (ints >= 0, None for unknown, names, "
+            f"at most one '...'), got {shape!r}"
+        )
     return [int(d) if isinstance(d, (int, np.integer)) else d for d in items]
 
 
@@ -126,8 +128,7 @@ class IOKey:
         self.shape = None if shape is None else _shape_spec(shape, at)
         self.kind = dtype.kind if isinstance(dtype, DType) else dtype
         if self.kind not in (None, "float", "int", "bool"):
-            raise ModelBuildError(f"{at}: dtype must be an ml dtype or a kind ('float', 'int', 'bool'), "
-                                  f"got {dtype!r}")
+            raise ModelBuildError(f"{at}: dtype must be an ml dtype or a kind ('float', 'int', 'bool'), got {dtype!r}")
         self.value = value
         self.expose = expose
         self.role = role
@@ -141,10 +142,23 @@ class IOKey:
 class Connection:
     """A wire of one model: at most one producer, any number of consumers."""
 
-    __slots__ = ("model", "name", "term", "declared_shapes", "declared_kind", "value", "producer", "consumers",
-                 "role", "init", "expose", "sub_conns", "differentiable")
+    __slots__ = (
+        "consumers",
+        "declared_kind",
+        "declared_shapes",
+        "differentiable",
+        "expose",
+        "init",
+        "model",
+        "name",
+        "producer",
+        "role",
+        "sub_conns",
+        "term",
+        "value",
+    )
 
-    def __init__(self, model: "Model", name: str | None = None) -> None:
+    def __init__(self, model: Model, name: str | None = None) -> None:
         self.model = model
         self.name = name
         self.term = Term(SymShape.unknown(), KindVar())
@@ -182,7 +196,7 @@ class TerminalRef:
 
     __slots__ = ("block", "terminal")
 
-    def __init__(self, block: "Block", terminal: str) -> None:
+    def __init__(self, block: Block, terminal: str) -> None:
         self.block = block
         self.terminal = terminal
 
@@ -195,39 +209,39 @@ class TerminalRef:
         return f"{self.block.display_name}.{self.terminal}"
 
     # arithmetic sugar: builds blocks in the model that owns the terminal
-    def _binary(self, prim: str, other: Any, reverse: bool = False) -> "TerminalRef":
+    def _binary(self, prim: str, other: Any, reverse: bool = False) -> TerminalRef:
         from .operators import apply_binary
 
         return apply_binary(prim, self, other, reverse)
 
-    def __add__(self, o: Any) -> "TerminalRef":
+    def __add__(self, o: Any) -> TerminalRef:
         return self._binary("add", o)
 
-    def __radd__(self, o: Any) -> "TerminalRef":
+    def __radd__(self, o: Any) -> TerminalRef:
         return self._binary("add", o, True)
 
-    def __sub__(self, o: Any) -> "TerminalRef":
+    def __sub__(self, o: Any) -> TerminalRef:
         return self._binary("sub", o)
 
-    def __rsub__(self, o: Any) -> "TerminalRef":
+    def __rsub__(self, o: Any) -> TerminalRef:
         return self._binary("sub", o, True)
 
-    def __mul__(self, o: Any) -> "TerminalRef":
+    def __mul__(self, o: Any) -> TerminalRef:
         return self._binary("mul", o)
 
-    def __rmul__(self, o: Any) -> "TerminalRef":
+    def __rmul__(self, o: Any) -> TerminalRef:
         return self._binary("mul", o, True)
 
-    def __truediv__(self, o: Any) -> "TerminalRef":
+    def __truediv__(self, o: Any) -> TerminalRef:
         return self._binary("div", o)
 
-    def __rtruediv__(self, o: Any) -> "TerminalRef":
+    def __rtruediv__(self, o: Any) -> TerminalRef:
         return self._binary("div", o, True)
 
-    def __matmul__(self, o: Any) -> "TerminalRef":
+    def __matmul__(self, o: Any) -> TerminalRef:
         return self._binary("matmul", o)
 
-    def __pow__(self, o: Any) -> "TerminalRef":
+    def __pow__(self, o: Any) -> TerminalRef:
         return self._binary("pow", o)
 
 

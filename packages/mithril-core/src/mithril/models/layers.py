@@ -75,8 +75,11 @@ class Conv2d(Model):
         attrs = dict(stride=_pair(stride), padding=_pair(padding), dilation=d, groups=int(groups))  # type: ignore[arg-type]
         if bias:
             y = self.call("conv2d", x, weight, **attrs)
-            b = self.call("reshape", IOKey("bias", shape=[out_channels], role="param", init=bias_of("weight")),
-                          shape=(1, -1, 1, 1))
+            b = self.call(
+                "reshape",
+                IOKey("bias", shape=[out_channels], role="param", init=bias_of("weight")),
+                shape=(1, -1, 1, 1),
+            )
             self.call("add", y, b, output=IOKey("output"))
         else:
             self.call("conv2d", x, weight, output=IOKey("output"), **attrs)
@@ -90,27 +93,61 @@ class BatchNorm2d(Model):
     model returns their updated values (``evaluate(..., return_state=True)``).
     """
 
-    def __init__(self, num_features: int | None = None, eps: float = 1e-5, momentum: float = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        num_features: int | None = None,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name=name)
         c, eps, momentum, affine, track_running_stats = batch_norm_arguments(
-            A.where("BatchNorm2d", name), num_features, eps, momentum, affine, track_running_stats)
-        batch_norm_body(self, IOKey("input", shape=[None, c, None, None]), "input", c, axes=(0, 2, 3), eps=eps,
-                        momentum=momentum, affine=affine, track_running_stats=track_running_stats,
-                        output=IOKey("output"))
+            A.where("BatchNorm2d", name), num_features, eps, momentum, affine, track_running_stats
+        )
+        batch_norm_body(
+            self,
+            IOKey("input", shape=[None, c, None, None]),
+            "input",
+            c,
+            axes=(0, 2, 3),
+            eps=eps,
+            momentum=momentum,
+            affine=affine,
+            track_running_stats=track_running_stats,
+            output=IOKey("output"),
+        )
         self.set_canonical(input="input", output="output")
 
 
-def batch_norm_arguments(at: str, num_features: Any, eps: Any, momentum: Any, affine: Any,
-                         track_running_stats: Any) -> tuple[int | None, float, float, bool, bool]:
+def batch_norm_arguments(
+    at: str, num_features: Any, eps: Any, momentum: Any, affine: Any, track_running_stats: Any
+) -> tuple[int | None, float, float, bool, bool]:
     """The BatchNorm blocks' arguments, checked (:mod:`mithril.models.arguments`)."""
-    return (A.size(num_features, "num_features", at, optional=True), A.number(eps, "eps", at, low=0.0),
-            A.number(momentum, "momentum", at, low=0.0, high=1.0), A.flag(affine, "affine", at),
-            A.flag(track_running_stats, "track_running_stats", at))
+    return (
+        A.size(num_features, "num_features", at, optional=True),
+        A.number(eps, "eps", at, low=0.0),
+        A.number(momentum, "momentum", at, low=0.0, high=1.0),
+        A.flag(affine, "affine", at),
+        A.flag(track_running_stats, "track_running_stats", at),
+    )
 
 
-def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tuple[int, ...], eps: float,
-                    momentum: float, affine: bool, track_running_stats: bool, output: Any = None) -> TerminalRef:
+def batch_norm_body(
+    model: Model,
+    first: Any,
+    h: Any,
+    c: int | None,
+    *,
+    axes: tuple[int, ...],
+    eps: float,
+    momentum: float,
+    affine: bool,
+    track_running_stats: bool,
+    output: Any = None,
+) -> TerminalRef:
     """The computation shared by the BatchNorm blocks, channels on axis 1, reduced over ``axes``.
 
     ``first`` is what ``normalize`` reads (it may declare the input's shape), ``h`` the same
@@ -124,8 +161,9 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
         """A per-channel param or state; without ``num_features``, its size is the input's channels."""
         if c is not None:
             return key
-        return model.call("same_dim", key, h, axis=0, like_axis=1, block=type(model).__name__,
-                          names=(key.name, "input"))
+        return model.call(
+            "same_dim", key, h, axis=0, like_axis=1, block=type(model).__name__, names=(key.name, "input")
+        )
 
     # batch statistics; one fused kernel (output and statistics together) where there is one
     if affine:
@@ -157,10 +195,8 @@ def batch_norm_body(model: Model, first: Any, h: Any, c: int | None, *, axes: tu
         n = model.call("numel", h, axis=axes)
         batch_mean = model.call("reshape", mean, shape=(-1,))
         unbiased = model.call("reshape", var, shape=(-1,)) * (n / (n - 1.0))
-        model.call("add", model.call("mul", rm_in, 1.0 - momentum), batch_mean * momentum,
-                   output="_new_running_mean")
-        model.call("add", model.call("mul", rv_in, 1.0 - momentum), unbiased * momentum,
-                   output="_new_running_var")
+        model.call("add", model.call("mul", rm_in, 1.0 - momentum), batch_mean * momentum, output="_new_running_mean")
+        model.call("add", model.call("mul", rv_in, 1.0 - momentum), unbiased * momentum, output="_new_running_var")
         for s in ("running_mean", "running_var"):
             model._named[f"_new_{s}"].expose = False
             model.update_state(s, f"_new_{s}")

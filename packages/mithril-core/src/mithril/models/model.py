@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from .._gc import gc_paused
-from ..errors import CycleError, DTypeMismatchError, DuplicateNameError, ModelBuildError, ShapeMismatchError, UnknownKeyError
+from ..errors import (
+    CycleError,
+    DTypeMismatchError,
+    DuplicateNameError,
+    ModelBuildError,
+    ShapeMismatchError,
+    UnknownKeyError,
+)
 from ..primitives.base import Term
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.symbolic import SymShape, transaction, unify
@@ -60,25 +67,25 @@ class Model(Block):
         self._iface_outputs: set[str] = set()
 
     # ------------------------------------------------------------ operators
-    def __call__(self, **connections: Any) -> "Model":
+    def __call__(self, **connections: Any) -> Model:
         """Call-style connection of a finished model used as a block (freezes it)."""
         self._freeze()
         return super().__call__(**connections)  # type: ignore[return-value]
 
-    def __ior__(self, block: Block) -> "Model":
+    def __ior__(self, block: Block) -> Model:
         self.add(block, chain=False)
         return self
 
-    def __iadd__(self, block: Block) -> "Model":
+    def __iadd__(self, block: Block) -> Model:
         self.add(block, chain=True)
         return self
 
-    def extend(self, block: Block, **connections: Any) -> "Model":
+    def extend(self, block: Block, **connections: Any) -> Model:
         """``model |= block(**connections)``."""
         return self.add(block(**connections) if connections else block, chain=False)
 
     @gc_paused
-    def add(self, block: Block, *, chain: bool = False) -> "Model":
+    def add(self, block: Block, *, chain: bool = False) -> Model:
         """Add ``block``; with ``chain`` its canonical input follows the last output."""
         self._check_mutable()
         if not isinstance(block, Block):
@@ -118,8 +125,9 @@ class Model(Block):
                                 f"already the output of {pb._local_name}.{pt}"
                             )
                         if conn.is_const:
-                            raise ModelBuildError(f"{self.display_name}: {local}.{t} is an output; "
-                                                  f"it cannot be a constant")
+                            raise ModelBuildError(
+                                f"{self.display_name}: {local}.{t} is an output; it cannot be a constant"
+                            )
                         if any(b is block for b, _ in conn.consumers) or any(
                             c is conn for tt, c in binding.items() if tt not in outputs
                         ):
@@ -164,12 +172,16 @@ class Model(Block):
         """Add one primitive call and return its output: ``h = m.call("matmul", "x", w_ref)``."""
         from .block import PrimitiveBlock
 
-        prim_block = PrimitiveBlock(primitive, n_inputs=len(inputs), **attrs) if _is_variadic(primitive) \
+        prim_block = (
+            PrimitiveBlock(primitive, n_inputs=len(inputs), **attrs)
+            if _is_variadic(primitive)
             else PrimitiveBlock(primitive, **attrs)
+        )
         names = prim_block.input_terminals()
         if len(inputs) != len(names):
-            raise ModelBuildError(f"{self.display_name}: {primitive} takes {len(names)} inputs {names}, "
-                                  f"got {len(inputs)}")
+            raise ModelBuildError(
+                f"{self.display_name}: {primitive} takes {len(names)} inputs {names}, got {len(inputs)}"
+            )
         conns = dict(zip(names, inputs))
         if output is not None:
             conns[prim_block.output_terminals()[0]] = output
@@ -215,9 +227,7 @@ class Model(Block):
         if isinstance(spec, TerminalRef):
             if spec.block._parent is not self:
                 owner = spec.block._parent.display_name if spec.block._parent else "no model yet"
-                raise ModelBuildError(
-                    f"{self.display_name}: {where}: {spec!r} belongs to {owner}, not to this model"
-                )
+                raise ModelBuildError(f"{self.display_name}: {where}: {spec!r} belongs to {owner}, not to this model")
             return spec.block._binding[spec.terminal]
         if isinstance(spec, IOKey):
             conn = self._named_conn(spec.name, new_conns) if spec.name else self._new_conn(None, new_conns)
@@ -263,8 +273,9 @@ class Model(Block):
 
     def _set_constant(self, conn: Connection, value: Any, where: str) -> None:
         if conn.producer is not None:
-            raise ModelBuildError(f"{self.display_name}: {where}: {conn.describe()} is produced by a block; "
-                                  f"it cannot also be a constant")
+            raise ModelBuildError(
+                f"{self.display_name}: {where}: {conn.describe()} is produced by a block; it cannot also be a constant"
+            )
         arr = np.asarray(value)
         conn.value = value if isinstance(value, (int, float, bool)) else arr
         unify(conn.term.shape, SymShape.of(list(arr.shape)))
@@ -299,8 +310,7 @@ class Model(Block):
         while stack:
             c = stack.pop()
             if id(c) in targets:
-                raise CycleError(f"{self.display_name}: connecting {local} would create a cycle through "
-                                 f"{c.describe()}")
+                raise CycleError(f"{self.display_name}: connecting {local} would create a cycle through {c.describe()}")
             if id(c) in seen:
                 continue
             seen.add(id(c))
@@ -380,9 +390,7 @@ class Model(Block):
         try:
             return iface[name].term
         except KeyError:
-            raise UnknownKeyError(
-                f"{self.display_name} has no terminal {name!r}; terminals: {list(iface)}"
-            ) from None
+            raise UnknownKeyError(f"{self.display_name} has no terminal {name!r}; terminals: {list(iface)}") from None
 
     @property
     def canonical_input(self) -> str | None:  # type: ignore[override]
@@ -413,14 +421,19 @@ class Model(Block):
         try:
             return self._named[name]
         except KeyError:
-            raise UnknownKeyError(f"{self.display_name}: no connection named {name!r}; "
-                                  f"named: {sorted(self._named)}") from None
+            raise UnknownKeyError(
+                f"{self.display_name}: no connection named {name!r}; named: {sorted(self._named)}"
+            ) from None
 
     def update_state(self, state: str, new_value: str | TerminalRef) -> None:
         """Declare that, in training mode, ``new_value`` replaces state ``state`` after a call."""
         self._check_mutable()
         s = self._require_named(state)
-        n = self._require_named(new_value) if isinstance(new_value, str) else self._resolve(new_value, [], "update_state")
+        n = (
+            self._require_named(new_value)
+            if isinstance(new_value, str)
+            else self._resolve(new_value, [], "update_state")
+        )
         if s.role != "state":
             raise ModelBuildError(f"{self.display_name}: {state!r} is not declared as state")
         self._state_updates.append((s, n))
@@ -461,4 +474,3 @@ class Model(Block):
         from ..physical.summary import logical_summary
 
         return logical_summary(self)
-

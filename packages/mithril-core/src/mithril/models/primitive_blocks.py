@@ -27,8 +27,15 @@ class _Prim(PrimitiveBlock):
 
 
 def _simple(cls_name: str, prim: str, doc: str) -> type[_Prim]:
-    return type(cls_name, (_Prim,), {"primitive_name": prim, "__doc__": doc,
-                                      "__init__": lambda self, *, name=None: _Prim.__init__(self, name=name)})
+    return type(
+        cls_name,
+        (_Prim,),
+        {
+            "primitive_name": prim,
+            "__doc__": doc,
+            "__init__": lambda self, *, name=None: _Prim.__init__(self, name=name),
+        },
+    )
 
 
 Add = _simple("Add", "add", "left + right, broadcasting.")
@@ -118,8 +125,9 @@ class Flatten(_Prim):
 
     def __init__(self, start_axis: int = 1, end_axis: int = -1, *, name: str | None = None) -> None:
         at = A.where("Flatten", name)
-        super().__init__(name=name, start_axis=A.integer(start_axis, "start_axis", at),
-                         end_axis=A.integer(end_axis, "end_axis", at))
+        super().__init__(
+            name=name, start_axis=A.integer(start_axis, "start_axis", at), end_axis=A.integer(end_axis, "end_axis", at)
+        )
 
 
 class Cast(_Prim):
@@ -134,8 +142,9 @@ class Cast(_Prim):
 
 
 class _Reduce(_Prim):
-    def __init__(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, *,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, axis: int | Sequence[int] | None = None, keepdims: bool = False, *, name: str | None = None
+    ) -> None:
         at = A.where(type(self).__name__, name)
         super().__init__(name=name, axis=A.axes(axis, "axis", at), keepdims=A.flag(keepdims, "keepdims", at))
 
@@ -180,14 +189,24 @@ class MaxPool2d(_Prim):
 
     primitive_name = "max_pool2d"
 
-    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
-                 padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, *,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        *,
+        name: str | None = None,
+    ) -> None:
         at = A.where("MaxPool2d", name)
         k = A.sizes(kernel_size, 2, "kernel_size", at)
-        super().__init__(name=name, kernel_size=k, stride=A.sizes(stride, 2, "stride", at) if stride is not None else k,
-                         padding=A.sizes(padding, 2, "padding", at, minimum=0),
-                         dilation=A.sizes(dilation, 2, "dilation", at))
+        super().__init__(
+            name=name,
+            kernel_size=k,
+            stride=A.sizes(stride, 2, "stride", at) if stride is not None else k,
+            padding=A.sizes(padding, 2, "padding", at, minimum=0),
+            dilation=A.sizes(dilation, 2, "dilation", at),
+        )
 
 
 class AvgPool2d(_Prim):
@@ -195,11 +214,21 @@ class AvgPool2d(_Prim):
 
     primitive_name = "avg_pool2d"
 
-    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
-                 padding: int | Sequence[int] = 0, count_include_pad: bool = True, *,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        count_include_pad: bool = True,
+        *,
+        name: str | None = None,
+    ) -> None:
         at = A.where("AvgPool2d", name)
         k = A.sizes(kernel_size, 2, "kernel_size", at)
-        super().__init__(name=name, kernel_size=k, stride=A.sizes(stride, 2, "stride", at) if stride is not None else k,
-                         padding=A.sizes(padding, 2, "padding", at, minimum=0),
-                         count_include_pad=A.flag(count_include_pad, "count_include_pad", at))
+        super().__init__(
+            name=name,
+            kernel_size=k,
+            stride=A.sizes(stride, 2, "stride", at) if stride is not None else k,
+            padding=A.sizes(padding, 2, "padding", at, minimum=0),
+            count_include_pad=A.flag(count_include_pad, "count_include_pad", at),
+        )

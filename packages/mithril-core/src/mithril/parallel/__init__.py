@@ -8,4 +8,4 @@ Backends map the description onto engines that exist: JAX's GSPMD (``Mesh`` +
 from .layout import Layout, Spec, column_parallel, resolve, row_parallel
 from .mesh import DATA_AXIS, MODEL_AXIS, DeviceMesh
 
-__all__ = ["DeviceMesh", "DATA_AXIS", "MODEL_AXIS", "Layout", "Spec", "column_parallel", "row_parallel", "resolve"]
+__all__ = ["DATA_AXIS", "MODEL_AXIS", "DeviceMesh", "Layout", "Spec", "column_parallel", "resolve", "row_parallel"]

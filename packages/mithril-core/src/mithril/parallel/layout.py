@@ -20,14 +20,13 @@ import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..errors import ShapeMismatchError, UnknownKeyError
 from ..ir.graph import Graph, Value
 from .mesh import DATA_AXIS, MODEL_AXIS, DeviceMesh
 
 #: per dimension: a mesh axis, a tuple of axes, or None (replicated along every axis)
-Spec = tuple[Union[str, tuple[str, ...], None], ...]
+Spec = tuple[str | tuple[str, ...] | None, ...]
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,9 @@ def row_parallel(pattern: str, axis: str = MODEL_AXIS) -> list[tuple[str, Spec]]
 
 def _check(name: str, what: str, spec: Spec, shape: tuple[int, ...], mesh: DeviceMesh) -> Spec:
     if len(spec) != len(shape):
-        raise ShapeMismatchError(f"sharding of {what} {name!r}: spec {spec} has {len(spec)} entries, the array "
-                                 f"has shape {list(shape)}")
+        raise ShapeMismatchError(
+            f"sharding of {what} {name!r}: spec {spec} has {len(spec)} entries, the array has shape {list(shape)}"
+        )
     used: set[str] = set()
     for dim, entry in enumerate(spec):
         axes = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
@@ -86,7 +86,8 @@ def _check(name: str, what: str, spec: Spec, shape: tuple[int, ...], mesh: Devic
         if shape[dim] % parts:
             raise ShapeMismatchError(
                 f"sharding of {what} {name!r}: dimension {dim} of shape {list(shape)} has size {shape[dim]}, "
-                f"not divisible by the {parts} devices of mesh axis {'/'.join(axes)} (mesh {mesh})")
+                f"not divisible by the {parts} devices of mesh axis {'/'.join(axes)} (mesh {mesh})"
+            )
     return spec
 
 
@@ -98,8 +99,9 @@ def _fsdp_spec(shape: tuple[int, ...], mesh: DeviceMesh) -> Spec:
     return (None,) * len(shape)
 
 
-def resolve(layout: Layout, mesh: DeviceMesh, graph: Graph, param_of: Mapping[str, str] | None = None
-            ) -> dict[str, Spec]:
+def resolve(
+    layout: Layout, mesh: DeviceMesh, graph: Graph, param_of: Mapping[str, str] | None = None
+) -> dict[str, Spec]:
     """The spec of every param, state and input of ``graph``; ``param_of`` maps optimizer state
     (``adamw.m.linear_0.weight``) to the parameter whose layout it shares."""
     param_of = param_of or {}
@@ -108,8 +110,10 @@ def resolve(layout: Layout, mesh: DeviceMesh, graph: Graph, param_of: Mapping[st
     names = {*graph.params, *graph.state, *graph.inputs}
     for pattern, _ in layout.rules:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names | set(param_of.values())):
-            raise UnknownKeyError(f"sharding rule {pattern!r} matches no array of the model; its params: "
-                                  f"{sorted(graph.params)[:12]}, inputs: {sorted(graph.inputs)}")
+            raise UnknownKeyError(
+                f"sharding rule {pattern!r} matches no array of the model; its params: "
+                f"{sorted(graph.params)[:12]}, inputs: {sorted(graph.inputs)}"
+            )
     out: dict[str, Spec] = {}
 
     def shape_of(v: Value) -> tuple[int, ...]:
@@ -139,9 +143,10 @@ def resolve(layout: Layout, mesh: DeviceMesh, graph: Graph, param_of: Mapping[st
             if shape[0] % n:
                 raise ShapeMismatchError(
                     f"input {name!r} has batch size {shape[0]} (shape {list(shape)}), not divisible by the {n} "
-                    f"devices of mesh axis {layout.batch_axis!r} (mesh {mesh})")
+                    f"devices of mesh axis {layout.batch_axis!r} (mesh {mesh})"
+                )
         out[name] = _check(name, "input", spec, shape, mesh)
     return out
 
 
-__all__ = ["Layout", "Spec", "column_parallel", "row_parallel", "resolve"]
+__all__ = ["Layout", "Spec", "column_parallel", "resolve", "row_parallel"]

@@ -39,12 +39,15 @@ class DeviceMesh:
             axes = tuple((k, v) for k, v in spec.items())
         elif isinstance(spec, Sequence) and not isinstance(spec, str):
             if len(spec) > len(_DEFAULT_NAMES):
-                raise ModelBuildError(f"device_mesh={spec!r}: give more than {len(_DEFAULT_NAMES)} axes as a dict "
-                                      f"of names to sizes")
+                raise ModelBuildError(
+                    f"device_mesh={spec!r}: give more than {len(_DEFAULT_NAMES)} axes as a dict of names to sizes"
+                )
             axes = tuple(zip(_DEFAULT_NAMES, spec))
         else:
-            raise ModelBuildError(f"device_mesh must be a tuple of sizes such as (8,) or a dict such as "
-                                  f'{{"data": 2, "model": 4}}, got {spec!r}')
+            raise ModelBuildError(
+                f"device_mesh must be a tuple of sizes such as (8,) or a dict such as "
+                f'{{"data": 2, "model": 4}}, got {spec!r}'
+            )
         if not axes:
             raise ModelBuildError("device_mesh has no axes")
         seen: set[str] = set()
@@ -79,4 +82,4 @@ class DeviceMesh:
         return "{" + ", ".join(f"{n!r}: {s}" for n, s in self.axes) + "}"
 
 
-__all__ = ["DeviceMesh", "DATA_AXIS", "MODEL_AXIS"]
+__all__ = ["DATA_AXIS", "MODEL_AXIS", "DeviceMesh"]

@@ -47,7 +47,8 @@ def check_indices(backend: Any, checks: Sequence[IndexCheck], inputs: Mapping[st
             extra = f" (or {c.ignore}, the ignore_index)" if c.ignore is not None else ""
             raise EvaluationError(
                 f"input {c.name!r} holds {value} at {pos}, read as {c.terminal} of {c.block}: indices must be in "
-                f"[0, {c.size - 1}]{extra}")
+                f"[0, {c.size - 1}]{extra}"
+            )
 
 
 __all__ = ["check_indices", "out_of_range"]

@@ -20,7 +20,7 @@ from .pipeline import Options
 
 
 @gc_paused
-def compile(  # noqa: A001 - the public name the seeds use
+def compile(
     model: Block,
     backend: Backend,
     shapes: Mapping[str, Sequence[int | None]] | None = None,
@@ -57,13 +57,19 @@ def compile(  # noqa: A001 - the public name the seeds use
     # a misspelt keyword or a stray positional argument is a CompileError with the close name, not a
     # TypeError (``extra`` and ``unknown`` are not part of the documented signature: see __signature__)
     if extra:
-        raise CompileError(f"compile takes model, backend and shapes positionally; got {len(extra)} more "
-                           f"positional argument(s) {_brief(extra)}: give the options by keyword "
-                           f"({', '.join(OPTIONS[1:])})")
+        raise CompileError(
+            f"compile takes model, backend and shapes positionally; got {len(extra)} more "
+            f"positional argument(s) {_brief(extra)}: give the options by keyword "
+            f"({', '.join(OPTIONS[1:])})"
+        )
     if unknown:
         raise CompileError("; ".join(_unknown_keyword(k) for k in sorted(unknown)))
-    for flag, value in (("jit", jit), ("static_shapes", static_shapes),
-                        ("gradient_checkpointing", gradient_checkpointing), ("static_inference", static_inference)):
+    for flag, value in (
+        ("jit", jit),
+        ("static_shapes", static_shapes),
+        ("gradient_checkpointing", gradient_checkpointing),
+        ("static_inference", static_inference),
+    ):
         _check_flag(flag, value)
     if training is not None:
         _check_flag("training", training)
@@ -89,7 +95,8 @@ def compile(  # noqa: A001 - the public name the seeds use
         raise UnsupportedError(
             f"{type(backend).__name__} computes gradients with its own autodiff, which gradient_checkpointing "
             f"does not reach (it recomputes activations in the core's backward pass)"
-            + ("" if backend.name == "ggml" else "; use autodiff='mithril' to checkpoint"))
+            + ("" if backend.name == "ggml" else "; use autodiff='mithril' to checkpoint")
+        )
     logical._freeze()
     known = set(logical._iface or {})
     shapes = _checked_shapes(shapes)
@@ -102,11 +109,14 @@ def compile(  # noqa: A001 - the public name the seeds use
             raise UnknownKeyError(f"compile({what}=...): unknown key(s) {bad}; the model has {sorted(known)}")
     nones = sorted(k for k, v in constants.items() if v is None)
     if nones:
-        raise CompileError(f"compile(constants=...): {nones} given None; give an array, or leave the key out "
-                           f"to keep it an input")
+        raise CompileError(
+            f"compile(constants=...): {nones} given None; give an array, or leave the key out to keep it an input"
+        )
     if sharding is not None and backend.mesh is None:
-        raise CompileError(f"sharding=... needs a backend with a device mesh; {backend!r} has none "
-                           f"(e.g. ml.JaxBackend(device_mesh=(8,)))")
+        raise CompileError(
+            f"sharding=... needs a backend with a device mesh; {backend!r} has none "
+            f"(e.g. ml.JaxBackend(device_mesh=(8,)))"
+        )
     opts = Options(
         layout=None if sharding is None else Layout.of(sharding),
         jit=jit,
@@ -116,19 +126,36 @@ def compile(  # noqa: A001 - the public name the seeds use
         source_path=source_path,
     )
     return PhysicalModel(
-        logical, backend, shapes=shapes, constants=constants, static_shapes=static_shapes,
-        training=not static_inference if training is None else training, options=opts,
+        logical,
+        backend,
+        shapes=shapes,
+        constants=constants,
+        static_shapes=static_shapes,
+        training=not static_inference if training is None else training,
+        options=opts,
     )
 
 
 #: compile's keyword options, in the order of its signature
-OPTIONS = ("shapes", "jit", "static_shapes", "gradient_checkpointing", "static_inference", "constants", "training",
-           "source_path", "sharding")
+OPTIONS = (
+    "shapes",
+    "jit",
+    "static_shapes",
+    "gradient_checkpointing",
+    "static_inference",
+    "constants",
+    "training",
+    "source_path",
+    "sharding",
+)
 
 # help(ml.compile) and inspect.signature show the documented signature, without the catch-alls
 _sig = inspect.signature(compile)
-compile.__signature__ = _sig.replace(parameters=[  # type: ignore[attr-defined]
-    p for p in _sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)])
+compile.__signature__ = _sig.replace(
+    parameters=[  # type: ignore[attr-defined]
+        p for p in _sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+)
 del _sig
 
 
@@ -154,19 +181,24 @@ def _checked_shapes(shapes: Any) -> dict[str, list[int | None]]:
     if shapes is None:
         return {}
     if not isinstance(shapes, Mapping):
-        raise CompileError(f"compile(shapes=...) must be a dict of name -> list of ints, got {type(shapes).__name__} "
-                           f"{_brief([shapes])[1:-1]}")
+        raise CompileError(
+            f"compile(shapes=...) must be a dict of name -> list of ints, got {type(shapes).__name__} "
+            f"{_brief([shapes])[1:-1]}"
+        )
     out: dict[str, list[int | None]] = {}
     for key, spec in shapes.items():
         if spec is None:
             continue
-        ok = isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)) or isinstance(spec, np.ndarray)
+        ok = (isinstance(spec, Sequence) and not isinstance(spec, (str, bytes))) or isinstance(spec, np.ndarray)
         dims = list(spec) if ok else []
-        if ok and not all(d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_))
-                                        and d >= 0) for d in dims):
+        if ok and not all(
+            d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0)
+            for d in dims
+        ):
             ok = False
         if not ok:
-            raise CompileError(f"compile(shapes=...): the shape of {key!r} must be a list of ints >= 0 (None where "
-                               f"free), got {spec!r}")
+            raise CompileError(
+                f"compile(shapes=...): the shape of {key!r} must be a list of ints >= 0 (None where free), got {spec!r}"
+            )
         out[key] = [None if d is None else int(d) for d in dims]
     return out

@@ -20,5 +20,6 @@ class Executable(Protocol):
 
     source: str | None
 
-    def run(self, params: Arrays, inputs: Arrays, cotangents: Arrays) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        ...
+    def run(
+        self, params: Arrays, inputs: Arrays, cotangents: Arrays
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]: ...

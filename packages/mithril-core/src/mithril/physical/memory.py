@@ -52,19 +52,23 @@ class MemoryReport:
         return self.parameters + self.inputs + self.peak_activations
 
     def __str__(self) -> str:
-        mib = lambda b: f"{b / 2**20:.2f} MiB"  # noqa: E731
-        lines = [f"estimated peak {mib(self.peak)}: parameters {mib(self.parameters)}, inputs {mib(self.inputs)}, "
-                 f"activations at peak {mib(self.peak_activations)}",
-                 f"kept for the backward pass {mib(self.kept_for_backward)}, results {mib(self.results)}"]
+        mib = lambda b: f"{b / 2**20:.2f} MiB"
+        lines = [
+            f"estimated peak {mib(self.peak)}: parameters {mib(self.parameters)}, inputs {mib(self.inputs)}, "
+            f"activations at peak {mib(self.peak_activations)}",
+            f"kept for the backward pass {mib(self.kept_for_backward)}, results {mib(self.results)}",
+        ]
         if self.peak_node:
-            lines.append(f"at the peak: {self.peak_node}; largest: "
-                         + ", ".join(f"{n} {mib(b)}" for n, b in self.largest_at_peak))
+            lines.append(
+                f"at the peak: {self.peak_node}; largest: "
+                + ", ".join(f"{n} {mib(b)}" for n, b in self.largest_at_peak)
+            )
         return "\n".join(lines)
 
 
 def estimate(graph: Graph, float_bytes: int, forward_nodes: int | None = None) -> MemoryReport:
     """The :class:`MemoryReport` of ``graph``; ``forward_nodes``: how many leading nodes are the forward pass."""
-    size = lambda v: value_bytes(v, float_bytes)  # noqa: E731
+    size = lambda v: value_bytes(v, float_bytes)
     params = sum(size(v) for v in (*graph.params.values(), *graph.state.values()))
     inputs = sum(size(v) for v in (*graph.inputs.values(), *graph.cotangents.values()))
     results = {v.uid for v in graph.results()}
@@ -98,4 +102,4 @@ def float_bytes_of(backend: Any) -> int:
     return int(backend.dtype.numpy.itemsize) if hasattr(backend.dtype, "numpy") else 4
 
 
-__all__ = ["MemoryReport", "estimate", "value_bytes", "float_bytes_of"]
+__all__ = ["MemoryReport", "estimate", "float_bytes_of", "value_bytes"]

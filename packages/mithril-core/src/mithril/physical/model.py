@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,13 +11,21 @@ import numpy as np
 from .._gc import gc_paused
 from ..backend import Backend
 from ..errors import (
-    BatchStatisticsError, DTypeMismatchError, EvaluationError, StateNotReturnedWarning, MissingInputError, ParamsError, ShapeMismatchError, ShapeUnknownError,
-    UnknownKeyError, UnsupportedError, warn_recompiles,
+    BatchStatisticsError,
+    EvaluationError,
+    MissingInputError,
+    ParamsError,
+    ShapeMismatchError,
+    ShapeUnknownError,
+    StateNotReturnedWarning,
+    UnknownKeyError,
+    UnsupportedError,
+    warn_recompiles,
 )
 from ..ir.flatten import FlatModel, flatten
 from ..ir.graph import Graph
-from ..ir.randomness import SEED_INPUT
 from ..ir.passes.shape_inference import solve
+from ..ir.randomness import SEED_INPUT
 from ..models.model import Model
 from .checks import check_indices
 from .pipeline import Compiled, Options, build_graph, compile_graph
@@ -31,9 +39,18 @@ class PhysicalModel:
     the shapes given to ``compile`` are accepted.
     """
 
-    def __init__(self, model: Model, backend: Backend, *, shapes: Mapping[str, Sequence[int | None]],
-                 constants: Mapping[str, Any], static_shapes: bool, training: bool, options: Options,
-                 flatten_fn: Callable[[bool], FlatModel] | None = None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        backend: Backend,
+        *,
+        shapes: Mapping[str, Sequence[int | None]],
+        constants: Mapping[str, Any],
+        static_shapes: bool,
+        training: bool,
+        options: Options,
+        flatten_fn: Callable[[bool], FlatModel] | None = None,
+    ) -> None:
         self.model = model
         #: the model's graph in training or inference mode (default :func:`mithril.ir.flatten.flatten`;
         #: a training step adds its loss)
@@ -110,8 +127,9 @@ class PhysicalModel:
     def _key(training: bool, input_shapes: Mapping[str, tuple[int, ...]], cot: tuple[str, ...] | None) -> Any:
         return (training, tuple(sorted(input_shapes.items())), cot)
 
-    def _compiled(self, training: bool, input_shapes: dict[str, tuple[int, ...]],
-                  cot: tuple[str, ...] | None) -> Compiled:
+    def _compiled(
+        self, training: bool, input_shapes: dict[str, tuple[int, ...]], cot: tuple[str, ...] | None
+    ) -> Compiled:
         key = self._key(training, input_shapes, cot)
         hit = self._cache.get(key)
         if hit is not None:
@@ -148,8 +166,9 @@ class PhysicalModel:
         return graph
 
     @gc_paused
-    def _compile_new(self, key: Any, training: bool, input_shapes: dict[str, tuple[int, ...]],
-                     cot: tuple[str, ...] | None) -> Compiled:
+    def _compile_new(
+        self, key: Any, training: bool, input_shapes: dict[str, tuple[int, ...]], cot: tuple[str, ...] | None
+    ) -> Compiled:
         graph = self.checked_graph(training, input_shapes)
         self._cache[key] = compiled = compile_graph(graph, self.backend, self.options, cotangent_outputs=cot)
         warn_recompiles("this physical model", len(self._cache), dict(input_shapes))
@@ -201,9 +220,7 @@ class PhysicalModel:
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         if self._param_shapes is None:
-            raise ShapeUnknownError(
-                "parameter shapes are not known: give the input shapes in compile(shapes=...)"
-            )
+            raise ShapeUnknownError("parameter shapes are not known: give the input shapes in compile(shapes=...)")
         return dict(self._param_shapes)
 
     def randomize_params(self, seed: int | None = None) -> dict[str, Any]:
@@ -262,10 +279,16 @@ class PhysicalModel:
         if return_state is not True and return_state is not False:
             _check_flag("return_state", return_state)
         fast = self._fast
-        if fast is not None and type(inputs) is dict and type(params) is dict and (
-                output_gradients is None or type(output_gradients) is dict):
-            key = (self.training if training is None else training,
-                   None if output_gradients is None else tuple(output_gradients))
+        if (
+            fast is not None
+            and type(inputs) is dict
+            and type(params) is dict
+            and (output_gradients is None or type(output_gradients) is dict)
+        ):
+            key = (
+                self.training if training is None else training,
+                None if output_gradients is None else tuple(output_gradients),
+            )
             if key == fast[0]:
                 if fast[2]:
                     check_indices(self.backend, fast[2], inputs)
@@ -283,17 +306,27 @@ class PhysicalModel:
             result = (*result, state) if isinstance(result, tuple) else (result, state)
         return result
 
-    def _evaluate(self, params: Mapping[str, Any], inputs: Mapping[str, Any] | None,
-                  output_gradients: Mapping[str, Any] | None, training: bool | None, return_state: bool) -> Any:
+    def _evaluate(
+        self,
+        params: Mapping[str, Any],
+        inputs: Mapping[str, Any] | None,
+        output_gradients: Mapping[str, Any] | None,
+        training: bool | None,
+        return_state: bool,
+    ) -> Any:
         if inputs is None:
             inputs = {}
         elif not isinstance(inputs, Mapping):
-            raise EvaluationError(f"inputs must be a dict of arrays keyed by the model's inputs "
-                                  f"{list(self.input_keys)}, got {type(inputs).__name__}; "
-                                  f"evaluate(params, {{{', '.join(repr(k) + ': ...' for k in self.input_keys)}}})")
+            raise EvaluationError(
+                f"inputs must be a dict of arrays keyed by the model's inputs "
+                f"{list(self.input_keys)}, got {type(inputs).__name__}; "
+                f"evaluate(params, {{{', '.join(repr(k) + ': ...' for k in self.input_keys)}}})"
+            )
         if output_gradients is not None and not isinstance(output_gradients, Mapping):
-            raise EvaluationError(f"output_gradients must be a dict of arrays keyed by the model's outputs "
-                                  f"{list(self.output_keys)}, got {type(output_gradients).__name__}")
+            raise EvaluationError(
+                f"output_gradients must be a dict of arrays keyed by the model's outputs "
+                f"{list(self.output_keys)}, got {type(output_gradients).__name__}"
+            )
         mode = self.training if training is None else bool(training)
         if mode and self.options.static_inference:
             raise UnsupportedError("this model was compiled with static_inference=True: it runs in inference mode")
@@ -309,8 +342,9 @@ class PhysicalModel:
         cot: tuple[str, ...] | None = None
         if output_gradients is not None:
             if self.options.static_inference:
-                raise UnsupportedError("static_inference=True compiles an inference-only model; "
-                                       "compile without it to compute gradients")
+                raise UnsupportedError(
+                    "static_inference=True compiles an inference-only model; compile without it to compute gradients"
+                )
             bad = sorted(set(output_gradients) - set(self.output_keys))
             if bad:
                 raise UnknownKeyError(f"output_gradients: unknown output(s) {bad}; outputs: {list(self.output_keys)}")
@@ -346,7 +380,8 @@ class PhysicalModel:
                 if compiled.graph.outputs[k].kind in (None, "float") and native_of(g) != be.native_dtype("float"):
                     raise EvaluationError(
                         f"output_gradients[{k!r}] is {be.dtype_of(g).value} but output {k!r} is "
-                        f"{be.dtype.value}; give it in the output's dtype (backend.array(...)): it is not cast")
+                        f"{be.dtype.value}; give it in the output's dtype (backend.array(...)): it is not cast"
+                    )
                 cots[k] = g
         if mode and compiled.graph.state_updates and not return_state and not self._warned_state:
             self._warned_state = True
@@ -355,7 +390,9 @@ class PhysicalModel:
                 f"{', ...' if len(compiled.graph.state_updates) > 4 else ''}) but evaluate(..., return_state=False) "
                 f"drops the new values, so inference will use the initial ones; pass return_state=True and merge "
                 f"them into params, evaluate with training=False, or train with mithril.training",
-                StateNotReturnedWarning, stacklevel=3)
+                StateNotReturnedWarning,
+                stacklevel=3,
+            )
         checks = compiled.graph.index_checks
         if checks:
             check_indices(be, checks, checked_inputs)
@@ -365,8 +402,11 @@ class PhysicalModel:
         # an executable may offer a fast path that vouches for its arguments itself (a jitted JAX
         # function traced only from here): the next call with the same mode and gradients tries it
         fast_call = None if compiled.random else getattr(compiled.executable, "fast_call", None)
-        self._fast = None if fast_call is None else (
-            (mode, None if output_gradients is None else tuple(output_gradients)), fast_call, tuple(checks))
+        self._fast = (
+            None
+            if fast_call is None
+            else ((mode, None if output_gradients is None else tuple(output_gradients)), fast_call, tuple(checks))
+        )
         return self._result(ran, output_gradients is not None, return_state)
 
     def _expected(self, compiled: Compiled) -> dict[str, tuple[tuple[int, ...], Any]]:
@@ -407,8 +447,9 @@ class PhysicalModel:
                 f"convert it with backend.array(...)"
             )
 
-    def memory_report(self, *, gradients: bool = True, training: bool | None = None,
-                      gradient_checkpointing: bool | None = None) -> Any:
+    def memory_report(
+        self, *, gradients: bool = True, training: bool | None = None, gradient_checkpointing: bool | None = None
+    ) -> Any:
         """Estimated peak bytes of a call for the shapes given to compile (or of the last call), from
         liveness (:mod:`mithril.physical.memory`): parameters, inputs, activations at the peak and those
         kept for the backward pass. ``gradients``: a call with output gradients for every output;
@@ -421,11 +462,15 @@ class PhysicalModel:
         mode = self.training if training is None else bool(training)
         shapes = {k: tuple(v) for k, v in self._known_shapes().items() if k in self.input_keys}
         if any(None in v for v in shapes.values()) or set(shapes) != set(self.input_keys):
-            raise ShapeUnknownError("memory_report needs every input's shape: give them to compile(shapes=...) "
-                                    "or evaluate once")
+            raise ShapeUnknownError(
+                "memory_report needs every input's shape: give them to compile(shapes=...) or evaluate once"
+            )
         graph = self.checked_graph(mode, shapes)
-        opts = self.options if gradient_checkpointing is None else replace(
-            self.options, gradient_checkpointing=bool(gradient_checkpointing))
+        opts = (
+            self.options
+            if gradient_checkpointing is None
+            else replace(self.options, gradient_checkpointing=bool(gradient_checkpointing))
+        )
         cot = tuple(k for k in self.output_keys if graph.outputs[k].kind == "float") if gradients else None
         compiled = compile_graph(graph, self.backend, opts, cotangent_outputs=cot)
         g = compiled.graph
@@ -438,8 +483,10 @@ class PhysicalModel:
         return physical_summary(self)
 
     def __repr__(self) -> str:
-        return (f"PhysicalModel({self.backend!r}, inputs={list(self.input_keys)}, "
-                f"outputs={list(self.output_keys)}, params={len(self.param_keys)})")
+        return (
+            f"PhysicalModel({self.backend!r}, inputs={list(self.input_keys)}, "
+            f"outputs={list(self.output_keys)}, params={len(self.param_keys)})"
+        )
 
 
 def _check_flag(name: str, value: Any) -> None:
@@ -448,4 +495,4 @@ def _check_flag(name: str, value: Any) -> None:
         raise EvaluationError(f"evaluate({name}=...) must be True or False, got {value!r} ({type(value).__name__})")
 
 
-__all__ = ["PhysicalModel", "EvaluationError"]
+__all__ = ["EvaluationError", "PhysicalModel"]

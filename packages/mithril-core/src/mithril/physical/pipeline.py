@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend
-from ..ir.flatten import FlatModel
 from ..errors import CompileError
+from ..ir.flatten import FlatModel
 from ..ir.graph import Graph, IndexCheck, Value, ValueRole
 from ..ir.passes import autodiff, fuse, remat, simplify
 from ..ir.passes.expand import expand
@@ -50,8 +50,13 @@ class Compiled:
     random: bool = False
 
 
-def build_graph(flat: FlatModel, shapes: Mapping[str, Sequence[int] | None], constants: Mapping[str, Any],
-                kinds: Mapping[str, str] | None = None, keep: Container[str] = ()) -> Graph:
+def build_graph(
+    flat: FlatModel,
+    shapes: Mapping[str, Sequence[int] | None],
+    constants: Mapping[str, Any],
+    kinds: Mapping[str, str] | None = None,
+    keep: Container[str] = (),
+) -> Graph:
     """Concrete graph with constants bound, composites expanded, aliases and shape constants resolved."""
     graph = concretize(flat, shapes, kinds)
     for name, data in constants.items():
@@ -89,8 +94,10 @@ def index_checks(graph: Graph) -> list[IndexCheck]:
 
             bad = out_of_range(np.asarray(v.data), size, ignore)
             if bad is not None:
-                raise CompileError(f"{block}: constant {v.name or terminal!r} read as {terminal} holds "
-                                   f"{bad[1]} at {bad[0]}: {_range_text(size, ignore)}")
+                raise CompileError(
+                    f"{block}: constant {v.name or terminal!r} read as {terminal} holds "
+                    f"{bad[1]} at {bad[0]}: {_range_text(size, ignore)}"
+                )
     return checks
 
 
@@ -99,9 +106,16 @@ def _range_text(size: int, ignore: int | None) -> str:
     return f"indices must be in [0, {size - 1}]{extra}"
 
 
-def compile_graph(graph: Graph, backend: Backend, opts: Options, *, cotangent_outputs: Sequence[str] | None,
-                  wrt: Sequence[str] | None = None, after_autodiff: Callable[[Graph], None] | None = None,
-                  seed_cotangents: Mapping[str, float] | None = None) -> Compiled:
+def compile_graph(
+    graph: Graph,
+    backend: Backend,
+    opts: Options,
+    *,
+    cotangent_outputs: Sequence[str] | None,
+    wrt: Sequence[str] | None = None,
+    after_autodiff: Callable[[Graph], None] | None = None,
+    seed_cotangents: Mapping[str, float] | None = None,
+) -> Compiled:
     """Optimise ``graph`` (forward, or with gradients when ``cotangent_outputs`` is given) and lower it.
 
     A training step (:mod:`mithril.training`) passes ``seed_cotangents``, the constant

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)])
 
 
@@ -20,7 +20,7 @@ def _fmt(shape: object) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]" if isinstance(shape, (list, tuple)) else str(shape)
 
 
-def logical_summary(model: "Model", max_depth: int = 1) -> str:
+def logical_summary(model: Model, max_depth: int = 1) -> str:
     """Blocks (to ``max_depth``) with their symbolic output shapes."""
     rows = []
     for path, block in model.iter_blocks():
@@ -32,7 +32,7 @@ def logical_summary(model: "Model", max_depth: int = 1) -> str:
     return _table(rows, ("block", "type", "output shape"))
 
 
-def physical_summary(pm: "PhysicalModel", max_depth: int = 0) -> str:
+def physical_summary(pm: PhysicalModel, max_depth: int = 0) -> str:
     """Top-level blocks with concrete (or symbolic) output shapes and parameter counts."""
     from ..ir.passes.shape_inference import solve
 
@@ -40,7 +40,7 @@ def physical_summary(pm: "PhysicalModel", max_depth: int = 0) -> str:
     terms = solve(flat, pm._known_shapes())
     try:
         pshapes = pm.param_shapes
-    except Exception:  # noqa: BLE001 - unknown until evaluate
+    except Exception:
         pshapes = {}
     by_value = {v.uid: k for k, v in {**flat.graph.params, **flat.graph.state}.items()}
     rows = []
@@ -61,8 +61,14 @@ def physical_summary(pm: "PhysicalModel", max_depth: int = 0) -> str:
             if v is not None and v.uid in by_value:
                 own.append(by_value[v.uid])
         n = sum(math.prod(pshapes[k]) for k in own if k in pshapes and k not in state)
-        rows.append(("  " * depth + path.split(".")[-1], type(block).__name__, ", ".join(outs),
-                     f"{n:,}" if own and pshapes else "-"))
+        rows.append(
+            (
+                "  " * depth + path.split(".")[-1],
+                type(block).__name__,
+                ", ".join(outs),
+                f"{n:,}" if own and pshapes else "-",
+            )
+        )
     shapes = pm.shapes
     lines = [f"Physical model for {pm.backend!r}"]
     lines.append("inputs:  " + ", ".join(f"{k} {_fmt(shapes.get(k))}" for k in pm.input_keys))
@@ -80,8 +86,10 @@ def physical_summary(pm: "PhysicalModel", max_depth: int = 0) -> str:
 
         report = estimate(extra.graph, float_bytes_of(pm.backend))
         what = "with gradients" if extra.graph.gradients else "forward"
-        lines.append(f"estimated peak memory ({what}): {report.peak / 2**20:.2f} MiB "
-                     f"(parameters {report.parameters / 2**20:.2f} MiB; memory_report() for details)")
+        lines.append(
+            f"estimated peak memory ({what}): {report.peak / 2**20:.2f} MiB "
+            f"(parameters {report.parameters / 2**20:.2f} MiB; memory_report() for details)"
+        )
     report = getattr(getattr(extra, "executable", None), "quantization_report", None)
     if report:
         lines += ["", "quantization:", *(f"  {k}: {v}" for k, v in report.items())]

@@ -52,7 +52,18 @@ def backend_names() -> list[str]:
 
 
 __all__ = [
-    "PLUGIN_API", "ENTRY_POINT_GROUP", "PluginInfo", "hookimpl", "hookspec", "register", "unregister",
-    "disable", "list_plugins", "failed", "report", "backends", "backend_names",
+    "ENTRY_POINT_GROUP",
+    "PLUGIN_API",
+    "PluginInfo",
+    "backend_names",
+    "backends",
+    "disable",
+    "failed",
+    "hookimpl",
+    "hookspec",
+    "list_plugins",
     "plugin_manager",
+    "register",
+    "report",
+    "unregister",
 ]

@@ -95,7 +95,7 @@ class MithrilPluginManager:
                 continue
             try:
                 obj = ep.load()
-            except Exception as e:  # noqa: BLE001 - any import failure is reported
+            except Exception as e:
                 self._fail(ep.name, source, f"import failed: {type(e).__name__}: {e}", e)
                 continue
             self._add(obj, ep.name, source)
@@ -126,8 +126,13 @@ class MithrilPluginManager:
         self._disabled.add(name)
         if name in self.infos:
             self._drop(name)
-            self.infos[name] = PluginInfo(name, self.infos[name].source, "disabled", "disabled by the user",
-                                          distribution=self.infos[name].distribution)
+            self.infos[name] = PluginInfo(
+                name,
+                self.infos[name].source,
+                "disabled",
+                "disabled by the user",
+                distribution=self.infos[name].distribution,
+            )
 
     def _drop(self, name: str) -> None:
         plugin = self.pm.get_plugin(name)
@@ -174,8 +179,10 @@ class MithrilPluginManager:
             def reg_backend(cls: type | str, name: str | None = None) -> None:
                 if isinstance(cls, str):
                     if not name or ":" not in cls:
-                        raise PluginError(f"a lazy backend is registered as register('module:Class', name=...), "
-                                          f"got {cls!r} with name={name!r}")
+                        raise PluginError(
+                            f"a lazy backend is registered as register('module:Class', name=...), "
+                            f"got {cls!r} with name={name!r}"
+                        )
                     bname = name
                 else:
                     bname = getattr(cls, "name", "")
@@ -202,7 +209,7 @@ class MithrilPluginManager:
                 self._backends[bname] = cls
                 self._backend_plugin[bname] = name
                 backends.append(bname)
-        except Exception as e:  # noqa: BLE001 - isolate a broken plugin
+        except Exception as e:
             if self.pm.get_plugin(name) is not None:
                 self.pm.unregister(name=name)
             for p in prims:
@@ -211,8 +218,14 @@ class MithrilPluginManager:
             return
         self._kernels.clear()
         self.generation += 1
-        self.infos[name] = PluginInfo(name, source, "loaded", backends=tuple(backends), primitives=tuple(prims),
-                                      distribution=self._dists.get(name, ""))
+        self.infos[name] = PluginInfo(
+            name,
+            source,
+            "loaded",
+            backends=tuple(backends),
+            primitives=tuple(prims),
+            distribution=self._dists.get(name, ""),
+        )
 
     def _who(self, plugin: str, source: str | None = None) -> str:
         """``plugin 'a' (distribution mithril-a)`` (or ``(in-process)``) for a plugin or the core."""
@@ -232,14 +245,20 @@ class MithrilPluginManager:
             return
         owner = registry.origin(prim.name)
         if owner == "mithril":
-            fix = (f"rename the plugin's primitive (the core's {prim.name!r} cannot be replaced; to run it "
-                   f"faster on a backend, register a kernel for it instead)")
+            fix = (
+                f"rename the plugin's primitive (the core's {prim.name!r} cannot be replaced; to run it "
+                f"faster on a backend, register a kernel for it instead)"
+            )
         else:
-            fix = (f"uninstall or disable one of them (MITHRIL_DISABLE_PLUGINS={plugin}, or "
-                   f"ml.plugins.disable({plugin!r})), or rename one primitive")
-        raise PluginError(f"primitive {prim.name!r} is defined twice: by {self._who(owner)} and by "
-                          f"{self._who(plugin, source)}; Mithril does not pick one by load order, so "
-                          f"{plugin!r} is not loaded. Fix: {fix}")
+            fix = (
+                f"uninstall or disable one of them (MITHRIL_DISABLE_PLUGINS={plugin}, or "
+                f"ml.plugins.disable({plugin!r})), or rename one primitive"
+            )
+        raise PluginError(
+            f"primitive {prim.name!r} is defined twice: by {self._who(owner)} and by "
+            f"{self._who(plugin, source)}; Mithril does not pick one by load order, so "
+            f"{plugin!r} is not loaded. Fix: {fix}"
+        )
 
     def _problem(self, plugin: str, message: str) -> None:
         """A registration mistake: a PluginError in strict mode or for an in-process plugin (your own code),
@@ -301,7 +320,7 @@ class MithrilPluginManager:
             cls = getattr(importlib.import_module(module_name), attr)
             if not (isinstance(cls, type) and getattr(cls, "name", None) == name):
                 raise PluginError(f"{ref} is not a backend class named {name!r}")
-        except Exception as e:  # noqa: BLE001 - report, like a failed plugin import
+        except Exception as e:
             del self._backends[name]
             del self._backend_plugin[name]
             reason = f"backend {name!r} ({ref}) failed to import: {type(e).__name__}: {e}"
@@ -312,7 +331,8 @@ class MithrilPluginManager:
                 info.status = "failed"
             err = BackendLoadError(
                 f"{self._who(owner)}: {reason}. Fix: install what {module_name} imports into this environment "
-                f"(then restart Python), or disable the plugin (MITHRIL_DISABLE_PLUGINS={owner})")
+                f"(then restart Python), or disable the plugin (MITHRIL_DISABLE_PLUGINS={owner})"
+            )
             err.plugin = owner  # type: ignore[attr-defined]
             err.__cause__ = e
             self._backend_failures[name] = err
@@ -365,16 +385,20 @@ class MithrilPluginManager:
                     impl(backend_name=backend_name, register=reg)
                 except PluginError:
                     raise
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     if self.strict:
                         raise PluginError(f"plugin {plugin_name!r} failed to register kernels: {e}") from e
-                    warnings.warn(f"mithril: plugin {plugin_name!r} failed to register kernels for "
-                                  f"{backend_name!r}: {e}", RuntimeWarning, stacklevel=2)
+                    warnings.warn(
+                        f"mithril: plugin {plugin_name!r} failed to register kernels for {backend_name!r}: {e}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
             self._kernels[backend_name] = table
         return self._kernels[backend_name]
 
-    def _kernel_problem(self, plugin: str, backend_name: str, prim_name: str, fn: Callable[..., Any],
-                        owner: str | None) -> str | None:
+    def _kernel_problem(
+        self, plugin: str, backend_name: str, prim_name: str, fn: Callable[..., Any], owner: str | None
+    ) -> str | None:
         """What is wrong with one kernel registration, or None: the primitive must exist, no other plugin
         may have registered a kernel for it on this backend, and the kernel must take Mithril's call."""
         import difflib
@@ -385,21 +409,27 @@ class MithrilPluginManager:
         if prim_name not in registry:
             close = difflib.get_close_matches(prim_name, registry.names(), n=3)
             hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
-            return (f"{who} registers a kernel for primitive {prim_name!r} on backend {backend_name!r}, but neither "
-                    f"the core nor any loaded plugin defines a primitive {prim_name!r}. Fix: {hint}check the name, "
-                    f"install (or enable) the distribution that defines it, or define it in the same plugin with "
-                    f"mithril_register_primitives")
+            return (
+                f"{who} registers a kernel for primitive {prim_name!r} on backend {backend_name!r}, but neither "
+                f"the core nor any loaded plugin defines a primitive {prim_name!r}. Fix: {hint}check the name, "
+                f"install (or enable) the distribution that defines it, or define it in the same plugin with "
+                f"mithril_register_primitives"
+            )
         if owner is not None and owner != plugin:
-            return (f"two plugins register a kernel for primitive {prim_name!r} on backend {backend_name!r}: "
-                    f"{self._who(owner)} and {who}. Which one runs must not depend on load order: until this is "
-                    f"resolved the first one, {owner!r}'s, runs and {plugin!r}'s is ignored. Fix: uninstall or "
-                    f"disable one of them (MITHRIL_DISABLE_PLUGINS={plugin} or ={owner})")
+            return (
+                f"two plugins register a kernel for primitive {prim_name!r} on backend {backend_name!r}: "
+                f"{self._who(owner)} and {who}. Which one runs must not depend on load order: until this is "
+                f"resolved the first one, {owner!r}'s, runs and {plugin!r}'s is ignored. Fix: uninstall or "
+                f"disable one of them (MITHRIL_DISABLE_PLUGINS={plugin} or ={owner})"
+            )
         problem = registry.get(prim_name).kernel_signature_problem(fn)
         if problem is not None:
-            return (f"{who} registers a kernel {getattr(fn, '__qualname__', fn)!r} for primitive {prim_name!r} on "
-                    f"backend {backend_name!r} that cannot be called: {problem}. Fix: write it as "
-                    f"{registry.get(prim_name).kernel_call()} (inputs positional in that order, every attribute "
-                    f"as a keyword)")
+            return (
+                f"{who} registers a kernel {getattr(fn, '__qualname__', fn)!r} for primitive {prim_name!r} on "
+                f"backend {backend_name!r} that cannot be called: {problem}. Fix: write it as "
+                f"{registry.get(prim_name).kernel_call()} (inputs positional in that order, every attribute "
+                f"as a keyword)"
+            )
         return None
 
     def report(self) -> str:
@@ -431,4 +461,4 @@ def _reset_for_tests() -> None:  # pragma: no cover - test helper
     _manager = None
 
 
-__all__ = ["plugin_manager", "MithrilPluginManager", "PluginInfo"]
+__all__ = ["MithrilPluginManager", "PluginInfo", "plugin_manager"]

@@ -88,8 +88,10 @@ class Primitive:
 
     def __post_init__(self) -> None:
         if self.results and ((self.expand is None and not self.optional) or "result" not in self.attrs):
-            raise ValueError(f"primitive {self.name!r}: results need a 'result' attribute and an expand rule "
-                             f"(or optional=True: emitted only for backends with the kernel)")
+            raise ValueError(
+                f"primitive {self.name!r}: results need a 'result' attribute and an expand rule "
+                f"(or optional=True: emitted only for backends with the kernel)"
+            )
 
     def bind_attrs(self, given: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         """Fill defaults, reject unknown attributes."""
@@ -98,8 +100,7 @@ class Primitive:
         unknown = set(given) - set(self.attrs)
         if unknown:
             raise ModelBuildError(
-                f"{where or self.name}: unknown attribute(s) {sorted(unknown)}; "
-                f"{self.name} takes {sorted(self.attrs)}"
+                f"{where or self.name}: unknown attribute(s) {sorted(unknown)}; {self.name} takes {sorted(self.attrs)}"
             )
         out = {}
         for k, default in self.attrs.items():
@@ -158,13 +159,13 @@ def _signature_problem(prim: Primitive, kernel: Callable[..., Any]) -> str | Non
         return None
     n = (2 if prim.variadic else len(prim.inputs)) + (1 if prim.random else 0)
     try:
-        sig.bind(*range(n), **{a: None for a in prim.kernel_attrs()})
+        sig.bind(*range(n), **dict.fromkeys(prim.kernel_attrs()))
     except TypeError as e:
         return f"its signature {sig} does not accept {prim.kernel_call()}: {e}"
     return None
 
 
-def same_node(b: "GraphBuilder", node: "Node", siblings: Mapping[str, "Value"]) -> "Value":
+def same_node(b: GraphBuilder, node: Node, siblings: Mapping[str, Value]) -> Value:
     """The recompute rule of element-wise primitives and views: the same call again."""
     return b.emit(node.primitive.name, *node.inputs, **node.attrs)
 
@@ -230,8 +231,7 @@ class PrimitiveRegistry:
         old = self._table.get(prim.name)
         if old is not None and old is not prim:
             raise PluginError(
-                f"primitive {prim.name!r} from {origin!r} clashes with the one from "
-                f"{self._origin[prim.name]!r}"
+                f"primitive {prim.name!r} from {origin!r} clashes with the one from {self._origin[prim.name]!r}"
             )
         self._table[prim.name] = prim
         self._origin[prim.name] = origin

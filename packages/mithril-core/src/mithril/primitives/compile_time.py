@@ -54,8 +54,7 @@ def _numel_rule(ins, out, attrs) -> bool:
 
 identity = primitive("identity", ("input",), _identity_rule, vjp=lambda b, n, g: [g], compile_time=True)
 mode_switch = primitive("mode_switch", ("train", "eval"), _switch_rule, compile_time=True)
-numel = primitive("numel", ("input",), _numel_rule, attrs={"axis": None}, compile_time=True,
-                  nondiff=("input",))
+numel = primitive("numel", ("input",), _numel_rule, attrs={"axis": None}, compile_time=True, nondiff=("input",))
 
 
 def _same_shape_rule(ins, out, attrs) -> bool:
@@ -68,21 +67,29 @@ def _same_shape_rule(ins, out, attrs) -> bool:
     a, b = attrs["names"]
     if axis is None:
         if list(got) != list(like):
-            raise ShapeMismatchError(f"{block}: {a} and {b} must have the same shape, got {a} {list(got)} "
-                                     f"and {b} {list(like)}")
-    elif len(like) <= axis or list(got) != list(like[:axis]) + list(like[axis + 1:]):
-        want = f"{a} {list(like[:axis]) + list(like[axis + 1:])}" if len(like) > axis else \
-            f"{b} of rank >= {axis + 1}"
-        raise ShapeMismatchError(f"{block}: {a} must have the shape of {b} without its axis {axis}, got {a} "
-                                 f"{list(got)} and {b} {list(like)} (expected {want})")
+            raise ShapeMismatchError(
+                f"{block}: {a} and {b} must have the same shape, got {a} {list(got)} and {b} {list(like)}"
+            )
+    elif len(like) <= axis or list(got) != list(like[:axis]) + list(like[axis + 1 :]):
+        want = f"{a} {list(like[:axis]) + list(like[axis + 1 :])}" if len(like) > axis else f"{b} of rank >= {axis + 1}"
+        raise ShapeMismatchError(
+            f"{block}: {a} must have the shape of {b} without its axis {axis}, got {a} "
+            f"{list(got)} and {b} {list(like)} (expected {want})"
+        )
     unify(out.shape, ins[0].shape)
     return True
 
 
-same_shape = primitive("same_shape", ("input", "like"), _same_shape_rule,
-                       attrs={"drop_axis": None, "block": "", "names": ("input", "like")},
-                       expand=lambda b, n: n.inputs[0], nondiff=("like",), shape_only=("like",),
-                       doc="input, once its shape is like's (without axis drop_axis); a named error otherwise")
+same_shape = primitive(
+    "same_shape",
+    ("input", "like"),
+    _same_shape_rule,
+    attrs={"drop_axis": None, "block": "", "names": ("input", "like")},
+    expand=lambda b, n: n.inputs[0],
+    nondiff=("like",),
+    shape_only=("like",),
+    doc="input, once its shape is like's (without axis drop_axis); a named error otherwise",
+)
 
 
 def _dim_at(shape: SymShape, axis: int, what: str) -> Dim | None:
@@ -107,17 +114,25 @@ def _same_dim_rule(ins, out, attrs) -> bool:
     if a is None or b is None:
         return False
     if a.known is not None and b.known is not None and a.known != b.known:
-        raise ShapeMismatchError(f"{block}: {a_name} axis {attrs['axis']} is {a.known} but {b_name} axis "
-                                 f"{attrs['like_axis']} is {b.known} ({a_name} {ins[0].shape!r}, {b_name} "
-                                 f"{ins[1].shape!r})")
+        raise ShapeMismatchError(
+            f"{block}: {a_name} axis {attrs['axis']} is {a.known} but {b_name} axis "
+            f"{attrs['like_axis']} is {b.known} ({a_name} {ins[0].shape!r}, {b_name} "
+            f"{ins[1].shape!r})"
+        )
     unify_dims(a, b)
     return True
 
 
-same_dim = primitive("same_dim", ("input", "like"), _same_dim_rule,
-                     attrs={"axis": 0, "like_axis": 0, "block": "", "names": ("input", "like")},
-                     expand=lambda b, n: n.inputs[0], nondiff=("like",), shape_only=("like",),
-                     doc="input, its dimension axis tied to like's dimension like_axis (expands to nothing)")
+same_dim = primitive(
+    "same_dim",
+    ("input", "like"),
+    _same_dim_rule,
+    attrs={"axis": 0, "like_axis": 0, "block": "", "names": ("input", "like")},
+    expand=lambda b, n: n.inputs[0],
+    nondiff=("like",),
+    shape_only=("like",),
+    doc="input, its dimension axis tied to like's dimension like_axis (expands to nothing)",
+)
 
 
 def _index_range_rule(ins, out, attrs) -> bool:
@@ -127,10 +142,16 @@ def _index_range_rule(ins, out, attrs) -> bool:
     return True
 
 
-index_range = primitive("index_range", ("input", "like"), _index_range_rule,
-                        attrs={"like_axis": 0, "ignore": None, "block": "", "names": ("input", "like")},
-                        expand=lambda b, n: n.inputs[0], nondiff=("input", "like"), shape_only=("like",),
-                        doc="int indices input into axis like_axis of like, range-checked by evaluate")
+index_range = primitive(
+    "index_range",
+    ("input", "like"),
+    _index_range_rule,
+    attrs={"like_axis": 0, "ignore": None, "block": "", "names": ("input", "like")},
+    expand=lambda b, n: n.inputs[0],
+    nondiff=("input", "like"),
+    shape_only=("like",),
+    doc="int indices input into axis like_axis of like, range-checked by evaluate",
+)
 
 
 def _batch_statistics_expand(b, node):  # type: ignore[no-untyped-def]
@@ -144,10 +165,17 @@ def _batch_statistics_expand(b, node):  # type: ignore[no-untyped-def]
         raise BatchStatisticsError(
             f"{where} ({node.attrs['block']}): input of shape {list(shape)} has {what} over axes "
             f"{list(node.attrs['axes'])}; batch statistics need more than 1 value per channel (in training "
-            f"mode, or without running statistics); give a larger batch or evaluate with training=False")
+            f"mode, or without running statistics); give a larger batch or evaluate with training=False"
+        )
     return node.inputs[0]
 
 
-batch_statistics = primitive("batch_statistics", ("input",), _identity_rule, attrs={"axes": (0,), "block": ""},
-                             expand=_batch_statistics_expand, vjp=lambda b, n, g: [g],
-                             doc="input, whose batch statistics over axes are computed: >= 2 values per channel")
+batch_statistics = primitive(
+    "batch_statistics",
+    ("input",),
+    _identity_rule,
+    attrs={"axes": (0,), "block": ""},
+    expand=_batch_statistics_expand,
+    vjp=lambda b, n, g: [g],
+    doc="input, whose batch statistics over axes are computed: >= 2 values per channel",
+)

@@ -41,17 +41,16 @@ if TYPE_CHECKING:  # pragma: no cover
 _ZERO = {"float": np.float64(0.0), "int": np.int64(0), "bool": np.bool_(False)}
 
 
-def _zeros(b: "GraphBuilder", kind: str | None, shape: Sequence[int]) -> "Value":
+def _zeros(b: GraphBuilder, kind: str | None, shape: Sequence[int]) -> Value:
     return b.emit("broadcast_to", b.const(_ZERO[kind or "float"]), shape=tuple(shape))
 
 
 def _along(axis: int, start: Any = None, stop: Any = None, step: Any = None) -> dict[str, Any]:
     """``slice`` attributes selecting ``start:stop:step`` on ``axis`` (the leading axes whole)."""
-    return {"starts": (None,) * axis + (start,), "stops": (None,) * axis + (stop,),
-            "steps": (None,) * axis + (step,)}
+    return {"starts": (None,) * axis + (start,), "stops": (None,) * axis + (stop,), "steps": (None,) * axis + (step,)}
 
 
-def _unslice_axis(b: "GraphBuilder", v: "Value", axis: int, n: int, sl: slice) -> "Value":
+def _unslice_axis(b: GraphBuilder, v: Value, axis: int, n: int, sl: slice) -> Value:
     """``v`` (the slice ``sl`` of an axis of length ``n``) placed into zeros of length ``n`` on ``axis``."""
     idx = range(n)[sl]
     shape = list(v.shape)  # type: ignore[arg-type]
@@ -64,22 +63,22 @@ def _unslice_axis(b: "GraphBuilder", v: "Value", axis: int, n: int, sl: slice) -
     else:
         lo, step = idx[0], idx.step
     if step > 1 and m > 1:  # interleave step - 1 zeros after every element, drop the trailing ones
-        col = shape[:axis] + [m, 1] + shape[axis + 1:]
-        gap = shape[:axis] + [m, step - 1] + shape[axis + 1:]
+        col = shape[:axis] + [m, 1] + shape[axis + 1 :]
+        gap = shape[:axis] + [m, step - 1] + shape[axis + 1 :]
         v = b.emit("concat", b.emit("reshape", v, shape=tuple(col)), _zeros(b, v.kind, gap), axis=axis + 1)
-        v = b.emit("reshape", v, shape=tuple(shape[:axis] + [m * step] + shape[axis + 1:]))
+        v = b.emit("reshape", v, shape=tuple(shape[:axis] + [m * step] + shape[axis + 1 :]))
         v = b.emit("slice", v, **_along(axis, None, (m - 1) * step + 1, None))
     span = (m - 1) * step + 1
     parts = []
     if lo:
-        parts.append(_zeros(b, v.kind, shape[:axis] + [lo] + shape[axis + 1:]))
+        parts.append(_zeros(b, v.kind, shape[:axis] + [lo] + shape[axis + 1 :]))
     parts.append(v)
     if n - lo - span:
-        parts.append(_zeros(b, v.kind, shape[:axis] + [n - lo - span] + shape[axis + 1:]))
+        parts.append(_zeros(b, v.kind, shape[:axis] + [n - lo - span] + shape[axis + 1 :]))
     return parts[0] if len(parts) == 1 else b.emit("concat", *parts, axis=axis)
 
 
-def expand_slice_grad(b: "GraphBuilder", node: "Node") -> "Value":
+def expand_slice_grad(b: GraphBuilder, node: Node) -> Value:
     (g,) = node.inputs
     a = node.attrs
     full = tuple(a["input_shape"])
@@ -93,28 +92,49 @@ def expand_slice_grad(b: "GraphBuilder", node: "Node") -> "Value":
 
 
 # ------------------------------------------------------------------ convolution
-def _output_padding(size: Sequence[int], out: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
-                    padding: Sequence[int], dilation: Sequence[int]) -> tuple[int, int]:
+def _output_padding(
+    size: Sequence[int],
+    out: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[int, int]:
     """conv_transpose2d's output_padding that maps ``out`` positions back onto ``size`` (< stride)."""
-    return tuple(size[i] - ((out[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + 1)
-                 for i in range(2))  # type: ignore[return-value]
+    return tuple(
+        size[i] - ((out[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + 1) for i in range(2)
+    )  # type: ignore[return-value]
 
 
-def expand_conv2d_input_grad(b: "GraphBuilder", node: "Node") -> "Value":
+def expand_conv2d_input_grad(b: GraphBuilder, node: Node) -> Value:
     g, w = node.inputs
     a = node.attrs
-    op = _output_padding(a["input_shape"][2:], g.shape[2:], w.shape[2:], a["stride"], a["padding"],  # type: ignore[index]
-                         a["dilation"])
-    return b.emit("conv_transpose2d", g, w, stride=a["stride"], padding=a["padding"], output_padding=op,
-                  dilation=a["dilation"], groups=a["groups"])
+    op = _output_padding(
+        a["input_shape"][2:],
+        g.shape[2:],
+        w.shape[2:],
+        a["stride"],
+        a["padding"],  # type: ignore[index]
+        a["dilation"],
+    )
+    return b.emit(
+        "conv_transpose2d",
+        g,
+        w,
+        stride=a["stride"],
+        padding=a["padding"],
+        output_padding=op,
+        dilation=a["dilation"],
+        groups=a["groups"],
+    )
 
 
-def expand_conv2d_weight_grad(b: "GraphBuilder", node: "Node") -> "Value":
+def expand_conv2d_weight_grad(b: GraphBuilder, node: Node) -> Value:
     x, g = node.inputs
     a = node.attrs
     groups = a["groups"]
-    n, c, h, wd = x.shape  # type: ignore[misc]
-    o, cg, kh, kw = a["weight_shape"]
+    n, _c, h, wd = x.shape  # type: ignore[misc]
+    _o, cg, kh, kw = a["weight_shape"]
     if groups == 1:
         xt = b.emit("transpose", x, axes=(1, 0, 2, 3))  # [C, N, H, W]: channels as the batch
     else:  # [C/G, G*N, H, W]: group k's channel c reads the batch as input channels k*N .. k*N + N - 1
@@ -124,25 +144,52 @@ def expand_conv2d_weight_grad(b: "GraphBuilder", node: "Node") -> "Value":
     gt = b.emit("transpose", g, axes=(1, 0, 2, 3))  # [O, N, Ho, Wo]: the kernel, N input channels per group
     r = b.emit("conv2d", xt, gt, stride=a["dilation"], padding=a["padding"], dilation=a["stride"], groups=groups)
     if tuple(r.shape[2:]) != (kh, kw):  # type: ignore[index]
-        r = b.emit("slice", r, starts=(None, None, None, None), stops=(None, None, kh, kw),
-                   steps=(None, None, None, None))
+        r = b.emit(
+            "slice", r, starts=(None, None, None, None), stops=(None, None, kh, kw), steps=(None, None, None, None)
+        )
     return b.emit("transpose", r, axes=(1, 0, 2, 3))
 
 
 # ---------------------------------------------------------------------- pooling
-def _scatter_windows(b: "GraphBuilder", taps: "Value", weight: np.ndarray, input_shape: Sequence[int],
-                     attrs: dict[str, Any], dilation: Sequence[int]) -> "Value":
+def _scatter_windows(
+    b: GraphBuilder,
+    taps: Value,
+    weight: np.ndarray,
+    input_shape: Sequence[int],
+    attrs: dict[str, Any],
+    dilation: Sequence[int],
+) -> Value:
     """``taps [N*C, K, Ho, Wo]`` added back at their input positions by conv_transpose2d with ``weight``."""
     n, c, h, w = input_shape
-    op = _output_padding((h, w), taps.shape[2:], attrs["kernel_size"], attrs["stride"], attrs["padding"],  # type: ignore[index]
-                         dilation)
-    out = b.emit("conv_transpose2d", taps, b.const(weight), stride=attrs["stride"], padding=attrs["padding"],
-                 output_padding=op, dilation=tuple(dilation), groups=1)
+    op = _output_padding(
+        (h, w),
+        taps.shape[2:],
+        attrs["kernel_size"],
+        attrs["stride"],
+        attrs["padding"],  # type: ignore[index]
+        dilation,
+    )
+    out = b.emit(
+        "conv_transpose2d",
+        taps,
+        b.const(weight),
+        stride=attrs["stride"],
+        padding=attrs["padding"],
+        output_padding=op,
+        dilation=tuple(dilation),
+        groups=1,
+    )
     return b.emit("reshape", out, shape=(n, c, h, w))
 
 
-def pool_divisor(hw: Sequence[int], out_hw: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int],
-                 padding: Sequence[int], count_include_pad: bool) -> float | np.ndarray:
+def pool_divisor(
+    hw: Sequence[int],
+    out_hw: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    count_include_pad: bool,
+) -> float | np.ndarray:
     """What each average-pooling window's sum is divided by: KH*KW, or its number of unpadded elements."""
     if count_include_pad:
         return float(kernel_size[0] * kernel_size[1])
@@ -153,19 +200,22 @@ def pool_divisor(hw: Sequence[int], out_hw: Sequence[int], kernel_size: Sequence
     return np.multiply.outer(counts[0], counts[1]).astype(np.float64)
 
 
-def expand_avg_pool2d_grad(b: "GraphBuilder", node: "Node") -> "Value":
+def expand_avg_pool2d_grad(b: GraphBuilder, node: Node) -> Value:
     (g,) = node.inputs
     a = node.attrs
     n, c, h, w = a["input_shape"]
     ho, wo = g.shape[2:]  # type: ignore[index]
     kh, kw = a["kernel_size"]
-    share = b.emit("div", g, b.const(pool_divisor((h, w), (ho, wo), a["kernel_size"], a["stride"], a["padding"],
-                                                  a["count_include_pad"])))
+    share = b.emit(
+        "div",
+        g,
+        b.const(pool_divisor((h, w), (ho, wo), a["kernel_size"], a["stride"], a["padding"], a["count_include_pad"])),
+    )
     taps = b.emit("reshape", share, shape=(n * c, 1, ho, wo))
     return _scatter_windows(b, taps, np.ones((1, 1, kh, kw)), a["input_shape"], a, (1, 1))
 
 
-def expand_max_pool2d_grad(b: "GraphBuilder", node: "Node") -> "Value":
+def expand_max_pool2d_grad(b: GraphBuilder, node: Node) -> Value:
     x, g = node.inputs
     a = node.attrs
     n, c, h, w = x.shape  # type: ignore[misc]
@@ -183,9 +233,15 @@ def expand_max_pool2d_grad(b: "GraphBuilder", node: "Node") -> "Value":
     offsets = [(i, j) for i in range(kh) for j in range(kw)]
     taps = []
     for i, j in offsets:
-        taps.append(b.emit("slice", padded, starts=(None, None, i * dh, j * dw),
-                           stops=(None, None, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1),
-                           steps=(None, None, sh, sw)))
+        taps.append(
+            b.emit(
+                "slice",
+                padded,
+                starts=(None, None, i * dh, j * dw),
+                stops=(None, None, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1),
+                steps=(None, None, sh, sw),
+            )
+        )
     hits: list[Any] = [None] * len(taps)
     taken = None  # windows whose first maximum was found at an earlier offset (1.0) or not (0.0)
     for k, tap in enumerate(taps):

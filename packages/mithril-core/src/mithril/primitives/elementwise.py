@@ -171,44 +171,105 @@ _UNARY_GRADS = {
 add = primitive("add", ("left", "right"), _arith_rule, vjp=_vjp_add, recompute=same_node, doc="left + right")
 sub = primitive("sub", ("left", "right"), _arith_rule, vjp=_vjp_sub, recompute=same_node, doc="left - right")
 mul = primitive("mul", ("left", "right"), _arith_rule, vjp=_vjp_mul, recompute=same_node, doc="left * right")
-div = primitive("div", ("left", "right"), _float_arith_rule, vjp=_vjp_div, recompute=same_node,
-                doc="left / right (true division)")
-pow_ = primitive("pow", ("base", "exponent"), _float_arith_rule, vjp=_vjp_pow, recompute=same_node,
-                 doc="base ** exponent")
-maximum = primitive("maximum", ("left", "right"), _arith_rule, vjp=_vjp_select("greater_equal"),
-                    recompute=same_node, doc="element-wise max")
-minimum = primitive("minimum", ("left", "right"), _arith_rule, vjp=_vjp_select("less_equal"),
-                    recompute=same_node, doc="element-wise min")
+div = primitive(
+    "div", ("left", "right"), _float_arith_rule, vjp=_vjp_div, recompute=same_node, doc="left / right (true division)"
+)
+pow_ = primitive(
+    "pow", ("base", "exponent"), _float_arith_rule, vjp=_vjp_pow, recompute=same_node, doc="base ** exponent"
+)
+maximum = primitive(
+    "maximum",
+    ("left", "right"),
+    _arith_rule,
+    vjp=_vjp_select("greater_equal"),
+    recompute=same_node,
+    doc="element-wise max",
+)
+minimum = primitive(
+    "minimum",
+    ("left", "right"),
+    _arith_rule,
+    vjp=_vjp_select("less_equal"),
+    recompute=same_node,
+    doc="element-wise min",
+)
 
 for _name in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"):
     primitive(_name, ("left", "right"), _compare_rule, recompute=same_node, doc=f"element-wise {_name}, bool output")
 
-where = primitive("where", ("condition", "left", "right"), _where_rule, vjp=_vjp_where, nondiff=("condition",),
-                  recompute=same_node, doc="condition ? left : right")
-cast = primitive("cast", ("input",), _cast_rule, attrs={"kind": "float"},
-                 vjp=lambda b, n, g: [b.emit("cast", g, kind="float") if n.inputs[0].kind == "float" else None],
-                 recompute=same_node, doc="convert to the backend's dtype of kind 'float', 'int' or 'bool'")
+where = primitive(
+    "where",
+    ("condition", "left", "right"),
+    _where_rule,
+    vjp=_vjp_where,
+    nondiff=("condition",),
+    recompute=same_node,
+    doc="condition ? left : right",
+)
+cast = primitive(
+    "cast",
+    ("input",),
+    _cast_rule,
+    attrs={"kind": "float"},
+    vjp=lambda b, n, g: [b.emit("cast", g, kind="float") if n.inputs[0].kind == "float" else None],
+    recompute=same_node,
+    doc="convert to the backend's dtype of kind 'float', 'int' or 'bool'",
+)
 
 _UNARY_DOCS = {
-    "neg": "-x", "abs": "|x|", "exp": "e ** x", "log": "natural logarithm", "sqrt": "square root",
-    "sin": "sine", "cos": "cosine", "tanh": "hyperbolic tangent", "sigmoid": "1 / (1 + exp(-x))",
-    "relu": "max(x, 0)", "erf": "the error function",
+    "neg": "-x",
+    "abs": "|x|",
+    "exp": "e ** x",
+    "log": "natural logarithm",
+    "sqrt": "square root",
+    "sin": "sine",
+    "cos": "cosine",
+    "tanh": "hyperbolic tangent",
+    "sigmoid": "1 / (1 + exp(-x))",
+    "relu": "max(x, 0)",
+    "erf": "the error function",
 }
 for _name in ("neg", "abs"):
-    primitive(_name, ("input",), _same_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node,
-              doc=_UNARY_DOCS[_name])
-primitive("sign", ("input",), _same_rule, recompute=same_node, vjp=lambda b, n, g: [None],
-          doc="-1, 0 or 1 (piecewise constant: its gradient is zero, as torch.sign's)")
+    primitive(
+        _name, ("input",), _same_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node, doc=_UNARY_DOCS[_name]
+    )
+primitive(
+    "sign",
+    ("input",),
+    _same_rule,
+    recompute=same_node,
+    vjp=lambda b, n, g: [None],
+    doc="-1, 0 or 1 (piecewise constant: its gradient is zero, as torch.sign's)",
+)
 for _name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "erf"):
-    primitive(_name, ("input",), _float_unary_rule, vjp=_vjp_unary(_UNARY_GRADS[_name]), recompute=same_node,
-              doc=_UNARY_DOCS[_name])
-primitive("leaky_relu", ("input",), _float_unary_rule, attrs={"slope": 0.01},
-          vjp=_vjp_unary(_UNARY_GRADS["leaky_relu"]), recompute=same_node, doc="x if x > 0 else slope * x")
-primitive("gelu", ("input",), _float_unary_rule, attrs={"approximate": "none"},
-          vjp=_vjp_unary(_UNARY_GRADS["gelu"]), recompute=same_node,
-          doc="x * Phi(x); approximate='tanh' uses the tanh formula (as torch.nn.GELU)")
+    primitive(
+        _name,
+        ("input",),
+        _float_unary_rule,
+        vjp=_vjp_unary(_UNARY_GRADS[_name]),
+        recompute=same_node,
+        doc=_UNARY_DOCS[_name],
+    )
+primitive(
+    "leaky_relu",
+    ("input",),
+    _float_unary_rule,
+    attrs={"slope": 0.01},
+    vjp=_vjp_unary(_UNARY_GRADS["leaky_relu"]),
+    recompute=same_node,
+    doc="x if x > 0 else slope * x",
+)
+primitive(
+    "gelu",
+    ("input",),
+    _float_unary_rule,
+    attrs={"approximate": "none"},
+    vjp=_vjp_unary(_UNARY_GRADS["gelu"]),
+    recompute=same_node,
+    doc="x * Phi(x); approximate='tanh' uses the tanh formula (as torch.nn.GELU)",
+)
 
 UNARY_FLOAT = ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "erf", "leaky_relu", "gelu")
 BINARY = ("add", "sub", "mul", "div", "pow", "maximum", "minimum")
 COMPARE = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
-__all__ = ["Primitive", "UNARY_FLOAT", "BINARY", "COMPARE"]
+__all__ = ["BINARY", "COMPARE", "UNARY_FLOAT", "Primitive"]

@@ -27,8 +27,13 @@ def _linear_rule(ins, out, attrs) -> bool:
     return True
 
 
-primitive("linear", ("input", "weight", "bias"), _linear_rule, optional=True,
-          doc="input @ weight.T + bias (torch.nn.functional.linear); emitted by fusion, never differentiated")
+primitive(
+    "linear",
+    ("input", "weight", "bias"),
+    _linear_rule,
+    optional=True,
+    doc="input @ weight.T + bias (torch.nn.functional.linear); emitted by fusion, never differentiated",
+)
 
 
 def _pool_with_indices_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
@@ -50,15 +55,29 @@ def _pool_grad_indices_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped
 
 
 _POOL_NORM = _pool_normalizer("kernel_size", "stride", "padding", "dilation")
-primitive("max_pool2d_with_indices", ("input",), _pool_with_indices_rule, optional=True,
-          attrs={**_MAXPOOL, "result": "output"}, results=("output", "indices"), normalize=_POOL_NORM,
-          doc="max_pool2d and, per output, the flat index (row * width + column) of the window's first max "
-              "in its input plane; emitted by fusion, never differentiated. Only max_pool2d_grad_indices reads "
-              "the indices, so a backend may store them in its own encoding while compiling (torch: int8 "
-              "offsets in the window under torch.compile)")
-primitive("max_pool2d_grad_indices", ("input", "indices", "grad"), _pool_grad_indices_rule, optional=True,
-          attrs=dict(_MAXPOOL), normalize=_POOL_NORM, shape_only=("input",),
-          doc="max_pool2d_grad from saved indices: each grad added at its index; emitted by fusion")
+primitive(
+    "max_pool2d_with_indices",
+    ("input",),
+    _pool_with_indices_rule,
+    optional=True,
+    attrs={**_MAXPOOL, "result": "output"},
+    results=("output", "indices"),
+    normalize=_POOL_NORM,
+    doc="max_pool2d and, per output, the flat index (row * width + column) of the window's first max "
+    "in its input plane; emitted by fusion, never differentiated. Only max_pool2d_grad_indices reads "
+    "the indices, so a backend may store them in its own encoding while compiling (torch: int8 "
+    "offsets in the window under torch.compile)",
+)
+primitive(
+    "max_pool2d_grad_indices",
+    ("input", "indices", "grad"),
+    _pool_grad_indices_rule,
+    optional=True,
+    attrs=dict(_MAXPOOL),
+    normalize=_POOL_NORM,
+    shape_only=("input",),
+    doc="max_pool2d_grad from saved indices: each grad added at its index; emitted by fusion",
+)
 
 
 CONV_GRAD_RESULTS = ("input", "weight", "bias")
@@ -88,9 +107,15 @@ def _conv_backward_attrs(attrs: dict) -> dict:  # type: ignore[type-arg]
     return attrs
 
 
-primitive("conv2d_backward", ("input", "weight", "grad"), _conv_backward_rule, optional=True,
-          attrs={**_CONV, "wanted": REQUIRED, "result": "weight"}, results=CONV_GRAD_RESULTS,
-          normalize=_conv_backward_attrs,
-          doc="the gradients of conv2d (plus a per-channel bias) wrt input, weight and bias from the output "
-              "gradient, in one call that computes only the results in ``wanted`` (torch: one "
-              "convolution_backward); emitted by fusion")
+primitive(
+    "conv2d_backward",
+    ("input", "weight", "grad"),
+    _conv_backward_rule,
+    optional=True,
+    attrs={**_CONV, "wanted": REQUIRED, "result": "weight"},
+    results=CONV_GRAD_RESULTS,
+    normalize=_conv_backward_attrs,
+    doc="the gradients of conv2d (plus a per-channel bias) wrt input, weight and bias from the output "
+    "gradient, in one call that computes only the results in ``wanted`` (torch: one "
+    "convolution_backward); emitted by fusion",
+)

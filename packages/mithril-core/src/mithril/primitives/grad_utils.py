@@ -8,7 +8,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..ir.graph import GraphBuilder, Value
 
 
-def unbroadcast(b: "GraphBuilder", g: "Value", shape: tuple[int, ...]) -> "Value":
+def unbroadcast(b: GraphBuilder, g: Value, shape: tuple[int, ...]) -> Value:
     """Sum ``g`` down to ``shape``, undoing NumPy broadcasting."""
     gshape = g.shape
     if gshape == tuple(shape):
@@ -22,8 +22,9 @@ def unbroadcast(b: "GraphBuilder", g: "Value", shape: tuple[int, ...]) -> "Value
     return out
 
 
-def expand_reduced(b: "GraphBuilder", g: "Value", in_shape: tuple[int, ...], axis: tuple[int, ...] | None,
-                   keepdims: bool) -> "Value":
+def expand_reduced(
+    b: GraphBuilder, g: Value, in_shape: tuple[int, ...], axis: tuple[int, ...] | None, keepdims: bool
+) -> Value:
     """Broadcast the cotangent of a reduction back over the reduced axes."""
     rank = len(in_shape)
     axes = tuple(range(rank)) if axis is None else tuple(a % rank for a in axis)

@@ -63,11 +63,23 @@ def _scatter_add_rows_rule(ins, out, attrs) -> bool:
     return True
 
 
-primitive("gather_rows", ("weight", "indices"), _gather_rows_rule, vjp=_vjp_gather_rows, nondiff=("indices",),
-          doc="weight[indices]: rows of weight [V, D] picked by int indices [...] (embedding lookup)")
-primitive("scatter_add_rows", ("grad", "indices"), _scatter_add_rows_rule, attrs={"num_rows": REQUIRED},
-          vjp=lambda b, n, g: [b.emit("gather_rows", g, n.inputs[1]), None], nondiff=("indices",),
-          doc="zeros([num_rows, D]) with grad rows added at indices (index_add; the transpose of gather_rows)")
+primitive(
+    "gather_rows",
+    ("weight", "indices"),
+    _gather_rows_rule,
+    vjp=_vjp_gather_rows,
+    nondiff=("indices",),
+    doc="weight[indices]: rows of weight [V, D] picked by int indices [...] (embedding lookup)",
+)
+primitive(
+    "scatter_add_rows",
+    ("grad", "indices"),
+    _scatter_add_rows_rule,
+    attrs={"num_rows": REQUIRED},
+    vjp=lambda b, n, g: [b.emit("gather_rows", g, n.inputs[1]), None],
+    nondiff=("indices",),
+    doc="zeros([num_rows, D]) with grad rows added at indices (index_add; the transpose of gather_rows)",
+)
 
 
 # ---------------------------------------------------------------- gather_last
@@ -94,12 +106,23 @@ def _scatter_last_rule(ins, out, attrs) -> bool:
     return True
 
 
-primitive("gather_last", ("input", "indices"), _gather_last_rule, nondiff=("indices",),
-          vjp=lambda b, n, g: [b.emit("scatter_last", g, n.inputs[1], size=n.inputs[0].shape[-1]), None],
-          doc="input[..., indices]: one element of the last axis per position (NLL, cross-entropy)")
-primitive("scatter_last", ("grad", "indices"), _scatter_last_rule, attrs={"size": REQUIRED}, nondiff=("indices",),
-          vjp=lambda b, n, g: [b.emit("gather_last", g, n.inputs[1]), None],
-          doc="zeros([..., size]) with grad written at indices of the last axis (the transpose of gather_last)")
+primitive(
+    "gather_last",
+    ("input", "indices"),
+    _gather_last_rule,
+    nondiff=("indices",),
+    vjp=lambda b, n, g: [b.emit("scatter_last", g, n.inputs[1], size=n.inputs[0].shape[-1]), None],
+    doc="input[..., indices]: one element of the last axis per position (NLL, cross-entropy)",
+)
+primitive(
+    "scatter_last",
+    ("grad", "indices"),
+    _scatter_last_rule,
+    attrs={"size": REQUIRED},
+    nondiff=("indices",),
+    vjp=lambda b, n, g: [b.emit("gather_last", g, n.inputs[1]), None],
+    doc="zeros([..., size]) with grad written at indices of the last axis (the transpose of gather_last)",
+)
 
 
 # ------------------------------------------------------------ unflatten etc.
@@ -137,7 +160,7 @@ def _unflatten_rule(ins, out, attrs) -> bool:
             unify(ins[0].shape, _raw(head, Variadic(), []))
             r = ins[0].shape.resolve()
         d = r.prefix[axis]
-        unify(out.shape, _raw(r.prefix[:axis] + new + r.prefix[axis + 1:], r.variadic, r.suffix))
+        unify(out.shape, _raw(r.prefix[:axis] + new + r.prefix[axis + 1 :], r.variadic, r.suffix))
         return split(d)
     k = -axis
     split_ = _tail(ins[0].shape, k)
@@ -149,9 +172,14 @@ def _unflatten_rule(ins, out, attrs) -> bool:
     return split(tail[0])
 
 
-primitive("unflatten", ("input",), _unflatten_rule, attrs={"axis": REQUIRED, "sizes": REQUIRED},
-          vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape)],
-          doc="split axis into sizes (one may be -1), as torch.unflatten")
+primitive(
+    "unflatten",
+    ("input",),
+    _unflatten_rule,
+    attrs={"axis": REQUIRED, "sizes": REQUIRED},
+    vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape)],
+    doc="split axis into sizes (one may be -1), as torch.unflatten",
+)
 
 
 def _reshape_as_rule(ins, out, attrs) -> bool:
@@ -171,9 +199,14 @@ def _reshape_as_rule(ins, out, attrs) -> bool:
     return True
 
 
-primitive("reshape_as", ("input", "like"), _reshape_as_rule, nondiff=("like",),
-          vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape), None],
-          doc="input reshaped to like's shape (like lends only its shape)")
+primitive(
+    "reshape_as",
+    ("input", "like"),
+    _reshape_as_rule,
+    nondiff=("like",),
+    vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape), None],
+    doc="input reshaped to like's shape (like lends only its shape)",
+)
 
 
 # -------------------------------------------------------- conv_transpose2d
@@ -198,8 +231,9 @@ def _conv_transpose_rule(ins, out, attrs) -> bool:
     g = attrs["groups"]
     for i in range(2):
         if attrs["output_padding"][i] >= max(attrs["stride"][i], attrs["dilation"][i]):
-            raise ShapeMismatchError(f"conv_transpose2d: output_padding {attrs['output_padding']} must be smaller "
-                                     f"than stride or dilation")
+            raise ShapeMismatchError(
+                f"conv_transpose2d: output_padding {attrs['output_padding']} must be smaller than stride or dilation"
+            )
     done = True
     if co.known is not None:
         bind_dim(o, co.known * g)
@@ -211,8 +245,14 @@ def _conv_transpose_rule(ins, out, attrs) -> bool:
         if dim.known is None or k.known is None:
             done = False
             continue
-        size = conv_transpose_out_size(dim.known, k.known, attrs["stride"][i], attrs["padding"][i],
-                                       attrs["output_padding"][i], attrs["dilation"][i])
+        size = conv_transpose_out_size(
+            dim.known,
+            k.known,
+            attrs["stride"][i],
+            attrs["padding"][i],
+            attrs["output_padding"][i],
+            attrs["dilation"][i],
+        )
         if size <= 0:
             raise ShapeMismatchError(f"conv_transpose2d: output size {size} <= 0")
         bind_dim(od, size)
@@ -245,10 +285,15 @@ def _vjp_conv_transpose(b, node, g):
     return [gx, gw]
 
 
-primitive("conv_transpose2d", ("input", "weight"), _conv_transpose_rule, attrs=dict(_CONVT),
-          vjp=_vjp_conv_transpose,
-          doc="transposed convolution, NCHW input, weight [in, out/groups, kh, kw] "
-              "(torch.nn.functional.conv_transpose2d, no bias)")
+primitive(
+    "conv_transpose2d",
+    ("input", "weight"),
+    _conv_transpose_rule,
+    attrs=dict(_CONVT),
+    vjp=_vjp_conv_transpose,
+    doc="transposed convolution, NCHW input, weight [in, out/groups, kh, kw] "
+    "(torch.nn.functional.conv_transpose2d, no bias)",
+)
 
 
 def _vjp_conv2d_input_grad(b, node, g):
@@ -298,13 +343,27 @@ def known_rank_prefix(shape, n: int):  # type: ignore[no-untyped-def]
     if len(r.prefix) >= n:
         return list(r.prefix[:n])
     if r.variadic is None:
-        raise ShapeMismatchError(f"positions: axis {n - 1} is out of range for a rank-{len(r.prefix) + len(r.suffix)} input")
+        raise ShapeMismatchError(
+            f"positions: axis {n - 1} is out of range for a rank-{len(r.prefix) + len(r.suffix)} input"
+        )
     return None
 
 
-primitive("positions", ("like",), _positions_rule, attrs={"axis": -1}, nondiff=("like",),
-          doc="int [n]: 0..n-1 for n = like.shape[axis] (token positions, iota)")
-primitive("tril_mask", ("like",), _tril_mask_rule, attrs={"diagonal": 0}, nondiff=("like",),
-          doc="bool [L, S]: True where column <= row + diagonal for the last two axes of like (causal mask)")
+primitive(
+    "positions",
+    ("like",),
+    _positions_rule,
+    attrs={"axis": -1},
+    nondiff=("like",),
+    doc="int [n]: 0..n-1 for n = like.shape[axis] (token positions, iota)",
+)
+primitive(
+    "tril_mask",
+    ("like",),
+    _tril_mask_rule,
+    attrs={"diagonal": 0},
+    nondiff=("like",),
+    doc="bool [L, S]: True where column <= row + diagonal for the last two axes of like (causal mask)",
+)
 
 __all__ = ["conv_transpose_out_size"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..errors import ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import with_rank
-from ..shapes.symbolic import Dim, SymShape, bind_dim, unify, unify_dims, _raw
+from ..shapes.symbolic import Dim, SymShape, _raw, bind_dim, unify, unify_dims
 from .base import REQUIRED, pairs_normalizer, primitive
 from .default_rules import DEFAULT_RULES
 
@@ -56,9 +56,7 @@ def _conv_rule(ins, out, attrs) -> bool:
         bind_dim(c, ci.known * g)
     elif ci.known is not None and c.known is not None:
         if ci.known * g != c.known:
-            raise ShapeMismatchError(
-                f"conv2d: input has {c.known} channels, weight expects {ci.known} x groups {g}"
-            )
+            raise ShapeMismatchError(f"conv2d: input has {c.known} channels, weight expects {ci.known} x groups {g}")
     else:
         done = False
     if o.known is not None and o.known % g:
@@ -86,14 +84,31 @@ def _given_shape_rule(attr: str):
     return rule
 
 
-primitive("conv2d", ("input", "weight"), _conv_rule, normalize=pairs_normalizer("stride", "padding", "dilation"), attrs=dict(_CONV), vjp=_vjp_conv,
-          doc="cross-correlation, NCHW input, OIHW weight (as torch.nn.functional.conv2d, no bias)")
-primitive("conv2d_input_grad", ("grad", "weight"), _given_shape_rule("input_shape"),
-          attrs={"input_shape": REQUIRED, **_CONV}, expand=DEFAULT_RULES["conv2d_input_grad"],
-          doc="gradient of conv2d wrt its input")
-primitive("conv2d_weight_grad", ("input", "grad"), _given_shape_rule("weight_shape"),
-          attrs={"weight_shape": REQUIRED, **_CONV}, expand=DEFAULT_RULES["conv2d_weight_grad"],
-          doc="gradient of conv2d wrt its weight")
+primitive(
+    "conv2d",
+    ("input", "weight"),
+    _conv_rule,
+    normalize=pairs_normalizer("stride", "padding", "dilation"),
+    attrs=dict(_CONV),
+    vjp=_vjp_conv,
+    doc="cross-correlation, NCHW input, OIHW weight (as torch.nn.functional.conv2d, no bias)",
+)
+primitive(
+    "conv2d_input_grad",
+    ("grad", "weight"),
+    _given_shape_rule("input_shape"),
+    attrs={"input_shape": REQUIRED, **_CONV},
+    expand=DEFAULT_RULES["conv2d_input_grad"],
+    doc="gradient of conv2d wrt its input",
+)
+primitive(
+    "conv2d_weight_grad",
+    ("input", "grad"),
+    _given_shape_rule("weight_shape"),
+    attrs={"weight_shape": REQUIRED, **_CONV},
+    expand=DEFAULT_RULES["conv2d_weight_grad"],
+    doc="gradient of conv2d wrt its weight",
+)
 
 
 def _pool_rule(ins, out, attrs) -> bool:
@@ -125,20 +140,40 @@ def _pool_normalizer(*names: str):  # type: ignore[no-untyped-def]
 
     return norm
 
-primitive("max_pool2d", ("input",), _pool_rule,
-          normalize=_pool_normalizer("kernel_size", "stride", "padding", "dilation"), attrs=dict(_MAXPOOL),
-          vjp=lambda b, n, g: [b.emit("max_pool2d_grad", n.inputs[0], g, **n.attrs)],
-          doc="max over windows, -inf padding (as torch.nn.functional.max_pool2d)")
-primitive("max_pool2d_grad", ("input", "grad"), lambda ins, out, attrs: (unify(ins[0].shape, out.shape),
-                                                                        unify_kinds(ins[0].kind, out.kind), True)[-1],
-          attrs=dict(_MAXPOOL), expand=DEFAULT_RULES["max_pool2d_grad"],
-          doc="gradient of max_pool2d: grad routed to the (first) max of each window")
-primitive("avg_pool2d", ("input",), _pool_rule,
-          normalize=_pool_normalizer("kernel_size", "stride", "padding"), attrs=dict(_AVGPOOL),
-          vjp=lambda b, n, g: [b.emit("avg_pool2d_grad", g, input_shape=n.inputs[0].shape, **n.attrs)],
-          doc="mean over windows (as torch.nn.functional.avg_pool2d)")
-primitive("avg_pool2d_grad", ("grad",), _given_shape_rule("input_shape"),
-          attrs={"input_shape": REQUIRED, **_AVGPOOL}, expand=DEFAULT_RULES["avg_pool2d_grad"],
-          doc="gradient of avg_pool2d")
 
-__all__ = ["conv_out_size", "Dim", "_raw"]
+primitive(
+    "max_pool2d",
+    ("input",),
+    _pool_rule,
+    normalize=_pool_normalizer("kernel_size", "stride", "padding", "dilation"),
+    attrs=dict(_MAXPOOL),
+    vjp=lambda b, n, g: [b.emit("max_pool2d_grad", n.inputs[0], g, **n.attrs)],
+    doc="max over windows, -inf padding (as torch.nn.functional.max_pool2d)",
+)
+primitive(
+    "max_pool2d_grad",
+    ("input", "grad"),
+    lambda ins, out, attrs: (unify(ins[0].shape, out.shape), unify_kinds(ins[0].kind, out.kind), True)[-1],
+    attrs=dict(_MAXPOOL),
+    expand=DEFAULT_RULES["max_pool2d_grad"],
+    doc="gradient of max_pool2d: grad routed to the (first) max of each window",
+)
+primitive(
+    "avg_pool2d",
+    ("input",),
+    _pool_rule,
+    normalize=_pool_normalizer("kernel_size", "stride", "padding"),
+    attrs=dict(_AVGPOOL),
+    vjp=lambda b, n, g: [b.emit("avg_pool2d_grad", g, input_shape=n.inputs[0].shape, **n.attrs)],
+    doc="mean over windows (as torch.nn.functional.avg_pool2d)",
+)
+primitive(
+    "avg_pool2d_grad",
+    ("grad",),
+    _given_shape_rule("input_shape"),
+    attrs={"input_shape": REQUIRED, **_AVGPOOL},
+    expand=DEFAULT_RULES["avg_pool2d_grad"],
+    doc="gradient of avg_pool2d",
+)
+
+__all__ = ["Dim", "_raw", "conv_out_size"]

@@ -92,7 +92,7 @@ def _normalize_grad_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-de
     return done
 
 
-def _stats(b: "GraphBuilder", x: "Value", axes: tuple[int, ...], eps: float) -> tuple["Value", "Value", "Value"]:
+def _stats(b: GraphBuilder, x: Value, axes: tuple[int, ...], eps: float) -> tuple[Value, Value, Value]:
     """``(x - mean, mean, 1 / sqrt(var + eps))`` over ``axes``, written with core primitives."""
     mean = b.emit("mean", x, axis=axes, keepdims=True)
     centered = b.emit("sub", x, mean)
@@ -100,12 +100,12 @@ def _stats(b: "GraphBuilder", x: "Value", axes: tuple[int, ...], eps: float) -> 
     return centered, mean, b.emit("div", b.const(1.0), b.emit("sqrt", b.emit("add", var, b.const(eps))))
 
 
-def _expand_normalize(b: "GraphBuilder", node: "Node") -> dict[str, "Value"]:
+def _expand_normalize(b: GraphBuilder, node: Node) -> dict[str, Value]:
     centered, mean, rstd = _stats(b, node.inputs[0], node.attrs["axes"], node.attrs["eps"])
     return {"output": b.emit("mul", centered, rstd), "mean": mean, "rstd": rstd}
 
 
-def _expand_normalize_grad(b: "GraphBuilder", node: "Node") -> "Value":
+def _expand_normalize_grad(b: GraphBuilder, node: Node) -> Value:
     x, g, mean, rstd = node.inputs
     axes = node.attrs["axes"]
     xhat = b.emit("mul", b.emit("sub", x, mean), rstd)
@@ -114,7 +114,7 @@ def _expand_normalize_grad(b: "GraphBuilder", node: "Node") -> "Value":
     return b.emit("mul", b.emit("sub", b.emit("sub", g, mean_g), b.emit("mul", xhat, mean_gx)), rstd)
 
 
-def _recompute_normalize(b: "GraphBuilder", node: "Node", siblings: Mapping[str, "Value"]) -> "Value | None":
+def _recompute_normalize(b: GraphBuilder, node: Node, siblings: Mapping[str, Value]) -> Value | None:
     """``output`` again from the call's saved ``mean`` and ``rstd`` (element-wise); the statistics: None."""
     if node.attrs["result"] != "output" or not {"mean", "rstd"} <= siblings.keys():
         return None
@@ -126,7 +126,7 @@ def _recompute_normalize(b: "GraphBuilder", node: "Node", siblings: Mapping[str,
     return out
 
 
-def _vjp_normalize(b: "GraphBuilder", node: "Node", g: "Value") -> list["Value | None"]:
+def _vjp_normalize(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
     x, attrs = node.inputs[0], node.attrs
     stat = {r: b.emit("normalize", x, **{**attrs, "result": r}) for r in ("mean", "rstd")}
     if attrs["result"] == "output":
@@ -134,7 +134,7 @@ def _vjp_normalize(b: "GraphBuilder", node: "Node", g: "Value") -> list["Value |
     return [_vjp_stat(b, x, g, attrs, stat)]
 
 
-def _vjp_stat(b: "GraphBuilder", x: "Value", g: "Value", attrs: dict[str, Any], stat: dict[str, "Value"]) -> "Value":
+def _vjp_stat(b: GraphBuilder, x: Value, g: Value, attrs: dict[str, Any], stat: dict[str, Value]) -> Value:
     """Input gradient through the ``mean`` or ``rstd`` result."""
     result = attrs["result"]
     n = b.const(float(reduced_count(x.shape, attrs["axes"])))  # type: ignore[arg-type]
@@ -146,14 +146,28 @@ def _vjp_stat(b: "GraphBuilder", x: "Value", g: "Value", attrs: dict[str, Any], 
     return b.emit("neg", b.emit("mul", b.emit("sub", x, stat["mean"]), scale))
 
 
-primitive("normalize", ("input",), _normalize_rule, attrs={"axes": (-1,), "eps": 1e-5, "result": "output"},
-          normalize=_axes, vjp=_vjp_normalize, expand=_expand_normalize, results=RESULTS,
-          recompute=_recompute_normalize,
-          doc="(x - mean) * rstd over axes (biased variance), rstd = 1/sqrt(var + eps); results output, "
-              "mean, rstd (reduced axes kept); fused where the backend has a kernel")
-primitive("normalize_grad", ("input", "grad", "mean", "rstd"), _normalize_grad_rule,
-          attrs={"axes": (-1,)}, normalize=_axes, expand=_expand_normalize_grad,
-          doc="input gradient of normalize from its saved mean and rstd: rstd (g - mean(g) - x̂ mean(g x̂))")
+primitive(
+    "normalize",
+    ("input",),
+    _normalize_rule,
+    attrs={"axes": (-1,), "eps": 1e-5, "result": "output"},
+    normalize=_axes,
+    vjp=_vjp_normalize,
+    expand=_expand_normalize,
+    results=RESULTS,
+    recompute=_recompute_normalize,
+    doc="(x - mean) * rstd over axes (biased variance), rstd = 1/sqrt(var + eps); results output, "
+    "mean, rstd (reduced axes kept); fused where the backend has a kernel",
+)
+primitive(
+    "normalize_grad",
+    ("input", "grad", "mean", "rstd"),
+    _normalize_grad_rule,
+    attrs={"axes": (-1,)},
+    normalize=_axes,
+    expand=_expand_normalize_grad,
+    doc="input gradient of normalize from its saved mean and rstd: rstd (g - mean(g) - x̂ mean(g x̂))",
+)
 
 
 # ------------------------------------------------------------------ with an affine transform
@@ -170,19 +184,21 @@ def _normalize_affine_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-
     return broadcast([x.shape, w.shape], out.shape)
 
 
-def _expand_normalize_affine(b: "GraphBuilder", node: "Node") -> dict[str, "Value"]:
+def _expand_normalize_affine(b: GraphBuilder, node: Node) -> dict[str, Value]:
     x, w, bias = node.inputs
     n = {r: b.emit("normalize", x, axes=node.attrs["axes"], eps=node.attrs["eps"], result=r) for r in RESULTS}
     return {**n, "output": b.emit("add", b.emit("mul", n["output"], w), bias)}
 
 
-def _vjp_normalize_affine(b: "GraphBuilder", node: "Node", g: "Value") -> list["Value | None"]:
+def _vjp_normalize_affine(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
     (x, w, _), attrs = node.inputs, node.attrs
     stat = {r: b.emit("normalize_affine", *node.inputs, **{**attrs, "result": r}) for r in ("mean", "rstd")}
     if attrs["result"] != "output":
         return [_vjp_stat(b, x, g, attrs, stat), None, None]
-    return [b.emit("normalize_affine_grad", x, w, g, stat["mean"], stat["rstd"], axes=attrs["axes"], result=r)
-            for r in AFFINE_GRAD_RESULTS]
+    return [
+        b.emit("normalize_affine_grad", x, w, g, stat["mean"], stat["rstd"], axes=attrs["axes"], result=r)
+        for r in AFFINE_GRAD_RESULTS
+    ]
 
 
 def _normalize_affine_grad_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
@@ -195,31 +211,53 @@ def _normalize_affine_grad_rule(ins, out, attrs) -> bool:  # type: ignore[no-unt
     return _stats_rule([x], mean, attrs) and _stats_rule([x], rstd, attrs)
 
 
-def _expand_normalize_affine_grad(b: "GraphBuilder", node: "Node") -> dict[str, "Value"]:
+def _expand_normalize_affine_grad(b: GraphBuilder, node: Node) -> dict[str, Value]:
     x, w, g, mean, rstd = node.inputs
     axes = node.attrs["axes"]
     xhat = b.emit("mul", b.emit("sub", x, mean), rstd)
-    return {"input": b.emit("normalize_grad", x, b.emit("mul", g, w), mean, rstd, axes=axes),
-            "weight": unbroadcast(b, b.emit("mul", g, xhat), w.shape),  # type: ignore[arg-type]
-            "bias": unbroadcast(b, g, w.shape)}  # type: ignore[arg-type]
+    return {
+        "input": b.emit("normalize_grad", x, b.emit("mul", g, w), mean, rstd, axes=axes),
+        "weight": unbroadcast(b, b.emit("mul", g, xhat), w.shape),  # type: ignore[arg-type]
+        "bias": unbroadcast(b, g, w.shape),
+    }  # type: ignore[arg-type]
 
 
 AFFINE_GRAD_RESULTS = ("input", "weight", "bias")
-primitive("normalize_affine", ("input", "weight", "bias"), _normalize_affine_rule,
-          attrs={"axes": (-1,), "eps": 1e-5, "result": "output"}, normalize=_axes, vjp=_vjp_normalize_affine,
-          expand=_expand_normalize_affine, results=RESULTS, recompute=_recompute_normalize,
-          doc="normalize(x) * weight + bias (weight and bias broadcast against x); results output, mean, rstd; "
-              "fused where the backend has a kernel")
-primitive("normalize_affine_grad", ("input", "weight", "grad", "mean", "rstd"), _normalize_affine_grad_rule,
-          attrs={"axes": (-1,), "result": "input"}, normalize=_axes, expand=_expand_normalize_affine_grad,
-          results=AFFINE_GRAD_RESULTS,
-          doc="gradients of normalize_affine's output wrt input, weight and bias, from the saved statistics")
+primitive(
+    "normalize_affine",
+    ("input", "weight", "bias"),
+    _normalize_affine_rule,
+    attrs={"axes": (-1,), "eps": 1e-5, "result": "output"},
+    normalize=_axes,
+    vjp=_vjp_normalize_affine,
+    expand=_expand_normalize_affine,
+    results=RESULTS,
+    recompute=_recompute_normalize,
+    doc="normalize(x) * weight + bias (weight and bias broadcast against x); results output, mean, rstd; "
+    "fused where the backend has a kernel",
+)
+primitive(
+    "normalize_affine_grad",
+    ("input", "weight", "grad", "mean", "rstd"),
+    _normalize_affine_grad_rule,
+    attrs={"axes": (-1,), "result": "input"},
+    normalize=_axes,
+    expand=_expand_normalize_affine_grad,
+    results=AFFINE_GRAD_RESULTS,
+    doc="gradients of normalize_affine's output wrt input, weight and bias, from the saved statistics",
+)
 
 
-def _expand_relu_grad(b: "GraphBuilder", node: "Node") -> "Value":
+def _expand_relu_grad(b: GraphBuilder, node: Node) -> Value:
     y, g = node.inputs
     return b.emit("where", b.emit("greater", y, b.const(0.0)), g, b.const(0.0))
 
 
-primitive("relu_grad", ("activation", "grad"), _same_as_input, expand=_expand_relu_grad, recompute=same_node,
-          doc="gradient of relu from its output: grad where output > 0, else 0")
+primitive(
+    "relu_grad",
+    ("activation", "grad"),
+    _same_as_input,
+    expand=_expand_relu_grad,
+    recompute=same_node,
+    doc="gradient of relu from its output: grad where output > 0, else 0",
+)

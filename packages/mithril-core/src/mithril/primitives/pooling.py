@@ -56,7 +56,7 @@ def averaging_matrix(n: int, m: int) -> np.ndarray:
     return a
 
 
-def _expand(b: "GraphBuilder", node: "Node") -> "Value":
+def _expand(b: GraphBuilder, node: Node) -> Value:
     (x,) = node.inputs
     *lead, h, w = x.shape  # type: ignore[misc]
     oh, ow = node.attrs["output_size"]
@@ -67,5 +67,12 @@ def _expand(b: "GraphBuilder", node: "Node") -> "Value":
     return b.emit("matmul", rows, b.const(averaging_matrix(w, ow).T))  # [..., oh, ow]
 
 
-primitive("adaptive_avg_pool2d", ("input",), _rule, attrs={"output_size": (1, 1)}, normalize=_normalize,
-          expand=_expand, doc="torch.nn.functional.adaptive_avg_pool2d over the last two axes (any sizes)")
+primitive(
+    "adaptive_avg_pool2d",
+    ("input",),
+    _rule,
+    attrs={"output_size": (1, 1)},
+    normalize=_normalize,
+    expand=_expand,
+    doc="torch.nn.functional.adaptive_avg_pool2d over the last two axes (any sizes)",
+)

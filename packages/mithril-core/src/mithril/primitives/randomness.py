@@ -40,9 +40,16 @@ def _probability(attrs: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-bernoulli = primitive("bernoulli", ("like",), _like_rule("bool"), attrs={"p": REQUIRED}, nondiff=("like",),
-                      normalize=_probability, random=True,
-                      doc="bool of like's shape, each element True with probability p (a fresh draw per call)")
+bernoulli = primitive(
+    "bernoulli",
+    ("like",),
+    _like_rule("bool"),
+    attrs={"p": REQUIRED},
+    nondiff=("like",),
+    normalize=_probability,
+    random=True,
+    doc="bool of like's shape, each element True with probability p (a fresh draw per call)",
+)
 
 RANDOM = ("bernoulli",)
 __all__ = ["RANDOM"]

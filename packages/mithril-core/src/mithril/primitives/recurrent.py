@@ -15,9 +15,9 @@ The input projection of all time steps is one matmul per layer and direction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
@@ -43,9 +43,17 @@ class Layout:
     proj_size: int
 
     @classmethod
-    def of(cls, mode: str, attrs: Mapping[str, Any]) -> "Layout":
-        return cls(mode, attrs["hidden_size"], attrs["num_layers"], attrs["bias"], attrs["batch_first"],
-                   attrs["bidirectional"], attrs["initial_state"], attrs.get("proj_size", 0))
+    def of(cls, mode: str, attrs: Mapping[str, Any]) -> Layout:
+        return cls(
+            mode,
+            attrs["hidden_size"],
+            attrs["num_layers"],
+            attrs["bias"],
+            attrs["batch_first"],
+            attrs["bidirectional"],
+            attrs["initial_state"],
+            attrs.get("proj_size", 0),
+        )
 
     @property
     def gates(self) -> int:
@@ -109,8 +117,9 @@ def _shape_rule(mode: str) -> Callable[[Sequence[Term], Term, Mapping[str, Any]]
         lay = Layout.of(mode, attrs)
         names = lay.input_names()
         if len(ins) != len(names):
-            raise ShapeMismatchError(f"{mode} with these attributes takes {len(names)} inputs ({', '.join(names)}), "
-                                     f"got {len(ins)}")
+            raise ShapeMismatchError(
+                f"{mode} with these attributes takes {len(names)} inputs ({', '.join(names)}), got {len(ins)}"
+            )
         for term in ins:
             bind_kind(term.kind, "float")
             unify_kinds(term.kind, out.kind)
@@ -153,18 +162,18 @@ def _expect(term: Term, name: str, dims: list[int | Dim | None], spec: str | Non
 class _Direction:
     """One layer in one direction: its weights, already transposed for ``h @ W.T``."""
 
-    w_ih_t: "Value"
-    w_hh_t: "Value"
-    bias_x: "Value | None"  # added to the input projection (LSTM: b_ih + b_hh; GRU: b_ih)
-    bias_h: "Value | None"  # added to the hidden projection (GRU: b_hh, as b_hn must stay inside r * (...))
-    w_hr_t: "Value | None"
+    w_ih_t: Value
+    w_hh_t: Value
+    bias_x: Value | None  # added to the input projection (LSTM: b_ih + b_hh; GRU: b_ih)
+    bias_h: Value | None  # added to the hidden projection (GRU: b_hh, as b_hn must stay inside r * (...))
+    w_hr_t: Value | None
 
 
-def _t(b: "GraphBuilder", w: "Value") -> "Value":
+def _t(b: GraphBuilder, w: Value) -> Value:
     return b.emit("transpose", w, axes=(1, 0))
 
 
-def _direction(b: "GraphBuilder", lay: Layout, w: Mapping[str, "Value"], s: str) -> _Direction:
+def _direction(b: GraphBuilder, lay: Layout, w: Mapping[str, Value], s: str) -> _Direction:
     bias_x = bias_h = None
     if lay.bias:
         if lay.mode == "lstm":
@@ -172,28 +181,29 @@ def _direction(b: "GraphBuilder", lay: Layout, w: Mapping[str, "Value"], s: str)
         else:
             bias_x, bias_h = w[f"bias_ih{s}"], w[f"bias_hh{s}"]
     w_hr = w.get(f"weight_hr{s}")
-    return _Direction(_t(b, w[f"weight_ih{s}"]), _t(b, w[f"weight_hh{s}"]), bias_x, bias_h,
-                      _t(b, w_hr) if w_hr is not None else None)
+    return _Direction(
+        _t(b, w[f"weight_ih{s}"]), _t(b, w[f"weight_hh{s}"]), bias_x, bias_h, _t(b, w_hr) if w_hr is not None else None
+    )
 
 
-def _columns(b: "GraphBuilder", x: "Value", index: int, size: int) -> "Value":
+def _columns(b: GraphBuilder, x: Value, index: int, size: int) -> Value:
     """``x[:, index*size:(index+1)*size]`` of a ``[N, k*size]`` value."""
     return b.emit("slice", x, starts=(None, index * size), stops=(None, (index + 1) * size), steps=(None, None))
 
 
-def _row(b: "GraphBuilder", x: "Value", index: int) -> "Value":
+def _row(b: GraphBuilder, x: Value, index: int) -> Value:
     """``x[index]`` of a rank-3 value."""
     part = b.emit("slice", x, starts=(index,), stops=(index + 1,), steps=(None,))
     return b.emit("reshape", part, shape=x.shape[1:])
 
 
-def _stack(b: "GraphBuilder", values: list["Value"]) -> "Value":
+def _stack(b: GraphBuilder, values: list[Value]) -> Value:
     """Stack values of equal shape along a new leading axis."""
     rows = [b.emit("reshape", v, shape=(1, *v.shape)) for v in values]
     return rows[0] if len(rows) == 1 else b.emit("concat", *rows, axis=0)
 
 
-def _lstm_step(b: "GraphBuilder", lay: Layout, p: _Direction, xw: "Value", h: "Value", c: "Value") -> tuple["Value", "Value"]:
+def _lstm_step(b: GraphBuilder, lay: Layout, p: _Direction, xw: Value, h: Value, c: Value) -> tuple[Value, Value]:
     """``i, f, g, o`` gates (torch's order) -> the new ``(h, c)``."""
     gates = b.emit("add", xw, b.emit("matmul", h, p.w_hh_t))
     size = lay.hidden_size
@@ -206,7 +216,7 @@ def _lstm_step(b: "GraphBuilder", lay: Layout, p: _Direction, xw: "Value", h: "V
     return h, c
 
 
-def _gru_step(b: "GraphBuilder", lay: Layout, p: _Direction, xw: "Value", h: "Value") -> "Value":
+def _gru_step(b: GraphBuilder, lay: Layout, p: _Direction, xw: Value, h: Value) -> Value:
     """``r, z, n`` gates; ``n = tanh(x_n + r * (W_hn h + b_hn))``; ``h' = n + z * (h - n)``."""
     hw = b.emit("matmul", h, p.w_hh_t)
     if p.bias_h is not None:
@@ -217,8 +227,9 @@ def _gru_step(b: "GraphBuilder", lay: Layout, p: _Direction, xw: "Value", h: "Va
     return b.emit("add", n, b.emit("mul", z, b.emit("sub", h, n)))
 
 
-def _run(b: "GraphBuilder", lay: Layout, p: _Direction, x: "Value", h: "Value", c: "Value | None",
-         reverse: bool) -> tuple["Value", "Value", "Value | None"]:
+def _run(
+    b: GraphBuilder, lay: Layout, p: _Direction, x: Value, h: Value, c: Value | None, reverse: bool
+) -> tuple[Value, Value, Value | None]:
     """One direction of one layer over time-major ``x [T, N, in]``: ``(ys [T, N, R], h_T, c_T)``."""
     where = b.where
     xw = b.emit("matmul", x, p.w_ih_t)  # every time step's input projection at once
@@ -226,7 +237,7 @@ def _run(b: "GraphBuilder", lay: Layout, p: _Direction, x: "Value", h: "Value", 
         xw = b.emit("add", xw, p.bias_x)
     steps = x.shape[0]
     ys: list[Any] = [None] * steps
-    for t in (reversed(range(steps)) if reverse else range(steps)):
+    for t in reversed(range(steps)) if reverse else range(steps):
         b.where = f"{where} t={t}"
         xw_t = _row(b, xw, t)
         if lay.mode == "lstm":
@@ -238,8 +249,8 @@ def _run(b: "GraphBuilder", lay: Layout, p: _Direction, x: "Value", h: "Value", 
     return _stack(b, ys), h, c
 
 
-def _expand_rule(mode: str) -> Callable[["GraphBuilder", "Node"], dict[str, "Value"]]:
-    def expand(b: "GraphBuilder", node: "Node") -> dict[str, "Value"]:
+def _expand_rule(mode: str) -> Callable[[GraphBuilder, Node], dict[str, Value]]:
+    def expand(b: GraphBuilder, node: Node) -> dict[str, Value]:
         lay = Layout.of(mode, node.attrs)
         named = dict(zip(lay.input_names(), node.inputs))
         x = named["input"]
@@ -275,7 +286,7 @@ def _expand_rule(mode: str) -> Callable[["GraphBuilder", "Node"], dict[str, "Val
     return expand
 
 
-def _zeros(b: "GraphBuilder", shape: tuple[int, ...]) -> "Value":
+def _zeros(b: GraphBuilder, shape: tuple[int, ...]) -> Value:
     return b.emit("broadcast_to", b.const(0.0, "float"), shape=shape)
 
 
@@ -297,17 +308,36 @@ def _check_attrs(mode: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return check
 
 
-_COMMON = {"hidden_size": REQUIRED, "num_layers": 1, "bias": True, "batch_first": False, "bidirectional": False,
-           "initial_state": False, "result": "output"}
+_COMMON = {
+    "hidden_size": REQUIRED,
+    "num_layers": 1,
+    "bias": True,
+    "batch_first": False,
+    "bidirectional": False,
+    "initial_state": False,
+    "result": "output",
+}
 
 lstm = primitive(
-    "lstm", ("inputs",), _shape_rule("lstm"), attrs={**_COMMON, "proj_size": 0}, variadic=True,
-    expand=_expand_rule("lstm"), results=("output", "h_n", "c_n"), normalize=_check_attrs("lstm"),
+    "lstm",
+    ("inputs",),
+    _shape_rule("lstm"),
+    attrs={**_COMMON, "proj_size": 0},
+    variadic=True,
+    expand=_expand_rule("lstm"),
+    results=("output", "h_n", "c_n"),
+    normalize=_check_attrs("lstm"),
     doc="torch.nn.LSTM over [input, (h0, c0), *weights]; result 'output', 'h_n' or 'c_n'",
 )
 gru = primitive(
-    "gru", ("inputs",), _shape_rule("gru"), attrs=dict(_COMMON), variadic=True,
-    expand=_expand_rule("gru"), results=("output", "h_n"), normalize=_check_attrs("gru"),
+    "gru",
+    ("inputs",),
+    _shape_rule("gru"),
+    attrs=dict(_COMMON),
+    variadic=True,
+    expand=_expand_rule("gru"),
+    results=("output", "h_n"),
+    normalize=_check_attrs("gru"),
     doc="torch.nn.GRU over [input, (h0), *weights]; result 'output' or 'h_n'",
 )
 

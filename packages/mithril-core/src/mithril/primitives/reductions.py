@@ -55,12 +55,50 @@ def _vjp_extreme(b, node, g):
 
 
 _AXIS = {"axis": None, "keepdims": False}
-primitive("sum", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_sum, doc="sum over axis (tuple or None)")
-primitive("mean", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_mean, doc="mean over axis")
-primitive("max", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_extreme, doc="max over axis")
-primitive("min", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_rule(), attrs=dict(_AXIS), vjp=_vjp_extreme, doc="min over axis")
-primitive("argmax", ("input",), normalize=axes_normalizer("axis"), rule=_reduce_rule("int"), attrs={"axis": (-1,), "keepdims": False},
-          doc="index of the max over one axis (a 1-tuple)")
+primitive(
+    "sum",
+    ("input",),
+    normalize=axes_normalizer("axis"),
+    rule=_reduce_rule(),
+    attrs=dict(_AXIS),
+    vjp=_vjp_sum,
+    doc="sum over axis (tuple or None)",
+)
+primitive(
+    "mean",
+    ("input",),
+    normalize=axes_normalizer("axis"),
+    rule=_reduce_rule(),
+    attrs=dict(_AXIS),
+    vjp=_vjp_mean,
+    doc="mean over axis",
+)
+primitive(
+    "max",
+    ("input",),
+    normalize=axes_normalizer("axis"),
+    rule=_reduce_rule(),
+    attrs=dict(_AXIS),
+    vjp=_vjp_extreme,
+    doc="max over axis",
+)
+primitive(
+    "min",
+    ("input",),
+    normalize=axes_normalizer("axis"),
+    rule=_reduce_rule(),
+    attrs=dict(_AXIS),
+    vjp=_vjp_extreme,
+    doc="min over axis",
+)
+primitive(
+    "argmax",
+    ("input",),
+    normalize=axes_normalizer("axis"),
+    rule=_reduce_rule("int"),
+    attrs={"axis": (-1,), "keepdims": False},
+    doc="index of the max over one axis (a 1-tuple)",
+)
 
 
 def _softmax_rule(ins, out, attrs, what: str = "softmax") -> bool:
@@ -86,7 +124,19 @@ def _vjp_log_softmax(b, node, g):
     return [b.emit("sub", g, b.emit("mul", b.emit("exp", y), s))]
 
 
-primitive("softmax", ("input",), _softmax_rule, attrs={"axis": -1}, vjp=_vjp_softmax,
-          doc="numerically stable softmax over one axis")
-primitive("log_softmax", ("input",), lambda i, o, a: _softmax_rule(i, o, a, "log_softmax"), attrs={"axis": -1}, vjp=_vjp_log_softmax,
-          doc="numerically stable log-softmax over one axis")
+primitive(
+    "softmax",
+    ("input",),
+    _softmax_rule,
+    attrs={"axis": -1},
+    vjp=_vjp_softmax,
+    doc="numerically stable softmax over one axis",
+)
+primitive(
+    "log_softmax",
+    ("input",),
+    lambda i, o, a: _softmax_rule(i, o, a, "log_softmax"),
+    attrs={"axis": -1},
+    vjp=_vjp_log_softmax,
+    doc="numerically stable log-softmax over one axis",
+)

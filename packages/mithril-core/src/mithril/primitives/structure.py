@@ -58,8 +58,13 @@ def _vjp_matmul(b, node, g):
     ]
 
 
-primitive("matmul", ("left", "right"), _matmul_rule, vjp=_vjp_matmul,
-          doc="NumPy matmul for operands of rank >= 2 (batch dims broadcast)")
+primitive(
+    "matmul",
+    ("left", "right"),
+    _matmul_rule,
+    vjp=_vjp_matmul,
+    doc="NumPy matmul for operands of rank >= 2 (batch dims broadcast)",
+)
 
 
 # --------------------------------------------------------------- transpose
@@ -89,8 +94,16 @@ def _vjp_transpose(b, node, g):
     return [b.emit("transpose", g, axes=tuple(inv))]
 
 
-primitive("transpose", ("input",), _transpose_rule, attrs={"axes": None}, vjp=_vjp_transpose, recompute=same_node, view=True,
-          doc="permute axes (None reverses them)")
+primitive(
+    "transpose",
+    ("input",),
+    _transpose_rule,
+    attrs={"axes": None},
+    vjp=_vjp_transpose,
+    recompute=same_node,
+    view=True,
+    doc="permute axes (None reverses them)",
+)
 
 
 # ----------------------------------------------------------------- reshape
@@ -117,9 +130,16 @@ def _reshape_rule(ins, out, attrs) -> bool:
     return True
 
 
-primitive("reshape", ("input",), _reshape_rule, attrs={"shape": REQUIRED},
-          vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape)], recompute=same_node,
-          view=True, doc="reshape; one entry may be -1")
+primitive(
+    "reshape",
+    ("input",),
+    _reshape_rule,
+    attrs={"shape": REQUIRED},
+    vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape)],
+    recompute=same_node,
+    view=True,
+    doc="reshape; one entry may be -1",
+)
 
 
 def _flatten_rule(ins, out, attrs) -> bool:
@@ -138,17 +158,24 @@ def _flatten_rule(ins, out, attrs) -> bool:
     if e < s:
         raise ShapeMismatchError(f"flatten: end_axis {end} before start_axis {start}")
     merged = Dim()
-    unify(out.shape, _raw(dims[:s] + [merged] + dims[e + 1:], None, []))
-    vals = [d.known for d in dims[s: e + 1]]
+    unify(out.shape, _raw(dims[:s] + [merged] + dims[e + 1 :], None, []))
+    vals = [d.known for d in dims[s : e + 1]]
     if any(v is None for v in vals):
         return False
     bind_dim(merged, math.prod(vals))  # type: ignore[arg-type]
     return True
 
 
-primitive("flatten", ("input",), _flatten_rule, attrs={"start_axis": 1, "end_axis": -1},
-          vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape)], recompute=same_node,
-          view=True, doc="merge axes start_axis..end_axis into one (as torch.flatten)")
+primitive(
+    "flatten",
+    ("input",),
+    _flatten_rule,
+    attrs={"start_axis": 1, "end_axis": -1},
+    vjp=lambda b, n, g: [b.emit("reshape", g, shape=n.inputs[0].shape)],
+    recompute=same_node,
+    view=True,
+    doc="merge axes start_axis..end_axis into one (as torch.flatten)",
+)
 
 
 def _broadcast_to_rule(ins, out, attrs) -> bool:
@@ -161,9 +188,16 @@ def _broadcast_to_rule(ins, out, attrs) -> bool:
     return done
 
 
-primitive("broadcast_to", ("input",), _broadcast_to_rule, attrs={"shape": REQUIRED},
-          vjp=lambda b, n, g: [unbroadcast(b, g, n.inputs[0].shape)], recompute=same_node,
-          view=True, doc="NumPy broadcast_to")
+primitive(
+    "broadcast_to",
+    ("input",),
+    _broadcast_to_rule,
+    attrs={"shape": REQUIRED},
+    vjp=lambda b, n, g: [unbroadcast(b, g, n.inputs[0].shape)],
+    recompute=same_node,
+    view=True,
+    doc="NumPy broadcast_to",
+)
 
 
 # ------------------------------------------------------------------ concat
@@ -200,8 +234,15 @@ def _vjp_concat(b, node, g):
     return grads
 
 
-primitive("concat", ("inputs",), _concat_rule, attrs={"axis": 0}, vjp=_vjp_concat, variadic=True,
-          doc="join along an existing axis")
+primitive(
+    "concat",
+    ("inputs",),
+    _concat_rule,
+    attrs={"axis": 0},
+    vjp=_vjp_concat,
+    variadic=True,
+    doc="join along an existing axis",
+)
 
 
 # ------------------------------------------------------------------- slice
@@ -241,10 +282,14 @@ def _slice_rule(ins, out, attrs) -> bool:
     return done
 
 
-primitive("slice", ("input",), _slice_rule,
-          attrs={"starts": REQUIRED, "stops": REQUIRED, "steps": REQUIRED},
-          vjp=lambda b, n, g: [b.emit("slice_grad", g, input_shape=n.inputs[0].shape, **n.attrs)],
-          doc="input[starts[0]:stops[0]:steps[0], ...] over the leading len(starts) axes (None allowed)")
+primitive(
+    "slice",
+    ("input",),
+    _slice_rule,
+    attrs={"starts": REQUIRED, "stops": REQUIRED, "steps": REQUIRED},
+    vjp=lambda b, n, g: [b.emit("slice_grad", g, input_shape=n.inputs[0].shape, **n.attrs)],
+    doc="input[starts[0]:stops[0]:steps[0], ...] over the leading len(starts) axes (None allowed)",
+)
 
 
 def _slice_grad_rule(ins, out, attrs) -> bool:
@@ -253,9 +298,12 @@ def _slice_grad_rule(ins, out, attrs) -> bool:
     return True
 
 
-primitive("slice_grad", ("grad",), _slice_grad_rule,
-          attrs={"input_shape": REQUIRED, "starts": REQUIRED, "stops": REQUIRED, "steps": REQUIRED},
-          vjp=lambda b, n, g: [b.emit("slice", g, starts=n.attrs["starts"], stops=n.attrs["stops"],
-                                      steps=n.attrs["steps"])],
-          expand=DEFAULT_RULES["slice_grad"],
-          doc="zeros(input_shape) with grad written at the slice (the transpose of slice)")
+primitive(
+    "slice_grad",
+    ("grad",),
+    _slice_grad_rule,
+    attrs={"input_shape": REQUIRED, "starts": REQUIRED, "stops": REQUIRED, "steps": REQUIRED},
+    vjp=lambda b, n, g: [b.emit("slice", g, starts=n.attrs["starts"], stops=n.attrs["stops"], steps=n.attrs["steps"])],
+    expand=DEFAULT_RULES["slice_grad"],
+    doc="zeros(input_shape) with grad written at the slice (the transpose of slice)",
+)

@@ -24,7 +24,7 @@ class KindVar:
         self.parent: KindVar | None = None
         self.value = value
 
-    def find(self) -> "KindVar":
+    def find(self) -> KindVar:
         return _find(self)  # type: ignore[no-any-return]
 
     @property

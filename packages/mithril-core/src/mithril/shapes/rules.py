@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import ShapeMismatchError
-from .symbolic import Dim, SymShape, Variadic, bind_dim, unify, unify_dims, _raw
+from .symbolic import Dim, SymShape, Variadic, _raw, bind_dim, unify, unify_dims
 
 
 def broadcast_dim(dims: Sequence[Dim]) -> Dim | None:

@@ -39,7 +39,7 @@ _trail = _Trail()
 class transaction:
     """Context manager: on an exception every shape binding made inside is undone."""
 
-    def __enter__(self) -> "transaction":
+    def __enter__(self) -> transaction:
         _trail.frames.append([])
         return self
 
@@ -74,7 +74,7 @@ def _find(node):  # type: ignore[no-untyped-def]
 class Dim:
     """One dimension: a known int or a symbol (union-find node)."""
 
-    __slots__ = ("parent", "value", "watchers", "uid")
+    __slots__ = ("parent", "uid", "value", "watchers")
 
     def __init__(self, value: int | None = None) -> None:
         self.parent: Dim | None = None
@@ -82,7 +82,7 @@ class Dim:
         self.watchers: list[Constraint] | None = None
         self.uid = next(_ids)
 
-    def find(self) -> "Dim":
+    def find(self) -> Dim:
         return _find(self)  # type: ignore[return-value]
 
     @property
@@ -97,7 +97,7 @@ class Dim:
 class Variadic:
     """Any number of dimensions; bound to a :class:`SymShape` once known."""
 
-    __slots__ = ("parent", "binding", "watchers", "uid")
+    __slots__ = ("binding", "parent", "uid", "watchers")
 
     def __init__(self) -> None:
         self.parent: Variadic | None = None
@@ -105,7 +105,7 @@ class Variadic:
         self.watchers: list[Constraint] | None = None
         self.uid = next(_ids)
 
-    def find(self) -> "Variadic":
+    def find(self) -> Variadic:
         return _find(self)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
@@ -128,7 +128,7 @@ def as_dim(d: DimLike) -> Dim:
 class SymShape:
     """``prefix + [*variadic] + suffix``; ``variadic is None`` means known rank."""
 
-    __slots__ = ("prefix", "variadic", "suffix")
+    __slots__ = ("prefix", "suffix", "variadic")
 
     def __init__(
         self,
@@ -145,11 +145,11 @@ class SymShape:
 
     # construction helpers
     @classmethod
-    def unknown(cls) -> "SymShape":
+    def unknown(cls) -> SymShape:
         return cls((), Variadic(), ())
 
     @classmethod
-    def of(cls, spec: Sequence[DimLike | str] | None, names: dict[str, object] | None = None) -> "SymShape":
+    def of(cls, spec: Sequence[DimLike | str] | None, names: dict[str, object] | None = None) -> SymShape:
         """Build from a spec like ``[None, 3]``, ``["...", "n"]`` (named symbols shared via ``names``)."""
         if spec is None:
             return cls.unknown()
@@ -171,7 +171,7 @@ class SymShape:
         return cls(pre, var, suf)
 
     # views
-    def resolve(self) -> "SymShape":
+    def resolve(self) -> SymShape:
         """Expand bound variadics: the result's variadic (if any) is free."""
         var = self.variadic
         if var is None:
@@ -264,7 +264,7 @@ class Constraint:
     ``describe()`` names the block for error messages.
     """
 
-    __slots__ = ("fn", "shapes", "where", "done")
+    __slots__ = ("done", "fn", "shapes", "where")
 
     def __init__(self, fn: Callable[[], bool], shapes: Sequence[SymShape], where: object) -> None:
         self.fn = fn
@@ -434,21 +434,19 @@ def _unify_resolved(ra: SymShape, rb: SymShape) -> None:
     if rb.variadic is None:
         body = rb.prefix
         if len(body) < len(ra.prefix) + len(ra.suffix):
-            raise ShapeMismatchError(
-                f"rank {len(body)} < {len(ra.prefix) + len(ra.suffix)}"
-            )
-        for x, y in zip(ra.suffix, body[len(body) - len(ra.suffix):]):
+            raise ShapeMismatchError(f"rank {len(body)} < {len(ra.prefix) + len(ra.suffix)}")
+        for x, y in zip(ra.suffix, body[len(body) - len(ra.suffix) :]):
             _unify_dims(x, y)
-        middle = body[len(ra.prefix): len(body) - len(ra.suffix)]
+        middle = body[len(ra.prefix) : len(body) - len(ra.suffix)]
         _bind_variadic(ra.variadic, _raw(list(middle), None, []))
         return
     # both variadic: align prefixes and suffixes, bind the side with less left
     n_suf = min(len(ra.suffix), len(rb.suffix))
-    for x, y in zip(ra.suffix[len(ra.suffix) - n_suf:], rb.suffix[len(rb.suffix) - n_suf:]):
+    for x, y in zip(ra.suffix[len(ra.suffix) - n_suf :], rb.suffix[len(rb.suffix) - n_suf :]):
         _unify_dims(x, y)
     a_pre, b_pre = ra.prefix[n_pre:], rb.prefix[n_pre:]
     a_suf, b_suf = ra.suffix[: len(ra.suffix) - n_suf], rb.suffix[: len(rb.suffix) - n_suf]
-    if a_pre and b_pre or a_suf and b_suf:  # pragma: no cover - impossible by construction
+    if (a_pre and b_pre) or (a_suf and b_suf):  # pragma: no cover - impossible by construction
         raise AssertionError
     if ra.variadic.find() is rb.variadic.find():
         if a_pre or b_pre or a_suf or b_suf:

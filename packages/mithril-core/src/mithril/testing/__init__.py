@@ -20,9 +20,15 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "BLOCK_CASES": "cases", "PRIMITIVE_CASES": "cases", "BlockCase": "cases", "PrimitiveCase": "cases",
-    "cases_for": "cases", "REFERENCE": "reference",
-    "check_primitive": "primitive_check", "check_gradient": "primitive_check", "PrimitiveReport": "primitive_check",
+    "BLOCK_CASES": "cases",
+    "PRIMITIVE_CASES": "cases",
+    "BlockCase": "cases",
+    "PrimitiveCase": "cases",
+    "cases_for": "cases",
+    "REFERENCE": "reference",
+    "check_primitive": "primitive_check",
+    "check_gradient": "primitive_check",
+    "PrimitiveReport": "primitive_check",
 }
 
 

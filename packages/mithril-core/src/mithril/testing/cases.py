@@ -32,7 +32,6 @@ Gen = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 Arrays = dict[str, np.ndarray]
 
 
-
 # ----------------------------------------------------------------- generators
 def normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Standard normal."""
@@ -144,8 +143,10 @@ class PrimitiveCase:
             vals = self.make(rng, self.args)
         else:
             vals = [a.gen(rng, a.shape) for a in self.args]
-        return [np.asarray(v, dtype={"float": np.float64, "int": np.int64, "bool": np.bool_}[a.kind])
-                for v, a in zip(vals, self.args)]
+        return [
+            np.asarray(v, dtype={"float": np.float64, "int": np.int64, "bool": np.bool_}[a.kind])
+            for v, a in zip(vals, self.args)
+        ]
 
     def cotangent(self, shape: tuple[int, ...]) -> np.ndarray:
         """The output cotangent used by gradient tests."""
@@ -164,13 +165,14 @@ def _joint_distinct(rng: np.random.Generator, args: Sequence[Arg]) -> list[np.nd
     pool = distinct(rng, (sum(sizes),))
     out, at = [], 0
     for a, n in zip(args, sizes):
-        out.append(pool[at:at + n].reshape(a.shape))
+        out.append(pool[at : at + n].reshape(a.shape))
         at += n
     return out
 
 
-def _with_stats(axes: tuple[int, ...], eps: float,
-                affine: bool = False) -> Callable[[np.random.Generator, Sequence[Arg]], list[np.ndarray]]:
+def _with_stats(
+    axes: tuple[int, ...], eps: float, affine: bool = False
+) -> Callable[[np.random.Generator, Sequence[Arg]], list[np.ndarray]]:
     """``(x, [w,] g, mean(x), 1/sqrt(var(x) + eps))``: the saved statistics of the normalize gradients,
     consistent with x."""
 
@@ -192,22 +194,31 @@ def _with_pool_indices(attrs: Mapping[str, Any]) -> Callable[[np.random.Generato
     return make
 
 
-def _slice_shape(shape: Sequence[int], starts: Sequence[Any], stops: Sequence[Any],
-                 steps: Sequence[Any]) -> tuple[int, ...]:
+def _slice_shape(
+    shape: Sequence[int], starts: Sequence[Any], stops: Sequence[Any], steps: Sequence[Any]
+) -> tuple[int, ...]:
     head = tuple(len(range(n)[slice(a, b, c)]) for n, a, b, c in zip(shape, starts, stops, steps))
-    return head + tuple(shape[len(starts):])
+    return head + tuple(shape[len(starts) :])
 
 
-def _conv_out(shape: Sequence[int], wshape: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-              dilation: Sequence[int]) -> tuple[int, ...]:
+def _conv_out(
+    shape: Sequence[int], wshape: Sequence[int], stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
+) -> tuple[int, ...]:
     return (shape[0], wshape[0]) + tuple(
-        (shape[2 + i] + 2 * padding[i] - dilation[i] * (wshape[2 + i] - 1) - 1) // stride[i] + 1 for i in range(2))
+        (shape[2 + i] + 2 * padding[i] - dilation[i] * (wshape[2 + i] - 1) - 1) // stride[i] + 1 for i in range(2)
+    )
 
 
-def _pool_out(shape: Sequence[int], k: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-              dilation: Sequence[int] = (1, 1)) -> tuple[int, ...]:
+def _pool_out(
+    shape: Sequence[int],
+    k: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int] = (1, 1),
+) -> tuple[int, ...]:
     return tuple(shape[:2]) + tuple(
-        (shape[2 + i] + 2 * padding[i] - dilation[i] * (k[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+        (shape[2 + i] + 2 * padding[i] - dilation[i] * (k[i] - 1) - 1) // stride[i] + 1 for i in range(2)
+    )
 
 
 def _build_primitive_cases() -> list[PrimitiveCase]:
@@ -305,23 +316,58 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     add("normalize", "middle-axis", A((2, 5, 3)), attrs={"axes": (1,), "eps": 0.1})
     for result in ("mean", "rstd"):
         add("normalize", f"{result}-last-axis", A((3, 5)), attrs={"axes": (-1,), "eps": 1e-5, "result": result})
-        add("normalize", f"{result}-batch-norm-axes", A((4, 3, 2, 2)),
-            attrs={"axes": (0, 2, 3), "eps": 1e-3, "result": result})
-    affine = (("layer", (2, 3, 4), (-2, -1), (3, 4)), ("batch", (4, 3, 2, 2), (0, 2, 3), (1, 3, 1, 1)),
-              ("other", (2, 5, 3), (1,), (3,)))
+        add(
+            "normalize",
+            f"{result}-batch-norm-axes",
+            A((4, 3, 2, 2)),
+            attrs={"axes": (0, 2, 3), "eps": 1e-3, "result": result},
+        )
+    affine = (
+        ("layer", (2, 3, 4), (-2, -1), (3, 4)),
+        ("batch", (4, 3, 2, 2), (0, 2, 3), (1, 3, 1, 1)),
+        ("other", (2, 5, 3), (1,), (3,)),
+    )
     for label, shape, axes, wshape in affine:
         for result in ("output", "mean", "rstd"):
-            add("normalize_affine", f"{result}-{label}", A(shape), A(wshape), A(wshape),
-                attrs={"axes": axes, "eps": 1e-3, "result": result})
+            add(
+                "normalize_affine",
+                f"{result}-{label}",
+                A(shape),
+                A(wshape),
+                A(wshape),
+                attrs={"axes": axes, "eps": 1e-3, "result": result},
+            )
         stat = tuple(1 if i in {a % len(shape) for a in axes} else d for i, d in enumerate(shape))
         for result in ("input", "weight", "bias"):
-            add("normalize_affine_grad", f"{result}-{label}", A(shape), A(wshape), A(shape), A(stat), A(stat),
-                attrs={"axes": axes, "result": result}, gradient=False, make=_with_stats(axes, 1e-4, affine=True))
-    for label, shape, axes in (("last-axis", (3, 5), (-1,)), ("batch-norm-axes", (4, 3, 2, 2), (0, 2, 3)),
-                               ("middle-axis", (2, 5, 3), (1,))):
+            add(
+                "normalize_affine_grad",
+                f"{result}-{label}",
+                A(shape),
+                A(wshape),
+                A(shape),
+                A(stat),
+                A(stat),
+                attrs={"axes": axes, "result": result},
+                gradient=False,
+                make=_with_stats(axes, 1e-4, affine=True),
+            )
+    for label, shape, axes in (
+        ("last-axis", (3, 5), (-1,)),
+        ("batch-norm-axes", (4, 3, 2, 2), (0, 2, 3)),
+        ("middle-axis", (2, 5, 3), (1,)),
+    ):
         stat = tuple(1 if i in {a % len(shape) for a in axes} else d for i, d in enumerate(shape))
-        add("normalize_grad", label, A(shape), A(shape), A(stat), A(stat), attrs={"axes": axes},
-            gradient=False, make=_with_stats(axes, 1e-4))
+        add(
+            "normalize_grad",
+            label,
+            A(shape),
+            A(shape),
+            A(stat),
+            A(stat),
+            attrs={"axes": axes},
+            gradient=False,
+            make=_with_stats(axes, 1e-4),
+        )
     add("relu_grad", "same", A((3, 4)), A((3, 4)), gradient=False)
 
     # ---- structure
@@ -360,8 +406,7 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     for label, shape, starts, stops, steps in slices:
         attrs = {"starts": starts, "stops": stops, "steps": steps}
         add("slice", label, A(shape), attrs=attrs)
-        add("slice_grad", label, A(_slice_shape(shape, starts, stops, steps)),
-            attrs={"input_shape": shape, **attrs})
+        add("slice_grad", label, A(_slice_shape(shape, starts, stops, steps)), attrs={"input_shape": shape, **attrs})
 
     # ---- convolution
     convs: list[tuple[str, tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
@@ -394,15 +439,31 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
         add("max_pool2d", label, A(xs, distinct), attrs=attrs)
         add("max_pool2d_grad", label, A(xs, distinct), A(ys), attrs=attrs, gradient=False)
         for result in ("output", "indices"):  # optional: tested where the backend has the kernel
-            add("max_pool2d_with_indices", f"{result}-{label}", A(xs, distinct), attrs={**attrs, "result": result},
-                gradient=False)
-        add("max_pool2d_grad_indices", label, A(xs, distinct), A(ys, kind="int"), A(ys), attrs=attrs,
-            gradient=False, make=_with_pool_indices(attrs))
+            add(
+                "max_pool2d_with_indices",
+                f"{result}-{label}",
+                A(xs, distinct),
+                attrs={**attrs, "result": result},
+                gradient=False,
+            )
+        add(
+            "max_pool2d_grad_indices",
+            label,
+            A(xs, distinct),
+            A(ys, kind="int"),
+            A(ys),
+            attrs=attrs,
+            gradient=False,
+            make=_with_pool_indices(attrs),
+        )
     avg_pools: list[tuple[str, tuple[int, ...], dict[str, Any]]] = [
         ("k2s2", (2, 3, 6, 6), {"kernel_size": (2, 2), "stride": (2, 2)}),
         ("k3s2p1", (1, 2, 7, 7), {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1)}),
-        ("k3s2p1-exclude-pad", (1, 2, 7, 7),
-         {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1), "count_include_pad": False}),
+        (
+            "k3s2p1-exclude-pad",
+            (1, 2, 7, 7),
+            {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1), "count_include_pad": False},
+        ),
         ("overlapping", (2, 2, 5, 6), {"kernel_size": (3, 2), "stride": (1, 2)}),
         ("floor", (1, 1, 5, 7), {"kernel_size": (2, 3), "stride": (2, 2), "padding": (1, 1)}),
     ]
@@ -414,14 +475,17 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
 
     convts: list[tuple[str, tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
         ("basic", (2, 3, 4, 4), (3, 2, 3, 3), {}),
-        ("stride-padding-output-padding", (1, 2, 3, 4), (2, 3, 3, 3),
-         {"stride": (2, 2), "padding": (1, 1), "output_padding": (1, 0)}),
+        (
+            "stride-padding-output-padding",
+            (1, 2, 3, 4),
+            (2, 3, 3, 3),
+            {"stride": (2, 2), "padding": (1, 1), "output_padding": (1, 0)},
+        ),
         ("groups-dilation", (2, 4, 3, 3), (4, 1, 2, 3), {"groups": 2, "dilation": (2, 1), "stride": (1, 2)}),
         ("uneven", (1, 2, 3, 2), (2, 2, 4, 2), {"stride": (3, 2), "padding": (1, 0), "output_padding": (2, 1)}),
     ]
     for label, xs, ws, kw in convts:
-        attrs = {"stride": (1, 1), "padding": (0, 0), "output_padding": (0, 0), "dilation": (1, 1), "groups": 1,
-                 **kw}
+        attrs = {"stride": (1, 1), "padding": (0, 0), "output_padding": (0, 0), "dilation": (1, 1), "groups": 1, **kw}
         add("conv_transpose2d", label, A(xs), A(ws), attrs=attrs)
 
     # ---- indexing
@@ -453,18 +517,27 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     add("neg", "int", A((3, 4), ints, "int"), gradient=False)
     add("abs", "int", A((3, 4), ints, "int"), gradient=False)
     add("sign", "int", A((3, 4), ints, "int"), gradient=False)
-    add("where", "int-branches", A((3, 4), bools, "bool"), A((3, 4), ints, "int"), A((4,), ints, "int"),
-        gradient=False)
+    add("where", "int-branches", A((3, 4), bools, "bool"), A((3, 4), ints, "int"), A((4,), ints, "int"), gradient=False)
     add("sum", "int", A((3, 4), ints, "int"), attrs={"axis": (1,), "keepdims": False}, gradient=False)
     add("max", "int", A((3, 4), ints, "int"), attrs={"axis": (0,), "keepdims": True}, gradient=False)
-    add("argmax", "int-distinct", A((2, 5), lambda rng, shape: rng.permutation(10).reshape(shape), "int"),
-        attrs={"axis": (-1,), "keepdims": False}, gradient=False)
+    add(
+        "argmax",
+        "int-distinct",
+        A((2, 5), lambda rng, shape: rng.permutation(10).reshape(shape), "int"),
+        attrs={"axis": (-1,), "keepdims": False},
+        gradient=False,
+    )
     add("transpose", "bool", A((2, 3, 4), bools, "bool"), attrs={"axes": (2, 0, 1)}, gradient=False)
     add("reshape", "int", A((2, 6), ints, "int"), attrs={"shape": (3, -1)}, gradient=False)
     add("broadcast_to", "bool", A((3, 1), bools, "bool"), attrs={"shape": (2, 3, 4)}, gradient=False)
     add("concat", "bool", A((2, 1), bools, "bool"), A((2, 3), bools, "bool"), attrs={"axis": 1}, gradient=False)
-    add("slice", "int-negative-step", A((5, 4), ints, "int"),
-        attrs={"starts": (None, 3), "stops": (None, None), "steps": (2, -1)}, gradient=False)
+    add(
+        "slice",
+        "int-negative-step",
+        A((5, 4), ints, "int"),
+        attrs={"starts": (None, 3), "stops": (None, None), "steps": (2, -1)},
+        gradient=False,
+    )
 
     # primitives without a gradient rule are forward-only, whatever the table says
     from ..primitives import registry
@@ -473,8 +546,16 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
     for c in cases:
         differentiable = registry.get(c.primitive).differentiable and any(a.differentiable for a in c.args)
         if c.gradient and not differentiable:
-            c = PrimitiveCase(c.primitive, c.label, c.args, c.attrs, gradient=False, make=c.make, xfail=c.xfail,
-                              xfail_raises=c.xfail_raises)
+            c = PrimitiveCase(
+                c.primitive,
+                c.label,
+                c.args,
+                c.attrs,
+                gradient=False,
+                make=c.make,
+                xfail=c.xfail,
+                xfail_raises=c.xfail_raises,
+            )
         out.append(c)
     return out
 
@@ -567,8 +648,16 @@ def conv_ref(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, **attrs: Any) -
     return y if b is None else y + b.reshape(1, -1, 1, 1)
 
 
-def batchnorm_ref(x: np.ndarray, w: np.ndarray, b: np.ndarray, rm: np.ndarray, rv: np.ndarray, training: bool,
-                  eps: float = 1e-5, momentum: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batchnorm_ref(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    rm: np.ndarray,
+    rv: np.ndarray,
+    training: bool,
+    eps: float = 1e-5,
+    momentum: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """torch.nn.BatchNorm2d: (output, new running_mean, new running_var)."""
     if training:
         n = x.shape[0] * x.shape[2] * x.shape[3]
@@ -583,8 +672,19 @@ def batchnorm_ref(x: np.ndarray, w: np.ndarray, b: np.ndarray, rm: np.ndarray, r
 
 
 def _build_block_cases() -> list[BlockCase]:
-    from ..models import (AvgPool2d, BatchNorm2d, Conv2d, Flatten, IOKey, Linear, LogSoftmax, MaxPool2d, Model,
-                          Relu, Tanh)
+    from ..models import (
+        AvgPool2d,
+        BatchNorm2d,
+        Conv2d,
+        Flatten,
+        IOKey,
+        Linear,
+        LogSoftmax,
+        MaxPool2d,
+        Model,
+        Relu,
+        Tanh,
+    )
 
     P = ParamSpec
     small = _scaled(normal, 0.5)
@@ -598,67 +698,116 @@ def _build_block_cases() -> list[BlockCase]:
 
         return build
 
-    cases.append(BlockCase(
-        "linear", single(lambda: Linear(4, name="fc")),
-        inputs={"input": Arg((3, 5))},
-        params={"fc.weight": P((4, 5), small), "fc.bias": P((4,), small)},
-        reference=lambda p, i, t: ({"output": linear_ref(i["input"], p["fc.weight"], p["fc.bias"])}, {}),
-    ))
-    cases.append(BlockCase(
-        "linear-no-bias-batched", single(lambda: Linear(3, use_bias=False, name="fc")),
-        inputs={"input": Arg((2, 4, 5))},
-        params={"fc.weight": P((3, 5), small)},
-        reference=lambda p, i, t: ({"output": linear_ref(i["input"], p["fc.weight"], None)}, {}),
-    ))
-    cases.append(BlockCase(
-        "conv2d", single(lambda: Conv2d(3, 4, kernel_size=3, padding=1, name="conv")),
-        inputs={"input": Arg((2, 3, 5, 5))},
-        params={"conv.weight": P((4, 3, 3, 3), small), "conv.bias": P((4,), small)},
-        reference=lambda p, i, t: ({"output": conv_ref(i["input"], p["conv.weight"], p["conv.bias"],
-                                                        padding=(1, 1))}, {}),
-    ))
-    cases.append(BlockCase(
-        "conv2d-groups-no-bias",
-        single(lambda: Conv2d(4, 6, kernel_size=3, stride=2, padding=1, groups=2, bias=False, name="conv")),
-        inputs={"input": Arg((2, 4, 7, 6))},
-        params={"conv.weight": P((6, 2, 3, 3), small)}, randomize=True,
-        reference=lambda p, i, t: ({"output": conv_ref(i["input"], p["conv.weight"], None, stride=(2, 2),
-                                                        padding=(1, 1), groups=2)}, {}),
-    ))
+    cases.append(
+        BlockCase(
+            "linear",
+            single(lambda: Linear(4, name="fc")),
+            inputs={"input": Arg((3, 5))},
+            params={"fc.weight": P((4, 5), small), "fc.bias": P((4,), small)},
+            reference=lambda p, i, t: ({"output": linear_ref(i["input"], p["fc.weight"], p["fc.bias"])}, {}),
+        )
+    )
+    cases.append(
+        BlockCase(
+            "linear-no-bias-batched",
+            single(lambda: Linear(3, use_bias=False, name="fc")),
+            inputs={"input": Arg((2, 4, 5))},
+            params={"fc.weight": P((3, 5), small)},
+            reference=lambda p, i, t: ({"output": linear_ref(i["input"], p["fc.weight"], None)}, {}),
+        )
+    )
+    cases.append(
+        BlockCase(
+            "conv2d",
+            single(lambda: Conv2d(3, 4, kernel_size=3, padding=1, name="conv")),
+            inputs={"input": Arg((2, 3, 5, 5))},
+            params={"conv.weight": P((4, 3, 3, 3), small), "conv.bias": P((4,), small)},
+            reference=lambda p, i, t: (
+                {"output": conv_ref(i["input"], p["conv.weight"], p["conv.bias"], padding=(1, 1))},
+                {},
+            ),
+        )
+    )
+    cases.append(
+        BlockCase(
+            "conv2d-groups-no-bias",
+            single(lambda: Conv2d(4, 6, kernel_size=3, stride=2, padding=1, groups=2, bias=False, name="conv")),
+            inputs={"input": Arg((2, 4, 7, 6))},
+            params={"conv.weight": P((6, 2, 3, 3), small)},
+            randomize=True,
+            reference=lambda p, i, t: (
+                {"output": conv_ref(i["input"], p["conv.weight"], None, stride=(2, 2), padding=(1, 1), groups=2)},
+                {},
+            ),
+        )
+    )
 
     def bn_ref(p: Arrays, i: Arrays, training: bool) -> tuple[Arrays, Arrays]:
-        y, rm, rv = batchnorm_ref(i["input"], p["bn.weight"], p["bn.bias"], p["bn.running_mean"],
-                                  p["bn.running_var"], training)
+        y, rm, rv = batchnorm_ref(
+            i["input"], p["bn.weight"], p["bn.bias"], p["bn.running_mean"], p["bn.running_var"], training
+        )
         return {"output": y}, ({"bn.running_mean": rm, "bn.running_var": rv} if training else {})
 
-    bn_params = {"bn.weight": P((3,), _scaled(normal, 0.3, 1.0)), "bn.bias": P((3,), small),
-                 "bn.running_mean": P((3,), small, state=True), "bn.running_var": P((3,), positive, state=True)}
-    cases.append(BlockCase(
-        "batchnorm2d", single(lambda: BatchNorm2d(3, name="bn")),
-        inputs={"input": Arg((4, 3, 3, 2), _scaled(normal, 2.0, 0.5))},
-        params=bn_params, reference=bn_ref, inference=True, randomize=True,
-    ))
-    cases.append(BlockCase(
-        "maxpool2d", single(lambda: MaxPool2d(3, stride=2, padding=1)),
-        inputs={"input": Arg((2, 3, 7, 6), distinct)}, params={}, gradient=False,
-        reference=lambda p, i, t: ({"output": ref.max_pool2d(i["input"], kernel_size=(3, 3), stride=(2, 2),
-                                                              padding=(1, 1))}, {}),
-    ))
-    cases.append(BlockCase(
-        "avgpool2d", single(lambda: AvgPool2d(2)),
-        inputs={"input": Arg((2, 3, 5, 6))}, params={}, gradient=False,
-        reference=lambda p, i, t: ({"output": ref.avg_pool2d(i["input"], kernel_size=(2, 2), stride=(2, 2))}, {}),
-    ))
-    cases.append(BlockCase(
-        "flatten", single(lambda: Flatten()),
-        inputs={"input": Arg((2, 3, 2, 2))}, params={}, gradient=False,
-        reference=lambda p, i, t: ({"output": i["input"].reshape(2, -1)}, {}),
-    ))
-    cases.append(BlockCase(
-        "relu", single(lambda: Relu()),
-        inputs={"input": Arg((3, 4), with_zeros)}, params={}, gradient=False,
-        reference=lambda p, i, t: ({"output": np.maximum(i["input"], 0.0)}, {}),
-    ))
+    bn_params = {
+        "bn.weight": P((3,), _scaled(normal, 0.3, 1.0)),
+        "bn.bias": P((3,), small),
+        "bn.running_mean": P((3,), small, state=True),
+        "bn.running_var": P((3,), positive, state=True),
+    }
+    cases.append(
+        BlockCase(
+            "batchnorm2d",
+            single(lambda: BatchNorm2d(3, name="bn")),
+            inputs={"input": Arg((4, 3, 3, 2), _scaled(normal, 2.0, 0.5))},
+            params=bn_params,
+            reference=bn_ref,
+            inference=True,
+            randomize=True,
+        )
+    )
+    cases.append(
+        BlockCase(
+            "maxpool2d",
+            single(lambda: MaxPool2d(3, stride=2, padding=1)),
+            inputs={"input": Arg((2, 3, 7, 6), distinct)},
+            params={},
+            gradient=False,
+            reference=lambda p, i, t: (
+                {"output": ref.max_pool2d(i["input"], kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))},
+                {},
+            ),
+        )
+    )
+    cases.append(
+        BlockCase(
+            "avgpool2d",
+            single(lambda: AvgPool2d(2)),
+            inputs={"input": Arg((2, 3, 5, 6))},
+            params={},
+            gradient=False,
+            reference=lambda p, i, t: ({"output": ref.avg_pool2d(i["input"], kernel_size=(2, 2), stride=(2, 2))}, {}),
+        )
+    )
+    cases.append(
+        BlockCase(
+            "flatten",
+            single(lambda: Flatten()),
+            inputs={"input": Arg((2, 3, 2, 2))},
+            params={},
+            gradient=False,
+            reference=lambda p, i, t: ({"output": i["input"].reshape(2, -1)}, {}),
+        )
+    )
+    cases.append(
+        BlockCase(
+            "relu",
+            single(lambda: Relu()),
+            inputs={"input": Arg((3, 4), with_zeros)},
+            params={},
+            gradient=False,
+            reference=lambda p, i, t: ({"output": np.maximum(i["input"], 0.0)}, {}),
+        )
+    )
 
     def mlp() -> Any:
         m = Model()
@@ -672,12 +821,21 @@ def _build_block_cases() -> list[BlockCase]:
         h = np.tanh(linear_ref(i["input"], p["fc1.weight"], p["fc1.bias"]))
         return {"output": ref.log_softmax(linear_ref(h, p["fc2.weight"], p["fc2.bias"]), axis=-1)}, {}
 
-    cases.append(BlockCase(
-        "mlp", mlp, inputs={"input": Arg((4, 5))}, randomize=True,
-        params={"fc1.weight": P((6, 5), small), "fc1.bias": P((6,), small),
-                "fc2.weight": P((3, 6), small), "fc2.bias": P((3,), small)},
-        reference=mlp_ref,
-    ))
+    cases.append(
+        BlockCase(
+            "mlp",
+            mlp,
+            inputs={"input": Arg((4, 5))},
+            randomize=True,
+            params={
+                "fc1.weight": P((6, 5), small),
+                "fc1.bias": P((6,), small),
+                "fc2.weight": P((3, 6), small),
+                "fc2.bias": P((3,), small),
+            },
+            reference=mlp_ref,
+        )
+    )
 
     def cnn() -> Any:
         m = Model()
@@ -691,18 +849,27 @@ def _build_block_cases() -> list[BlockCase]:
 
     def cnn_ref(p: Arrays, i: Arrays, training: bool) -> tuple[Arrays, Arrays]:
         h = conv_ref(i["input"], p["conv.weight"], p["conv.bias"], padding=(1, 1))
-        h, rm, rv = batchnorm_ref(h, p["bn.weight"], p["bn.bias"], p["bn.running_mean"], p["bn.running_var"],
-                                  training)
+        h, rm, rv = batchnorm_ref(h, p["bn.weight"], p["bn.bias"], p["bn.running_mean"], p["bn.running_var"], training)
         h = ref.max_pool2d(np.maximum(h, 0.0), kernel_size=(2, 2), stride=(2, 2))
         y = linear_ref(h.reshape(h.shape[0], -1), p["fc.weight"], p["fc.bias"])
         return {"output": y}, ({"bn.running_mean": rm, "bn.running_var": rv} if training else {})
 
-    cases.append(BlockCase(
-        "cnn", cnn, inputs={"input": Arg((3, 2, 4, 4))},
-        params={"conv.weight": P((3, 2, 3, 3), small), "conv.bias": P((3,), small), **bn_params,
-                "fc.weight": P((4, 12), small), "fc.bias": P((4,), small)},
-        reference=cnn_ref, inference=True,
-    ))
+    cases.append(
+        BlockCase(
+            "cnn",
+            cnn,
+            inputs={"input": Arg((3, 2, 4, 4))},
+            params={
+                "conv.weight": P((3, 2, 3, 3), small),
+                "conv.bias": P((3,), small),
+                **bn_params,
+                "fc.weight": P((4, 12), small),
+                "fc.bias": P((4,), small),
+            },
+            reference=cnn_ref,
+            inference=True,
+        )
+    )
     return cases
 
 
@@ -717,7 +884,23 @@ def block_case(label: str) -> BlockCase:
 
 
 __all__ = [
-    "Arg", "PrimitiveCase", "PRIMITIVE_CASES", "cases_for", "ParamSpec", "BlockCase", "BLOCK_CASES", "block_case",
-    "normal", "wide", "positive", "nonzero", "distinct", "small_ints", "with_zeros",
-    "fractional", "ints", "bools", "indices",
+    "BLOCK_CASES",
+    "PRIMITIVE_CASES",
+    "Arg",
+    "BlockCase",
+    "ParamSpec",
+    "PrimitiveCase",
+    "block_case",
+    "bools",
+    "cases_for",
+    "distinct",
+    "fractional",
+    "indices",
+    "ints",
+    "nonzero",
+    "normal",
+    "positive",
+    "small_ints",
+    "wide",
+    "with_zeros",
 ]

@@ -85,13 +85,13 @@ from .cases import BLOCK_CASES, PRIMITIVE_CASES, BlockCase, PrimitiveCase
 
 __all__ = [
     "pytest_plugins",
+    "test_backend_has_core_kernels",
+    "test_block_forward",
+    "test_block_gradient",
+    "test_block_inference",
+    "test_block_randomize_params",
     "test_primitive_forward",
     "test_primitive_gradient",
-    "test_block_forward",
-    "test_block_inference",
-    "test_block_gradient",
-    "test_block_randomize_params",
-    "test_backend_has_core_kernels",
 ]
 
 #: the star-import carries this into the backend's test module, so pytest loads the default fixtures
@@ -111,8 +111,20 @@ TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
 #: finite-difference step (float64)
 FD_EPS = 1e-6
 
-OPTION_KEYS = frozenset({"jit", "compile_options", "gradients", "unsupported", "dtypes", "only", "blocks",
-                         "tests", "tolerances", "factory_options"})
+OPTION_KEYS = frozenset(
+    {
+        "jit",
+        "compile_options",
+        "gradients",
+        "unsupported",
+        "dtypes",
+        "only",
+        "blocks",
+        "tests",
+        "tolerances",
+        "factory_options",
+    }
+)
 
 TEST_KINDS = frozenset({"forward", "gradient", "inference", "randomize", "kernels"})
 
@@ -134,20 +146,22 @@ class ConformanceOptions:
     factory_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, options: Mapping[str, Any] | None) -> "ConformanceOptions":
+    def of(cls, options: Mapping[str, Any] | None) -> ConformanceOptions:
         options = dict(options or {})
         bad = sorted(set(options) - OPTION_KEYS)
         if bad:
             raise ValueError(f"mithril_conformance_options: unknown key(s) {bad}; known: {sorted(OPTION_KEYS)}")
         unsupported = options.get("unsupported") or {}
         if not isinstance(unsupported, Mapping):
-            unsupported = {name: "declared unsupported by the backend" for name in unsupported}
+            unsupported = dict.fromkeys(unsupported, "declared unsupported by the backend")
         dtypes = tuple(getattr(d, "value", d) for d in options.get("dtypes", DTYPES))
         only = options.get("only")
         tests = frozenset(options.get("tests", TEST_KINDS))
         if tests - TEST_KINDS:
-            raise ValueError(f"mithril_conformance_options: unknown test kind(s) {sorted(tests - TEST_KINDS)}; "
-                             f"known: {sorted(TEST_KINDS)}")
+            raise ValueError(
+                f"mithril_conformance_options: unknown test kind(s) {sorted(tests - TEST_KINDS)}; "
+                f"known: {sorted(TEST_KINDS)}"
+            )
         return cls(
             jit=bool(options.get("jit", False)),
             compile_options=dict(options.get("compile_options") or {}),
@@ -177,8 +191,12 @@ def _names_of(case: PrimitiveCase | BlockCase) -> set[str]:
     return {case.id, case.label}
 
 
-def selected(case: PrimitiveCase | BlockCase | None, dtype: str | None, options: Mapping[str, Any] | None,
-             kind: str | None = None) -> bool:
+def selected(
+    case: PrimitiveCase | BlockCase | None,
+    dtype: str | None,
+    options: Mapping[str, Any] | None,
+    kind: str | None = None,
+) -> bool:
     """Whether a configuration includes a test at all (used to deselect, not to skip)."""
     opts = ConformanceOptions.of(options)
     if kind is not None and kind not in opts.tests:
@@ -193,8 +211,13 @@ def selected(case: PrimitiveCase | BlockCase | None, dtype: str | None, options:
     return True
 
 
-def _skip_unless_selected(case: PrimitiveCase | BlockCase | None, dtype: str | None, opts: ConformanceOptions,
-                          raw: Mapping[str, Any] | None, kind: str = "forward") -> None:
+def _skip_unless_selected(
+    case: PrimitiveCase | BlockCase | None,
+    dtype: str | None,
+    opts: ConformanceOptions,
+    raw: Mapping[str, Any] | None,
+    kind: str = "forward",
+) -> None:
     """Skip a test the configuration excludes, or one the backend declares unsupported."""
     if not selected(case, dtype, raw, kind):
         pytest.skip("not part of this conformance configuration (dtypes / only / blocks / tests)")
@@ -271,8 +294,13 @@ def assert_matches(backend: Any, got: Any, want: np.ndarray, dtype: str, tol: tu
     np.testing.assert_allclose(g.astype(np.float64), want, rtol=rtol, atol=atol * scale, err_msg=what)
 
 
-def numerical_vjp(fn: Callable[[list[np.ndarray]], np.ndarray], values: Sequence[np.ndarray], wrt: Sequence[int],
-                  cotangent: np.ndarray, eps: float = FD_EPS) -> list[np.ndarray]:
+def numerical_vjp(
+    fn: Callable[[list[np.ndarray]], np.ndarray],
+    values: Sequence[np.ndarray],
+    wrt: Sequence[int],
+    cotangent: np.ndarray,
+    eps: float = FD_EPS,
+) -> list[np.ndarray]:
     """d(sum(cotangent * fn(values)))/d(values[i]) for i in ``wrt``, by central differences."""
     base = [np.array(v, dtype=np.float64) if _kind_of(v) == "float" else v for v in values]
     grads = []
@@ -331,7 +359,10 @@ def primitive_model(case: PrimitiveCase) -> tuple[Any, list[str], list[bool]]:
 
 
 def _primitive_setup(
-    case: PrimitiveCase, factory: Callable[[Any], Any], options: Mapping[str, Any] | None, dtype: str,
+    case: PrimitiveCase,
+    factory: Callable[[Any], Any],
+    options: Mapping[str, Any] | None,
+    dtype: str,
     kind: str = "forward",
 ) -> tuple[ConformanceOptions, Any, Any, dict[str, Any], dict[str, Any], list[np.ndarray], list[str], list[bool]]:
     opts = ConformanceOptions.of(options)
@@ -394,12 +425,14 @@ _dtype_param = pytest.mark.parametrize("mithril_dtype", DTYPES)
 @_conformance("forward")
 @_dtype_param
 @pytest.mark.parametrize("mithril_case", _params(PRIMITIVE_CASES))
-def test_primitive_forward(mithril_case: PrimitiveCase, mithril_dtype: str, mithril_backend_factory: Any,
-                           mithril_conformance_options: Any) -> None:
+def test_primitive_forward(
+    mithril_case: PrimitiveCase, mithril_dtype: str, mithril_backend_factory: Any, mithril_conformance_options: Any
+) -> None:
     """The primitive's output matches the NumPy reference on the values the backend holds."""
     case, dtype = mithril_case, mithril_dtype
     opts, backend, pm, params, inputs, held, _, _ = _primitive_setup(
-        case, mithril_backend_factory, mithril_conformance_options, dtype)
+        case, mithril_backend_factory, mithril_conformance_options, dtype
+    )
     with _unsupported_skips(opts):
         out = pm.evaluate(params, inputs)
     want = case.reference(held)
@@ -411,12 +444,14 @@ def test_primitive_forward(mithril_case: PrimitiveCase, mithril_dtype: str, mith
 @_conformance("gradient")
 @_dtype_param
 @pytest.mark.parametrize("mithril_case", _params(GRADIENT_CASES))
-def test_primitive_gradient(mithril_case: PrimitiveCase, mithril_dtype: str, mithril_backend_factory: Any,
-                            mithril_conformance_options: Any) -> None:
+def test_primitive_gradient(
+    mithril_case: PrimitiveCase, mithril_dtype: str, mithril_backend_factory: Any, mithril_conformance_options: Any
+) -> None:
     """Gradients wrt every differentiable float input match central differences of the reference."""
     case, dtype = mithril_case, mithril_dtype
     opts, backend, pm, params, inputs, held, names, is_param = _primitive_setup(
-        case, mithril_backend_factory, mithril_conformance_options, dtype, "gradient")
+        case, mithril_backend_factory, mithril_conformance_options, dtype, "gradient"
+    )
     want_out = case.reference(held)
     with backend.scope():
         cot, cot_held = to_backend(backend, case.cotangent(want_out.shape))
@@ -430,11 +465,23 @@ def test_primitive_gradient(mithril_case: PrimitiveCase, mithril_dtype: str, mit
     want_keys = {names[i] for i in wrt}
     assert set(grads) == want_keys, f"gradients for {sorted(grads)}, expected {sorted(want_keys)}"
     with backend.scope():
-        assert_matches(backend, out["output"], want_out, dtype, opts.tolerance(dtype, "forward"),
-                       f"{case.id} output (with gradients)")
+        assert_matches(
+            backend,
+            out["output"],
+            want_out,
+            dtype,
+            opts.tolerance(dtype, "forward"),
+            f"{case.id} output (with gradients)",
+        )
         for i, g in zip(wrt, expected):
-            assert_matches(backend, grads[names[i]], g, dtype, opts.tolerance(dtype, "gradient"),
-                           f"{case.id} gradient wrt {names[i]}")
+            assert_matches(
+                backend,
+                grads[names[i]],
+                g,
+                dtype,
+                opts.tolerance(dtype, "gradient"),
+                f"{case.id} gradient wrt {names[i]}",
+            )
 
 
 # ---------------------------------------------------------------- block tests
@@ -444,10 +491,14 @@ def _block_primitives(model: Any) -> set[str]:
     return {b.primitive.name for _, b in model.iter_blocks() if isinstance(b, PrimitiveBlock)}
 
 
-def _block_setup(case: BlockCase, factory: Callable[[Any], Any], options: Mapping[str, Any] | None, dtype: str,
-                 kind: str = "forward", **compile_kw: Any) -> tuple[ConformanceOptions, Any, Any, dict[str, Any],
-                                                                    dict[str, Any], dict[str, np.ndarray],
-                                                                    dict[str, np.ndarray]]:
+def _block_setup(
+    case: BlockCase,
+    factory: Callable[[Any], Any],
+    options: Mapping[str, Any] | None,
+    dtype: str,
+    kind: str = "forward",
+    **compile_kw: Any,
+) -> tuple[ConformanceOptions, Any, Any, dict[str, Any], dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
     opts = ConformanceOptions.of(options)
     _skip_unless_selected(case, dtype, opts, options, kind)
     model = case.build()
@@ -475,8 +526,14 @@ def _block_setup(case: BlockCase, factory: Callable[[Any], Any], options: Mappin
     return opts, backend, pm, params, inputs, p_held, i_held
 
 
-def _check_outputs(backend: Any, got: Mapping[str, Any], want: Mapping[str, np.ndarray], dtype: str,
-                   tol: tuple[float, float], what: str) -> None:
+def _check_outputs(
+    backend: Any,
+    got: Mapping[str, Any],
+    want: Mapping[str, np.ndarray],
+    dtype: str,
+    tol: tuple[float, float],
+    what: str,
+) -> None:
     assert set(got) == set(want), f"{what}: keys {sorted(got)}, expected {sorted(want)}"
     with backend.scope():
         for k in want:
@@ -486,12 +543,14 @@ def _check_outputs(backend: Any, got: Mapping[str, Any], want: Mapping[str, np.n
 @_conformance("forward")
 @_dtype_param
 @pytest.mark.parametrize("mithril_case", _params(BLOCK_CASES))
-def test_block_forward(mithril_case: BlockCase, mithril_dtype: str, mithril_backend_factory: Any,
-                       mithril_conformance_options: Any) -> None:
+def test_block_forward(
+    mithril_case: BlockCase, mithril_dtype: str, mithril_backend_factory: Any, mithril_conformance_options: Any
+) -> None:
     """Training-mode output (and updated state) of a zoo block matches its torch.nn-semantics reference."""
     case, dtype = mithril_case, mithril_dtype
     opts, backend, pm, params, inputs, p_held, i_held = _block_setup(
-        case, mithril_backend_factory, mithril_conformance_options, dtype)
+        case, mithril_backend_factory, mithril_conformance_options, dtype
+    )
     want_out, want_state = case.reference(p_held, i_held, True)
     tol = opts.tolerance(dtype, "forward")
     with _unsupported_skips(opts):
@@ -507,13 +566,19 @@ def test_block_forward(mithril_case: BlockCase, mithril_dtype: str, mithril_back
 @_dtype_param
 @pytest.mark.parametrize("mithril_case", _params(INFERENCE_BLOCK_CASES))
 @pytest.mark.parametrize("mithril_mode", ["static_inference", "training_false"])
-def test_block_inference(mithril_case: BlockCase, mithril_dtype: str, mithril_mode: str,
-                         mithril_backend_factory: Any, mithril_conformance_options: Any) -> None:
+def test_block_inference(
+    mithril_case: BlockCase,
+    mithril_dtype: str,
+    mithril_mode: str,
+    mithril_backend_factory: Any,
+    mithril_conformance_options: Any,
+) -> None:
     """Inference mode uses the running statistics: static_inference=True, or evaluate(training=False)."""
     case, dtype = mithril_case, mithril_dtype
     kw = {"static_inference": True} if mithril_mode == "static_inference" else {}
     opts, backend, pm, params, inputs, p_held, i_held = _block_setup(
-        case, mithril_backend_factory, mithril_conformance_options, dtype, "inference", **kw)
+        case, mithril_backend_factory, mithril_conformance_options, dtype, "inference", **kw
+    )
     want_out, _ = case.reference(p_held, i_held, False)
     with _unsupported_skips(opts):
         out = pm.evaluate(params, inputs) if kw else pm.evaluate(params, inputs, training=False)
@@ -523,12 +588,14 @@ def test_block_inference(mithril_case: BlockCase, mithril_dtype: str, mithril_mo
 @_conformance("gradient")
 @_dtype_param
 @pytest.mark.parametrize("mithril_case", _params(GRADIENT_BLOCK_CASES))
-def test_block_gradient(mithril_case: BlockCase, mithril_dtype: str, mithril_backend_factory: Any,
-                        mithril_conformance_options: Any) -> None:
+def test_block_gradient(
+    mithril_case: BlockCase, mithril_dtype: str, mithril_backend_factory: Any, mithril_conformance_options: Any
+) -> None:
     """Parameter gradients (training mode) match central differences of the block's reference."""
     case, dtype = mithril_case, mithril_dtype
     opts, backend, pm, params, inputs, p_held, i_held = _block_setup(
-        case, mithril_backend_factory, mithril_conformance_options, dtype, "gradient")
+        case, mithril_backend_factory, mithril_conformance_options, dtype, "gradient"
+    )
     want_out, _ = case.reference(p_held, i_held, True)
     cots: dict[str, Any] = {}
     cots_held: dict[str, np.ndarray] = {}
@@ -547,27 +614,40 @@ def test_block_gradient(mithril_case: BlockCase, mithril_dtype: str, mithril_bac
         return np.concatenate([np.asarray(o[k]).ravel() for k in out_names])
 
     expected = _cached(
-        ("block", case.id, _fingerprint([p_held[k] for k in keys]), _fingerprint(list(i_held.values())),
-         _fingerprint([cot_all])),
+        (
+            "block",
+            case.id,
+            _fingerprint([p_held[k] for k in keys]),
+            _fingerprint(list(i_held.values())),
+            _fingerprint([cot_all]),
+        ),
         lambda: numerical_vjp(flat_out, [p_held[k] for k in keys], wrt, cot_all),
     )
     assert set(grads) == set(case.param_keys), f"gradients for {sorted(grads)}, expected {sorted(case.param_keys)}"
     _check_outputs(backend, out, want_out, dtype, opts.tolerance(dtype, "forward"), f"{case.id} output")
     with backend.scope():
         for i, g in zip(wrt, expected):
-            assert_matches(backend, grads[keys[i]], g, dtype, opts.tolerance(dtype, "gradient"),
-                           f"{case.id} gradient wrt {keys[i]}")
+            assert_matches(
+                backend,
+                grads[keys[i]],
+                g,
+                dtype,
+                opts.tolerance(dtype, "gradient"),
+                f"{case.id} gradient wrt {keys[i]}",
+            )
 
 
 @_conformance("randomize")
 @_dtype_param
 @pytest.mark.parametrize("mithril_case", _params(RANDOMIZE_BLOCK_CASES))
-def test_block_randomize_params(mithril_case: BlockCase, mithril_dtype: str, mithril_backend_factory: Any,
-                                mithril_conformance_options: Any) -> None:
+def test_block_randomize_params(
+    mithril_case: BlockCase, mithril_dtype: str, mithril_backend_factory: Any, mithril_conformance_options: Any
+) -> None:
     """randomize_params gives every param and state, of the right shape and dtype, usable by evaluate."""
     case, dtype = mithril_case, mithril_dtype
-    opts, backend, pm, _, inputs, p_held, _ = _block_setup(
-        case, mithril_backend_factory, mithril_conformance_options, dtype, "randomize")
+    opts, backend, pm, _, inputs, _p_held, _ = _block_setup(
+        case, mithril_backend_factory, mithril_conformance_options, dtype, "randomize"
+    )
     with _unsupported_skips(opts):
         params = pm.randomize_params(seed=0)
     assert set(params) == set(case.params), f"randomize_params keys {sorted(params)}"
@@ -609,8 +689,10 @@ def test_backend_has_core_kernels(mithril_backend_factory: Any, mithril_conforma
     if backend is None:
         pytest.skip(f"backend supports none of {opts.dtypes}")
     if type(backend).differentiates_natively:
-        pytest.skip("the backend lowers whole graphs itself (differentiates_natively); the primitive tests "
-                    "cover it primitive by primitive")
+        pytest.skip(
+            "the backend lowers whole graphs itself (differentiates_natively); the primitive tests "
+            "cover it primitive by primitive"
+        )
     kernels = set(backend.kernels)
     missing = sorted(set(CORE_PRIMITIVES) - kernels - set(opts.unsupported))
     assert not missing, f"{type(backend).__name__} has no kernel for {missing} (declare them unsupported?)"

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .conformance import FD_EPS, TOLERANCES, numerical_vjp
+import contextlib
 
 
 @dataclass
@@ -70,8 +71,10 @@ class PrimitiveReport:
             ag = max(r.agreement.values()) if r.agreement else None
             cells = [_num(r.forward), _num(fd), _num(ag)]
             verdict = "ok" if r.ok else "FAILED"
-            lines.append(f"{r.backend:<10} {r.dtype:<8} {cells[0]:>9} {cells[1]:>11} {cells[2]:>12}  "
-                         f"{verdict}{(': ' + r.note) if r.note else ''}")
+            lines.append(
+                f"{r.backend:<10} {r.dtype:<8} {cells[0]:>9} {cells[1]:>11} {cells[2]:>12}  "
+                f"{verdict}{(': ' + r.note) if r.note else ''}"
+            )
         return "\n".join(lines)
 
 
@@ -127,11 +130,18 @@ def _label(spec: Any) -> str:
     return spec if isinstance(spec, str) else getattr(spec, "name", type(spec).__name__)
 
 
-def _run(name: str, spec: Any, values: Sequence[np.ndarray], kinds: Sequence[str], diff: Sequence[bool],
-         attrs: Mapping[str, Any], cot_for: Callable[[tuple[int, ...]], np.ndarray]
-         ) -> tuple[str, np.ndarray, dict[str, np.ndarray], Any, np.ndarray | None]:
+def _run(
+    name: str,
+    spec: Any,
+    values: Sequence[np.ndarray],
+    kinds: Sequence[str],
+    diff: Sequence[bool],
+    attrs: Mapping[str, Any],
+    cot_for: Callable[[tuple[int, ...]], np.ndarray],
+) -> tuple[str, np.ndarray, dict[str, np.ndarray], Any, np.ndarray | None]:
     """Compile and evaluate on one backend: (dtype, output, gradients by input name, backend, cotangent)."""
     import mithril as ml
+
     from ..errors import UnsupportedError
 
     last: Exception | None = None
@@ -156,17 +166,31 @@ def _run(name: str, spec: Any, values: Sequence[np.ndarray], kinds: Sequence[str
                 grads: dict[str, Any] = {}
             else:
                 out, grads = pm.evaluate(params, inputs, {"output": backend.array(cot)})
-            return (dt, np.asarray(backend.to_numpy(out["output"])),
-                    {k: np.asarray(backend.to_numpy(g)) for k, g in grads.items()}, backend, cot)
+            return (
+                dt,
+                np.asarray(backend.to_numpy(out["output"])),
+                {k: np.asarray(backend.to_numpy(g)) for k, g in grads.items()},
+                backend,
+                cot,
+            )
     raise UnsupportedError(f"{_label(spec)} supports neither float64 nor float32: {last}")
 
 
-def check_primitive(name: str, shapes: Sequence[Sequence[int]], *, attrs: Mapping[str, Any] | None = None,
-                    backends: Sequence[Any] | None = None, reference: Callable[..., Any] | None = None,
-                    inputs: Sequence[np.ndarray] | None = None, kinds: Sequence[str] | None = None,
-                    gradients: bool = True, eps: float = FD_EPS, seed: int = 0,
-                    tolerances: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
-                    raise_on_failure: bool = True) -> PrimitiveReport:
+def check_primitive(
+    name: str,
+    shapes: Sequence[Sequence[int]],
+    *,
+    attrs: Mapping[str, Any] | None = None,
+    backends: Sequence[Any] | None = None,
+    reference: Callable[..., Any] | None = None,
+    inputs: Sequence[np.ndarray] | None = None,
+    kinds: Sequence[str] | None = None,
+    gradients: bool = True,
+    eps: float = FD_EPS,
+    seed: int = 0,
+    tolerances: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+    raise_on_failure: bool = True,
+) -> PrimitiveReport:
     """Check one primitive on several backends: forward agreement, and gradients by finite differences.
 
     ``shapes`` gives one shape per input (in the primitive's input order; any number for a variadic
@@ -178,6 +202,7 @@ def check_primitive(name: str, shapes: Sequence[Sequence[int]], *, attrs: Mappin
     conformance option of that name (dtype -> {"forward": (rtol, atol), "gradient": (rtol, atol)}).
     """
     import mithril as ml
+
     from ..errors import UnsupportedError
     from ..primitives import registry
 
@@ -187,17 +212,22 @@ def check_primitive(name: str, shapes: Sequence[Sequence[int]], *, attrs: Mappin
     rng = np.random.default_rng(seed)
     if inputs is None:
         kinds = list(kinds or ["float"] * len(shapes))
-        values = [rng.standard_normal(s) if k == "float" else
-                  (rng.integers(0, 3, s) if k == "int" else rng.random(s) < 0.5) for s, k in zip(shapes, kinds)]
+        values = [
+            rng.standard_normal(s) if k == "float" else (rng.integers(0, 3, s) if k == "int" else rng.random(s) < 0.5)
+            for s, k in zip(shapes, kinds)
+        ]
     else:
         values = [np.asarray(v) for v in inputs]
         shapes = [v.shape for v in values]
-        kinds = list(kinds or ["bool" if v.dtype == np.bool_ else "int" if v.dtype.kind in "iu" else "float"
-                               for v in values])
+        kinds = list(
+            kinds or ["bool" if v.dtype == np.bool_ else "int" if v.dtype.kind in "iu" else "float" for v in values]
+        )
     values = [v.astype({"float": np.float64, "int": np.int64, "bool": np.bool_}[k]) for v, k in zip(values, kinds)]
-    names = ([f"{prim.inputs[0]}_{i}" for i in range(len(values))] if prim.variadic else list(prim.inputs))
-    diff = [gradients and k == "float" and (prim.variadic or names[i] not in prim.nondiff) and prim.differentiable
-            for i, k in enumerate(kinds)]
+    names = [f"{prim.inputs[0]}_{i}" for i in range(len(values))] if prim.variadic else list(prim.inputs)
+    diff = [
+        gradients and k == "float" and (prim.variadic or names[i] not in prim.nondiff) and prim.differentiable
+        for i, k in enumerate(kinds)
+    ]
     if backends is None:
         installed = sorted(ml.plugins.backend_names(), key=lambda b: (b != "numpy", b))
         backends = installed
@@ -231,7 +261,7 @@ def check_primitive(name: str, shapes: Sequence[Sequence[int]], *, attrs: Mappin
     if reference is not None:
         expected_label = "reference"
         expected_out = np.asarray(reference(*values, **kernel_attrs), dtype=np.float64)
-        forward_fn = lambda vs: np.asarray(reference(*vs, **kernel_attrs), dtype=np.float64)  # noqa: E731
+        forward_fn = lambda vs: np.asarray(reference(*vs, **kernel_attrs), dtype=np.float64)
         expected_grads: dict[str, np.ndarray] | None = None
     else:
         first = ran[0]
@@ -253,7 +283,8 @@ def check_primitive(name: str, shapes: Sequence[Sequence[int]], *, attrs: Mappin
         t = tol.get(dt, TOLERANCES["float32"])
         res.forward = _scaled(out, expected_out) if out.dtype.kind == "f" else float(np.any(out != expected_out))
         ok = (out.shape == expected_out.shape) and (
-            _within(out, expected_out, t["forward"]) if out.dtype.kind == "f" else bool(np.all(out == expected_out)))
+            _within(out, expected_out, t["forward"]) if out.dtype.kind == "f" else bool(np.all(out == expected_out))
+        )
         if out.shape != expected_out.shape:
             res.note = f"output shape {list(out.shape)}, expected {list(expected_out.shape)}"
         if not grads and fd and not getattr(row[4], "supports_training", True):
@@ -283,18 +314,18 @@ def _forward_of(name: str, backend: Any, kinds: Sequence[str], attrs: Mapping[st
     import mithril as ml
 
     if backend.dtype.value != "float64":
-        try:
+        with contextlib.suppress(Exception):
             backend = type(backend)(dtype=ml.float64)
-        except Exception:  # noqa: BLE001 - no float64: differences in float32 (looser, still meaningful)
-            pass
     cache: dict[Any, Any] = {}
 
     def fn(values: list[np.ndarray]) -> np.ndarray:
         key = tuple(np.shape(v) for v in values)
         if key not in cache:
             model, names = _model(name, len(values), kinds, [False] * len(values), attrs)
-            cache[key] = (ml.compile(model, backend, shapes={n: list(np.shape(v)) for n, v in zip(names, values)}),
-                          names)
+            cache[key] = (
+                ml.compile(model, backend, shapes={n: list(np.shape(v)) for n, v in zip(names, values)}),
+                names,
+            )
         pm, names = cache[key]
         with backend.scope():
             out = pm.evaluate({}, {n: backend.array(v) for n, v in zip(names, values)})["output"]
@@ -303,11 +334,12 @@ def _forward_of(name: str, backend: Any, kinds: Sequence[str], attrs: Mapping[st
     return fn
 
 
-def check_gradient(name: str, shapes: Sequence[Sequence[int]], *, backend: Any = "numpy",
-                   **options: Any) -> PrimitiveReport:
+def check_gradient(
+    name: str, shapes: Sequence[Sequence[int]], *, backend: Any = "numpy", **options: Any
+) -> PrimitiveReport:
     """The gradients of ``name`` on one backend against finite differences of its own forward
     (:func:`check_primitive` with one backend; the same options)."""
     return check_primitive(name, shapes, backends=[backend], **options)
 
 
-__all__ = ["check_primitive", "check_gradient", "PrimitiveReport", "BackendResult"]
+__all__ = ["BackendResult", "PrimitiveReport", "check_gradient", "check_primitive"]

@@ -164,8 +164,11 @@ def _examples(name: str) -> list[tuple[list[tuple[int, ...]], list[str], dict[st
     from .cases import PRIMITIVE_CASES
 
     prim = registry.get(name)
-    return [([a.shape for a in c.args], [a.kind for a in c.args], prim.bind_attrs(dict(c.attrs)))
-            for c in PRIMITIVE_CASES if c.primitive == name]
+    return [
+        ([a.shape for a in c.args], [a.kind for a in c.args], prim.bind_attrs(dict(c.attrs)))
+        for c in PRIMITIVE_CASES
+        if c.primitive == name
+    ]
 
 
 def probe(name: str) -> Probe | None:
@@ -198,9 +201,16 @@ def probe(name: str) -> Probe | None:
                 continue
             if id(root) not in ok:
                 group = [j for j, r in enumerate(roots) if r is root]
-                ok[id(root)] = [k for k in KINDS if _run_rule(
-                    prim, _terms(shapes, [k if j in group else case_kinds[j] for j in range(n)]),
-                    Term(SymShape.unknown(), KindVar()), attrs)]
+                ok[id(root)] = [
+                    k
+                    for k in KINDS
+                    if _run_rule(
+                        prim,
+                        _terms(shapes, [k if j in group else case_kinds[j] for j in range(n)]),
+                        Term(SymShape.unknown(), KindVar()),
+                        attrs,
+                    )
+                ]
             admitted[slot].update(ok[id(root)])
         out_root = out.kind.find()
         if out_root.value is not None:
@@ -294,8 +304,7 @@ def _cases(name: str) -> str:
         return "no case of its own"
     kinds = sorted({a.kind for c in cases for a in c.args})
     grads = sum(1 for c in cases if c.gradient)
-    return (f"{len(cases)} case{'s' * (len(cases) != 1)} ({', '.join(kinds)} operands); "
-            f"{grads} with gradients")
+    return f"{len(cases)} case{'s' * (len(cases) != 1)} ({', '.join(kinds)} operands); {grads} with gradients"
 
 
 def _gradient(prim: Any) -> str:
@@ -333,8 +342,12 @@ def section(name: str) -> str:
     p = probe(name) if cat != "compile-time" else None
     rows: list[tuple[str, str]] = [("kind", _CATEGORY_TEXT[cat])]
     if cat != "compile-time":
-        rows.append(("kernel" if cat in ("core", "random") else "kernel (optional)", f"`{prim.kernel_call()}`" + (f" returns the tuple ({', '.join(prim.results)})"
-                                                            if prim.results else "")))
+        rows.append(
+            (
+                "kernel" if cat in ("core", "random") else "kernel (optional)",
+                f"`{prim.kernel_call()}`" + (f" returns the tuple ({', '.join(prim.results)})" if prim.results else ""),
+            )
+        )
     operands = []
     for i, op in enumerate(prim.inputs):
         notes = []
@@ -393,12 +406,21 @@ def markdown(names: Sequence[str] | None = None) -> str:
     by_cat: dict[str, list[str]] = {c: [] for c in _CATEGORY_TEXT}
     for n in names:
         by_cat[_category(registry.get(n))].append(n)
-    keys = {"core": "n_core", "composite": "n_composite", "optional fused": "n_optional", "random": "n_random",
-            "compile-time": "n_compile_time"}
+    keys = {
+        "core": "n_core",
+        "composite": "n_composite",
+        "optional fused": "n_optional",
+        "random": "n_random",
+        "compile-time": "n_compile_time",
+    }
     counts = {keys[c]: ", ".join(f"[`{n}`](#{_anchor(n)})" for n in ns) for c, ns in by_cat.items()}
-    titles = {"core": "Core primitives", "composite": "Composite primitives",
-              "optional fused": "Optional fused primitives", "random": "Random primitives",
-              "compile-time": "Compile-time primitives"}
+    titles = {
+        "core": "Core primitives",
+        "composite": "Composite primitives",
+        "optional fused": "Optional fused primitives",
+        "random": "Random primitives",
+        "compile-time": "Compile-time primitives",
+    }
     body = []
     for c, ns in by_cat.items():
         if ns:

@@ -55,8 +55,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
         params = callspec.params
         kind = item.function.mithril_conformance  # type: ignore[attr-defined]
-        if selected(params.get("mithril_case"), params.get("mithril_dtype"), params["mithril_conformance_options"],
-                    kind):
+        if selected(
+            params.get("mithril_case"), params.get("mithril_dtype"), params["mithril_conformance_options"], kind
+        ):
             keep.append(item)
         else:
             drop.append(item)

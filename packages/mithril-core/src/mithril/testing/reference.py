@@ -28,8 +28,18 @@ import numpy as np
 Array = np.ndarray
 ReferenceFn = Callable[..., Array]
 
-__all__ = ["REFERENCE", "reference", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "conv_transpose2d",
-           "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad"]
+__all__ = [
+    "REFERENCE",
+    "avg_pool2d",
+    "avg_pool2d_grad",
+    "conv2d",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+    "conv_transpose2d",
+    "max_pool2d",
+    "max_pool2d_grad",
+    "reference",
+]
 
 
 def _f(x: Any) -> Array:
@@ -267,14 +277,29 @@ def normalize_grad(input: Array, grad: Array, mean: Array, rstd: Array, *, axes:
     return np.transpose(out.reshape(xs.shape), np.argsort(perm))
 
 
-def normalize_affine(input: Array, weight: Array, bias: Array, *, axes: tuple[int, ...] = (-1,), eps: float = 1e-5,
-                     result: str = "output") -> Array:
+def normalize_affine(
+    input: Array,
+    weight: Array,
+    bias: Array,
+    *,
+    axes: tuple[int, ...] = (-1,),
+    eps: float = 1e-5,
+    result: str = "output",
+) -> Array:
     out = normalize(input, axes=axes, eps=eps, result=result)
     return out * _f(weight) + _f(bias) if result == "output" else out
 
 
-def normalize_affine_grad(input: Array, weight: Array, grad: Array, mean: Array, rstd: Array, *,
-                          axes: tuple[int, ...] = (-1,), result: str = "input") -> Array:
+def normalize_affine_grad(
+    input: Array,
+    weight: Array,
+    grad: Array,
+    mean: Array,
+    rstd: Array,
+    *,
+    axes: tuple[int, ...] = (-1,),
+    result: str = "input",
+) -> Array:
     x, w, g = _f(input), _f(weight), _f(grad)
     if result == "input":
         return normalize_grad(x, g * w, mean, rstd, axes=axes)
@@ -313,7 +338,7 @@ def flatten(input: Array, *, start_axis: int = 1, end_axis: int = -1) -> Array:
     """torch.flatten: merge axes start_axis..end_axis."""
     x = np.asarray(input)
     s, e = start_axis % x.ndim, end_axis % x.ndim
-    return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:]).copy()
+    return x.reshape(x.shape[:s] + (math.prod(x.shape[s : e + 1]),) + x.shape[e + 1 :]).copy()
 
 
 def broadcast_to(input: Array, *, shape: Sequence[int]) -> Array:
@@ -328,14 +353,21 @@ def _index(starts: Sequence[int | None], stops: Sequence[int | None], steps: Seq
     return tuple(slice(a, b, c) for a, b, c in zip(starts, stops, steps))
 
 
-def slice_(input: Array, *, starts: Sequence[int | None], stops: Sequence[int | None],
-           steps: Sequence[int | None]) -> Array:
+def slice_(
+    input: Array, *, starts: Sequence[int | None], stops: Sequence[int | None], steps: Sequence[int | None]
+) -> Array:
     """Python slicing ``input[starts[0]:stops[0]:steps[0], ...]`` of the leading axes."""
     return np.asarray(input)[_index(starts, stops, steps)].copy()
 
 
-def slice_grad(grad: Array, *, input_shape: Sequence[int], starts: Sequence[int | None],
-               stops: Sequence[int | None], steps: Sequence[int | None]) -> Array:
+def slice_grad(
+    grad: Array,
+    *,
+    input_shape: Sequence[int],
+    starts: Sequence[int | None],
+    stops: Sequence[int | None],
+    steps: Sequence[int | None],
+) -> Array:
     """zeros(input_shape) with ``grad`` written where :func:`slice_` reads."""
     g = np.asarray(grad)
     out = np.zeros(tuple(input_shape), dtype=g.dtype)
@@ -355,8 +387,15 @@ def _window(xp: Array, i: int, j: int, ho: int, wo: int, stride: Sequence[int], 
     return (slice(i * dh, i * dh + sh * (ho - 1) + 1, sh), slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
 
 
-def conv2d(input: Array, weight: Array, *, stride: Sequence[int] = (1, 1), padding: Sequence[int] = (0, 0),
-           dilation: Sequence[int] = (1, 1), groups: int = 1) -> Array:
+def conv2d(
+    input: Array,
+    weight: Array,
+    *,
+    stride: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+    groups: int = 1,
+) -> Array:
     """Cross-correlation over NCHW with OIHW weight and zero padding (torch.nn.functional.conv2d)."""
     x, w = _f(input), _f(weight)
     n, c, h, wd = x.shape
@@ -368,18 +407,26 @@ def conv2d(input: Array, weight: Array, *, stride: Sequence[int] = (1, 1), paddi
     xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
     out = np.zeros((n, o, ho, wo))
     for g in range(groups):
-        xg = xp[:, g * cg:(g + 1) * cg]
-        wg = w[g * og:(g + 1) * og]
+        xg = xp[:, g * cg : (g + 1) * cg]
+        wg = w[g * og : (g + 1) * og]
         for i in range(kh):
             for j in range(kw):
                 si, sj = _window(xp, i, j, ho, wo, stride, dilation)
                 # out[n, o, y, x] += sum_c xg[n, c, y*s + i*d, x*s + j*d] * w[o, c, i, j]
-                out[:, g * og:(g + 1) * og] += np.einsum("nchw,oc->nohw", xg[:, :, si, sj], wg[:, :, i, j])
+                out[:, g * og : (g + 1) * og] += np.einsum("nchw,oc->nohw", xg[:, :, si, sj], wg[:, :, i, j])
     return out
 
 
-def conv2d_input_grad(grad: Array, weight: Array, *, input_shape: Sequence[int], stride: Sequence[int] = (1, 1),
-                      padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1), groups: int = 1) -> Array:
+def conv2d_input_grad(
+    grad: Array,
+    weight: Array,
+    *,
+    input_shape: Sequence[int],
+    stride: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+    groups: int = 1,
+) -> Array:
     """d(sum(grad * conv2d(x, weight)))/dx for x of ``input_shape``: each output scatters back."""
     gy, w = _f(grad), _f(weight)
     n, c, h, wd = input_shape
@@ -391,13 +438,22 @@ def conv2d_input_grad(grad: Array, weight: Array, *, input_shape: Sequence[int],
         for i in range(kh):
             for j in range(kw):
                 si, sj = _window(gxp, i, j, ho, wo, stride, dilation)
-                gxp[:, g * cg:(g + 1) * cg, si, sj] += np.einsum(
-                    "nohw,oc->nchw", gy[:, g * og:(g + 1) * og], w[g * og:(g + 1) * og, :, i, j])
-    return gxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + wd].copy()
+                gxp[:, g * cg : (g + 1) * cg, si, sj] += np.einsum(
+                    "nohw,oc->nchw", gy[:, g * og : (g + 1) * og], w[g * og : (g + 1) * og, :, i, j]
+                )
+    return gxp[:, :, padding[0] : padding[0] + h, padding[1] : padding[1] + wd].copy()
 
 
-def conv2d_weight_grad(input: Array, grad: Array, *, weight_shape: Sequence[int], stride: Sequence[int] = (1, 1),
-                       padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1), groups: int = 1) -> Array:
+def conv2d_weight_grad(
+    input: Array,
+    grad: Array,
+    *,
+    weight_shape: Sequence[int],
+    stride: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+    groups: int = 1,
+) -> Array:
     """d(sum(grad * conv2d(input, w)))/dw for w of ``weight_shape``."""
     x, gy = _f(input), _f(grad)
     o, cg, kh, kw = weight_shape
@@ -409,14 +465,16 @@ def conv2d_weight_grad(input: Array, grad: Array, *, weight_shape: Sequence[int]
         for i in range(kh):
             for j in range(kw):
                 si, sj = _window(xp, i, j, ho, wo, stride, dilation)
-                gw[g * og:(g + 1) * og, :, i, j] = np.einsum(
-                    "nohw,nchw->oc", gy[:, g * og:(g + 1) * og], xp[:, g * cg:(g + 1) * cg, si, sj])
+                gw[g * og : (g + 1) * og, :, i, j] = np.einsum(
+                    "nohw,nchw->oc", gy[:, g * og : (g + 1) * og], xp[:, g * cg : (g + 1) * cg, si, sj]
+                )
     return gw
 
 
 # ----------------------------------------------------------------- pooling
-def _pool_positions(h: int, w: int, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-                    dilation: Sequence[int]):  # type: ignore[no-untyped-def]
+def _pool_positions(
+    h: int, w: int, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
+):  # type: ignore[no-untyped-def]
     """Yield (oy, ox, rows, cols): the unpadded input coordinates each output window covers."""
     kh, kw = kernel_size
     ho = _out_size(h, kh, stride[0], padding[0], dilation[0])
@@ -430,12 +488,20 @@ def _pool_positions(h: int, w: int, kernel_size: Sequence[int], stride: Sequence
 
 def _pool_shape(x: Array, kernel_size, stride, padding, dilation) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     h, w = x.shape[2:]
-    return (_out_size(h, kernel_size[0], stride[0], padding[0], dilation[0]),
-            _out_size(w, kernel_size[1], stride[1], padding[1], dilation[1]))
+    return (
+        _out_size(h, kernel_size[0], stride[0], padding[0], dilation[0]),
+        _out_size(w, kernel_size[1], stride[1], padding[1], dilation[1]),
+    )
 
 
-def max_pool2d(input: Array, *, kernel_size: Sequence[int], stride: Sequence[int],
-               padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1)) -> Array:
+def max_pool2d(
+    input: Array,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+) -> Array:
     """Max over each window; padding never wins (-inf)."""
     x = np.asarray(input)
     n, c, h, w = x.shape
@@ -447,9 +513,15 @@ def max_pool2d(input: Array, *, kernel_size: Sequence[int], stride: Sequence[int
     return out
 
 
-def max_pool2d_with_indices(input: Array, *, kernel_size: Sequence[int], stride: Sequence[int],
-                            padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1),
-                            result: str = "output") -> Array:
+def max_pool2d_with_indices(
+    input: Array,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+    result: str = "output",
+) -> Array:
     """max_pool2d, or the flat in-plane index (row * width + column) of each window's first max."""
     x = np.asarray(input)
     if result == "output":
@@ -476,11 +548,18 @@ def max_pool2d_grad_indices(input: Array, indices: Array, grad: Array, **_: Any)
     return gx.reshape(x.shape)
 
 
-def max_pool2d_grad(input: Array, grad: Array, *, kernel_size: Sequence[int], stride: Sequence[int],
-                    padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1)) -> Array:
+def max_pool2d_grad(
+    input: Array,
+    grad: Array,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+) -> Array:
     """Each window's grad goes to the first (row-major) position of its max; overlaps add up."""
     x, gy = np.asarray(input), _f(grad)
-    n, c, h, w = x.shape
+    _n, _c, h, w = x.shape
     gx = np.zeros(x.shape)
     for oy, ox, rows, cols, _, _ in _pool_positions(h, w, kernel_size, stride, padding, dilation):
         taps = [(r, q) for r in rows if 0 <= r < h for q in cols if 0 <= q < w]
@@ -491,8 +570,14 @@ def max_pool2d_grad(input: Array, grad: Array, *, kernel_size: Sequence[int], st
     return gx
 
 
-def avg_pool2d(input: Array, *, kernel_size: Sequence[int], stride: Sequence[int],
-               padding: Sequence[int] = (0, 0), count_include_pad: bool = True) -> Array:
+def avg_pool2d(
+    input: Array,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int] = (0, 0),
+    count_include_pad: bool = True,
+) -> Array:
     """Mean over each window; zero padding, counted in the divisor when ``count_include_pad``."""
     x = _f(input)
     n, c, h, w = x.shape
@@ -505,11 +590,18 @@ def avg_pool2d(input: Array, *, kernel_size: Sequence[int], stride: Sequence[int
     return out
 
 
-def avg_pool2d_grad(grad: Array, *, input_shape: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int],
-                    padding: Sequence[int] = (0, 0), count_include_pad: bool = True) -> Array:
+def avg_pool2d_grad(
+    grad: Array,
+    *,
+    input_shape: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int] = (0, 0),
+    count_include_pad: bool = True,
+) -> Array:
     """Each window's grad is shared evenly (by the forward divisor) among its input positions."""
     gy = _f(grad)
-    n, c, h, w = input_shape
+    _n, _c, h, w = input_shape
     gx = np.zeros(tuple(input_shape))
     for oy, ox, rows, cols, _, _ in _pool_positions(h, w, kernel_size, stride, padding, (1, 1)):
         taps = [(r, q) for r in rows if 0 <= r < h for q in cols if 0 <= q < w]
@@ -564,7 +656,7 @@ def unflatten(input: Array, *, axis: int, sizes: Sequence[int]) -> Array:
     if -1 in sizes:
         known = math.prod(s for s in sizes if s != -1)
         sizes[sizes.index(-1)] = x.shape[a] // known
-    return x.reshape(x.shape[:a] + tuple(sizes) + x.shape[a + 1:]).copy()
+    return x.reshape(x.shape[:a] + tuple(sizes) + x.shape[a + 1 :]).copy()
 
 
 def reshape_as(input: Array, like: Array) -> Array:
@@ -581,9 +673,16 @@ def tril_mask(like: Array, *, diagonal: int = 0) -> Array:
     return np.array([[c <= r + diagonal for c in range(cols)] for r in range(rows)], dtype=bool).reshape(rows, cols)
 
 
-def conv_transpose2d(input: Array, weight: Array, *, stride: Sequence[int] = (1, 1), padding: Sequence[int] = (0, 0),
-                     output_padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1),
-                     groups: int = 1) -> Array:
+def conv_transpose2d(
+    input: Array,
+    weight: Array,
+    *,
+    stride: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (0, 0),
+    output_padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+    groups: int = 1,
+) -> Array:
     """torch.nn.functional.conv_transpose2d (no bias), weight ``[in, out/groups, kh, kw]``.
 
     Every input pixel ``(y, x)`` adds ``input * weight[:, :, i, j]`` at output
@@ -594,19 +693,22 @@ def conv_transpose2d(input: Array, weight: Array, *, stride: Sequence[int] = (1,
     ci, og, kh, kw = w.shape
     assert ci == c and c % groups == 0
     cg = c // groups
-    full = [(h - 1) * stride[0] + dilation[0] * (kh - 1) + 1 + output_padding[0],
-            (wd - 1) * stride[1] + dilation[1] * (kw - 1) + 1 + output_padding[1]]
+    full = [
+        (h - 1) * stride[0] + dilation[0] * (kh - 1) + 1 + output_padding[0],
+        (wd - 1) * stride[1] + dilation[1] * (kw - 1) + 1 + output_padding[1],
+    ]
     out = np.zeros((n, og * groups, full[0], full[1]))
     for g in range(groups):
-        xg = x[:, g * cg:(g + 1) * cg]
+        xg = x[:, g * cg : (g + 1) * cg]
         for i in range(kh):
             for j in range(kw):
                 rows = slice(i * dilation[0], i * dilation[0] + stride[0] * (h - 1) + 1, stride[0])
                 cols = slice(j * dilation[1], j * dilation[1] + stride[1] * (wd - 1) + 1, stride[1])
-                out[:, g * og:(g + 1) * og, rows, cols] += np.einsum("nchw,co->nohw", xg,
-                                                                     w[g * cg:(g + 1) * cg, :, i, j])
+                out[:, g * og : (g + 1) * og, rows, cols] += np.einsum(
+                    "nchw,co->nohw", xg, w[g * cg : (g + 1) * cg, :, i, j]
+                )
     ho, wo = full[0] - 2 * padding[0], full[1] - 2 * padding[1]
-    return out[:, :, padding[0]:padding[0] + ho, padding[1]:padding[1] + wo].copy()
+    return out[:, :, padding[0] : padding[0] + ho, padding[1] : padding[1] + wo].copy()
 
 
 def linear(input: Array, weight: Array, bias: Array) -> Array:
@@ -616,23 +718,72 @@ def linear(input: Array, weight: Array, bias: Array) -> Array:
 
 # ------------------------------------------------------------------- table
 REFERENCE: dict[str, ReferenceFn] = {
-    "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow_, "maximum": maximum, "minimum": minimum,
-    "greater": greater, "greater_equal": greater_equal, "less": less, "less_equal": less_equal,
-    "equal": equal, "not_equal": not_equal, "where": where, "cast": cast,
-    "neg": neg, "abs": abs_, "sign": sign, "exp": exp, "log": log, "sqrt": sqrt, "sin": sin, "cos": cos,
-    "tanh": tanh, "sigmoid": sigmoid, "relu": relu, "leaky_relu": leaky_relu, "erf": erf, "gelu": gelu,
-    "sum": sum_, "mean": mean, "max": max_, "min": min_, "argmax": argmax,
-    "softmax": softmax, "log_softmax": log_softmax, "normalize": normalize, "normalize_grad": normalize_grad,
-    "normalize_affine": normalize_affine, "normalize_affine_grad": normalize_affine_grad,
+    "add": add,
+    "sub": sub,
+    "mul": mul,
+    "div": div,
+    "pow": pow_,
+    "maximum": maximum,
+    "minimum": minimum,
+    "greater": greater,
+    "greater_equal": greater_equal,
+    "less": less,
+    "less_equal": less_equal,
+    "equal": equal,
+    "not_equal": not_equal,
+    "where": where,
+    "cast": cast,
+    "neg": neg,
+    "abs": abs_,
+    "sign": sign,
+    "exp": exp,
+    "log": log,
+    "sqrt": sqrt,
+    "sin": sin,
+    "cos": cos,
+    "tanh": tanh,
+    "sigmoid": sigmoid,
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "erf": erf,
+    "gelu": gelu,
+    "sum": sum_,
+    "mean": mean,
+    "max": max_,
+    "min": min_,
+    "argmax": argmax,
+    "softmax": softmax,
+    "log_softmax": log_softmax,
+    "normalize": normalize,
+    "normalize_grad": normalize_grad,
+    "normalize_affine": normalize_affine,
+    "normalize_affine_grad": normalize_affine_grad,
     "relu_grad": relu_grad,
-    "matmul": matmul, "transpose": transpose, "reshape": reshape, "flatten": flatten,
-    "broadcast_to": broadcast_to, "concat": concat, "slice": slice_, "slice_grad": slice_grad,
-    "conv2d": conv2d, "conv2d_input_grad": conv2d_input_grad, "conv2d_weight_grad": conv2d_weight_grad,
-    "max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad,
-    "max_pool2d_with_indices": max_pool2d_with_indices, "max_pool2d_grad_indices": max_pool2d_grad_indices,
-    "avg_pool2d": avg_pool2d, "avg_pool2d_grad": avg_pool2d_grad,
-    "gather_rows": gather_rows, "scatter_add_rows": scatter_add_rows, "gather_last": gather_last,
-    "scatter_last": scatter_last, "unflatten": unflatten, "reshape_as": reshape_as, "tril_mask": tril_mask, "positions": positions,
+    "matmul": matmul,
+    "transpose": transpose,
+    "reshape": reshape,
+    "flatten": flatten,
+    "broadcast_to": broadcast_to,
+    "concat": concat,
+    "slice": slice_,
+    "slice_grad": slice_grad,
+    "conv2d": conv2d,
+    "conv2d_input_grad": conv2d_input_grad,
+    "conv2d_weight_grad": conv2d_weight_grad,
+    "max_pool2d": max_pool2d,
+    "max_pool2d_grad": max_pool2d_grad,
+    "max_pool2d_with_indices": max_pool2d_with_indices,
+    "max_pool2d_grad_indices": max_pool2d_grad_indices,
+    "avg_pool2d": avg_pool2d,
+    "avg_pool2d_grad": avg_pool2d_grad,
+    "gather_rows": gather_rows,
+    "scatter_add_rows": scatter_add_rows,
+    "gather_last": gather_last,
+    "scatter_last": scatter_last,
+    "unflatten": unflatten,
+    "reshape_as": reshape_as,
+    "tril_mask": tril_mask,
+    "positions": positions,
     "conv_transpose2d": conv_transpose2d,
     # optional (fused) primitives
     "linear": linear,

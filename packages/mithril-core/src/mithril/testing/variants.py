@@ -35,4 +35,4 @@ def variant_backend(name: str, dtype: str) -> Any:
     return getattr(ml, BACKEND_CLASSES[name])(dtype=getattr(ml, dtype))
 
 
-__all__ = ["BACKEND_CLASSES", "installed", "variants", "variant_backend"]
+__all__ = ["BACKEND_CLASSES", "installed", "variant_backend", "variants"]

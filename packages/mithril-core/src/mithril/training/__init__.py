@@ -8,6 +8,24 @@ from .metrics import Accuracy, MeanAbsoluteError, MeanSquaredError, Metric, TopK
 from .state import StepResult, TrainState
 from .step import TrainingStep, compile_step
 
-__all__ = ["optim", "schedules", "Callback", "EarlyStopping", "LearningRateLogger", "ModelCheckpoint",
-           "load_checkpoint", "save_checkpoint", "History", "Trainer", "Metric", "Accuracy", "TopKAccuracy", "MeanAbsoluteError", "MeanSquaredError",
-           "StepResult", "TrainState", "TrainingStep", "compile_step"]
+__all__ = [
+    "Accuracy",
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "LearningRateLogger",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "Metric",
+    "ModelCheckpoint",
+    "StepResult",
+    "TopKAccuracy",
+    "TrainState",
+    "Trainer",
+    "TrainingStep",
+    "compile_step",
+    "load_checkpoint",
+    "optim",
+    "save_checkpoint",
+    "schedules",
+]

@@ -50,8 +50,15 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
     ``restore_best`` puts back the parameters of the best epoch at the end."""
 
-    def __init__(self, monitor: str = "val_loss", *, patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
-                 restore_best: bool = False) -> None:
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        *,
+        patience: int = 0,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best: bool = False,
+    ) -> None:
         self.monitor, self.patience, self.min_delta = monitor, patience, abs(min_delta)
         self.mode = _better(mode, monitor)
         self.restore_best = restore_best
@@ -98,8 +105,14 @@ class ModelCheckpoint(Callback):
     (formatted with ``epoch`` and the logs, e.g. ``"ckpt-{epoch:03d}.safetensors"``); with
     ``save_best_only`` only when ``monitor`` improves."""
 
-    def __init__(self, path: str | os.PathLike[str], *, monitor: str = "val_loss", save_best_only: bool = False,
-                 mode: str = "auto") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+    ) -> None:
         self.path = os.fspath(path)
         self.monitor, self.save_best_only = monitor, save_best_only
         self.mode = _better(mode, monitor)

@@ -41,8 +41,15 @@ def save_checkpoint(path: str | os.PathLike[str], state: TrainState, step: Train
         for prefix, table in (("params", state.params), ("optimizer", state.optimizer)):
             for name, value in table.items():
                 arrays[f"{prefix}/{name}"] = np.array(be.to_numpy(value), order="C")  # 0-d stays 0-d
-    metadata = {"format": FORMAT, "version": VERSION, "step": str(state.step), "seed": str(state.seed),
-                "optimizer": type(step.optimizer).__name__, "backend": be.name, "dtype": be.dtype.value}
+    metadata = {
+        "format": FORMAT,
+        "version": VERSION,
+        "step": str(state.step),
+        "seed": str(state.seed),
+        "optimizer": type(step.optimizer).__name__,
+        "backend": be.name,
+        "dtype": be.dtype.value,
+    }
     target = os.fspath(path)
     tmp = f"{target}.tmp-{os.getpid()}"
     try:
@@ -64,7 +71,7 @@ def load_checkpoint(path: str | os.PathLike[str], step: TrainingStep) -> TrainSt
                 raise CheckpointError(f"{where} is not a Mithril checkpoint (format {metadata.get('format')!r})")
             if metadata.get("version") != VERSION:
                 raise CheckpointError(f"{where} has version {metadata.get('version')!r}; this Mithril reads {VERSION}")
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except CheckpointError:
         raise
     except Exception as e:  # safetensors raises its own error types for unreadable files
@@ -79,20 +86,24 @@ def load_checkpoint(path: str | os.PathLike[str], step: TrainingStep) -> TrainSt
     for what, got, want in (("params", params, want_params), ("optimizer state", opt, want_opt)):
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
         if missing or extra:
-            raise CheckpointError(f"{where} is from another model or optimizer: its {what} lack {missing[:8]} "
-                                  f"and have unknown {extra[:8]}")
+            raise CheckpointError(
+                f"{where} is from another model or optimizer: its {what} lack {missing[:8]} "
+                f"and have unknown {extra[:8]}"
+            )
         for k, arr in got.items():
             if tuple(arr.shape) != tuple(want[k]):
-                raise CheckpointError(f"{where}: {what} {k!r} has shape {list(arr.shape)}, "
-                                      f"this step needs {list(want[k])}")
+                raise CheckpointError(
+                    f"{where}: {what} {k!r} has shape {list(arr.shape)}, this step needs {list(want[k])}"
+                )
     try:
         n_step, seed = int(metadata["step"]), int(metadata["seed"])
     except (KeyError, ValueError):
         raise CheckpointError(f"{where}: step/seed metadata missing or not integers") from None
     be = step.backend
     with be.scope():
-        return TrainState({k: be.array(v) for k, v in params.items()}, {k: be.array(v) for k, v in opt.items()},
-                          n_step, seed)
+        return TrainState(
+            {k: be.array(v) for k, v in params.items()}, {k: be.array(v) for k, v in opt.items()}, n_step, seed
+        )
 
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = ["load_checkpoint", "save_checkpoint"]

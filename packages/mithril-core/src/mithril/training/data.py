@@ -20,7 +20,7 @@ def host_array(x: Any, backend: Any, what: str) -> np.ndarray:
     else:
         try:
             arr = np.asarray(x)
-        except Exception as e:  # noqa: BLE001 - anything that is not array-like
+        except Exception as e:
             raise TrainingError(f"{what}: cannot read {type(x).__name__} as an array ({e})") from None
     if arr.dtype.kind not in "fiub":
         raise TrainingError(f"{what}: arrays of dtype {arr.dtype} cannot be training data")
@@ -51,23 +51,25 @@ class ArrayData:
     def n_batches(self, batch_size: int, drop_remainder: bool = False) -> int:
         return self.size // batch_size if drop_remainder else math.ceil(self.size / batch_size)
 
-    def batches(self, batch_size: int, *, shuffle: bool, seed: int | None,
-                drop_remainder: bool = False) -> Iterator[dict[str, Any]]:
+    def batches(
+        self, batch_size: int, *, shuffle: bool, seed: int | None, drop_remainder: bool = False
+    ) -> Iterator[dict[str, Any]]:
         order = np.random.default_rng(seed).permutation(self.size) if shuffle else None
         be = self.backend
         stop = self.size - self.size % batch_size if drop_remainder else self.size
         if stop == 0:
             raise TrainingError(f"drop_remainder: {self.size} examples make no batch of {batch_size}")
         for start in range(0, stop, batch_size):
-            idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+            idx = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
             yield {k: be.array(a[idx]) for k, a in self.arrays.items()}
 
 
 class IterableData:
     """An iterable (or a function returning one) of batch dicts, read anew every epoch."""
 
-    def __init__(self, source: Iterable[Mapping[str, Any]] | Callable[[], Iterable[Mapping[str, Any]]],
-                 backend: Any) -> None:
+    def __init__(
+        self, source: Iterable[Mapping[str, Any]] | Callable[[], Iterable[Mapping[str, Any]]], backend: Any
+    ) -> None:
         self.source = source
         self.backend = backend
 
@@ -77,15 +79,17 @@ class IterableData:
         except TypeError:
             return None
 
-    def batches(self, batch_size: int, *, shuffle: bool, seed: int | None,
-                drop_remainder: bool = False) -> Iterator[dict[str, Any]]:
+    def batches(
+        self, batch_size: int, *, shuffle: bool, seed: int | None, drop_remainder: bool = False
+    ) -> Iterator[dict[str, Any]]:
         src = self.source() if callable(self.source) else self.source
         be = self.backend
         for i, batch in enumerate(src):
             if not isinstance(batch, Mapping):
                 raise TrainingError(f"batch {i} of the data is a {type(batch).__name__}, not a dict of arrays")
-            yield {k: v if be.is_array(v) else be.array(host_array(v, be, f"batch {i}[{k!r}]"))
-                   for k, v in batch.items()}
+            yield {
+                k: v if be.is_array(v) else be.array(host_array(v, be, f"batch {i}[{k!r}]")) for k, v in batch.items()
+            }
 
 
 def as_data(x: Any, y: Any, backend: Any, *, inputs: list[str], target: str | None) -> ArrayData | IterableData:

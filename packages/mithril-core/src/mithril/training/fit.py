@@ -47,15 +47,40 @@ class Trainer:
     ``params`` starts training from given weights; otherwise they are drawn with ``seed``.
     """
 
-    def __init__(self, model: Block, backend: Backend, *, loss: Block | None, optimizer: Optimizer,
-                 metrics: Iterable[str | Metric] = (), shapes: Mapping[str, Sequence[int | None]] | None = None,
-                 jit: bool = False, prediction: str | None = None, target: str = "target",
-                 params: Mapping[str, Any] | None = None, seed: int = 0, gradient_checkpointing: bool = False,
-                 sharding: Any = None, precision: Any = None, loss_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        model: Block,
+        backend: Backend,
+        *,
+        loss: Block | None,
+        optimizer: Optimizer,
+        metrics: Iterable[str | Metric] = (),
+        shapes: Mapping[str, Sequence[int | None]] | None = None,
+        jit: bool = False,
+        prediction: str | None = None,
+        target: str = "target",
+        params: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        gradient_checkpointing: bool = False,
+        sharding: Any = None,
+        precision: Any = None,
+        loss_scale: float | None = None,
+    ) -> None:
         self.backend = backend
-        self._spec = dict(model=model, backend=backend, loss=loss, optimizer=optimizer, metrics=tuple(metrics),
-                          prediction=prediction, target=target, jit=jit, gradient_checkpointing=gradient_checkpointing,
-                          sharding=sharding, precision=precision, loss_scale=loss_scale)
+        self._spec = dict(
+            model=model,
+            backend=backend,
+            loss=loss,
+            optimizer=optimizer,
+            metrics=tuple(metrics),
+            prediction=prediction,
+            target=target,
+            jit=jit,
+            gradient_checkpointing=gradient_checkpointing,
+            sharding=sharding,
+            precision=precision,
+            loss_scale=loss_scale,
+        )
         self._params = params
         self.seed = seed
         self.stop_training = False
@@ -86,8 +111,10 @@ class Trainer:
         names = _data_inputs(self._spec["model"])
         data = as_data(x, y, self.backend, inputs=names + ([target] if target else []), target=target)
         if not isinstance(data, ArrayData):
-            raise TrainingError("with batches from an iterable, give shapes= to the Trainer (the step is compiled "
-                                "before the first batch is read)")
+            raise TrainingError(
+                "with batches from an iterable, give shapes= to the Trainer (the step is compiled "
+                "before the first batch is read)"
+            )
         self._build(data.feature_shapes())
         return data
 
@@ -108,9 +135,20 @@ class Trainer:
         self.state = TrainState(fresh.params, self.state.optimizer, self.state.step, self.state.seed)
 
     # ----------------------------------------------------------------- fit
-    def fit(self, x: Any, y: Any = None, *, epochs: int = 1, batch_size: int = 32,
-            validation_data: Any = None, shuffle: bool = True, callbacks: Sequence[Callback] = (),
-            verbose: bool | str = "auto", on_nonfinite: str = "raise", drop_remainder: bool = False) -> History:
+    def fit(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: Any = None,
+        shuffle: bool = True,
+        callbacks: Sequence[Callback] = (),
+        verbose: bool | str = "auto",
+        on_nonfinite: str = "raise",
+        drop_remainder: bool = False,
+    ) -> History:
         """Train for ``epochs`` over the data; returns the :class:`History`.
 
         ``validation_data``: ``(x, y)`` or an iterable of batch dicts, evaluated after each epoch.
@@ -139,8 +177,9 @@ class Trainer:
             count = 0
             lr = math.nan
             bar = bar_factory(total=data.n_batches(batch_size, drop_remainder), desc=f"epoch {epoch + 1}/{epochs}")
-            for batch in data.batches(batch_size, shuffle=shuffle, seed=self.seed * 1_000_003 + epoch,
-                                      drop_remainder=drop_remainder):
+            for batch in data.batches(
+                batch_size, shuffle=shuffle, seed=self.seed * 1_000_003 + epoch, drop_remainder=drop_remainder
+            ):
                 assert self.state is not None
                 result = step(self.state, batch)
                 self.state = result.state
@@ -181,8 +220,13 @@ class Trainer:
         if validation_data is None:
             return None
         if isinstance(validation_data, tuple) and len(validation_data) == 2:
-            return as_data(validation_data[0], validation_data[1], self.backend, inputs=list(self.step.input_keys),
-                           target=self.step.target)
+            return as_data(
+                validation_data[0],
+                validation_data[1],
+                self.backend,
+                inputs=list(self.step.input_keys),
+                target=self.step.target,
+            )
         return as_data(validation_data, None, self.backend, inputs=list(self.step.input_keys), target=self.step.target)
 
     # ------------------------------------------------- evaluate and predict
@@ -205,7 +249,7 @@ class Trainer:
         """The model's outputs (NumPy, by output name) in inference mode, without targets."""
         _positive("batch_size", batch_size)
         step = self.step
-        names = [k for k in step.inference_model.input_keys]
+        names = list(step.inference_model.input_keys)
         data = as_data(x, None, self.backend, inputs=names, target=None)
         if not isinstance(data, ArrayData):
             raise TrainingError("predict takes arrays (or a dict of them), not an iterable of batches")
@@ -263,4 +307,4 @@ def _progress(verbose: bool | str) -> Any:
     return lambda **kw: tqdm(disable=disable, leave=True, unit="batch", **kw)
 
 
-__all__ = ["Trainer", "History"]
+__all__ = ["History", "Trainer"]

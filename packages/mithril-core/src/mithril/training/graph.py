@@ -32,16 +32,20 @@ def attach_loss(model: Model, loss: Model, training: bool, *, prediction: str, t
     lflat = flatten(loss, training=training)
     g, lg = flat.graph, lflat.graph
     if prediction not in g.outputs:
-        raise ModelBuildError(f"the loss reads {prediction!r}, which is not an output of the model; "
-                              f"its outputs: {sorted(g.outputs)}")
+        raise ModelBuildError(
+            f"the loss reads {prediction!r}, which is not an output of the model; its outputs: {sorted(g.outputs)}"
+        )
     if set(lg.outputs) != {"output"} or "input" not in lg.inputs or "target" not in lg.inputs:
-        raise ModelBuildError(f"{loss.display_name}: a loss has inputs 'input', 'target' and the output 'output'; "
-                              f"this one has {sorted(lg.inputs)} -> {sorted(lg.outputs)}")
+        raise ModelBuildError(
+            f"{loss.display_name}: a loss has inputs 'input', 'target' and the output 'output'; "
+            f"this one has {sorted(lg.inputs)} -> {sorted(lg.outputs)}"
+        )
     names = {*g.inputs, *g.params, *g.state, *g.outputs}
     for name in (target, LOSS_OUTPUT):
         if name in names:
-            raise ModelBuildError(f"the model already has a terminal named {name!r}; "
-                                  f"name the loss's target otherwise (target=...)")
+            raise ModelBuildError(
+                f"the model already has a terminal named {name!r}; name the loss's target otherwise (target=...)"
+            )
     pred = g.outputs[prediction]
     x = lg.inputs.pop("input")
     info = {**flat.info, **lflat.info}
@@ -51,8 +55,10 @@ def attach_loss(model: Model, loss: Model, training: bool, *, prediction: str, t
             mine.declared_shapes.extend(theirs.declared_shapes)
             if theirs.declared_kind is not None:
                 if mine.declared_kind not in (None, theirs.declared_kind):
-                    raise ModelBuildError(f"{loss.display_name}: its input must be {theirs.declared_kind}, the "
-                                          f"model's {prediction!r} is {mine.declared_kind}")
+                    raise ModelBuildError(
+                        f"{loss.display_name}: its input must be {theirs.declared_kind}, the "
+                        f"model's {prediction!r} is {mine.declared_kind}"
+                    )
                 mine.declared_kind = theirs.declared_kind
         info.pop(x.uid, None)
     for node in lg.nodes:
@@ -79,4 +85,4 @@ def attach_loss(model: Model, loss: Model, training: bool, *, prediction: str, t
     return flat
 
 
-__all__ = ["attach_loss", "as_model", "LOSS_OUTPUT"]
+__all__ = ["LOSS_OUTPUT", "as_model", "attach_loss"]

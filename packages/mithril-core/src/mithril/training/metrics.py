@@ -41,7 +41,9 @@ class Accuracy(Metric):
         b = output.b
         if target.v.kind == "int":
             if len(output.shape) < 2:
-                raise ModelBuildError(f"accuracy: class-index targets need an output [N, C, ...], got {list(output.shape)}")
+                raise ModelBuildError(
+                    f"accuracy: class-index targets need an output [N, C, ...], got {list(output.shape)}"
+                )
             pred = b.emit("argmax", output.v, axis=(1,), keepdims=False)
             return _to_float(X(b, b.emit("equal", pred, target.v))).mean()
         if output.shape != target.shape:
@@ -67,8 +69,10 @@ class TopKAccuracy(Metric):
     def emit(self, output: X, target: X) -> X:
         b = output.b
         if len(output.shape) != 2 or target.v.kind != "int":
-            raise ModelBuildError(f"{self.name}: needs output [N, C] and int target [N], got "
-                                  f"{list(output.shape)} and {target.v.kind} {list(target.shape)}")
+            raise ModelBuildError(
+                f"{self.name}: needs output [N, C] and int target [N], got "
+                f"{list(output.shape)} and {target.v.kind} {list(target.shape)}"
+            )
         picked = b.emit("gather_last", output.v, target.v)
         picked = b.emit("reshape", picked, shape=(output.shape[0], 1))
         above = b.emit("cast", b.emit("greater", output.v, picked), kind="float")
@@ -104,8 +108,14 @@ def _same(name: str, output: X, target: X) -> None:
         raise ModelBuildError(f"{name}: output {list(output.shape)} and target {list(target.shape)} differ")
 
 
-_BY_NAME = {"accuracy": Accuracy, "acc": Accuracy, "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-            "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError}
+_BY_NAME = {
+    "accuracy": Accuracy,
+    "acc": Accuracy,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+}
 
 
 def as_metric(spec: str | Metric) -> Metric:
@@ -120,4 +130,4 @@ def as_metric(spec: str | Metric) -> Metric:
     raise ModelBuildError(f"unknown metric {spec!r}; use a Metric or one of {sorted(_BY_NAME)} or 'top<k>_accuracy'")
 
 
-__all__ = ["Metric", "Accuracy", "TopKAccuracy", "MeanAbsoluteError", "MeanSquaredError", "as_metric"]
+__all__ = ["Accuracy", "MeanAbsoluteError", "MeanSquaredError", "Metric", "TopKAccuracy", "as_metric"]

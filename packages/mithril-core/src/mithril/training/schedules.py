@@ -35,8 +35,12 @@ class Constant(Schedule):
     lr: float
 
     def __post_init__(self) -> None:
-        if (not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not math.isfinite(self.lr)
-                or self.lr < 0):
+        if (
+            not isinstance(self.lr, (int, float))
+            or isinstance(self.lr, bool)
+            or not math.isfinite(self.lr)
+            or self.lr < 0
+        ):
             raise ModelBuildError(f"Constant: lr must be a non-negative number, got {self.lr!r}")
 
     def emit(self, t: X) -> X:
@@ -104,8 +108,9 @@ class Cosine(Schedule):
     def __post_init__(self) -> None:
         self._check(lr=self.lr, total_steps=self.total_steps)
         if not 0 <= self.warmup_steps < self.total_steps:
-            raise ModelBuildError(f"Cosine: warmup_steps must be in [0, total_steps={self.total_steps}), "
-                                  f"got {self.warmup_steps!r}")
+            raise ModelBuildError(
+                f"Cosine: warmup_steps must be in [0, total_steps={self.total_steps}), got {self.warmup_steps!r}"
+            )
         if not 0.0 <= self.min_lr <= self.lr:
             raise ModelBuildError(f"Cosine: min_lr must be in [0, lr={self.lr}], got {self.min_lr!r}")
 
@@ -131,13 +136,18 @@ class OneCycle(Schedule):
     final_div_factor: float = 1e4
 
     def __post_init__(self) -> None:
-        self._check(max_lr=self.max_lr, total_steps=self.total_steps, div_factor=self.div_factor,
-                    final_div_factor=self.final_div_factor)
+        self._check(
+            max_lr=self.max_lr,
+            total_steps=self.total_steps,
+            div_factor=self.div_factor,
+            final_div_factor=self.final_div_factor,
+        )
         if not 0.0 < self.pct_start < 1.0:
             raise ModelBuildError(f"OneCycle: pct_start must be in (0, 1), got {self.pct_start!r}")
         if float(self.pct_start * self.total_steps) - 1 <= 0:
-            raise ModelBuildError(f"OneCycle: pct_start * total_steps must exceed 1, got "
-                                  f"{self.pct_start} * {self.total_steps}")
+            raise ModelBuildError(
+                f"OneCycle: pct_start * total_steps must exceed 1, got {self.pct_start} * {self.total_steps}"
+            )
 
     def emit(self, t: X) -> X:
         initial = self.max_lr / self.div_factor
@@ -162,4 +172,4 @@ def as_schedule(lr: float | Schedule, where_: str) -> Schedule:
     return Constant(float(lr))
 
 
-__all__ = ["Schedule", "Constant", "StepDecay", "Exponential", "LinearWarmup", "Cosine", "OneCycle", "as_schedule"]
+__all__ = ["Constant", "Cosine", "Exponential", "LinearWarmup", "OneCycle", "Schedule", "StepDecay", "as_schedule"]

@@ -37,4 +37,4 @@ class StepResult:
     lr: Any = None
 
 
-__all__ = ["TrainState", "StepResult"]
+__all__ = ["StepResult", "TrainState"]

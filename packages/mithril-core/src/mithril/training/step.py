@@ -21,17 +21,23 @@ import numpy as np
 from .._gc import gc_paused
 from ..backend import Backend
 from ..errors import (
-    CompileError, EvaluationError, MissingInputError, ModelBuildError, ParamsError, UnknownKeyError, UnsupportedError,
+    CompileError,
+    EvaluationError,
+    MissingInputError,
+    ModelBuildError,
+    ParamsError,
+    UnknownKeyError,
+    UnsupportedError,
     warn_recompiles,
 )
 from ..ir.graph import Graph, GraphBuilder, Value, ValueRole
 from ..ir.randomness import SEED_INPUT
 from ..models.block import Block
 from ..models.model import Model
+from ..parallel.layout import Layout
 from ..physical.checks import check_indices
 from ..physical.model import PhysicalModel
 from ..physical.pipeline import Compiled, Options, compile_graph
-from ..parallel.layout import Layout
 from .expr import X
 from .graph import LOSS_OUTPUT, as_model, attach_loss
 from .metrics import Metric, as_metric
@@ -54,8 +60,9 @@ def _mixed_precision(backend: Backend, precision: Any, loss_scale: float | None)
     if precision not in (DType.float16, DType.bfloat16):
         raise CompileError(f"precision must be ml.bfloat16 or ml.float16, got {precision!r}")
     if backend.dtype is not DType.float32:
-        raise CompileError(f"mixed precision keeps float32 master weights: compile it for a float32 backend, "
-                           f"not {backend!r}")
+        raise CompileError(
+            f"mixed precision keeps float32 master weights: compile it for a float32 backend, not {backend!r}"
+        )
     if precision not in type(backend).supported_dtypes:
         raise UnsupportedError(f"{type(backend).__name__} cannot compute in {precision.value}")
     if backend.mesh is not None:
@@ -69,11 +76,24 @@ def _mixed_precision(backend: Backend, precision: Any, loss_scale: float | None)
 class TrainingStep:
     """A compiled training step; see :func:`compile_step`."""
 
-    def __init__(self, model: Model, backend: Backend, *, loss: Block | None, optimizer: Optimizer,
-                 shapes: Mapping[str, Sequence[int | None]] | None, metrics: Iterable[str | Metric],
-                 prediction: str | None, target: str, jit: bool, gradient_checkpointing: bool,
-                 accumulate: int, sharding: Any = None, precision: Any = None,
-                 loss_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        backend: Backend,
+        *,
+        loss: Block | None,
+        optimizer: Optimizer,
+        shapes: Mapping[str, Sequence[int | None]] | None,
+        metrics: Iterable[str | Metric],
+        prediction: str | None,
+        target: str,
+        jit: bool,
+        gradient_checkpointing: bool,
+        accumulate: int,
+        sharding: Any = None,
+        precision: Any = None,
+        loss_scale: float | None = None,
+    ) -> None:
         if not isinstance(backend, Backend):
             raise CompileError(f"backend must be a mithril Backend instance, got {type(backend).__name__}")
         if not isinstance(model, Block):
@@ -82,8 +102,10 @@ class TrainingStep:
         if not isinstance(optimizer, Optimizer):
             raise CompileError(f"optimizer must be a mithril.optim optimizer, got {type(optimizer).__name__}")
         if not backend.supports_training:
-            raise UnsupportedError(f"{type(backend).__name__} is for inference only: train on another backend "
-                                   f"and compile the trained model for it (the params carry over by name)")
+            raise UnsupportedError(
+                f"{type(backend).__name__} is for inference only: train on another backend "
+                f"and compile the trained model for it (the params carry over by name)"
+            )
         if jit and not backend.supports_jit:
             raise UnsupportedError(f"{type(backend).__name__} has no JIT compiler; compile with jit=False")
         if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
@@ -100,8 +122,9 @@ class TrainingStep:
         outputs = model.output_terminals()
         if loss is None:
             if LOSS_OUTPUT not in outputs:
-                raise ModelBuildError(f"without a loss block the model must have an output {LOSS_OUTPUT!r}; "
-                                      f"its outputs: {outputs}")
+                raise ModelBuildError(
+                    f"without a loss block the model must have an output {LOSS_OUTPUT!r}; its outputs: {outputs}"
+                )
             self.prediction = prediction
             self.target = target if target in model.input_terminals() else None
             flatten_fn = None
@@ -110,8 +133,9 @@ class TrainingStep:
             if prediction is None:
                 prediction = "output" if "output" in outputs else outputs[0] if len(outputs) == 1 else None
                 if prediction is None:
-                    raise ModelBuildError(f"the model has several outputs {outputs}: say which one the loss "
-                                          f"reads with prediction=...")
+                    raise ModelBuildError(
+                        f"the model has several outputs {outputs}: say which one the loss reads with prediction=..."
+                    )
             if not isinstance(loss, Block):
                 raise CompileError(f"loss must be a loss block (CrossEntropyLoss()...), got {type(loss).__name__}")
             loss_model = as_model(loss)
@@ -127,20 +151,40 @@ class TrainingStep:
             raise CompileError(f"sharding=... needs a backend with a device mesh; {backend!r} has none")
         layout = None if sharding is None else Layout.of(sharding)
         self.options = Options(jit=jit, gradient_checkpointing=gradient_checkpointing, layout=layout)
-        self.physical = PhysicalModel(model, backend, shapes=shapes, constants={}, static_shapes=False,
-                                      training=True, options=Options(gradient_checkpointing=gradient_checkpointing),
-                                      flatten_fn=flatten_fn)
+        self.physical = PhysicalModel(
+            model,
+            backend,
+            shapes=shapes,
+            constants={},
+            static_shapes=False,
+            training=True,
+            options=Options(gradient_checkpointing=gradient_checkpointing),
+            flatten_fn=flatten_fn,
+        )
         #: where forward and backward run: the model itself, or its twin in the compute precision
-        self._compute = self.physical if self._compute_backend is None else PhysicalModel(
-            model, self._compute_backend, shapes=shapes, constants={}, static_shapes=False, training=True,
-            options=Options(gradient_checkpointing=gradient_checkpointing), flatten_fn=flatten_fn)
+        self._compute = (
+            self.physical
+            if self._compute_backend is None
+            else PhysicalModel(
+                model,
+                self._compute_backend,
+                shapes=shapes,
+                constants={},
+                static_shapes=False,
+                training=True,
+                options=Options(gradient_checkpointing=gradient_checkpointing),
+                flatten_fn=flatten_fn,
+            )
+        )
         model_shapes = {k: v for k, v in shapes.items() if k != self.target}
         self._inference_model = inference_model or model
         self._inference_shapes = model_shapes
         self._inference: PhysicalModel | None = None
         flat = self.physical._flat_for(True).graph
         # kinds are not all known before shapes are: a param is trainable unless declared int/bool
-        self._trainable = [k for k, v in flat.params.items() if v.kind in (None, "float") and k in self.physical.param_keys]
+        self._trainable = [
+            k for k, v in flat.params.items() if v.kind in (None, "float") and k in self.physical.param_keys
+        ]
         self._resolved = optimizer.resolve(self._trainable)
         self._wrt = [k for k in self._trainable if self._resolved[k] is not None]
         self._cache: dict[Any, Compiled] = {}
@@ -176,8 +220,9 @@ class TrainingStep:
         for k in (*self.physical.param_keys, *self.physical.state_keys):  # model order, the same in every process
             x = self.backend.accept(params[k], f"params[{k!r}]")
             if tuple(self.backend.shape_of(x)) != tuple(shapes[k]):
-                raise ParamsError(f"params[{k!r}] has shape {list(self.backend.shape_of(x))}, "
-                                  f"the model needs {list(shapes[k])}")
+                raise ParamsError(
+                    f"params[{k!r}] has shape {list(self.backend.shape_of(x))}, the model needs {list(shapes[k])}"
+                )
             out[k] = x
         return out
 
@@ -190,16 +235,20 @@ class TrainingStep:
     # ------------------------------------------------------------- compiling
     def _batch(self, batch: Mapping[str, Any], need_target: bool = True) -> tuple[dict[str, Any], Any]:
         if not isinstance(batch, Mapping):
-            raise EvaluationError(f"a batch must be a dict of arrays keyed by the model's inputs "
-                                  f"{list(self.input_keys)}, got {type(batch).__name__}")
+            raise EvaluationError(
+                f"a batch must be a dict of arrays keyed by the model's inputs "
+                f"{list(self.input_keys)}, got {type(batch).__name__}"
+            )
         keys = set(self.input_keys) if need_target else set(self.input_keys) - {self.target}
         missing, extra = sorted(keys - set(batch)), sorted(set(batch) - set(self.input_keys))
         if missing:
-            raise MissingInputError(f"the batch is missing {missing}; the training step's inputs are "
-                                    f"{list(self.input_keys)}")
+            raise MissingInputError(
+                f"the batch is missing {missing}; the training step's inputs are {list(self.input_keys)}"
+            )
         if extra:
-            raise UnknownKeyError(f"the batch has unknown key(s) {extra}; the training step's inputs are "
-                                  f"{list(self.input_keys)}")
+            raise UnknownKeyError(
+                f"the batch has unknown key(s) {extra}; the training step's inputs are {list(self.input_keys)}"
+            )
         inputs = {k: self.backend.accept(batch[k], f"batch[{k!r}]") for k in keys}
         shapes = tuple(sorted((k, tuple(self.backend.shape_of(v))) for k, v in inputs.items()))
         return inputs, shapes
@@ -208,8 +257,7 @@ class TrainingStep:
         b = GraphBuilder(graph, where="metrics")
         for m in self.metrics:
             b.where = f"metrics ({m.name})"
-            graph.outputs[m.name] = m.emit(X(b, graph.outputs[self.prediction]),
-                                           X(b, graph.inputs[self.target])).v  # type: ignore[index]
+            graph.outputs[m.name] = m.emit(X(b, graph.outputs[self.prediction]), X(b, graph.inputs[self.target])).v  # type: ignore[index]
 
     @gc_paused
     def _compiled(self, kind: str, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> Compiled:
@@ -226,16 +274,24 @@ class TrainingStep:
         graph.outputs = {k: v for k, v in graph.outputs.items() if k in keep}
         if kind == "eval":
             graph.state_updates = {}
-            compiled = compile_graph(graph, self.backend, Options(jit=self.options.jit, layout=self.options.layout),
-                                     cotangent_outputs=None)
+            compiled = compile_graph(
+                graph, self.backend, Options(jit=self.options.jit, layout=self.options.layout), cotangent_outputs=None
+            )
         else:
             wrt = [k for k in self._wrt if k in graph.params]
             update = None
             if kind == "train":
                 graph.donates_params = True
                 update = partial(self._append_update, grad_scale=None)
-            compiled = compile_graph(graph, source.backend, self.options, cotangent_outputs=(LOSS_OUTPUT,), wrt=wrt,
-                                     after_autodiff=update, seed_cotangents={LOSS_OUTPUT: self.loss_scale})
+            compiled = compile_graph(
+                graph,
+                source.backend,
+                self.options,
+                cotangent_outputs=(LOSS_OUTPUT,),
+                wrt=wrt,
+                after_autodiff=update,
+                seed_cotangents={LOSS_OUTPUT: self.loss_scale},
+            )
         self._cache[key] = self._last = compiled
         warn_recompiles("this training step", len(self._cache), dict(shapes))
         return compiled
@@ -259,11 +315,13 @@ class TrainingStep:
         for k in self.physical.param_keys:
             graph.params[k] = Value(ValueRole.PARAM, name=k, kind="float", shape=tuple(shapes[k]))
         for k in self._wrt:
-            graph.gradients[k] = graph.inputs[_GRAD + k] = Value(ValueRole.INPUT, name=_GRAD + k, kind="float",
-                                                                  shape=tuple(shapes[k]))
+            graph.gradients[k] = graph.inputs[_GRAD + k] = Value(
+                ValueRole.INPUT, name=_GRAD + k, kind="float", shape=tuple(shapes[k])
+            )
         self._append_update(graph, grad_scale=1.0 / (self.accumulate * self.loss_scale))
-        compiled = compile_graph(graph, self.backend, Options(jit=self.options.jit, layout=self.options.layout),
-                                 cotangent_outputs=None)
+        compiled = compile_graph(
+            graph, self.backend, Options(jit=self.options.jit, layout=self.options.layout), cotangent_outputs=None
+        )
         self._cache[("apply",)] = compiled
         return compiled
 
@@ -292,8 +350,9 @@ class TrainingStep:
         metrics = {m.name: outputs[m.name] for m in self.metrics}
         if GRAD_NORM_OUTPUT in outputs:
             metrics[GRAD_NORM_OUTPUT] = outputs[GRAD_NORM_OUTPUT]
-        return StepResult(TrainState(params, opt, state.step + 1, state.seed), outputs[LOSS_OUTPUT], metrics,
-                          outputs.get(LR_OUTPUT))
+        return StepResult(
+            TrainState(params, opt, state.step + 1, state.seed), outputs[LOSS_OUTPUT], metrics, outputs.get(LR_OUTPUT)
+        )
 
     def _accumulated(self, state: TrainState, inputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """``accumulate`` forward/backward passes over equal slices of the batch, then one update."""
@@ -301,8 +360,10 @@ class TrainingStep:
         sizes = {name: be.shape_of(x)[0] if be.shape_of(x) else None for name, x in inputs.items()}
         n = next(iter(sizes.values()))
         if any(s != n for s in sizes.values()) or n is None or n % k:
-            raise EvaluationError(f"accumulate={k}: every input needs a batch axis divisible by {k}; got "
-                                  f"{ {name: list(be.shape_of(x)) for name, x in inputs.items()} }")
+            raise EvaluationError(
+                f"accumulate={k}: every input needs a batch axis divisible by {k}; got "
+                f"{ {name: list(be.shape_of(x)) for name, x in inputs.items()} }"
+            )
         m = n // k
         add, mul = be.kernel("add"), be.kernel("mul")
         params = dict(state.params)
@@ -314,7 +375,7 @@ class TrainingStep:
         total: dict[str, Any] = {}
         sums: dict[str, Any] = {}
         for i in range(k):
-            micro = {name: x[i * m:(i + 1) * m] for name, x in inputs.items()}
+            micro = {name: x[i * m : (i + 1) * m] for name, x in inputs.items()}
             shapes = tuple(sorted((name, tuple(be.shape_of(x))) for name, x in micro.items()))
             compiled = self._compiled("grad", shapes)
             if compiled.graph.index_checks:
@@ -322,7 +383,8 @@ class TrainingStep:
             if compiled.random:
                 micro[SEED_INPUT] = self._seed(state, i)
             outputs, grads, new_state = compiled.executable.run(
-                {name: params[name] for name in (*compiled.graph.params, *compiled.graph.state)}, micro, {})
+                {name: params[name] for name in (*compiled.graph.params, *compiled.graph.state)}, micro, {}
+            )
             params.update(new_state)  # running statistics advance micro-batch by micro-batch
             grads = {name: full(g) for name, g in grads.items()}  # summed in float32
             outputs = {name: full(v) for name, v in outputs.items()}
@@ -342,8 +404,10 @@ class TrainingStep:
         need = compiled.graph.params.keys() | compiled.graph.state.keys()
         have = state.params.keys() | state.optimizer.keys()
         missing, extra = sorted(need - have), sorted(have - need)
-        raise ParamsError(f"the state does not fit this training step: missing {missing}, unknown {extra}; "
-                          f"make it with step.init() or load_checkpoint(..., step)")
+        raise ParamsError(
+            f"the state does not fit this training step: missing {missing}, unknown {extra}; "
+            f"make it with step.init() or load_checkpoint(..., step)"
+        )
 
     def _seed(self, state: TrainState, micro: int = 0) -> Any:
         """The random seed of step ``state.step``: the same for the same (seed, step), on every run."""
@@ -376,9 +440,15 @@ class TrainingStep:
     def inference_model(self) -> PhysicalModel:
         """The model alone, compiled for inference on the same parameter names (export it from here)."""
         if self._inference is None:
-            self._inference = PhysicalModel(self._inference_model, self.backend, shapes=self._inference_shapes,
-                                            constants={}, static_shapes=False, training=False,
-                                            options=Options(jit=self.options.jit, layout=self.options.layout))
+            self._inference = PhysicalModel(
+                self._inference_model,
+                self.backend,
+                shapes=self._inference_shapes,
+                constants={},
+                static_shapes=False,
+                training=False,
+                options=Options(jit=self.options.jit, layout=self.options.layout),
+            )
         return self._inference
 
     @property
@@ -400,8 +470,10 @@ class TrainingStep:
         return len(self._cache)
 
     def __repr__(self) -> str:
-        return (f"TrainingStep({self.backend!r}, optimizer={self.optimizer!r}, inputs={list(self.input_keys)}, "
-                f"metrics={[m.name for m in self.metrics]})")
+        return (
+            f"TrainingStep({self.backend!r}, optimizer={self.optimizer!r}, inputs={list(self.input_keys)}, "
+            f"metrics={[m.name for m in self.metrics]})"
+        )
 
 
 def compile_step(
@@ -438,9 +510,22 @@ def compile_step(
     * ``sharding``: on a backend with a ``device_mesh``, the layout of params, optimizer state
       and inputs (:class:`mithril.parallel.Layout`); default data parallel.
     """
-    return TrainingStep(model, backend, loss=loss, optimizer=optimizer, shapes=shapes, metrics=metrics,
-                        prediction=prediction, target=target, jit=jit, gradient_checkpointing=gradient_checkpointing,
-                        accumulate=accumulate, sharding=sharding, precision=precision, loss_scale=loss_scale)
+    return TrainingStep(
+        model,
+        backend,
+        loss=loss,
+        optimizer=optimizer,
+        shapes=shapes,
+        metrics=metrics,
+        prediction=prediction,
+        target=target,
+        jit=jit,
+        gradient_checkpointing=gradient_checkpointing,
+        accumulate=accumulate,
+        sharding=sharding,
+        precision=precision,
+        loss_scale=loss_scale,
+    )
 
 
-__all__ = ["TrainingStep", "compile_step", "LOSS_OUTPUT"]
+__all__ = ["LOSS_OUTPUT", "TrainingStep", "compile_step"]

@@ -22,8 +22,14 @@ LR_OUTPUT = "lr"
 GRAD_NORM_OUTPUT = "grad_norm"
 
 
-def append_update(graph: Graph, optimizer: Optimizer, grads: Mapping[str, Value], resolved: Resolved, *,
-                  grad_scale: float | None = None) -> None:
+def append_update(
+    graph: Graph,
+    optimizer: Optimizer,
+    grads: Mapping[str, Value],
+    resolved: Resolved,
+    *,
+    grad_scale: float | None = None,
+) -> None:
     """Append ``optimizer``'s update of every parameter in ``grads`` (param name -> gradient value);
     ``resolved`` is :meth:`Optimizer.resolve` of the model's parameters."""
     b = GraphBuilder(graph, where="optimizer")
@@ -65,8 +71,9 @@ def append_update(graph: Graph, optimizer: Optimizer, grads: Mapping[str, Value]
         slots = {}
         for slot in optimizer.slots_for(h):
             key = optimizer.slot_key(slot.name, name)
-            slots[slot.name] = X(b, graph.state.setdefault(
-                key, Value(ValueRole.STATE, name=key, kind="float", shape=p.shape)))
+            slots[slot.name] = X(
+                b, graph.state.setdefault(key, Value(ValueRole.STATE, name=key, kind="float", shape=p.shape))
+            )
             graph.shard_like[key] = name  # laid out over a device mesh as its parameter
         b.where = f"optimizer ({name})"
         new_p, new_slots = optimizer.update(X(b, p), g[name], slots, rate(schedule), t, h)
@@ -78,4 +85,4 @@ def append_update(graph: Graph, optimizer: Optimizer, grads: Mapping[str, Value]
     graph.outputs[LR_OUTPUT] = rate(optimizer.lr).v
 
 
-__all__ = ["append_update", "LR_OUTPUT", "GRAD_NORM_OUTPUT"]
+__all__ = ["GRAD_NORM_OUTPUT", "LR_OUTPUT", "append_update"]

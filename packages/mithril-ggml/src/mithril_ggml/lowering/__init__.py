@@ -12,14 +12,18 @@ RULES: dict[str, Rule] = {**_ELEMENTWISE, **_STRUCTURE, **_REDUCTIONS, **_NN}
 
 #: why a known primitive has no rule
 NOT_LOWERED: dict[str, str] = {
-    **{p: "comparisons produce booleans; the ggml lowering handles float data only"
-       for p in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")},
+    **dict.fromkeys(
+        ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"),
+        "comparisons produce booleans; the ggml lowering handles float data only",
+    ),
     "where": "select on a boolean condition; the ggml lowering handles float data only",
     "erf": "ggml has no erf",
     "bernoulli": "a random primitive (training-mode Dropout); GGMLBackend runs inference: compile with "
-                 "training=False or static_inference=True, where Dropout is the identity",
-    **{p: "a gradient primitive; the GGML backend differentiates with ggml's own backward pass"
-       for p in ("conv2d_input_grad", "conv2d_weight_grad", "max_pool2d_grad", "avg_pool2d_grad", "slice_grad")},
+    "training=False or static_inference=True, where Dropout is the identity",
+    **dict.fromkeys(
+        ("conv2d_input_grad", "conv2d_weight_grad", "max_pool2d_grad", "avg_pool2d_grad", "slice_grad"),
+        "a gradient primitive; the GGML backend differentiates with ggml's own backward pass",
+    ),
 }
 
 
@@ -27,4 +31,4 @@ def why_not(primitive: str) -> str:
     return NOT_LOWERED.get(primitive, f"no ggml lowering for primitive {primitive!r}")
 
 
-__all__ = ["RULES", "Rule", "Mode", "Lowerer", "why_not"]
+__all__ = ["RULES", "Lowerer", "Mode", "Rule", "why_not"]

@@ -24,12 +24,12 @@ class Mode:
 class Lowerer(Protocol):
     """What a rule sees while emitting one node."""
 
-    em: "Emitter"
+    em: Emitter
     mode: Mode
 
-    def arg(self, node: "Node", i: int) -> "T": ...
+    def arg(self, node: Node, i: int) -> T: ...
 
-    def folded_weight(self, node: "Node", i: int) -> "T | None": ...
+    def folded_weight(self, node: Node, i: int) -> T | None: ...
 
 
 Check = Callable[["Node", Mode], "str | None"]
@@ -50,7 +50,7 @@ class Rule:
     check: Check | None = None
 
 
-def scalar_of(v: "Value") -> float | None:
+def scalar_of(v: Value) -> float | None:
     """The value of a CONST holding one element, else None."""
     from mithril.ir.graph import ValueRole
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # ------------------------------------------------------------- broadcasting
-def broadcast_binary(L: Lowerer, op: str, a: "T", b: "T", shape: tuple[int, ...]) -> "T":
+def broadcast_binary(L: Lowerer, op: str, a: T, b: T, shape: tuple[int, ...]) -> T:
     """``a op b`` with NumPy broadcasting on top of ggml's "repeat src1 over src0" rule."""
     em, full = L.em, ne_of(shape)
     if a.ne != full:
@@ -31,7 +31,7 @@ def broadcast_binary(L: Lowerer, op: str, a: "T", b: "T", shape: tuple[int, ...]
     return em.binary(op, a, b, shape)
 
 
-def constant(L: Lowerer, value: float, shape: tuple[int, ...]) -> "T":
+def constant(L: Lowerer, value: float, shape: tuple[int, ...]) -> T:
     t = L.em.new(shape)
     L.em.write(t, np.full(shape, value, dtype=np.float32))
     return t
@@ -42,7 +42,7 @@ def _covers(v_shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
 
 
 def _emit_arith(op: str):
-    def emit(L: Lowerer, node: "Node") -> "T":
+    def emit(L: Lowerer, node: Node) -> T:
         x, y = node.inputs
         out = node.output.shape
         em = L.em
@@ -72,18 +72,20 @@ def _emit_arith(op: str):
 _POW_EXPONENTS = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0)
 
 
-def _check_pow(node: "Node", mode: Mode) -> str | None:
+def _check_pow(node: Node, mode: Mode) -> str | None:
     base, expo = node.inputs
     p, c = scalar_of(expo), scalar_of(base)
     if p is not None and p in _POW_EXPONENTS:
         return None
     if c is not None and c > 0:
         return None
-    return (f"ggml has no general pow: the exponent must be a constant in {list(_POW_EXPONENTS)} "
-            "(or the base a positive constant)")
+    return (
+        f"ggml has no general pow: the exponent must be a constant in {list(_POW_EXPONENTS)} "
+        "(or the base a positive constant)"
+    )
 
 
-def _emit_pow(L: Lowerer, node: "Node") -> "T":
+def _emit_pow(L: Lowerer, node: Node) -> T:
     base, expo = node.inputs
     out = node.output.shape
     em = L.em
@@ -113,12 +115,17 @@ def _emit_pow(L: Lowerer, node: "Node") -> "T":
 
 # ------------------------------------------------------- maximum / minimum
 def _emit_extreme(largest: bool):
-    def emit(L: Lowerer, node: "Node") -> "T":
+    def emit(L: Lowerer, node: Node) -> T:
         x, y = node.inputs
         out = node.output.shape
         em = L.em
-        zero_side = 1 if scalar_of(y) == 0.0 and _covers(x.shape, out) else \
-            0 if scalar_of(x) == 0.0 and _covers(y.shape, out) else None
+        zero_side = (
+            1
+            if scalar_of(y) == 0.0 and _covers(x.shape, out)
+            else 0
+            if scalar_of(x) == 0.0 and _covers(y.shape, out)
+            else None
+        )
         if zero_side is not None:
             t = L.arg(node, 1 - zero_side)
             if largest:
@@ -129,14 +136,13 @@ def _emit_extreme(largest: bool):
         m = em.unary("step", broadcast_binary(L, "sub", a, b, out))
         not_m = em.scale(m, -1.0, 1.0)
         hi, lo = (a, b) if largest else (b, a)
-        return em.binary("add", broadcast_binary(L, "mul", m, hi, out),
-                         broadcast_binary(L, "mul", not_m, lo, out), out)
+        return em.binary("add", broadcast_binary(L, "mul", m, hi, out), broadcast_binary(L, "mul", not_m, lo, out), out)
 
     return emit
 
 
 # ------------------------------------------------------------- activations
-def sigmoid(L: Lowerer, t: "T") -> "T":
+def sigmoid(L: Lowerer, t: T) -> T:
     em = L.em
     if not L.mode.grad:
         return em.unary("sigmoid", t)
@@ -145,14 +151,14 @@ def sigmoid(L: Lowerer, t: "T") -> "T":
     return em.binary("div", constant(L, 1.0, t.shape), d, t.shape)
 
 
-def tanh(L: Lowerer, t: "T") -> "T":
+def tanh(L: Lowerer, t: T) -> T:
     if not L.mode.grad:
         return L.em.unary("tanh", t)
     return L.em.scale(sigmoid(L, L.em.scale(t, 2.0)), 2.0, -1.0)
 
 
 def _emit_unary(name: str):
-    def emit(L: Lowerer, node: "Node") -> "T":
+    def emit(L: Lowerer, node: Node) -> T:
         t = L.arg(node, 0)
         if name == "sigmoid":
             return sigmoid(L, t)
@@ -163,7 +169,7 @@ def _emit_unary(name: str):
     return emit
 
 
-def _emit_leaky_relu(L: Lowerer, node: "Node") -> "T":
+def _emit_leaky_relu(L: Lowerer, node: Node) -> T:
     t, slope = L.arg(node, 0), float(node.attrs["slope"])
     em = L.em
     if not L.mode.grad:
@@ -175,7 +181,7 @@ def _emit_leaky_relu(L: Lowerer, node: "Node") -> "T":
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-def _check_gelu(node: "Node", mode: Mode) -> str | None:
+def _check_gelu(node: Node, mode: Mode) -> str | None:
     if node.attrs["approximate"] not in ("none", "tanh"):
         return f"unknown gelu approximation {node.attrs['approximate']!r}"
     if mode.grad and node.attrs["approximate"] == "none":
@@ -183,7 +189,7 @@ def _check_gelu(node: "Node", mode: Mode) -> str | None:
     return None
 
 
-def _emit_gelu(L: Lowerer, node: "Node") -> "T":
+def _emit_gelu(L: Lowerer, node: Node) -> T:
     t, em = L.arg(node, 0), L.em
     if node.attrs["approximate"] == "none":
         return em.unary("gelu_erf", t)
@@ -194,7 +200,7 @@ def _emit_gelu(L: Lowerer, node: "Node") -> "T":
     return em.binary("mul", em.scale(t, 0.5), em.scale(th, 1.0, 1.0), t.shape)
 
 
-def _check_cast(node: "Node", mode: Mode) -> str | None:
+def _check_cast(node: Node, mode: Mode) -> str | None:
     if node.attrs["kind"] != "float" or node.inputs[0].kind != "float":
         return f"cast to kind {node.attrs['kind']!r}: ggml lowering handles float data only"
     return None
@@ -205,8 +211,10 @@ RULES: dict[str, Rule] = {
     "pow": Rule(_emit_pow, _check_pow),
     "maximum": Rule(_emit_extreme(True)),
     "minimum": Rule(_emit_extreme(False)),
-    **{op: Rule(_emit_unary(op)) for op in
-       ("neg", "abs", "sign", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu")},
+    **{
+        op: Rule(_emit_unary(op))
+        for op in ("neg", "abs", "sign", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu")
+    },
     "leaky_relu": Rule(_emit_leaky_relu),
     "gelu": Rule(_emit_gelu, _check_gelu),
     "cast": Rule(lambda L, node: L.arg(node, 0), _check_cast),

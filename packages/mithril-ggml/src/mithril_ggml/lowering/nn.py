@@ -13,13 +13,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..emitter import T
 
 
-def _check_conv(node: "Node", mode: Mode) -> str | None:
+def _check_conv(node: Node, mode: Mode) -> str | None:
     if node.attrs["groups"] != 1 and mode.grad:
         return f"ggml cannot differentiate a grouped convolution (groups={node.attrs['groups']}; CONCAT)"
     return None
 
 
-def _emit_conv(L: Lowerer, node: "Node") -> "T":
+def _emit_conv(L: Lowerer, node: Node) -> T:
     """im2col + one matrix product with the (O, C*KH*KW) weight as ggml's first operand.
 
     That order lets a quantized weight be used (``ggml_conv_2d`` puts the weight second).
@@ -46,7 +46,7 @@ def _emit_conv(L: Lowerer, node: "Node") -> "T":
     return out
 
 
-def _conv_group(L: Lowerer, node: "Node", x: "T", w: "T", carrier: "T | None") -> "T":
+def _conv_group(L: Lowerer, node: Node, x: T, w: T, carrier: T | None) -> T:
     """One group: ``x`` (N, C, H, W), ``w`` (O, C, KH, KW) or stored (O, C*KH*KW)."""
     em = L.em
     n, c = x.shape[:2]
@@ -60,25 +60,25 @@ def _conv_group(L: Lowerer, node: "Node", x: "T", w: "T", carrier: "T | None") -
         carrier = em.new((1, c, kh, kw))
     cols = em.im2col(carrier, x, node.attrs["stride"], node.attrs["padding"], node.attrs["dilation"], (oh, ow))
     cols = em.reshape(cols, (n * oh * ow, c * kh * kw))
-    y = em.mul_mat(w2, cols)                      # (N*OH*OW, O)
+    y = em.mul_mat(w2, cols)  # (N*OH*OW, O)
     y = em.reshape(y, (n, oh, ow, o))
-    return em.transpose(y, (0, 3, 1, 2))          # NCHW
+    return em.transpose(y, (0, 3, 1, 2))  # NCHW
 
 
-def _check_max_pool(node: "Node", mode: Mode) -> str | None:
+def _check_max_pool(node: Node, mode: Mode) -> str | None:
     if tuple(node.attrs["dilation"]) != (1, 1):
         return "dilated max pooling is not supported by ggml_pool_2d"
     return None
 
 
-def _check_avg_pool(node: "Node", mode: Mode) -> str | None:
+def _check_avg_pool(node: Node, mode: Mode) -> str | None:
     if not node.attrs["count_include_pad"] and any(node.attrs["padding"]):
         return "avg_pool2d with count_include_pad=False and padding: ggml_pool_2d divides by the full window"
     return None
 
 
 def _emit_pool(op: str):
-    def emit(L: Lowerer, node: "Node") -> "T":
+    def emit(L: Lowerer, node: Node) -> T:
         a = node.attrs
         return L.em.pool2d(L.arg(node, 0), op, a["kernel_size"], a["stride"], a["padding"], node.output.shape)
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..emitter import T
 
 
-def _axes(node: "Node") -> tuple[int, ...]:
+def _axes(node: Node) -> tuple[int, ...]:
     rank = len(node.inputs[0].shape)
     axis = node.attrs["axis"]
     if axis is None:
@@ -25,16 +25,16 @@ def _axes(node: "Node") -> tuple[int, ...]:
     return tuple(sorted({a % rank for a in axis})) if rank else ()
 
 
-def as_rows(L: Lowerer, t: "T", axes: tuple[int, ...]) -> "T":
+def as_rows(L: Lowerer, t: T, axes: tuple[int, ...]) -> T:
     """``t`` as a (kept, reduced) matrix, reduced axes last."""
     keep = [i for i in range(t.rank) if i not in axes]
     t = L.em.transpose(t, keep + list(axes))
     k = math.prod(t.shape[: len(keep)])
-    return L.em.reshape(t, (k, math.prod(t.shape[len(keep):])))
+    return L.em.reshape(t, (k, math.prod(t.shape[len(keep) :])))
 
 
 def _emit_reduce(kind: str):
-    def emit(L: Lowerer, node: "Node") -> "T":
+    def emit(L: Lowerer, node: Node) -> T:
         em = L.em
         axes = _axes(node)
         rows = as_rows(L, L.arg(node, 0), axes)
@@ -51,25 +51,25 @@ def _emit_reduce(kind: str):
     return emit
 
 
-def _check_extreme(node: "Node", mode: Mode) -> str | None:
+def _check_extreme(node: Node, mode: Mode) -> str | None:
     if mode.grad:
         return "ggml cannot differentiate max/min reductions (POOL_1D)"
     return None
 
 
-def _emit_argmax(L: Lowerer, node: "Node") -> "T":
+def _emit_argmax(L: Lowerer, node: Node) -> T:
     rows = as_rows(L, L.arg(node, 0), _axes(node))
     return L.em.reshape(L.em.argmax_rows(rows), node.output.shape)
 
 
-def _check_argmax(node: "Node", mode: Mode) -> str | None:
+def _check_argmax(node: Node, mode: Mode) -> str | None:
     if len(_axes(node)) != 1:
         return "argmax over more than one axis"
     return None
 
 
 # ----------------------------------------------------------------- softmax
-def _last_axis_apply(L: Lowerer, node: "Node", fn) -> "T":
+def _last_axis_apply(L: Lowerer, node: Node, fn) -> T:
     t = L.arg(node, 0)
     if t.rank == 0:
         return L.em.reshape(fn(L.em.reshape(t, (1,))), ())
@@ -80,7 +80,7 @@ def _last_axis_apply(L: Lowerer, node: "Node", fn) -> "T":
     return L.em.transpose(y, inv)
 
 
-def _log_softmax_rows(L: Lowerer, t: "T") -> "T":
+def _log_softmax_rows(L: Lowerer, t: T) -> T:
     """x - max - log(sum(exp(x - max))) along the last axis (max-shifted for stability)."""
     em = L.em
     if L.mode.grad:  # ggml cannot differentiate the max (POOL_1D); log(softmax) it can

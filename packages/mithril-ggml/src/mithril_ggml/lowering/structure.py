@@ -18,7 +18,7 @@ def swap_last(rank: int) -> tuple[int, ...]:
 
 
 # ------------------------------------------------------------------ matmul
-def _emit_matmul(L: Lowerer, node: "Node") -> "T":
+def _emit_matmul(L: Lowerer, node: Node) -> T:
     """``x @ y`` = ggml_mul_mat(y^T, x): ggml's first operand is the one stored by rows of K."""
     em = L.em
     out = node.output.shape
@@ -37,7 +37,7 @@ def _emit_matmul(L: Lowerer, node: "Node") -> "T":
 
 
 # --------------------------------------------------------------- transpose
-def _emit_transpose(L: Lowerer, node: "Node") -> "T":
+def _emit_transpose(L: Lowerer, node: Node) -> T:
     t = L.arg(node, 0)
     axes = node.attrs["axes"]
     if axes is None:
@@ -45,22 +45,22 @@ def _emit_transpose(L: Lowerer, node: "Node") -> "T":
     return L.em.transpose(t, axes)
 
 
-def _emit_reshape(L: Lowerer, node: "Node") -> "T":
+def _emit_reshape(L: Lowerer, node: Node) -> T:
     return L.em.reshape(L.arg(node, 0), node.output.shape)
 
 
-def _emit_broadcast_to(L: Lowerer, node: "Node") -> "T":
+def _emit_broadcast_to(L: Lowerer, node: Node) -> T:
     return L.em.repeat(L.arg(node, 0), node.output.shape)
 
 
 # ------------------------------------------------------------------ concat
-def _check_concat(node: "Node", mode: Mode) -> str | None:
+def _check_concat(node: Node, mode: Mode) -> str | None:
     if mode.grad:
         return "ggml cannot differentiate CONCAT"
     return None
 
 
-def _emit_concat(L: Lowerer, node: "Node") -> "T":
+def _emit_concat(L: Lowerer, node: Node) -> T:
     rank = len(node.output.shape)
     axis = node.attrs["axis"] % rank
     acc = L.arg(node, 0)
@@ -72,13 +72,15 @@ def _emit_concat(L: Lowerer, node: "Node") -> "T":
 
 
 # ------------------------------------------------------------------- slice
-def _ranges(node: "Node") -> list[range]:
+def _ranges(node: Node) -> list[range]:
     shape = node.inputs[0].shape
-    return [range(n)[slice(a, z, s)] for n, a, z, s in
-            zip(shape, node.attrs["starts"], node.attrs["stops"], node.attrs["steps"])]
+    return [
+        range(n)[slice(a, z, s)]
+        for n, a, z, s in zip(shape, node.attrs["starts"], node.attrs["stops"], node.attrs["steps"])
+    ]
 
 
-def _check_slice(node: "Node", mode: Mode) -> str | None:
+def _check_slice(node: Node, mode: Mode) -> str | None:
     rs = _ranges(node)
     if any(r.step < 0 for r in rs):
         return "negative slice steps are not supported by ggml views"
@@ -90,13 +92,13 @@ def _check_slice(node: "Node", mode: Mode) -> str | None:
     return None
 
 
-def _emit_slice(L: Lowerer, node: "Node") -> "T":
+def _emit_slice(L: Lowerer, node: Node) -> T:
     t = L.arg(node, 0)
-    rs = _ranges(node) + [range(n) for n in t.shape[len(node.attrs["starts"]):]]
+    rs = _ranges(node) + [range(n) for n in t.shape[len(node.attrs["starts"]) :]]
     return strided_view(L, t, rs, node.output.shape)
 
 
-def strided_view(L: Lowerer, t: "T", rs: list[range], shape: tuple[int, ...]) -> "T":
+def strided_view(L: Lowerer, t: T, rs: list[range], shape: tuple[int, ...]) -> T:
     """``t[r0, r1, ...]`` (one non-empty, non-negative-step range per axis), contiguous."""
     rank = t.rank
     esize = 4
@@ -116,7 +118,7 @@ def strided_view(L: Lowerer, t: "T", rs: list[range], shape: tuple[int, ...]) ->
     return L.em.view(t, ne, nb, offset, shape)
 
 
-def slice_axis(L: Lowerer, t: "T", axis: int, start: int, stop: int) -> "T":
+def slice_axis(L: Lowerer, t: T, axis: int, start: int, stop: int) -> T:
     """``t`` restricted to ``start:stop`` along ``axis``, contiguous."""
     rs = [range(start, stop) if i == axis else range(n) for i, n in enumerate(t.shape)]
     shape = tuple(stop - start if i == axis else n for i, n in enumerate(t.shape))

@@ -63,8 +63,7 @@ def differentiate(graph: Graph, wrt: Iterable[str], cotangent_outputs: Iterable[
             continue
         if node.primitive.vjp is None:
             raise UnsupportedError(
-                f"{node.where}: primitive {node.primitive.name!r} has no gradient rule; "
-                f"it cannot be differentiated"
+                f"{node.where}: primitive {node.primitive.name!r} has no gradient rule; it cannot be differentiated"
             )
         b.where = f"{node.where} (grad)"
         grads = node.primitive.vjp(b, node, g)
@@ -74,8 +73,9 @@ def differentiate(graph: Graph, wrt: Iterable[str], cotangent_outputs: Iterable[
             if gx is None or not needs.get(x.uid, False):
                 continue
             if gx.shape != x.shape:
-                raise AssertionError(f"{node.where}: gradient of {node.primitive.name} has shape "
-                                     f"{gx.shape}, expected {x.shape}")
+                raise AssertionError(
+                    f"{node.where}: gradient of {node.primitive.name} has shape {gx.shape}, expected {x.shape}"
+                )
             accumulate(x, gx)
 
     for k in wrt:

@@ -42,8 +42,13 @@ def expand(graph: Graph, keep: Container[str] = ()) -> Graph:
     return graph
 
 
-def _expand_nodes(nodes: list[Node], repl: dict[int, Value], shared: dict[Any, Mapping[str, Value]],
-                  depth: int, keep: Container[str] = ()) -> list[Node]:
+def _expand_nodes(
+    nodes: list[Node],
+    repl: dict[int, Value],
+    shared: dict[Any, Mapping[str, Value]],
+    depth: int,
+    keep: Container[str] = (),
+) -> list[Node]:
     out: list[Node] = []
     for node in nodes:
         node.inputs = [_resolve(v, repl) for v in node.inputs]
@@ -52,8 +57,10 @@ def _expand_nodes(nodes: list[Node], repl: dict[int, Value], shared: dict[Any, M
             out.append(node)
             continue
         if depth >= MAX_DEPTH:
-            raise CompileError(f"{node.where}: composite {prim.name!r} still expands into composites after "
-                               f"{MAX_DEPTH} levels; is its expand rule recursive?")
+            raise CompileError(
+                f"{node.where}: composite {prim.name!r} still expands into composites after "
+                f"{MAX_DEPTH} levels; is its expand rule recursive?"
+            )
         value = _expansion(node, repl, shared, depth, out, keep)
         _check(node, value)
         if value.name is None and value.role is ValueRole.NODE:
@@ -62,8 +69,14 @@ def _expand_nodes(nodes: list[Node], repl: dict[int, Value], shared: dict[Any, M
     return out
 
 
-def _expansion(node: Node, repl: dict[int, Value], shared: dict[Any, Mapping[str, Value]], depth: int,
-               out: list[Node], keep: Container[str] = ()) -> Value:
+def _expansion(
+    node: Node,
+    repl: dict[int, Value],
+    shared: dict[Any, Mapping[str, Value]],
+    depth: int,
+    out: list[Node],
+    keep: Container[str] = (),
+) -> Value:
     """The value replacing ``node``'s output; emitted nodes are appended to ``out``."""
     prim = node.primitive
     key = None
@@ -76,13 +89,15 @@ def _expansion(node: Node, repl: dict[int, Value], shared: dict[Any, Mapping[str
     out.extend(_expand_nodes(scratch.nodes, repl, shared, depth + 1, keep))
     if not prim.results:
         if not isinstance(result, Value):
-            raise CompileError(f"{node.where}: the expand rule of {prim.name!r} returned "
-                               f"{type(result).__name__}, not a value")
+            raise CompileError(
+                f"{node.where}: the expand rule of {prim.name!r} returned {type(result).__name__}, not a value"
+            )
         return _resolve(result, repl)
     if not isinstance(result, Mapping) or set(result) != set(prim.results):
         got = sorted(result) if isinstance(result, Mapping) else type(result).__name__
-        raise CompileError(f"{node.where}: the expand rule of {prim.name!r} returned {got}, "
-                           f"expected the results {list(prim.results)}")
+        raise CompileError(
+            f"{node.where}: the expand rule of {prim.name!r} returned {got}, expected the results {list(prim.results)}"
+        )
     results = {k: _resolve(v, repl) for k, v in result.items()}
     shared[key] = results
     return results[node.attrs["result"]]

@@ -43,8 +43,9 @@ def _use_counts(graph: Graph) -> dict[int, int]:
     return uses
 
 
-def _new_node(name: str, inputs: list[Value], attrs: dict, shape: tuple[int, ...], kind: str | None,
-              where: str) -> Node:
+def _new_node(
+    name: str, inputs: list[Value], attrs: dict, shape: tuple[int, ...], kind: str | None, where: str
+) -> Node:
     out = Value(ValueRole.NODE, kind=kind, shape=shape)
     node = Node(registry.get(name), inputs, attrs, out, where)
     out.producer = node
@@ -67,8 +68,14 @@ def simplify_transposes(graph: Graph) -> Graph:
         if p is not None and p.primitive.name == "transpose" and _is_swap_last(_perm(p)):
             return p.inputs[0]
         shape = v.shape[:-2] + (v.shape[-1], v.shape[-2])  # type: ignore[index]
-        t = _new_node("transpose", [v], {"axes": tuple(range(len(shape) - 2)) + (len(shape) - 1, len(shape) - 2)},
-                      shape, v.kind, where)
+        t = _new_node(
+            "transpose",
+            [v],
+            {"axes": tuple(range(len(shape) - 2)) + (len(shape) - 1, len(shape) - 2)},
+            shape,
+            v.kind,
+            where,
+        )
         out_nodes.append(t)
         return t.output
 
@@ -85,13 +92,24 @@ def simplify_transposes(graph: Graph) -> Graph:
                     continue
                 node.inputs = [x]
                 node.attrs = {**node.attrs, "axes": composed}
-            elif (src is not None and src.primitive.name == "matmul" and _is_swap_last(_perm(node))
-                  and uses.get(src.output.uid, 0) == 1 and len(node.output.shape) == 2  # type: ignore[arg-type]
-                  and all(len(v.shape) == 2 for v in src.inputs)  # type: ignore[arg-type]
-                  and any(v.producer is not None and v.producer.primitive.name == "transpose" for v in src.inputs)):
+            elif (
+                src is not None
+                and src.primitive.name == "matmul"
+                and _is_swap_last(_perm(node))
+                and uses.get(src.output.uid, 0) == 1
+                and len(node.output.shape) == 2  # type: ignore[arg-type]
+                and all(len(v.shape) == 2 for v in src.inputs)  # type: ignore[arg-type]
+                and any(v.producer is not None and v.producer.primitive.name == "transpose" for v in src.inputs)
+            ):
                 a, b = src.inputs
-                new = _new_node("matmul", [transposed(b, node.where), transposed(a, node.where)], {},
-                                node.output.shape, node.output.kind, node.where)  # type: ignore[arg-type]
+                new = _new_node(
+                    "matmul",
+                    [transposed(b, node.where), transposed(a, node.where)],
+                    {},
+                    node.output.shape,
+                    node.output.kind,
+                    node.where,
+                )  # type: ignore[arg-type]
                 out_nodes.append(new)
                 repl[node.output.uid] = new.output
                 continue
@@ -122,8 +140,14 @@ def fuse_linear(graph: Graph, kernels: object) -> Graph:
                 w = tp.inputs[0]
                 if len(b.shape) != 1 or b.shape[0] != w.shape[0] or node.output.shape != h.shape:  # type: ignore[index]
                     continue
-                fused = _new_node("linear", [x, w, b], {}, node.output.shape, node.output.kind,  # type: ignore[arg-type]
-                                  node.where)
+                fused = _new_node(
+                    "linear",
+                    [x, w, b],
+                    {},
+                    node.output.shape,
+                    node.output.kind,  # type: ignore[arg-type]
+                    node.where,
+                )
                 out_nodes.append(fused)
                 repl[node.output.uid] = fused.output
                 break
@@ -164,8 +188,7 @@ def fuse_pool_indices(graph: Graph, kernels: object) -> Graph:
         """The indices of pooling ``x`` (``pooled``: a value of the pooled shape)."""
         key = (x.uid, _freeze(attrs))
         if key not in indices:
-            node = _new_node("max_pool2d_with_indices", [x], {**attrs, "result": "indices"},
-                             pooled.shape, "int", where)  # type: ignore[arg-type]
+            node = _new_node("max_pool2d_with_indices", [x], {**attrs, "result": "indices"}, pooled.shape, "int", where)  # type: ignore[arg-type]
             out_nodes.append(node)
             indices[key] = node.output
         return indices[key]
@@ -235,8 +258,7 @@ def fuse_conv_backward(graph: Graph, kernels: object) -> Graph:
             continue
         for result, member in group.items():  # bind_attrs puts ``wanted`` in the results' order
             member.primitive, member.inputs = fused, [x, w, g]
-            member.attrs = fused.bind_attrs({**attrs, "wanted": tuple(group), "result": result},
-                                            where=member.where)
+            member.attrs = fused.bind_attrs({**attrs, "wanted": tuple(group), "result": result}, where=member.where)
     return graph
 
 
@@ -244,8 +266,13 @@ def _is_channel_sum(n: Node) -> bool:
     """``sum(g, axis=(0, 2, 3))`` of a 4-d ``g``: a conv bias gradient."""
     shape = n.inputs[0].shape
     axes = n.attrs["axis"]
-    return (shape is not None and len(shape) == 4 and axes is not None and not n.attrs["keepdims"]
-            and sorted(a % 4 for a in axes) == [0, 2, 3])
+    return (
+        shape is not None
+        and len(shape) == 4
+        and axes is not None
+        and not n.attrs["keepdims"]
+        and sorted(a % 4 for a in axes) == [0, 2, 3]
+    )
 
 
 def _apply(graph: Graph, repl: dict[int, Value]) -> None:

@@ -44,8 +44,9 @@ def rematerialize(graph: Graph, n_forward: int) -> Graph:
     for by its gradient rule): they come out of the forward call.
     """
     calls = {result_call(n) for n in graph.nodes[:n_forward] if n.primitive.results}
-    forward = graph.nodes[:n_forward] + [n for n in graph.nodes[n_forward:]
-                                         if n.primitive.results and result_call(n) in calls]
+    forward = graph.nodes[:n_forward] + [
+        n for n in graph.nodes[n_forward:] if n.primitive.results and result_call(n) in calls
+    ]
     backward = {id(n) for n in graph.nodes} - {id(n) for n in forward}
     if not backward:
         return graph
@@ -82,8 +83,8 @@ def rematerialize(graph: Graph, n_forward: int) -> Graph:
     def fuses(uid: int) -> bool:
         """Every backward read of ``uid`` fuses a recomputation: element-wise, shape-only, or a view that does."""
         return uid not in results and all(
-            fuses(n.output.uid) if n.primitive.view else _fuses_or_shape_only(n, i)
-            for n, i in consumers.get(uid, ()))
+            fuses(n.output.uid) if n.primitive.view else _fuses_or_shape_only(n, i) for n, i in consumers.get(uid, ())
+        )
 
     pinned = set(results) | {uid for uid in readers if not fuses(uid)}
     for n in reversed(forward):

@@ -15,14 +15,15 @@ import numpy as np
 
 from ...errors import DTypeMismatchError, ShapeMismatchError, ShapeUnknownError
 from ...primitives.base import Term
-from ...shapes.kinds import KindVar, bind_kind, unify_kinds
+from ...shapes.kinds import KindVar, bind_kind
 from ...shapes.symbolic import Constraint, SymShape, add_constraint, transaction, unify
 from ..flatten import FlatModel
 from ..graph import Graph, Node, Value, ValueRole
 
 
-def solve(flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None],
-          kinds: Mapping[str, str] | None = None) -> dict[int, Term]:
+def solve(
+    flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None], kinds: Mapping[str, str] | None = None
+) -> dict[int, Term]:
     """Symbolic terms for every value, with ``shapes`` (by source/output name) applied."""
     g = flat.graph
     terms: dict[int, Term] = {}
@@ -76,8 +77,9 @@ def solve(flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None],
             try:
                 bind_kind(term(named[key]).kind, kind)
             except DTypeMismatchError as e:
-                raise DTypeMismatchError(f"{key!r}: given dtype kind {kind}, the model needs "
-                                         f"{term(named[key]).kind}: {e}") from None
+                raise DTypeMismatchError(
+                    f"{key!r}: given dtype kind {kind}, the model needs {term(named[key]).kind}: {e}"
+                ) from None
     return terms
 
 
@@ -93,8 +95,9 @@ def _const_term(v: Value, t: Term) -> None:
         bind_kind(t.kind, kind)
 
 
-def concretize(flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None],
-               kinds: Mapping[str, str] | None = None) -> Graph:
+def concretize(
+    flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None], kinds: Mapping[str, str] | None = None
+) -> Graph:
     """A copy of ``flat.graph`` with concrete shapes and kinds, or a clear error."""
     terms = solve(flat, shapes, kinds)
     g = flat.graph
@@ -131,7 +134,8 @@ def concretize(flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None
     if unknown:
         raise ShapeUnknownError(
             "cannot determine every shape; give the missing ones in compile(shapes=...): "
-            + "; ".join(unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
+            + "; ".join(unknown[:10])
+            + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
         )
     return out
 

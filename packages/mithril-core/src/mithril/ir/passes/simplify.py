@@ -48,7 +48,7 @@ def fold_shape_constants(graph: Graph) -> Graph:
                 n.attrs = {**n.attrs, "shape": tuple(n.output.shape)}
             elif name == "unflatten" and -1 in n.attrs["sizes"]:
                 ax = n.attrs["axis"] % len(n.inputs[0].shape)  # type: ignore[arg-type]
-                n.attrs = {**n.attrs, "sizes": tuple(n.output.shape[ax:ax + len(n.attrs["sizes"])])}
+                n.attrs = {**n.attrs, "sizes": tuple(n.output.shape[ax : ax + len(n.attrs["sizes"])])}
         if name == "numel":
             shape = n.inputs[0].shape
             axis = n.attrs["axis"]

@@ -34,9 +34,18 @@ class MultiHeadAttention(Model):
     ``dropout``; none for 0.0, the default).
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, bias: bool = True, *, causal: bool = False,
-                 attn_mask: str | None = None, self_attention: bool = False, dropout: float = 0.0,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        bias: bool = True,
+        *,
+        causal: bool = False,
+        attn_mask: str | None = None,
+        self_attention: bool = False,
+        dropout: float = 0.0,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name=name)
         at = A.where("MultiHeadAttention", name)
         dropout = check_probability(dropout, at)
@@ -56,12 +65,10 @@ class MultiHeadAttention(Model):
         b = IOKey("in_proj_bias", shape=[3 * e], role="param", init=zeros) if bias else None
         heads: list[TerminalRef] = []
         for i, src in enumerate(names):
-            wi = self.call("slice", w, starts=(i * e,), stops=((i + 1) * e,),
-                           steps=(None,))
+            wi = self.call("slice", w, starts=(i * e,), stops=((i + 1) * e,), steps=(None,))
             y = self.call("matmul", IOKey(src, shape=[None, None, e]), self.call("transpose", wi, axes=(1, 0)))
             if bias:
-                bi = self.call("slice", b, starts=(i * e,), stops=((i + 1) * e,),
-                               steps=(None,))
+                bi = self.call("slice", b, starts=(i * e,), stops=((i + 1) * e,), steps=(None,))
                 y = y + bi
             y = self.call("unflatten", y, axis=-1, sizes=(h, dh))  # [N, L, H, Dh]
             heads.append(self.call("transpose", y, axes=(0, 2, 3, 1) if i == 1 else (0, 2, 1, 3)))
@@ -96,9 +103,20 @@ class TransformerBlock(Model):
     no Dropout blocks; torch's default is 0.1).
     """
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, activation: str = "relu",
-                 layer_norm_eps: float = 1e-5, bias: bool = True, *, causal: bool = False,
-                 attn_mask: str | None = None, dropout: float = 0.0, name: str | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        activation: str = "relu",
+        layer_norm_eps: float = 1e-5,
+        bias: bool = True,
+        *,
+        causal: bool = False,
+        attn_mask: str | None = None,
+        dropout: float = 0.0,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name=name)
         at = A.where("TransformerBlock", name)
         dropout = check_probability(dropout, at)
@@ -111,8 +129,16 @@ class TransformerBlock(Model):
         x = IOKey("input", shape=[None, None, d_model])
         norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, name="norm1")
         self |= norm1(input=x)
-        attn = MultiHeadAttention(d_model, nhead, bias=bias, causal=causal, attn_mask=attn_mask,
-                                  self_attention=True, dropout=dropout, name="self_attn")
+        attn = MultiHeadAttention(
+            d_model,
+            nhead,
+            bias=bias,
+            causal=causal,
+            attn_mask=attn_mask,
+            self_attention=True,
+            dropout=dropout,
+            name="self_attn",
+        )
         conns = {"input": norm1.output}
         if attn_mask is not None:
             conns["attn_mask"] = "attn_mask"

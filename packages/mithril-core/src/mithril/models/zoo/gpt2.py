@@ -27,8 +27,7 @@ from ..primitive_blocks import Gelu, Relu
 from .norm import LayerNorm
 
 #: Hugging Face ``activation_function`` values this builder supports -> Gelu approximation (None: Relu)
-ACTIVATIONS: dict[str, str | None] = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none",
-                                      "relu": None}
+ACTIVATIONS: dict[str, str | None] = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none", "relu": None}
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,10 @@ class GPT2Config:
         if self.n_embd % self.n_head:
             raise ModelBuildError(f"GPT2Config: n_embd {self.n_embd} not divisible by n_head {self.n_head}")
         if self.activation_function not in ACTIVATIONS:
-            raise ModelBuildError(f"GPT2Config: activation_function must be one of {sorted(ACTIVATIONS)}, "
-                                  f"got {self.activation_function!r}")
+            raise ModelBuildError(
+                f"GPT2Config: activation_function must be one of {sorted(ACTIVATIONS)}, "
+                f"got {self.activation_function!r}"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -76,14 +77,22 @@ class GPT2Config:
         shapes = {"transformer.wte.weight": (self.vocab_size, e), "transformer.wpe.weight": (self.n_positions, e)}
         for i in range(self.n_layer):
             p = f"transformer.h.{i}."
-            shapes.update({
-                p + "ln_1.weight": (e,), p + "ln_1.bias": (e,),
-                p + "attn.c_attn.weight": (3 * e, e), p + "attn.c_attn.bias": (3 * e,),
-                p + "attn.c_proj.weight": (e, e), p + "attn.c_proj.bias": (e,),
-                p + "ln_2.weight": (e,), p + "ln_2.bias": (e,),
-                p + "mlp.c_fc.weight": (inner, e), p + "mlp.c_fc.bias": (inner,),
-                p + "mlp.c_proj.weight": (e, inner), p + "mlp.c_proj.bias": (e,),
-            })
+            shapes.update(
+                {
+                    p + "ln_1.weight": (e,),
+                    p + "ln_1.bias": (e,),
+                    p + "attn.c_attn.weight": (3 * e, e),
+                    p + "attn.c_attn.bias": (3 * e,),
+                    p + "attn.c_proj.weight": (e, e),
+                    p + "attn.c_proj.bias": (e,),
+                    p + "ln_2.weight": (e,),
+                    p + "ln_2.bias": (e,),
+                    p + "mlp.c_fc.weight": (inner, e),
+                    p + "mlp.c_fc.bias": (inner,),
+                    p + "mlp.c_proj.weight": (e, inner),
+                    p + "mlp.c_proj.bias": (e,),
+                }
+            )
         shapes.update({"transformer.ln_f.weight": (e,), "transformer.ln_f.bias": (e,)})
         return shapes
 
@@ -110,8 +119,14 @@ class _Table(Model):
     def __init__(self, rows: int, dim: int, std: float, *, name: str) -> None:
         super().__init__(name=name)
         w = IOKey("weight", shape=[rows, dim], role="param", init=normal_init(std))
-        ids = self.call("index_range", IOKey("input", dtype="int"), w, like_axis=0, block=type(self).__name__,
-                        names=("input", "weight"))
+        ids = self.call(
+            "index_range",
+            IOKey("input", dtype="int"),
+            w,
+            like_axis=0,
+            block=type(self).__name__,
+            names=("input", "weight"),
+        )
         self.call("gather_rows", "weight", ids, output=IOKey("output"))
         self.set_canonical(input="input", output="output")
 
@@ -133,8 +148,13 @@ class GPT2Attention(Model):
         self |= c_attn(input=IOKey("input", shape=[None, None, e]))
 
         def head(i: int, axes: tuple[int, ...]) -> TerminalRef:  # [B, T, 3E] -> [B, H, T, Dh] (k: [B, H, Dh, T])
-            part = self.call("slice", c_attn.output, starts=(None, None, i * e), stops=(None, None, (i + 1) * e),
-                             steps=(None, None, None))
+            part = self.call(
+                "slice",
+                c_attn.output,
+                starts=(None, None, i * e),
+                stops=(None, None, (i + 1) * e),
+                steps=(None, None, None),
+            )
             return self.call("transpose", self.call("unflatten", part, axis=-1, sizes=(h, dh)), axes=axes)
 
         q = head(0, (0, 2, 1, 3)) * (1.0 / math.sqrt(dh))
@@ -158,8 +178,9 @@ class GPT2MLP(Model):
         approx = ACTIVATIONS[cfg.activation_function]
         self |= _Projection(inner, e, cfg.initializer_range, name="c_fc")(input=IOKey("input", shape=[None, None, e]))
         self += Gelu(approximate=approx) if approx is not None else Relu()
-        self += _Projection(e, inner, cfg.initializer_range / math.sqrt(2 * cfg.n_layer),
-                            name="c_proj")(output=IOKey("output"))
+        self += _Projection(e, inner, cfg.initializer_range / math.sqrt(2 * cfg.n_layer), name="c_proj")(
+            output=IOKey("output")
+        )
         self.set_canonical(input="input", output="output")
 
 
@@ -168,8 +189,12 @@ class GPT2Block(Model):
 
     def __init__(self, cfg: GPT2Config, *, name: str | None = None) -> None:
         super().__init__(name=name)
-        ln_1, attn, ln_2, mlp = (_layer_norm(cfg, "ln_1"), GPT2Attention(cfg, name="attn"),
-                                 _layer_norm(cfg, "ln_2"), GPT2MLP(cfg, name="mlp"))
+        ln_1, attn, ln_2, mlp = (
+            _layer_norm(cfg, "ln_1"),
+            GPT2Attention(cfg, name="attn"),
+            _layer_norm(cfg, "ln_2"),
+            GPT2MLP(cfg, name="mlp"),
+        )
         self |= ln_1(input=IOKey("input", shape=[None, None, cfg.n_embd]))
         self |= attn(input=ln_1.output)
         h = self.call("add", "input", attn.output)
@@ -208,8 +233,12 @@ class GPT2(Model):
     def __init__(self, config: GPT2Config | None = None, *, name: str | None = None) -> None:
         super().__init__(name=name)
         self.config = cfg = config if config is not None else GPT2Config()
-        wte = IOKey("transformer.wte.weight", shape=[cfg.vocab_size, cfg.n_embd], role="param",
-                    init=normal_init(cfg.initializer_range))
+        wte = IOKey(
+            "transformer.wte.weight",
+            shape=[cfg.vocab_size, cfg.n_embd],
+            role="param",
+            init=normal_init(cfg.initializer_range),
+        )
         body = GPT2Transformer(cfg, name="transformer")
         self |= body(input=IOKey("input", shape=[None, None], dtype="int"), **{"wte.weight": wte})
         head = self.call("transpose", "transformer.wte.weight", axes=(1, 0))
@@ -223,12 +252,13 @@ def gpt2(config: GPT2Config | None = None, **overrides: int | float | str | None
     if overrides:
         unknown = sorted(set(overrides) - set(GPT2Config.__dataclass_fields__))
         if unknown:
-            raise ModelBuildError(f"gpt2: unknown config field(s) {unknown}; fields: "
-                                  f"{sorted(GPT2Config.__dataclass_fields__)}")
+            raise ModelBuildError(
+                f"gpt2: unknown config field(s) {unknown}; fields: {sorted(GPT2Config.__dataclass_fields__)}"
+            )
         from dataclasses import replace
 
         cfg = replace(cfg, **overrides)  # type: ignore[arg-type]
     return GPT2(cfg)
 
 
-__all__ = ["GPT2Config", "GPT2Attention", "GPT2MLP", "GPT2Block", "GPT2Transformer", "GPT2", "gpt2"]
+__all__ = ["GPT2", "GPT2MLP", "GPT2Attention", "GPT2Block", "GPT2Config", "GPT2Transformer", "gpt2"]

@@ -14,10 +14,19 @@ from ..primitive_blocks import _pair
 class Conv1d(Model):
     """1-D convolution over ``[N, C, L]``, as torch.nn.Conv1d (weight ``[out, in/groups, k]``)."""
 
-    def __init__(self, in_channels: int | None = None, out_channels: int | None = None,
-                 kernel_size: int | Sequence[int] = 3, stride: int | Sequence[int] = 1,
-                 padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1, groups: int = 1,
-                 bias: bool = True, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int | None = None,
+        out_channels: int | None = None,
+        kernel_size: int | Sequence[int] = 3,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name=name)
         at = A.where("Conv1d", name)
         if out_channels is None:
@@ -26,8 +35,10 @@ class Conv1d(Model):
         out_channels = A.size(out_channels, "out_channels", at)
         groups = A.size(groups, "groups", at)
         bias = A.flag(bias, "bias", at)
-        (k,), (s,), (d,) = (A.sizes(v, 1, arg, at) for v, arg in ((kernel_size, "kernel_size"), (stride, "stride"),
-                                                                    (dilation, "dilation")))
+        (k,), (s,), (d,) = (
+            A.sizes(v, 1, arg, at)
+            for v, arg in ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation"))
+        )
         if padding == "valid":
             p = 0
         elif padding == "same":
@@ -48,8 +59,9 @@ class Conv1d(Model):
         y = self.call("conv2d", x4, w4, stride=(1, s), padding=(0, p), dilation=(1, d), groups=int(groups))
         y = self.call("flatten", y, start_axis=2, end_axis=3)
         if bias:
-            b = self.call("reshape", IOKey("bias", shape=[out_channels], role="param", init=bias_of("weight")),
-                          shape=(1, -1, 1))
+            b = self.call(
+                "reshape", IOKey("bias", shape=[out_channels], role="param", init=bias_of("weight")), shape=(1, -1, 1)
+            )
             y = y + b
         self.call("identity", y, output=IOKey("output"))
         self.set_canonical(input="input", output="output")
@@ -58,10 +70,20 @@ class Conv1d(Model):
 class ConvTranspose2d(Model):
     """Transposed 2-D convolution, as torch.nn.ConvTranspose2d (weight ``[in, out/groups, kh, kw]``)."""
 
-    def __init__(self, in_channels: int | None = None, out_channels: int | None = None,
-                 kernel_size: int | Sequence[int] = 3, stride: int | Sequence[int] = 1,
-                 padding: int | Sequence[int] = 0, output_padding: int | Sequence[int] = 0, groups: int = 1,
-                 bias: bool = True, dilation: int | Sequence[int] = 1, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int | None = None,
+        out_channels: int | None = None,
+        kernel_size: int | Sequence[int] = 3,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        output_padding: int | Sequence[int] = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: int | Sequence[int] = 1,
+        *,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name=name)
         at = A.where("ConvTranspose2d", name)
         if out_channels is None:
@@ -71,24 +93,36 @@ class ConvTranspose2d(Model):
         groups = A.size(groups, "groups", at)
         bias = A.flag(bias, "bias", at)
         if out_channels % groups or (in_channels is not None and in_channels % groups):
-            raise ModelBuildError(f"{at}: channels ({in_channels}, {out_channels}) not divisible by "
-                                  f"groups {groups}")
+            raise ModelBuildError(f"{at}: channels ({in_channels}, {out_channels}) not divisible by groups {groups}")
         k = A.sizes(kernel_size, 2, "kernel_size", at)
         stride, dilation = A.sizes(stride, 2, "stride", at), A.sizes(dilation, 2, "dilation", at)
         padding = A.sizes(padding, 2, "padding", at, minimum=0)
         output_padding = A.sizes(output_padding, 2, "output_padding", at, minimum=0)
         for i in range(2):
             if output_padding[i] >= max(stride[i], dilation[i]):
-                raise ModelBuildError(f"{at}: output_padding {output_padding} must be smaller than stride {stride} "
-                                      f"or dilation {dilation}")
-        weight = IOKey("weight", shape=[in_channels, out_channels // groups, k[0], k[1]], role="param",
-                       init=uniform_fan_in)
+                raise ModelBuildError(
+                    f"{at}: output_padding {output_padding} must be smaller than stride {stride} or dilation {dilation}"
+                )
+        weight = IOKey(
+            "weight", shape=[in_channels, out_channels // groups, k[0], k[1]], role="param", init=uniform_fan_in
+        )
         x = IOKey("input", shape=[None, in_channels, None, None])
-        y = self.call("conv_transpose2d", x, weight, stride=_pair(stride), padding=_pair(padding),
-                      output_padding=_pair(output_padding), dilation=_pair(dilation), groups=int(groups))
+        y = self.call(
+            "conv_transpose2d",
+            x,
+            weight,
+            stride=_pair(stride),
+            padding=_pair(padding),
+            output_padding=_pair(output_padding),
+            dilation=_pair(dilation),
+            groups=int(groups),
+        )
         if bias:
-            b = self.call("reshape", IOKey("bias", shape=[out_channels], role="param", init=bias_of("weight")),
-                          shape=(1, -1, 1, 1))
+            b = self.call(
+                "reshape",
+                IOKey("bias", shape=[out_channels], role="param", init=bias_of("weight")),
+                shape=(1, -1, 1, 1),
+            )
             y = y + b
         self.call("identity", y, output=IOKey("output"))
         self.set_canonical(input="input", output="output")
@@ -97,8 +131,15 @@ class ConvTranspose2d(Model):
 class MaxPool1d(Model):
     """As torch.nn.MaxPool1d over ``[N, C, L]`` (stride defaults to kernel_size, floor mode)."""
 
-    def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1, *,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        kernel_size: int,
+        stride: int | None = None,
+        padding: int = 0,
+        dilation: int = 1,
+        *,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name=name)
         at = A.where("MaxPool1d", name)
         (k,) = A.sizes(kernel_size, 1, "kernel_size", at)
@@ -135,17 +176,24 @@ class Embedding(Model):
     ``input`` holds int indices of any shape; the output appends ``embedding_dim``.
     """
 
-    def __init__(self, num_embeddings: int | None = None, embedding_dim: int | None = None, *,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, num_embeddings: int | None = None, embedding_dim: int | None = None, *, name: str | None = None
+    ) -> None:
         super().__init__(name=name)
         at = A.where("Embedding", name)
         num_embeddings = A.size(num_embeddings, "num_embeddings", at, optional=True)
         embedding_dim = A.size(embedding_dim, "embedding_dim", at, optional=True)
         weight = IOKey("weight", shape=[num_embeddings, embedding_dim], role="param", init=normal)
-        ids = self.call("index_range", IOKey("input", dtype="int"), weight, like_axis=0, block="Embedding",
-                        names=("input", "weight"))
+        ids = self.call(
+            "index_range",
+            IOKey("input", dtype="int"),
+            weight,
+            like_axis=0,
+            block="Embedding",
+            names=("input", "weight"),
+        )
         self.call("gather_rows", "weight", ids, output=IOKey("output"))
         self.set_canonical(input="input", output="output")
 
 
-__all__ = ["Conv1d", "ConvTranspose2d", "MaxPool1d", "AdaptiveAvgPool2d", "Embedding"]
+__all__ = ["AdaptiveAvgPool2d", "Conv1d", "ConvTranspose2d", "Embedding", "MaxPool1d"]

@@ -34,15 +34,17 @@ class _Loss(Model):
         return ModelBuildError(f"{self._what}: {what}, got {value!r}")
 
     def _number(self, value: object, what: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(float(value)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.integer, np.floating))
+            or not math.isfinite(float(value))
+        ):
             raise self._bad(f"{what} must be a finite number", value)
         return float(value)
 
     def _input(self) -> TerminalRef:
         """``input``, required to have the shape of ``target``."""
-        return self.call("same_shape", IOKey("input"), IOKey("target"), block=self._what,
-                         names=("input", "target"))
+        return self.call("same_shape", IOKey("input"), IOKey("target"), block=self._what, names=("input", "target"))
 
     def _finish(self, per_element: TerminalRef) -> None:
         reduce(self, per_element, self.reduction)
@@ -116,8 +118,15 @@ class _ClassLoss(_Loss):
 
     def _build_indices(self, log_softmax: bool, label_smoothing: float, ignore_index: int | None) -> None:
         """NLL over class indices, as torch: ``input [N, C, *]``, int ``target [N, *]``, ``ignore_index``."""
-        target = self.call("index_range", IOKey("target", dtype="int"), IOKey("input"), like_axis=1,
-                           ignore=ignore_index, block=self._what, names=("target", "input"))
+        target = self.call(
+            "index_range",
+            IOKey("target", dtype="int"),
+            IOKey("input"),
+            like_axis=1,
+            ignore=ignore_index,
+            block=self._what,
+            names=("target", "input"),
+        )
         target = self.call("same_shape", target, "input", drop_axis=1, block=self._what, names=("target", "input"))
         # [N, C, *] -> [N, M, C] and [N, *] -> [N, M], whatever the rank (M = 1 for [N, C])
         x = self.call("flatten", self.call("unflatten", "input", axis=-1, sizes=(-1, 1)), start_axis=2, end_axis=-1)
@@ -167,8 +176,15 @@ class CrossEntropyLoss(_ClassLoss):
     target with the uniform distribution over the classes, in both cases, as torch.
     """
 
-    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int | None = -100, *,
-                 target: str = "indices", name: str | None = None) -> None:
+    def __init__(
+        self,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        ignore_index: int | None = -100,
+        *,
+        target: str = "indices",
+        name: str | None = None,
+    ) -> None:
         super().__init__(reduction, name)
         if target not in TARGET_KINDS:
             raise self._bad(f"target must be one of {TARGET_KINDS}", target)
@@ -194,8 +210,9 @@ class BCEWithLogitsLoss(_Loss):
     positive term.
     """
 
-    def __init__(self, reduction: str = "mean", pos_weight: float | Sequence[float] | None = None, *,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, reduction: str = "mean", pos_weight: float | Sequence[float] | None = None, *, name: str | None = None
+    ) -> None:
         super().__init__(reduction, name)
         self.pos_weight = self._pos_weight(pos_weight)
         x = self._input()
@@ -216,8 +233,7 @@ class BCEWithLogitsLoss(_Loss):
         except (TypeError, ValueError):
             raise self._bad("pos_weight must be a number or a sequence of numbers", pos_weight) from None
         if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
-            raise self._bad("pos_weight must be a number or a non-empty 1-d sequence of finite numbers",
-                            pos_weight)
+            raise self._bad("pos_weight must be a number or a non-empty 1-d sequence of finite numbers", pos_weight)
         return arr
 
 
@@ -252,5 +268,13 @@ class KLDivLoss(_Loss):
         self.set_canonical(input="input", output="output")
 
 
-__all__ = ["MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "NLLLoss", "CrossEntropyLoss", "BCEWithLogitsLoss",
-           "KLDivLoss"]
+__all__ = [
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "HuberLoss",
+    "KLDivLoss",
+    "L1Loss",
+    "MSELoss",
+    "NLLLoss",
+    "SmoothL1Loss",
+]

@@ -13,8 +13,13 @@ from ..primitive_blocks import Gelu, LeakyRelu, Relu, Sigmoid, Tanh
 from .activations import Silu
 
 ACTIVATIONS: dict[str, Callable[[], Block]] = {
-    "relu": Relu, "gelu": Gelu, "gelu_tanh": lambda: Gelu(approximate="tanh"), "tanh": Tanh,
-    "sigmoid": Sigmoid, "silu": Silu, "leaky_relu": LeakyRelu,
+    "relu": Relu,
+    "gelu": Gelu,
+    "gelu_tanh": lambda: Gelu(approximate="tanh"),
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+    "silu": Silu,
+    "leaky_relu": LeakyRelu,
 }
 
 Activation = str | Callable[[], Block] | None
@@ -29,8 +34,14 @@ class MLP(Model):
     every layer but the last. Parameters: ``linear_0.weight``, ``linear_0.bias``, ...
     """
 
-    def __init__(self, dimensions: Sequence[int], activations: Activation | Sequence[Activation] = "relu",
-                 use_bias: bool = True, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        dimensions: Sequence[int],
+        activations: Activation | Sequence[Activation] = "relu",
+        use_bias: bool = True,
+        *,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name=name)
         dims = list(dimensions)
         if not dims:
@@ -56,4 +67,4 @@ class MLP(Model):
                 self += a()
 
 
-__all__ = ["MLP", "ACTIVATIONS"]
+__all__ = ["ACTIVATIONS", "MLP"]

@@ -20,8 +20,9 @@ from .dropout import Dropout, check_probability
 def _uniform_hidden(hidden_size: int) -> Initializer:
     """torch's RNN initialisation: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H))."""
     bound = 1.0 / math.sqrt(hidden_size)
-    return Initializer(lambda backend, shape, ref: backend.uniform(-bound, bound, shape),
-                       label=f"uniform(±1/sqrt({hidden_size}))")
+    return Initializer(
+        lambda backend, shape, ref: backend.uniform(-bound, bound, shape), label=f"uniform(±1/sqrt({hidden_size}))"
+    )
 
 
 class _Recurrent(Model):
@@ -34,23 +35,39 @@ class _Recurrent(Model):
 
     mode = ""
 
-    def __init__(self, input_size: int | None, hidden_size: int, num_layers: int, bias: bool, batch_first: bool,
-                 dropout: float, bidirectional: bool, proj_size: int, initial_state: bool, name: str | None) -> None:
+    def __init__(
+        self,
+        input_size: int | None,
+        hidden_size: int,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+        proj_size: int,
+        initial_state: bool,
+        name: str | None,
+    ) -> None:
         super().__init__(name=name)
         cls = type(self).__name__
         for k, v in (("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ModelBuildError(f"{cls}: {k} must be an int >= 1, got {v!r}")
         if isinstance(proj_size, bool) or not isinstance(proj_size, int) or not 0 <= proj_size < hidden_size:
-            raise ModelBuildError(f"{cls}: proj_size must be an int in [0, hidden_size={hidden_size}), "
-                                  f"got {proj_size!r}")
+            raise ModelBuildError(
+                f"{cls}: proj_size must be an int in [0, hidden_size={hidden_size}), got {proj_size!r}"
+            )
         p = check_probability(dropout, cls)
         at = A.where(cls, name)
         input_size = A.size(input_size, "input_size", at, optional=True)
-        attrs: dict[str, Any] = dict(hidden_size=hidden_size, num_layers=num_layers, bias=A.flag(bias, "bias", at),
-                                     batch_first=A.flag(batch_first, "batch_first", at),
-                                     bidirectional=A.flag(bidirectional, "bidirectional", at),
-                                     initial_state=A.flag(initial_state, "initial_state", at))
+        attrs: dict[str, Any] = dict(
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bias=A.flag(bias, "bias", at),
+            batch_first=A.flag(batch_first, "batch_first", at),
+            bidirectional=A.flag(bidirectional, "bidirectional", at),
+            initial_state=A.flag(initial_state, "initial_state", at),
+        )
         if self.mode == "lstm":
             attrs["proj_size"] = proj_size
         lay = Layout.of(self.mode, attrs)
@@ -68,13 +85,14 @@ class _Recurrent(Model):
         finals: dict[str, list[Any]] = {r: [] for r in results}
         for first, last in layers:
             states = [self._rows(st, first, last, lay) for st in state_keys] if len(layers) > 1 else state_keys
-            mine = names[first * per_layer:last * per_layer]
+            mine = names[first * per_layer : last * per_layer]
             for i, r in enumerate(results):
                 # one node per result (declarations on the first); the compiler expands them together, once
                 ins = [x, *states, *(declared[w] for w in mine)] if i == 0 else [x, *states, *mine]
                 out = IOKey(r) if len(layers) == 1 else None
-                finals[r].append(self.call(self.mode, *ins, result=r, output=out,
-                                           **{**attrs, "num_layers": last - first}))
+                finals[r].append(
+                    self.call(self.mode, *ins, result=r, output=out, **{**attrs, "num_layers": last - first})
+                )
                 if isinstance(x, IOKey):
                     x = "input"
             if last < num_layers:
@@ -106,11 +124,32 @@ class LSTM(_Recurrent):
 
     mode = "lstm"
 
-    def __init__(self, input_size: int | None, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
-                 *, initial_state: bool = False, name: str | None = None) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
-                         initial_state, name)
+    def __init__(
+        self,
+        input_size: int | None,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        *,
+        initial_state: bool = False,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            initial_state,
+            name,
+        )
 
 
 class GRU(_Recurrent):
@@ -125,11 +164,22 @@ class GRU(_Recurrent):
 
     mode = "gru"
 
-    def __init__(self, input_size: int | None, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
-                 initial_state: bool = False, name: str | None = None) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0,
-                         initial_state, name)
+    def __init__(
+        self,
+        input_size: int | None,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        initial_state: bool = False,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, initial_state, name
+        )
 
 
-__all__ = ["LSTM", "GRU"]
+__all__ = ["GRU", "LSTM"]

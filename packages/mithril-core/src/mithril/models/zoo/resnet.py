@@ -111,8 +111,15 @@ class ResNet(Model):
     stride 2, padding 3), ``bn1``, ReLU and a 3x3 max pool of stride 2.
     """
 
-    def __init__(self, block: ResidualBlock, layers: Sequence[int], num_classes: int = 1000, in_channels: int = 3,
-                 *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        block: ResidualBlock,
+        layers: Sequence[int],
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        *,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name=name)
         if not (isinstance(block, type) and issubclass(block, (BasicBlock, Bottleneck))):
             raise ModelBuildError(f"ResNet: block must be BasicBlock or Bottleneck, got {block!r}")

@@ -7,4 +7,4 @@ from .lion import Lion
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Optimizer", "ParamGroup", "Slot", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion"]
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Lion", "Optimizer", "ParamGroup", "RMSprop", "Slot"]

@@ -16,16 +16,14 @@ class Adam(Optimizer):
 
     name: ClassVar[str] = "adam"
     slots: ClassVar[tuple[Slot, ...]] = (Slot("m"), Slot("v"))
-    defaults: ClassVar[Mapping[str, Any]] = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
-                                             "amsgrad": False}
+    defaults: ClassVar[Mapping[str, Any]] = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False}
     #: decoupled weight decay (AdamW)
     decoupled: ClassVar[bool] = False
 
     def slots_for(self, h: Mapping[str, Any]) -> tuple[Slot, ...]:
         return (*self.slots, Slot("v_max")) if h["amsgrad"] else self.slots
 
-    def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]
-               ) -> tuple[X, dict[str, X]]:
+    def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]) -> tuple[X, dict[str, X]]:
         b1, b2 = (float(b) for b in h["betas"])
         wd = h["weight_decay"]
         if wd and self.decoupled:
@@ -38,8 +36,8 @@ class Adam(Optimizer):
         second = v
         if h["amsgrad"]:
             second = new["v_max"] = slots["v_max"].maximum(v)
-        bias1 = 1.0 - b1 ** t
-        bias2 = 1.0 - b2 ** t
+        bias1 = 1.0 - b1**t
+        bias2 = 1.0 - b2**t
         denom = (second / bias2).sqrt() + h["eps"]
         return p - (lr / bias1) * m / denom, new
 

@@ -79,14 +79,23 @@ class Optimizer:
     #: hyperparameters other than lr and their defaults
     defaults: ClassVar[Mapping[str, Any]] = {}
 
-    def __init__(self, lr: float | Schedule = 1e-3, *, groups: Sequence[ParamGroup] = (),
-                 clip_norm: float | None = None, clip_value: float | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        lr: float | Schedule = 1e-3,
+        *,
+        groups: Sequence[ParamGroup] = (),
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+        **options: Any,
+    ) -> None:
         cls = type(self).__name__
         self.lr = as_schedule(lr, cls)
         unknown = sorted(set(options) - set(self.defaults))
         if unknown:
-            raise ModelBuildError(f"{cls}: unknown option(s) {unknown}; it takes lr, "
-                                  f"{', '.join(self.defaults)}, groups, clip_norm, clip_value")
+            raise ModelBuildError(
+                f"{cls}: unknown option(s) {unknown}; it takes lr, "
+                f"{', '.join(self.defaults)}, groups, clip_norm, clip_value"
+            )
         self.options = {**self.defaults, **options}
         self.validate(self.options, cls)
         for g in groups:
@@ -95,14 +104,16 @@ class Optimizer:
             bad = sorted(set(g.options) - set(self.defaults) - {"lr"})
             if bad:
                 raise ModelBuildError(f"{cls}: ParamGroup {g.pattern!r} sets unknown option(s) {bad}")
-            self.validate({**self.options, **{k: v for k, v in g.options.items() if k != "lr"}},
-                          f"{cls} group {g.pattern!r}")
+            self.validate(
+                {**self.options, **{k: v for k, v in g.options.items() if k != "lr"}}, f"{cls} group {g.pattern!r}"
+            )
             if "lr" in g.options:
                 as_schedule(g.options["lr"], f"{cls} group {g.pattern!r}")
         self.groups = tuple(groups)
         for what, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value) or value <= 0):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+            ):
                 raise ModelBuildError(f"{cls}: {what} must be a positive number, got {value!r}")
         self.clip_norm = clip_norm
         self.clip_value = clip_value
@@ -112,8 +123,11 @@ class Optimizer:
         """Check hyperparameter values (raise :class:`ModelBuildError` naming ``where``)."""
         if "betas" in options:
             betas = options["betas"]
-            if not (isinstance(betas, (tuple, list)) and len(betas) == 2
-                    and all(isinstance(x, (int, float)) and 0.0 <= x < 1.0 for x in betas)):
+            if not (
+                isinstance(betas, (tuple, list))
+                and len(betas) == 2
+                and all(isinstance(x, (int, float)) and 0.0 <= x < 1.0 for x in betas)
+            ):
                 raise ModelBuildError(f"{where}: betas must be two numbers in [0, 1), got {betas!r}")
         for k, v in options.items():
             default = self.defaults.get(k)
@@ -158,8 +172,9 @@ class Optimizer:
         """The state arrays a parameter with options ``h`` needs (by default :attr:`slots`)."""
         return self.slots
 
-    def state_layout(self, resolved: Resolved, shapes: Mapping[str, tuple[int, ...]]
-                     ) -> dict[str, tuple[tuple[int, ...], float]]:
+    def state_layout(
+        self, resolved: Resolved, shapes: Mapping[str, tuple[int, ...]]
+    ) -> dict[str, tuple[tuple[int, ...], float]]:
         """Every state array but the step counter: key -> (shape, initial value)."""
         out: dict[str, tuple[tuple[int, ...], float]] = {}
         for name, spec in resolved.items():
@@ -176,8 +191,7 @@ class Optimizer:
         return f"{self.name}.step"
 
     # ------------------------------------------------------------- the rule
-    def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]
-               ) -> tuple[X, dict[str, X]]:
+    def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]) -> tuple[X, dict[str, X]]:
         """The new parameter and slots; ``t`` is the 1-based step number (a float), ``h`` the options."""
         raise NotImplementedError
 

@@ -19,8 +19,7 @@ class Lion(Optimizer):
     def __init__(self, lr: Any = 1e-4, **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
 
-    def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]
-               ) -> tuple[X, dict[str, X]]:
+    def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]) -> tuple[X, dict[str, X]]:
         b1, b2 = (float(b) for b in h["betas"])
         m = slots["m"]
         direction = (b1 * m + (1.0 - b1) * g).sign()

@@ -15,8 +15,13 @@ class RMSprop(Optimizer):
 
     name: ClassVar[str] = "rmsprop"
     slots: ClassVar[tuple[Slot, ...]] = (Slot("square_avg"), Slot("grad_avg"), Slot("momentum_buffer"))
-    defaults: ClassVar[Mapping[str, Any]] = {"alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0,
-                                             "centered": False}
+    defaults: ClassVar[Mapping[str, Any]] = {
+        "alpha": 0.99,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "centered": False,
+    }
 
     def __init__(self, lr: Any = 1e-2, **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
@@ -25,8 +30,7 @@ class RMSprop(Optimizer):
         keep = {"square_avg": True, "grad_avg": bool(h["centered"]), "momentum_buffer": bool(h["momentum"])}
         return tuple(s for s in self.slots if keep[s.name])
 
-    def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]
-               ) -> tuple[X, dict[str, X]]:
+    def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]) -> tuple[X, dict[str, X]]:
         if h["weight_decay"]:
             g = g + h["weight_decay"] * p
         alpha = float(h["alpha"])

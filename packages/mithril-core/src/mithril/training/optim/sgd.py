@@ -16,8 +16,7 @@ class SGD(Optimizer):
 
     name: ClassVar[str] = "sgd"
     slots: ClassVar[tuple[Slot, ...]] = (Slot("momentum_buffer"),)
-    defaults: ClassVar[Mapping[str, Any]] = {"momentum": 0.0, "dampening": 0.0, "nesterov": False,
-                                             "weight_decay": 0.0}
+    defaults: ClassVar[Mapping[str, Any]] = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}
 
     def validate(self, options: Mapping[str, Any], where_: str) -> None:
         super().validate(options, where_)
@@ -27,8 +26,7 @@ class SGD(Optimizer):
     def slots_for(self, h: Mapping[str, Any]) -> tuple[Slot, ...]:
         return self.slots if h["momentum"] else ()
 
-    def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]
-               ) -> tuple[X, dict[str, X]]:
+    def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]) -> tuple[X, dict[str, X]]:
         if h["weight_decay"]:
             g = g + h["weight_decay"] * p
         if not h["momentum"]:
