@@ -32,6 +32,7 @@ Peak memory (what each number means, ``mem_method`` in the results)
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import json
@@ -46,7 +47,6 @@ import tracemalloc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-import contextlib
 
 #: measured calls per memory figure (run.py --smoke sets 1)
 MEM_REPEATS = 3

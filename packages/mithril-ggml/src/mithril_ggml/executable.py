@@ -8,6 +8,7 @@ quantizes params only when a different array object is passed, and calls
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,6 @@ from .checks import available_memory, lowering_problems, raise_if, size_problems
 from .emitter import T
 from .lowering import Mode
 from .weights import QuantizationReport, WeightPlan, folded_transposes, plan_weights, quantize_into, report
-import contextlib
 
 _FROM_FILE = object()  # marks params whose stored bytes came from a GGUF file
 

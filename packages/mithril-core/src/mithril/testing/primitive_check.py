@@ -24,6 +24,7 @@ primitive is reported as skipped, unless none is left.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from .conformance import FD_EPS, TOLERANCES, numerical_vjp
-import contextlib
 
 
 @dataclass
