@@ -174,9 +174,14 @@ def numpy_group(ctx: _Ctx, mode: str) -> Group:
     p, x, g, t = ctx.params, ctx.x, ctx.g, ctx.t
     inputs = {"input": x}
     if mode == "forward":
-        m_fn = lambda: pm.evaluate(p, inputs)
+
+        def m_fn():
+            return pm.evaluate(p, inputs)
     else:
-        m_fn = lambda: pm.evaluate(p, inputs, {"output": g})
+
+        def m_fn():
+            return pm.evaluate(p, inputs, {"output": g})
+
     grp.variants.append(Variant("mithril", m_fn, "tracemalloc", "Mithril numpy", baseline="native"))
     if spec.np_forward is not None:
         fwd, bwd = spec.np_forward, spec.np_backward
@@ -364,17 +369,27 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
     inputs = {"input": x}
     pm = ml.compile(ctx.model, be, shapes={"input": list(spec.input_shape)}, jit=True)
     if mode == "forward":
-        m_fn = lambda: jax.block_until_ready(pm.evaluate(p, inputs))
+
+        def m_fn():
+            return jax.block_until_ready(pm.evaluate(p, inputs))
     else:
-        m_fn = lambda: jax.block_until_ready(pm.evaluate(p, inputs, {"output": g}))
+
+        def m_fn():
+            return jax.block_until_ready(pm.evaluate(p, inputs, {"output": g}))
+
     fwd = spec.jax_fn()
     trainable = {k: p[k] for k in ctx.trainable}
     if mode == "forward":
         jf = jax.jit(fwd)
-        n_fn = lambda: jax.block_until_ready(jf(p, x))
+
+        def n_fn():
+            return jax.block_until_ready(jf(p, x))
     else:
         vg = NJ.mse_value_and_grad(fwd)
-        n_fn = lambda: jax.block_until_ready(vg(trainable, x, t))
+
+        def n_fn():
+            return jax.block_until_ready(vg(trainable, x, t))
+
     grp.variants.append(Variant("mithril-jit", m_fn, mem, "Mithril jax jit=True", baseline="native-jit"))
     label = "jax.jit(f)" if mode == "forward" else "jax.jit(jax.value_and_grad(loss))"
     grp.variants.append(Variant("native-jit", n_fn, mem, label))
@@ -385,7 +400,10 @@ def jax_group(ctx: _Ctx, mode: str, device: str) -> Group:
             be_ad = None
         if be_ad is not None:
             pm_ad = ml.compile(ctx.model, be_ad, shapes={"input": list(spec.input_shape)}, jit=True)
-            ad_fn = lambda: jax.block_until_ready(pm_ad.evaluate(p, inputs, {"output": g}))
+
+            def ad_fn():
+                return jax.block_until_ready(pm_ad.evaluate(p, inputs, {"output": g}))
+
             grp.variants.append(
                 Variant(
                     "mithril-jit-autodiff", ad_fn, mem, "Mithril jax jit=True, autodiff='jax'", baseline="native-jit"

@@ -97,13 +97,16 @@ def test_command_line_compare(tmp_path):
         "def mlp():\n    m = Model()\n    m |= Linear(dimension=8)\n    m += Relu()\n    m += Linear(dimension=2)\n"
         "    return m\n"
     )
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "mithril", "compare", *a],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
-    )
+
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "mithril", "compare", *a],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+        )
+
     ok = run(
         "my_models:mlp", "--shape", "input=4,3", "--backends", ",".join(BACKENDS[:2]), "--certificate", "cert.json"
     )

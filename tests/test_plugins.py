@@ -40,7 +40,10 @@ def test_custom_primitive_from_a_distribution_compiles_evaluates_and_differentia
     np.testing.assert_allclose(out, w / (1 + np.exp(-1.5 * w)), rtol=1e-12)
     g = np.random.default_rng(2).standard_normal((3, 4))
     _, grads = pm.evaluate({"w": numpy64.array(w)}, {}, {"output": numpy64.array(g)})
-    f = lambda x: np.sum(g * x / (1 + np.exp(-1.5 * x)))
+
+    def f(x):
+        return np.sum(g * x / (1 + np.exp(-1.5 * x)))
+
     eps, fd = 1e-6, np.zeros_like(w)
     for i in np.ndindex(w.shape):
         d = np.zeros_like(w)

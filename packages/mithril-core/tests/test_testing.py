@@ -74,7 +74,10 @@ def test_reference_conv_grads_are_the_vjps_of_conv(case: C.PrimitiveCase) -> Non
     x, w = case.inputs()
     y = R.conv2d(x, w, **case.attrs)
     g = np.random.default_rng(0).standard_normal(y.shape)
-    fwd = lambda x_, w_: R.conv2d(x_, w_, **case.attrs)
+
+    def fwd(x_, w_):
+        return R.conv2d(x_, w_, **case.attrs)
+
     np.testing.assert_allclose(
         R.conv2d_input_grad(g, w, input_shape=x.shape, **case.attrs), _vjp_of(fwd, [x, w], 0, g), rtol=1e-6, atol=1e-8
     )

@@ -393,7 +393,10 @@ def test_max_pool2d_and_gradient(k64, rng, case):
     n, c, h, w, k, s, p, d = case
     attrs = dict(kernel_size=k, stride=s, padding=p, dilation=d)
     for x in (rng.standard_normal((n, c, h, w)), rng.integers(-2, 2, (n, c, h, w)).astype(np.float64)):  # ties
-        fn = lambda tx: F.max_pool2d(tx, k, s, p, d, ceil_mode=False)
+
+        def fn(tx):
+            return F.max_pool2d(tx, k, s, p, d, ceil_mode=False)
+
         out = k64["max_pool2d"](x, **attrs)
         close(out, fn(t(x)))
         g = rng.standard_normal(out.shape)
@@ -406,7 +409,10 @@ def test_avg_pool2d_and_gradient(k64, rng, case, count_include_pad):
     n, c, h, w, k, s, p, _ = case
     attrs = dict(kernel_size=k, stride=s, padding=p, count_include_pad=count_include_pad)
     x = rng.standard_normal((n, c, h, w))
-    fn = lambda tx: F.avg_pool2d(tx, k, s, p, ceil_mode=False, count_include_pad=count_include_pad)
+
+    def fn(tx):
+        return F.avg_pool2d(tx, k, s, p, ceil_mode=False, count_include_pad=count_include_pad)
+
     out = k64["avg_pool2d"](x, **attrs)
     close(out, fn(t(x)))
     g = rng.standard_normal(out.shape)
@@ -415,7 +421,9 @@ def test_avg_pool2d_and_gradient(k64, rng, case, count_include_pad):
 
 # ------------------------------------------------------------ float32 stays
 def _float32_calls(rng):
-    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    def f(*s):
+        return rng.standard_normal(s).astype(np.float32)
+
     x, y = f(3, 4), f(4)
     img, wt = f(2, 4, 7, 7), f(6, 2, 3, 3)
     conv = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 1), groups=2)
@@ -519,7 +527,10 @@ def test_max_pool2d_nan_routing_matches_torch(k64, rng):
     x = rng.standard_normal((2, 3, 7, 8))
     x[rng.random(x.shape) < 0.15] = np.nan
     attrs = dict(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1))
-    fn = lambda tx: F.max_pool2d(tx, 3, 2, 1)
+
+    def fn(tx):
+        return F.max_pool2d(tx, 3, 2, 1)
+
     out = k64["max_pool2d"](x, **attrs)
     np.testing.assert_array_equal(out, fn(t(x)).numpy())
     g = rng.standard_normal(out.shape)

@@ -84,7 +84,10 @@ class Comparison:
                 )
         header = ("backend", "kind", "block", "value", "max abs", "max rel", "")
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-        line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+
+        def line(r: tuple[object, ...]) -> str:
+            return "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+
         return "\n".join([line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)])
 
     def summary(self) -> str:

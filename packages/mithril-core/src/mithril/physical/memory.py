@@ -52,7 +52,9 @@ class MemoryReport:
         return self.parameters + self.inputs + self.peak_activations
 
     def __str__(self) -> str:
-        mib = lambda b: f"{b / 2**20:.2f} MiB"
+        def mib(b: float) -> str:
+            return f"{b / 2**20:.2f} MiB"
+
         lines = [
             f"estimated peak {mib(self.peak)}: parameters {mib(self.parameters)}, inputs {mib(self.inputs)}, "
             f"activations at peak {mib(self.peak_activations)}",
@@ -68,7 +70,10 @@ class MemoryReport:
 
 def estimate(graph: Graph, float_bytes: int, forward_nodes: int | None = None) -> MemoryReport:
     """The :class:`MemoryReport` of ``graph``; ``forward_nodes``: how many leading nodes are the forward pass."""
-    size = lambda v: value_bytes(v, float_bytes)
+
+    def size(v: Value) -> int:
+        return value_bytes(v, float_bytes)
+
     params = sum(size(v) for v in (*graph.params.values(), *graph.state.values()))
     inputs = sum(size(v) for v in (*graph.inputs.values(), *graph.cotangents.values()))
     results = {v.uid for v in graph.results()}

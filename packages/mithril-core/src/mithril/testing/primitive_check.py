@@ -261,7 +261,7 @@ def check_primitive(
     if reference is not None:
         expected_label = "reference"
         expected_out = np.asarray(reference(*values, **kernel_attrs), dtype=np.float64)
-        forward_fn = lambda vs: np.asarray(reference(*vs, **kernel_attrs), dtype=np.float64)
+        forward_fn = _in_float64(reference, kernel_attrs)
         expected_grads: dict[str, np.ndarray] | None = None
     else:
         first = ran[0]
@@ -307,6 +307,15 @@ def check_primitive(
     if raise_on_failure and not report.ok:
         raise AssertionError(str(report))
     return report
+
+
+def _in_float64(fn: Callable[..., Any], attrs: Mapping[str, Any]) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """``fn(*values, **attrs)`` as a float64 array: a NumPy reference as a function for finite differences."""
+
+    def forward(vs: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(fn(*vs, **attrs), dtype=np.float64)
+
+    return forward
 
 
 def _forward_of(name: str, backend: Any, kinds: Sequence[str], attrs: Mapping[str, Any]) -> Callable[..., np.ndarray]:
