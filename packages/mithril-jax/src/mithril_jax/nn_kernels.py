@@ -339,4 +339,13 @@ KERNELS: dict[str, Callable[..., Array]] = {
     "avg_pool2d_grad": avg_pool2d_grad,
 }
 
-__all__ = ["KERNELS", *KERNELS]
+__all__ = [
+    "KERNELS",
+    "avg_pool2d",
+    "avg_pool2d_grad",
+    "conv2d",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+    "max_pool2d",
+    "max_pool2d_grad",
+]

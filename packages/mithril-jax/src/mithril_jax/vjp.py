@@ -22,7 +22,6 @@ def lower_with_vjp(
     graph: Graph, backend: Any, *, jit: bool, wrt: tuple[str, ...], source_path: str | None
 ) -> PythonExecutable:
     """An executable computing outputs and d(sum <cotangent, output>)/d(params in ``wrt``)."""
-    cot_names = tuple(graph.cotangents)
     graph.cotangents = {}  # the forward code does not read them
     forward = lower_to_python(graph, backend, jit=False, source_path=source_path)
     run_forward: Callable[..., Any] = forward.raw

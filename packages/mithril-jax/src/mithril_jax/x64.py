@@ -13,13 +13,14 @@ JAX exactly as configured: ``jnp.ones(3).dtype`` stays float32 when x64 is off.
 
 from __future__ import annotations
 
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 
-def x64_context() -> ContextManager[Any]:
+def x64_context() -> AbstractContextManager[Any]:
     """A context manager that turns 64-bit types on in this thread, then restores."""
     state = getattr(jax, "enable_x64", None)
     if state is not None and callable(state):

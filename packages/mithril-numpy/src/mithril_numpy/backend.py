@@ -72,7 +72,7 @@ class NumpyBackend(Backend):
         return tuple(x.shape)
 
     def is_array(self, x: Any) -> bool:
-        return isinstance(x, np.ndarray) or isinstance(x, (np.number, np.bool_))
+        return isinstance(x, (np.ndarray, np.number, np.bool_))
 
     # ---------------------------------------------------------------- helpers
     def array(self, data: Any, dtype: DType | None = None) -> np.ndarray:

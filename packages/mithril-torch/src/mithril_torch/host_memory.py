@@ -52,8 +52,7 @@ def why_not() -> str | None:
         return f"another allocator is preloaded ({preload})"
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version
-        libc.mallopt
+        _ = libc.gnu_get_libc_version, libc.mallopt  # AttributeError unless glibc
     except (OSError, AttributeError):
         return "not glibc"
     return None

@@ -128,7 +128,6 @@ def compile_graph(
         simplify.fold_constants(graph, backend)
     simplify.cse(graph)
     wrt_t: tuple[str, ...] = ()
-    n_forward = len(graph.nodes)
     if cotangent_outputs is not None:
         wrt_t = tuple(wrt if wrt is not None else autodiff.differentiable_params(graph))
         if backend.differentiates_natively and seed_cotangents is None:

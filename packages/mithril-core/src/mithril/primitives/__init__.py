@@ -38,14 +38,27 @@ RANDOM_PRIMITIVES: tuple[str, ...] = tuple(n for n in registry.names() if regist
 """Primitives drawing from the per-call random stream (see mithril.ir.randomness); a backend that trains
 models with them (Dropout) has a kernel ``kernel(key, *inputs, **attrs)`` for each."""
 
+# the public names, and the definition modules (imported above to register their primitives)
 __all__ = [
     "COMPOSITE_PRIMITIVES",
     "CORE_PRIMITIVES",
+    "OPTIONAL_PRIMITIVES",
     "RANDOM_PRIMITIVES",
     "REQUIRED",
     "Primitive",
     "PrimitiveRegistry",
     "Term",
+    "compile_time",
+    "elementwise",
+    "fused",
+    "indexing",
+    "nn",
+    "normalization",
+    "pooling",
     "primitive",
+    "randomness",
+    "recurrent",
+    "reductions",
     "registry",
+    "structure",
 ]

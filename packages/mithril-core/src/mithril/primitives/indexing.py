@@ -315,8 +315,8 @@ def _tril_mask_rule(ins, out, attrs) -> bool:
     split = _tail(ins[0].shape, 2)
     if split is None:
         return False
-    _, (l, s) = split
-    unify(out.shape, _raw([l, s], None, []))
+    _, (rows, cols) = split
+    unify(out.shape, _raw([rows, cols], None, []))
     return True
 
 

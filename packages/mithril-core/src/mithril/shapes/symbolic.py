@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Union
 
 from ..errors import ShapeMismatchError
 
@@ -79,7 +78,7 @@ class Dim:
     def __init__(self, value: int | None = None) -> None:
         self.parent: Dim | None = None
         self.value = value
-        self.watchers: list[Constraint] | None = None
+        self.watchers: dict[int, Constraint] | None = None  # by id(constraint), insertion-ordered
         self.uid = next(_ids)
 
     def find(self) -> Dim:
@@ -102,7 +101,7 @@ class Variadic:
     def __init__(self) -> None:
         self.parent: Variadic | None = None
         self.binding: SymShape | None = None
-        self.watchers: list[Constraint] | None = None
+        self.watchers: dict[int, Constraint] | None = None  # by id(constraint), insertion-ordered
         self.uid = next(_ids)
 
     def find(self) -> Variadic:
@@ -112,7 +111,7 @@ class Variadic:
         return f"*v{self.find().uid}"
 
 
-DimLike = Union[int, Dim, None]
+DimLike = int | Dim | None
 
 
 def as_dim(d: DimLike) -> Dim:
@@ -279,10 +278,29 @@ _running = [False]
 
 def _wake(var: Dim | Variadic) -> None:
     if var.watchers:
-        alive = [c for c in var.watchers if not c.done]
+        alive = [c for c in var.watchers.values() if not c.done]
         if len(alive) != len(var.watchers):
-            _set(var, "watchers", alive)
+            _set(var, "watchers", {id(c): c for c in alive})
         _queue.extend(alive)
+
+
+def _merge_watchers(root: Dim | Variadic, child: Dim | Variadic) -> None:
+    """Give ``root`` the watchers of ``child`` (just attached under it), the smaller set into the larger.
+
+    Done constraints of the smaller set are dropped. The cost is the smaller set's size, so a symbol
+    every layer joins (the batch dim of a deep MLP) no longer costs its whole watcher list per layer:
+    copying the merged list for the undo trail made building quadratic in the number of layers.
+    """
+    small, big = child.watchers, root.watchers
+    if not small:
+        return
+    if big is None or len(big) < len(small):
+        _set(root, "watchers", small)  # the child is no longer a root: its watchers are never read again
+        small, big = big or {}, small
+    added = [(k, c) for k, c in small.items() if k not in big and not c.done]
+    if added:
+        big.update(added)
+        _trail.record(lambda: [big.pop(k) for k, _ in added])  # type: ignore[func-returns-value]
 
 
 def add_constraint(c: Constraint) -> None:
@@ -312,10 +330,10 @@ def _drain() -> None:
             else:
                 for v in {id(v): v for s in c.shapes for v in s.free_vars()}.values():
                     if v.watchers is None:
-                        _set(v, "watchers", [])
-                    if c not in v.watchers:  # type: ignore[operator]
-                        v.watchers.append(c)  # type: ignore[union-attr]
-                        _trail.record(lambda v=v, c=c: v.watchers.remove(c))  # type: ignore[union-attr]
+                        _set(v, "watchers", {})
+                    if id(c) not in v.watchers:  # type: ignore[operator]
+                        v.watchers[id(c)] = c  # type: ignore[index]
+                        _trail.record(lambda v=v, c=c: v.watchers.pop(id(c)))  # type: ignore[union-attr]
     except BaseException:
         _queue.clear()
         raise
@@ -351,19 +369,17 @@ def _unify_dims(a: Dim, b: Dim) -> None:
     # batch dim: quadratic in model size. Waking the known side's watchers when an unwatched symbol
     # got its value re-ran them forever: a rule that binds a fresh symbol on every run, as slice does.)
     if ra.value is not None:
-        woken = [c for c in rb.watchers or () if not c.done]
+        woken = [c for c in (rb.watchers or {}).values() if not c.done]
     elif rb.watchers and ra.watchers:
-        on_ra = {id(c) for c in ra.watchers}
-        woken = [c for c in rb.watchers if id(c) in on_ra and not c.done]
+        if len(rb.watchers) <= len(ra.watchers):
+            woken = [c for k, c in rb.watchers.items() if k in ra.watchers and not c.done]
+        else:
+            woken = [c for k, c in ra.watchers.items() if k in rb.watchers and not c.done]
     else:
         woken = []
     _set(rb, "parent", ra)
-    if rb.watchers:
-        if ra.watchers is None:
-            _set(ra, "watchers", [])
-        old = list(ra.watchers)  # type: ignore[arg-type]
-        _trail.record(lambda: setattr(ra, "watchers", old))
-        ra.watchers.extend(rb.watchers)  # type: ignore[union-attr]
+    if ra.value is None:  # a known symbol's watchers never wake again: only free ones inherit them
+        _merge_watchers(ra, rb)
     _queue.extend(woken)
 
 
@@ -385,12 +401,7 @@ def _bind_variadic(v: Variadic, shape: SymShape) -> None:
         other = r.variadic.find()
         learnt = bool(root.watchers) and bool(other.watchers)
         _set(root, "parent", other)
-        if root.watchers:
-            if other.watchers is None:
-                _set(other, "watchers", [])
-            old = list(other.watchers)  # type: ignore[arg-type]
-            _trail.record(lambda: setattr(other, "watchers", old))
-            other.watchers.extend(root.watchers)  # type: ignore[union-attr]
+        _merge_watchers(other, root)
         if learnt:
             _wake(other)
     else:

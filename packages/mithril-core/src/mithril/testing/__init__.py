@@ -39,4 +39,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'mithril.testing' has no attribute {name!r}")
 
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "BLOCK_CASES",
+    "PRIMITIVE_CASES",
+    "REFERENCE",
+    "BlockCase",
+    "PrimitiveCase",
+    "PrimitiveReport",
+    "cases_for",
+    "check_gradient",
+    "check_primitive",
+]
