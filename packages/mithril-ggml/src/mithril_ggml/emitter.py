@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -206,7 +206,7 @@ class Emitter:
             return self._out(self.g.ggml_scale(self.ctx, a.ptr, float(s)), a.shape)
         return self._out(self.g.ggml_scale_bias(self.ctx, a.ptr, float(s), float(bias)), a.shape)
 
-    _UNARY = {
+    _UNARY: ClassVar[dict[str, str]] = {
         "neg": "ggml_neg",
         "abs": "ggml_abs",
         "sign": "ggml_sgn",

@@ -256,7 +256,7 @@ def _expand_rule(mode: str) -> Callable[[GraphBuilder, Node], dict[str, Value]]:
         x = named["input"]
         if lay.batch_first:
             x = b.emit("transpose", x, axes=(1, 0, 2))
-        steps, batch = x.shape[0], x.shape[1]
+        batch = x.shape[1]
         where = b.where
         h_n: list[Value] = []
         c_n: list[Value] = []
