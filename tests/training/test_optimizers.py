@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
 from mithril.errors import ModelBuildError
 from mithril.models import CrossEntropyLoss
 from mithril.training import compile_step, optim
 from mithril.training.optim import ParamGroup
+
+torch = pytest.importorskip("torch")
 
 
 def _load_oracle() -> Any:
@@ -57,10 +57,10 @@ def _load_oracle() -> Any:
     return sys.modules[name]
 
 
-O = _load_oracle()
-NAMES = O.NAMES
-BACKENDS = O.BACKENDS
-single_torch_thread = pytest.fixture(scope="module", autouse=True)(O.single_torch_thread)
+ORACLE = _load_oracle()
+NAMES = ORACLE.NAMES
+BACKENDS = ORACLE.BACKENDS
+single_torch_thread = pytest.fixture(scope="module", autouse=True)(ORACLE.single_torch_thread)
 
 
 def _all(p: dict[str, Any]) -> list[Any]:
@@ -161,12 +161,12 @@ FIRST_BACKEND = ["numpy"] if "numpy" in BACKENDS else BACKENDS[:1]
 
 @functools.cache
 def _torch_reference(case: str) -> Any:
-    return O.torch_trajectory(TORCH_CASES[case][1])
+    return ORACLE.torch_trajectory(TORCH_CASES[case][1])
 
 
 @functools.cache
 def _optax_reference(case: str) -> Any:
-    return O.optax_trajectory(OPTAX_CASES[case][1])
+    return ORACLE.optax_trajectory(OPTAX_CASES[case][1])
 
 
 @functools.cache
@@ -174,7 +174,7 @@ def _mithril(case: str, backend: str, jit: bool = False) -> Any:
     """One mithril run per (optimizer, backend): a torch case's, or an optax-only case's (Lion)."""
     factory = TORCH_CASES[case][0] if case in TORCH_CASES else OPTAX_CASES[case][0]
     assert callable(factory)
-    return O.mithril_trajectory(factory(), backend, jit=jit)
+    return ORACLE.mithril_trajectory(factory(), backend, jit=jit)
 
 
 def _torch_params() -> list[Any]:
@@ -190,7 +190,7 @@ def _torch_params() -> list[Any]:
 @pytest.mark.parametrize("case, backend", _torch_params())
 def test_optimizer_vs_torch(case: str, backend: str) -> None:
     want = _torch_reference(case)
-    O.assert_same(_mithril(case, backend), want)
+    ORACLE.assert_same(_mithril(case, backend), want)
 
 
 # ------------------------------------------------------------------------ optimizers vs optax
@@ -201,15 +201,15 @@ def test_optimizer_vs_optax(case: str, backend: str) -> None:
     pytest.importorskip("mithril_jax")
     want = _optax_reference(case)
     run = OPTAX_CASES[case][0]
-    O.assert_same(_mithril(run if isinstance(run, str) else case, backend), want, lrs=False)
+    ORACLE.assert_same(_mithril(run if isinstance(run, str) else case, backend), want, lrs=False)
 
 
 def test_optax_and_torch_oracles_agree() -> None:
     """The two oracles agree with each other where the algorithm is the same (guards the harness)."""
     pytest.importorskip("mithril_jax")
     for case in ("adam", "adamw", "sgd-momentum"):
-        O.assert_same(_optax_reference(case), _torch_reference(case), lrs=False)
-    O.assert_same(_optax_reference("sgd-nesterov-weight_decay"), _torch_reference("sgd-nesterov"), lrs=False)
+        ORACLE.assert_same(_optax_reference(case), _torch_reference(case), lrs=False)
+    ORACLE.assert_same(_optax_reference("sgd-nesterov-weight_decay"), _torch_reference("sgd-nesterov"), lrs=False)
 
 
 # ---------------------------------------------------------------------------- jit=True
@@ -219,7 +219,7 @@ JIT_BACKENDS = [b for b in ("jax", "torch") if b in BACKENDS]
 @pytest.mark.parametrize("backend", JIT_BACKENDS)
 @pytest.mark.parametrize("case", ["adamw", "sgd-momentum"])
 def test_optimizer_jit(case: str, backend: str) -> None:
-    O.assert_same(_mithril(case, backend, jit=True), _torch_reference(case))  # as eager: 1e-10
+    ORACLE.assert_same(_mithril(case, backend, jit=True), _torch_reference(case))  # as eager: 1e-10
 
 
 # -------------------------------------------------------------------- parameter groups
@@ -312,7 +312,7 @@ GROUP_CASES: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
 
 @functools.cache
 def _group_reference(case: str) -> Any:
-    return O.torch_trajectory(**GROUP_CASES[case][1])
+    return ORACLE.torch_trajectory(**GROUP_CASES[case][1])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -320,10 +320,10 @@ def _group_reference(case: str) -> Any:
 def test_groups_and_clipping_vs_torch(case: str, backend: str) -> None:
     make, spec = GROUP_CASES[case]
     want = _group_reference(case)
-    got = O.mithril_trajectory(make(), backend)
-    O.assert_same(got, want)  # with clip_norm, also the reported grad_norm vs clip_grad_norm_'s result
+    got = ORACLE.mithril_trajectory(make(), backend)
+    ORACLE.assert_same(got, want)  # with clip_norm, also the reported grad_norm vs clip_grad_norm_'s result
     for k in spec.get("frozen", ()):
-        np.testing.assert_array_equal(got.params[k], O.initial_params()[k])
+        np.testing.assert_array_equal(got.params[k], ORACLE.initial_params()[k])
     if "clip_norm" in spec:
         norms = want.extra["grad_norm"]
         assert (norms > spec["clip_norm"]).any() and (norms < spec["clip_norm"]).any(), norms
@@ -334,27 +334,29 @@ def test_clipping_changes_the_trajectory() -> None:
     for case, _base in (("sgd-clip_value", "sgd-nesterov"), ("adam-clip_norm", "adam")):
         spec = dict(GROUP_CASES[case][1])
         spec.pop("clip_value", None), spec.pop("clip_norm", None)
-        unclipped = O.torch_trajectory(**spec)
+        unclipped = ORACLE.torch_trajectory(**spec)
         assert not np.allclose(unclipped.losses, _group_reference(case).losses, rtol=1e-6)
 
 
 def test_frozen_group_has_no_state() -> None:
     """A frozen parameter gets no optimizer slots; a group without momentum gets no buffer."""
-    be = O.variant_backend("numpy", "float64")
+    be = ORACLE.variant_backend("numpy", "float64")
     step = compile_step(
-        O.mlp(),
+        ORACLE.mlp(),
         be,
         loss=CrossEntropyLoss(),
         optimizer=GROUP_CASES["sgd-frozen"][0](),
-        shapes={"input": [O.BATCH, O.IN]},
+        shapes={"input": [ORACLE.BATCH, ORACLE.IN]},
     )
     assert set(step.state_shapes) == {"sgd.momentum_buffer.linear_1.weight", "sgd.step"}
 
 
 # ---------------------------------------------------------------------------- bad input
 def _compile(optimizer: Any) -> Any:
-    be = O.variant_backend("numpy", "float64")
-    return compile_step(O.mlp(), be, loss=CrossEntropyLoss(), optimizer=optimizer, shapes={"input": [O.BATCH, O.IN]})
+    be = ORACLE.variant_backend("numpy", "float64")
+    return compile_step(
+        ORACLE.mlp(), be, loss=CrossEntropyLoss(), optimizer=optimizer, shapes={"input": [ORACLE.BATCH, ORACLE.IN]}
+    )
 
 
 def test_unknown_option() -> None:

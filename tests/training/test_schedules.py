@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
 from mithril.errors import ModelBuildError
 from mithril.training import optim
 from mithril.training.optim import ParamGroup
 from mithril.training.schedules import Constant, Cosine, Exponential, LinearWarmup, OneCycle, StepDecay
+
+torch = pytest.importorskip("torch")
 
 
 def _load_oracle() -> Any:
@@ -47,10 +47,10 @@ def _load_oracle() -> Any:
     return sys.modules[name]
 
 
-O = _load_oracle()
-NAMES = O.NAMES
-BACKENDS = O.BACKENDS
-single_torch_thread = pytest.fixture(scope="module", autouse=True)(O.single_torch_thread)
+ORACLE = _load_oracle()
+NAMES = ORACLE.NAMES
+BACKENDS = ORACLE.BACKENDS
+single_torch_thread = pytest.fixture(scope="module", autouse=True)(ORACLE.single_torch_thread)
 S = torch.optim.lr_scheduler
 
 
@@ -167,7 +167,7 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[dict[str, Any]], Any], Calla
 @functools.cache
 def _reference(case: str) -> Any:
     _, make_optimizer, make_scheduler, steps = CASES[case]
-    return O.torch_trajectory(make_optimizer, make_scheduler=make_scheduler, steps=steps)
+    return ORACLE.torch_trajectory(make_optimizer, make_scheduler=make_scheduler, steps=steps)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -176,8 +176,8 @@ def test_schedule_vs_torch(case: str, backend: str) -> None:
     make, _, _, steps = CASES[case]
     assert steps >= 100
     want = _reference(case)
-    got = O.mithril_trajectory(make(), backend, steps=steps)
-    O.assert_same(got, want)  # StepResult.lr == scheduler.get_last_lr()[0] at every step, and the trajectory
+    got = ORACLE.mithril_trajectory(make(), backend, steps=steps)
+    ORACLE.assert_same(got, want)  # StepResult.lr == scheduler.get_last_lr()[0] at every step, and the trajectory
     assert np.ptp(want.lrs) > 0.5 * np.max(want.lrs)  # the rate really moved
 
 
@@ -208,7 +208,7 @@ def test_warmup_cosine_vs_optax() -> None:
         )
         want = np.array([float(sched(t)) for t in range(100)])
     np.testing.assert_allclose(_reference("cosine-warmup").lrs, want, rtol=1e-12, atol=1e-15)
-    got = O.mithril_trajectory(CASES["cosine-warmup"][0](), "numpy", steps=100)
+    got = ORACLE.mithril_trajectory(CASES["cosine-warmup"][0](), "numpy", steps=100)
     np.testing.assert_allclose(got.lrs, want, rtol=1e-12, atol=1e-15)
 
 

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from isolate import run_isolated
 
-ml = pytest.importorskip("mithril")
-if not hasattr(ml, "compile"):  # pragma: no cover - the core is still growing
-    pytest.skip("mithril.compile is not available", allow_module_level=True)
-
+import mithril as ml
 from mithril_ggml import GGMLBackend
 
 

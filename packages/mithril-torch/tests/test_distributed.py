@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-dist = pytest.importorskip("torch.distributed")
-
 import mithril as ml
 from mithril.errors import UnsupportedError
+
+torch = pytest.importorskip("torch")
+dist = pytest.importorskip("torch.distributed")
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "distributed_workers" / "worker.py"

@@ -12,10 +12,11 @@ process_id, n_processes, port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=n_processes, process_id=process_id)
 
-import numpy as np
+# jax.distributed.initialize must run before anything touches a JAX backend: the imports below come after it
+import numpy as np  # noqa: E402
 
-import mithril as ml
-from mithril.models import CrossEntropyLoss, Linear, Model, Relu
+import mithril as ml  # noqa: E402
+from mithril.models import CrossEntropyLoss, Linear, Model, Relu  # noqa: E402
 
 model = Model()
 model |= Linear(dimension=16)
