@@ -167,9 +167,9 @@ def test_params_and_inputs_errors_are_clear(numpy64, rng):
     pm = ml.compile(quickstart(), numpy64, shapes={"input": [4, 20]})
     params = pm.randomize_params()
     x = {"input": rng.standard_normal((4, 20))}
-    with pytest.raises(ParamsError, match="missing.*linear_1.bias"):
+    with pytest.raises(ParamsError, match=r"missing.*linear_1.bias"):
         pm.evaluate({k: v for k, v in params.items() if k != "linear_1.bias"}, x)
-    with pytest.raises(ParamsError, match="unknown key.*extra"):
+    with pytest.raises(ParamsError, match=r"unknown key.*extra"):
         pm.evaluate({**params, "extra": np.zeros(1)}, x)
     with pytest.raises(ParamsError, match=r"linear_0.weight.*\[64, 21\].*\[64, 20\]"):
         pm.evaluate({**params, "linear_0.weight": np.zeros((64, 21))}, x)

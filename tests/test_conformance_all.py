@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import mithril as ml
-from mithril.testing.conformance import *
+from mithril.testing.conformance import *  # noqa: F403  (the suite: pytest collects its tests by name)
 
 #: backends that take part only when their class declares ``conformance_options``
 OPT_IN = frozenset({"ggml"})

@@ -19,7 +19,7 @@ import mithril as ml
 from mithril.primitives import COMPOSITE_PRIMITIVES, CORE_PRIMITIVES
 from mithril.primitives.default_rules import DEFAULT_RULES
 from mithril.testing.cases import BLOCK_CASES
-from mithril.testing.conformance import *
+from mithril.testing.conformance import *  # noqa: F403  (the suite: pytest collects its tests by name)
 from mithril.testing.conformance import _block_primitives
 
 mithril_numpy = pytest.importorskip("mithril_numpy")

@@ -219,11 +219,11 @@ def log_softmax(rng):
 def mha_cross(rng):
     h = int(rng.choice([1, 2]))
     e = h * int(rng.integers(2, 4))
-    n, l, s = 2, int(rng.integers(1, 5)), int(rng.integers(1, 6))
+    n, lq, s = 2, int(rng.integers(1, 5)), int(rng.integers(1, 6))
     return Instance(
         MultiHeadAttention(e, h),
         nn.MultiheadAttention(e, h, batch_first=True),
-        {"query": normal(rng, n, l, e), "key": normal(rng, n, s, e), "value": normal(rng, n, s, e)},
+        {"query": normal(rng, n, lq, e), "key": normal(rng, n, s, e), "value": normal(rng, n, s, e)},
         diff=("query", "key", "value"),
         call=lambda m, t: m(t["query"], t["key"], t["value"], need_weights=False)[0],
     )
@@ -241,15 +241,15 @@ def mha_self_causal(rng):
 
 
 def mha_additive_mask_no_bias(rng):
-    e, h, l, s = 4, 2, 3, int(rng.integers(2, 5))
+    e, h, lq, s = 4, 2, 3, int(rng.integers(2, 5))
     return Instance(
         MultiHeadAttention(e, h, bias=False, attn_mask="additive"),
         nn.MultiheadAttention(e, h, bias=False, batch_first=True),
         {
-            "query": normal(rng, 2, l, e),
+            "query": normal(rng, 2, lq, e),
             "key": normal(rng, 2, s, e),
             "value": normal(rng, 2, s, e),
-            "attn_mask": normal(rng, l, s),
+            "attn_mask": normal(rng, lq, s),
         },
         diff=("query", "key", "value"),
         call=lambda m, t: m(t["query"], t["key"], t["value"], attn_mask=t["attn_mask"], need_weights=False)[0],
@@ -257,13 +257,13 @@ def mha_additive_mask_no_bias(rng):
 
 
 def mha_bool_mask(rng):
-    e, h, l, s = 4, 2, 3, 4
-    mask = rng.random((l, s)) < 0.4
+    e, h, lq, s = 4, 2, 3, 4
+    mask = rng.random((lq, s)) < 0.4
     mask[:, 0] = False  # every query attends to something
     return Instance(
         MultiHeadAttention(e, h, attn_mask="bool"),
         nn.MultiheadAttention(e, h, batch_first=True),
-        {"query": normal(rng, 2, l, e), "key": normal(rng, 2, s, e), "value": normal(rng, 2, s, e), "attn_mask": mask},
+        {"query": normal(rng, 2, lq, e), "key": normal(rng, 2, s, e), "value": normal(rng, 2, s, e), "attn_mask": mask},
         diff=("query",),
         call=lambda m, t: m(t["query"], t["key"], t["value"], attn_mask=t["attn_mask"], need_weights=False)[0],
     )

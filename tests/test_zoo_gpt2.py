@@ -218,7 +218,7 @@ def test_converter_errors_name_the_key() -> None:
     with pytest.raises(ParamsError, match=r"unexpected key\(s\) \['transformer\.h\.0\.attn\.extra'\]"):
         gpt2_from_hf({**sd, "transformer.h.0.attn.extra": torch.zeros(3)})
     untied = {**sd, "lm_head.weight": sd["lm_head.weight"] + 1.0}
-    with pytest.raises(ParamsError, match="lm_head.weight.*not tied"):
+    with pytest.raises(ParamsError, match=r"lm_head.weight.*not tied"):
         gpt2_from_hf(untied)
     with pytest.raises(ParamsError, match="mix"):
         gpt2_from_hf({**sd, "h.0.ln_1.weight": sd["transformer.h.0.ln_1.weight"]})

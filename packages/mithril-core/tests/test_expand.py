@@ -9,7 +9,7 @@ that emits composites) and two broken ones. NumPy is the oracle.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -174,7 +174,7 @@ def test_results_of_one_call_share_one_expansion() -> None:
 class HalvesKernel(ml.NumpyBackend):
     """NumPy with a kernel for ``halves``: a kept multi-result composite."""
 
-    CALLS: list[tuple[int, ...]] = []
+    CALLS: ClassVar[list[tuple[int, ...]]] = []
 
     def core_kernels(self) -> dict[str, Any]:
         def halves_kernel(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +217,7 @@ def test_an_expansion_that_contradicts_the_shape_rule_is_reported() -> None:
 
 
 def test_an_endless_expansion_is_reported() -> None:
-    with pytest.raises(CompileError, match="endless.*still expands into composites after 16 levels"):
+    with pytest.raises(CompileError, match=r"endless.*still expands into composites after 16 levels"):
         ml.compile(one("endless"), ml.NumpyBackend(), shapes={"input": [3, 2]})
 
 

@@ -144,5 +144,5 @@ def test_frozen_model_cannot_change():
 
 def test_int_input_into_a_float_only_block_is_rejected():
     m = Model()
-    with pytest.raises(DTypeMismatchError, match="relu_0.input"):
+    with pytest.raises(DTypeMismatchError, match=r"relu_0.input"):
         m |= Relu()(input=IOKey("x", dtype=ml.int64))

@@ -1,5 +1,7 @@
 """Symbolic shapes: unification, variadics, constraints and rollback."""
 
+import itertools
+
 import pytest
 
 from mithril.errors import ShapeMismatchError
@@ -56,7 +58,7 @@ def test_shape_cannot_contain_itself():
 def test_long_chains_stay_fast():
     # path compression: 20k merged symbols resolve without deep walks
     dims = [Dim() for _ in range(20000)]
-    for a, b in zip(dims, dims[1:]):
+    for a, b in itertools.pairwise(dims):
         unify(SymShape([a]), SymShape([b]))
     unify(SymShape([dims[-1]]), SymShape([11]))
     assert all(d.known == 11 for d in dims[::997])

@@ -34,7 +34,7 @@ def _encode(obj: Any) -> Any:
 
     import numpy as np
 
-    if isinstance(obj, np.ndarray) or isinstance(obj, np.generic):
+    if isinstance(obj, (np.ndarray, np.generic)):
         a = np.ascontiguousarray(obj)
         return {
             "__array__": base64.b64encode(a.tobytes()).decode(),

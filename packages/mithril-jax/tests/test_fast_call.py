@@ -40,9 +40,9 @@ def test_fast_calls_give_the_checked_results_and_offer_no_shortcut_for_bad_input
         np.testing.assert_allclose(np.asarray(again), np.asarray(first), rtol=0, atol=0)
     np.testing.assert_allclose(np.asarray(first), _reference(params, x), rtol=1e-5, atol=1e-5)
 
-    with pytest.raises(EvaluationError, match="expected a jax.Array"):
+    with pytest.raises(EvaluationError, match=r"expected a jax.Array"):
         pm.evaluate(params, {"input": np.asarray(x)})  # NumPy in: rejected as on the checked path
-    with pytest.raises(MithrilError, match="linear_0.weight"):
+    with pytest.raises(MithrilError, match=r"linear_0.weight"):
         pm.evaluate({**params, "linear_0.weight": be.randn(8, 6)}, {"input": x})  # wrong shape
     with pytest.raises(MithrilError):
         pm.evaluate({k: v for k, v in params.items() if k != "linear_1.bias"}, {"input": x})  # missing key

@@ -77,7 +77,7 @@ def reference():
     return params, batches, losses, {k: be.to_numpy(v) for k, v in state.params.items()}
 
 
-@pytest.mark.parametrize("mesh, layout", CASES, ids=[f"{m}-{'layout' if l else 'dp'}" for m, l in CASES])
+@pytest.mark.parametrize("mesh, layout", CASES, ids=[f"{m}-{'layout' if lay else 'dp'}" for m, lay in CASES])
 def test_training_on_a_mesh_equals_one_device(reference, mesh, layout):
     params, batches, want_losses, want = reference
     be, _step, state, losses = train(mlp(), mesh, layout, params, batches, {"input": [16, 8]})

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mithril.testing.conformance import *
+from mithril.testing.conformance import *  # noqa: F403  (the suite: pytest collects its tests by name)
 from mithril_numpy import NumpyBackend
 
 CONFIGURATIONS = {

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from mithril.testing.conformance import *
+from mithril.testing.conformance import *  # noqa: F403  (the suite: pytest collects its tests by name)
 from mithril_torch import TorchBackend
 
 #: torch.compile falling back to eager would make the jit configuration test nothing
