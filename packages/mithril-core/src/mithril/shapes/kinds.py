@@ -25,7 +25,7 @@ class KindVar:
         self.value = value
 
     def find(self) -> KindVar:
-        return _find(self)  # type: ignore[no-any-return]
+        return _find(self)
 
     @property
     def known(self) -> str | None:

@@ -43,7 +43,7 @@ def broadcast(shapes: Sequence[SymShape], out: SymShape) -> bool:
         unify(out, _raw(dims, None, []))
         return done
     # one variadic shared by every unknown-rank operand, and it dominates
-    roots = {id(r.variadic.find()) for r in var_ops}  # type: ignore[union-attr]
+    roots = {id(r.variadic.find()) for r in var_ops if r.variadic is not None}
     pre_lens = {len(r.prefix) for r in var_ops}
     if len(roots) != 1 or len(pre_lens) != 1:
         return False
@@ -92,7 +92,9 @@ def with_rank(shape: SymShape, rank: int) -> list[Dim]:
         return known
     dims = [Dim() for _ in range(rank)]
     unify(shape, _raw(dims, None, []))
-    return shape.dims()  # type: ignore[return-value]
+    forced = shape.dims()
+    assert forced is not None  # unified with a known-rank shape just above
+    return forced
 
 
 def at_least_rank(shape: SymShape, n_suffix: int) -> tuple[SymShape, list[Dim]] | None:

@@ -11,9 +11,15 @@ connection is rolled back and leaves the model as it was.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 from ..errors import ShapeMismatchError
 
@@ -25,9 +31,9 @@ class _Trail:
     """Undo log; active while a :func:`transaction` runs."""
 
     def __init__(self) -> None:
-        self.frames: list[list[Callable[[], None]]] = []
+        self.frames: list[list[Callable[[], object]]] = []  # undo callbacks; results ignored
 
-    def record(self, undo: Callable[[], None]) -> None:
+    def record(self, undo: Callable[[], object]) -> None:
         if self.frames:
             self.frames[-1].append(undo)
 
@@ -42,7 +48,9 @@ class transaction:
         _trail.frames.append([])
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         frame = _trail.frames.pop()
         if exc_type is not None:
             for undo in reversed(frame):
@@ -58,7 +66,16 @@ def _set(obj: object, attr: str, value: object) -> None:
 
 
 # ---------------------------------------------------------------- variables
-def _find(node):  # type: ignore[no-untyped-def]
+class _Node(Protocol):
+    """A union-find node: :class:`Dim`, :class:`Variadic`, :class:`~mithril.shapes.kinds.KindVar`."""
+
+    parent: Self | None
+
+
+_N = TypeVar("_N", bound=_Node)
+
+
+def _find(node: _N) -> _N:
     """Union-find root with path compression (recorded on the trail)."""
     root = node
     while root.parent is not None:
@@ -82,7 +99,7 @@ class Dim:
         self.uid = next(_ids)
 
     def find(self) -> Dim:
-        return _find(self)  # type: ignore[return-value]
+        return _find(self)
 
     @property
     def known(self) -> int | None:
@@ -105,7 +122,7 @@ class Variadic:
         self.uid = next(_ids)
 
     def find(self) -> Variadic:
-        return _find(self)  # type: ignore[return-value]
+        return _find(self)
 
     def __repr__(self) -> str:
         return f"*v{self.find().uid}"
@@ -148,7 +165,7 @@ class SymShape:
         return cls((), Variadic(), ())
 
     @classmethod
-    def of(cls, spec: Sequence[DimLike | str] | None, names: dict[str, object] | None = None) -> SymShape:
+    def of(cls, spec: Sequence[DimLike | str] | None, names: dict[str, Dim | Variadic] | None = None) -> SymShape:
         """Build from a spec like ``[None, 3]``, ``["...", "n"]`` (named symbols shared via ``names``)."""
         if spec is None:
             return cls.unknown()
@@ -160,13 +177,19 @@ class SymShape:
             if isinstance(item, str) and (item == "..." or item.startswith("*")):
                 if var is not None:
                     raise ValueError(f"shape spec {spec!r} has two variadic parts")
-                var = names.setdefault(item, Variadic())  # type: ignore[assignment]
+                named = names.setdefault(item, Variadic())
+                if not isinstance(named, Variadic):
+                    raise ValueError(f"shape spec {spec!r}: {item!r} names a dimension, not a variadic part")
+                var = named
                 continue
             if isinstance(item, str):
-                d = names.setdefault(item, Dim())
+                named = names.setdefault(item, Dim())
+                if not isinstance(named, Dim):
+                    raise ValueError(f"shape spec {spec!r}: {item!r} names a variadic part, not a dimension")
+                d = named
             else:
-                d = as_dim(item)  # type: ignore[arg-type]
-            (suf if var is not None else pre).append(d)  # type: ignore[arg-type]
+                d = as_dim(item)
+            (suf if var is not None else pre).append(d)
         return cls(pre, var, suf)
 
     # views
@@ -201,9 +224,8 @@ class SymShape:
         if ds is None:
             return None
         vals = [d.known for d in ds]
-        if any(v is None for v in vals):
-            return None
-        return tuple(vals)  # type: ignore[arg-type]
+        known = [v for v in vals if v is not None]
+        return tuple(known) if len(known) == len(vals) else None
 
     def free_vars(self) -> list[Dim | Variadic]:
         r = self.resolve()
@@ -300,7 +322,12 @@ def _merge_watchers(root: Dim | Variadic, child: Dim | Variadic) -> None:
     added = [(k, c) for k, c in small.items() if k not in big and not c.done]
     if added:
         big.update(added)
-        _trail.record(lambda: [big.pop(k) for k, _ in added])  # type: ignore[func-returns-value]
+
+        def undo() -> None:
+            for k, _ in added:
+                big.pop(k)
+
+        _trail.record(undo)
 
 
 def add_constraint(c: Constraint) -> None:
@@ -329,11 +356,13 @@ def _drain() -> None:
                 _set(c, "done", True)
             else:
                 for v in {id(v): v for s in c.shapes for v in s.free_vars()}.values():
-                    if v.watchers is None:
-                        _set(v, "watchers", {})
-                    if id(c) not in v.watchers:  # type: ignore[operator]
-                        v.watchers[id(c)] = c  # type: ignore[index]
-                        _trail.record(lambda v=v, c=c: v.watchers.pop(id(c)))  # type: ignore[union-attr]
+                    watchers = v.watchers
+                    if watchers is None:
+                        watchers = {}
+                        _set(v, "watchers", watchers)
+                    if id(c) not in watchers:
+                        watchers[id(c)] = c
+                        _trail.record(functools.partial(watchers.pop, id(c)))
     except BaseException:
         _queue.clear()
         raise
