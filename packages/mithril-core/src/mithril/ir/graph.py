@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ShapeUnknownError
 from ..primitives.base import Primitive, registry
 
 
@@ -44,6 +45,13 @@ class Value:
     def __repr__(self) -> str:
         label = self.name or f"v{self.uid}"
         return f"<{self.role.value} {label} {self.kind} {list(self.shape) if self.shape is not None else '?'}>"
+
+    @property
+    def known_shape(self) -> tuple[int, ...]:
+        """The concrete shape, which gradient rules, expansions and passes read after shape inference set it."""
+        if self.shape is None:
+            raise ShapeUnknownError(f"{self!r}: the shape is not known yet (shape inference has not run)")
+        return self.shape
 
 
 @dataclass(eq=False)

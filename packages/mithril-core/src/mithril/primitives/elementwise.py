@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import broadcast
 from ..shapes.symbolic import unify
-from .base import Primitive, Term, primitive, same_node
+from .base import GradRule, Primitive, Term, primitive, same_node
 from .grad_utils import unbroadcast
+
+if TYPE_CHECKING:
+    from ..ir.graph import GraphBuilder, Node, Value
+
+#: a unary gradient: (builder, input, output, cotangent, attrs) -> the input's cotangent
+UnaryGrad = Callable[["GraphBuilder", "Value", "Value", "Value", Mapping[str, Any]], "Value"]
 
 
 # ------------------------------------------------------------------ rules
@@ -57,66 +63,66 @@ def _cast_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool
 
 
 # ------------------------------------------------------------- gradients
-def _vjp_add(b, node, g):
+def _vjp_add(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
     x, y = node.inputs
-    return [unbroadcast(b, g, x.shape), unbroadcast(b, g, y.shape)]
+    return [unbroadcast(b, g, x.known_shape), unbroadcast(b, g, y.known_shape)]
 
 
-def _vjp_sub(b, node, g):
+def _vjp_sub(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
     x, y = node.inputs
-    return [unbroadcast(b, g, x.shape), unbroadcast(b, b.emit("neg", g), y.shape)]
+    return [unbroadcast(b, g, x.known_shape), unbroadcast(b, b.emit("neg", g), y.known_shape)]
 
 
-def _vjp_mul(b, node, g):
+def _vjp_mul(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
     x, y = node.inputs
     return [
-        unbroadcast(b, b.emit("mul", g, y), x.shape),
-        unbroadcast(b, b.emit("mul", g, x), y.shape),
+        unbroadcast(b, b.emit("mul", g, y), x.known_shape),
+        unbroadcast(b, b.emit("mul", g, x), y.known_shape),
     ]
 
 
-def _vjp_div(b, node, g):
+def _vjp_div(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
     x, y = node.inputs
     gx = b.emit("div", g, y)
     gy = b.emit("neg", b.emit("div", b.emit("mul", g, node.output), y))
-    return [unbroadcast(b, gx, x.shape), unbroadcast(b, gy, y.shape)]
+    return [unbroadcast(b, gx, x.known_shape), unbroadcast(b, gy, y.known_shape)]
 
 
-def _vjp_pow(b, node, g):
+def _vjp_pow(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
     x, y = node.inputs
     one = b.const(1.0)
     gx = b.emit("mul", g, b.emit("mul", y, b.emit("pow", x, b.emit("sub", y, one))))
     gy = None
     if b.needs_grad(y):
-        gy = unbroadcast(b, b.emit("mul", g, b.emit("mul", node.output, b.emit("log", x))), y.shape)
-    return [unbroadcast(b, gx, x.shape), gy]
+        gy = unbroadcast(b, b.emit("mul", g, b.emit("mul", node.output, b.emit("log", x))), y.known_shape)
+    return [unbroadcast(b, gx, x.known_shape), gy]
 
 
-def _vjp_select(cmp: str):
-    def vjp(b, node, g):
+def _vjp_select(cmp: str) -> GradRule:
+    def vjp(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
         x, y = node.inputs
         mask = b.emit(cmp, x, y)
         zero = b.const(0.0)
         return [
-            unbroadcast(b, b.emit("where", mask, g, zero), x.shape),
-            unbroadcast(b, b.emit("where", mask, zero, g), y.shape),
+            unbroadcast(b, b.emit("where", mask, g, zero), x.known_shape),
+            unbroadcast(b, b.emit("where", mask, zero, g), y.known_shape),
         ]
 
     return vjp
 
 
-def _vjp_where(b, node, g):
+def _vjp_where(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
     c, x, y = node.inputs
     zero = b.const(0.0)
     return [
         None,
-        unbroadcast(b, b.emit("where", c, g, zero), x.shape),
-        unbroadcast(b, b.emit("where", c, zero, g), y.shape),
+        unbroadcast(b, b.emit("where", c, g, zero), x.known_shape),
+        unbroadcast(b, b.emit("where", c, zero, g), y.known_shape),
     ]
 
 
-def _vjp_unary(fn):
-    def vjp(b, node, g):
+def _vjp_unary(fn: UnaryGrad) -> GradRule:
+    def vjp(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
         return [fn(b, node.inputs[0], node.output, g, node.attrs)]
 
     return vjp
@@ -127,7 +133,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-def _gelu_grad(b, x, y, g, attrs):
+def _gelu_grad(b: GraphBuilder, x: Value, y: Value, g: Value, attrs: Mapping[str, Any]) -> Value:
     if attrs["approximate"] == "tanh":
         # y = 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3)
         c = b.const(_SQRT_2_OVER_PI)
@@ -147,7 +153,7 @@ def _gelu_grad(b, x, y, g, attrs):
     return b.emit("mul", g, b.emit("add", cdf, b.emit("mul", x, pdf)))
 
 
-_UNARY_GRADS = {
+_UNARY_GRADS: dict[str, UnaryGrad] = {
     "neg": lambda b, x, y, g, a: b.emit("neg", g),
     "abs": lambda b, x, y, g, a: b.emit("mul", g, b.emit("sign", x)),
     "exp": lambda b, x, y, g, a: b.emit("mul", g, y),

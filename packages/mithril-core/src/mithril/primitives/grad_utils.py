@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def unbroadcast(b: GraphBuilder, g: Value, shape: tuple[int, ...]) -> Value:
     """Sum ``g`` down to ``shape``, undoing NumPy broadcasting."""
-    gshape = g.shape
+    gshape = g.known_shape
     if gshape == tuple(shape):
         return g
     lead = len(gshape) - len(shape)
