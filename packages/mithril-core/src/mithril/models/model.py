@@ -33,6 +33,7 @@ from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.symbolic import SymShape, transaction, unify
 from .block import Block
 from .connections import ROLE_ORDER, Connection, IOKey, TerminalRef, is_constant_like
+from .summary import logical_summary
 
 
 def _kind_name(block: Block) -> str:
@@ -471,6 +472,4 @@ class Model(Block):
 
     def summary(self) -> str:
         """Blocks and their symbolic terminal shapes."""
-        from ..physical.summary import logical_summary
-
         return logical_summary(self)

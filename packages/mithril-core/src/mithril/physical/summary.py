@@ -5,40 +5,17 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from .._text import fmt_shape as _fmt
+from .._text import table as _table
+from ..ir.passes.shape_inference import solve
+from .memory import estimate, float_bytes_of
+
 if TYPE_CHECKING:  # pragma: no cover
-    from ..models.model import Model
     from .model import PhysicalModel
-
-
-def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def fmt(r: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
-
-    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)])
-
-
-def _fmt(shape: object) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]" if isinstance(shape, (list, tuple)) else str(shape)
-
-
-def logical_summary(model: Model, max_depth: int = 1) -> str:
-    """Blocks (to ``max_depth``) with their symbolic output shapes."""
-    rows = []
-    for path, block in model.iter_blocks():
-        depth = path.count(".")
-        if depth > max_depth:
-            continue
-        outs = [block._binding[t].term.shape.to_list() for t in block.output_terminals()]
-        rows.append(("  " * depth + path.split(".")[-1], type(block).__name__, ", ".join(_fmt(o) for o in outs)))
-    return _table(rows, ("block", "type", "output shape"))
 
 
 def physical_summary(pm: PhysicalModel, max_depth: int = 0) -> str:
     """Top-level blocks with concrete (or symbolic) output shapes and parameter counts."""
-    from ..ir.passes.shape_inference import solve
-
     flat = pm._flat_for(pm.training)
     terms = solve(flat, pm._known_shapes())
     try:
@@ -85,8 +62,6 @@ def physical_summary(pm: PhysicalModel, max_depth: int = 0) -> str:
         lines.append("parameter shapes unknown until input shapes are given")
     extra = getattr(pm, "_last", None)
     if extra is not None:
-        from .memory import estimate, float_bytes_of
-
         report = estimate(extra.graph, float_bytes_of(pm.backend))
         what = "with gradients" if extra.graph.gradients else "forward"
         lines.append(

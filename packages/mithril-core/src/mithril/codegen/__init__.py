@@ -1,0 +1,1 @@
+"""Lowering of the graph IR to source code over a backend's kernels."""

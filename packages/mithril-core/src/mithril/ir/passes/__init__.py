@@ -1,0 +1,1 @@
+"""Graph passes: shape inference, expansion of composites, autodiff, fusion, simplification, rematerialisation."""

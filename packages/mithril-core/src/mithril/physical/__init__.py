@@ -1,0 +1,1 @@
+"""Physical models: a logical model compiled for one backend (pipeline, executable, memory, summary)."""

@@ -1,0 +1,1 @@
+"""Symbolic shapes and dtype kinds: the unification every shape rule and model connection uses."""
