@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 
 from ..errors import BackendLoadError, BackendNotInstalledError, PluginError
+from ..primitives.base import registry
 from . import hookspecs
 
 ENTRY_POINT_GROUP = "mithril"
@@ -145,8 +146,6 @@ class MithrilPluginManager:
         for b, err in list(self._backend_failures.items()):
             if getattr(err, "plugin", None) == name:
                 del self._backend_failures[b]
-        from ..primitives.base import registry
-
         info = self.infos.get(name)
         if info:
             for p in info.primitives:
@@ -168,8 +167,6 @@ class MithrilPluginManager:
         if api != hookspecs.PLUGIN_API:
             self._fail(name, source, f"written for plugin API {api}, this mithril has API {hookspecs.PLUGIN_API}")
             return
-        from ..primitives.base import registry
-
         backends: list[str] = []
         prims: list[str] = []
         try:
@@ -239,8 +236,6 @@ class MithrilPluginManager:
 
     def _check_new_primitive(self, prim: Any, plugin: str, source: str) -> None:
         """A primitive another plugin (or the core) already defines is an error naming both."""
-        from ..primitives.base import registry
-
         if prim.name not in registry or registry.get(prim.name) is prim:
             return
         owner = registry.origin(prim.name)
@@ -403,8 +398,6 @@ class MithrilPluginManager:
         may have registered a kernel for it on this backend, and the kernel must take Mithril's call."""
         import difflib
 
-        from ..primitives.base import registry
-
         who = self._who(plugin)
         if prim_name not in registry:
             close = difflib.get_close_matches(prim_name, registry.names(), n=3)
@@ -454,6 +447,13 @@ def plugin_manager() -> MithrilPluginManager:
     if _manager is None:
         _manager = MithrilPluginManager()
     return _manager
+
+
+def _load_entry_points() -> None:
+    plugin_manager().load_entry_points()
+
+
+registry.on_unknown = _load_entry_points  # an unknown primitive: a plugin may define it
 
 
 def _reset_for_tests() -> None:  # pragma: no cover - test helper

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ModelBuildError, PluginError, UnknownKeyError
 from ..shapes.kinds import KindVar
 from ..shapes.symbolic import SymShape
 
@@ -95,8 +96,6 @@ class Primitive:
 
     def bind_attrs(self, given: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         """Fill defaults, reject unknown attributes."""
-        from ..errors import ModelBuildError
-
         unknown = set(given) - set(self.attrs)
         if unknown:
             raise ModelBuildError(
@@ -224,10 +223,11 @@ class PrimitiveRegistry:
     def __init__(self) -> None:
         self._table: dict[str, Primitive] = {}
         self._origin: dict[str, str] = {}
+        #: called before an unknown name is refused; :mod:`mithril.plugins` sets it to load the entry points
+        #: (a plugin may define the primitive), so this layer never imports the plugin machinery above it
+        self.on_unknown: Callable[[], None] | None = None
 
     def register(self, prim: Primitive, origin: str = "mithril") -> Primitive:
-        from ..errors import PluginError
-
         old = self._table.get(prim.name)
         if old is not None and old is not prim:
             raise PluginError(
@@ -238,13 +238,9 @@ class PrimitiveRegistry:
         return prim
 
     def get(self, name: str) -> Primitive:
-        from ..errors import UnknownKeyError
-
         prim = self._table.get(name)
-        if prim is None:
-            from ..plugins.manager import plugin_manager
-
-            plugin_manager().load_entry_points()  # a plugin may define it
+        if prim is None and self.on_unknown is not None:
+            self.on_unknown()
             prim = self._table.get(name)
         if prim is None:
             raise UnknownKeyError(f"no primitive named {name!r} is registered") from None
