@@ -7,22 +7,63 @@
   instance is created before timing (plugin loading is not counted).
 * ``total``: build + compile of the same repetition.
 
-Each repetition builds a fresh model. Peak memory is ``tracemalloc``'s peak over
-build + compile, measured in a separate repetition (tracemalloc slows Python down).
-Growth per doubling: total(n) / total(n/2) between consecutive sizes.
+Each repetition builds a fresh model after ``gc.collect()``. The sizes of a family
+(the ``+=`` MLP, the GPT) are timed *interleaved*: every round builds and compiles
+each size once, in a rotating order, so the growth ratios of a round are measured
+under the same load. Wall time (``perf_counter``) and the process's CPU time
+(``process_time``) are both recorded: building and compiling are single-threaded
+Python, so on a shared machine with more runnable jobs than cores the wall time
+also counts time spent waiting for a core, while the CPU time is what the work
+costs; the goals are judged on CPU time.
+
+Growth: total(n) / total(previous n) per round (median, min, max, spread); per
+doubling = growth ** (1 / log2(size ratio)). Peak memory is ``tracemalloc``'s peak
+over build + compile, measured in a separate repetition (tracemalloc slows Python
+down).
 """
 
 from __future__ import annotations
 
 import gc
+import math
 import time
 import tracemalloc
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import models as M
-from harness import Stats
+from harness import Rounds, Stats, load_1min
+
+
+@dataclass(frozen=True)
+class Case:
+    family: str  # "mlp" | "gpt"
+    title: str
+    size: int  # layers
+    build: Callable[[], Any]
+    shapes: dict[str, list[int]]
+
+
+@dataclass
+class Times:
+    """One case's per-round seconds: wall and CPU, of build and compile."""
+
+    build: Rounds
+    compile: Rounds
+    cpu_build: Rounds
+    cpu_compile: Rounds
+
+    @classmethod
+    def empty(cls) -> Times:
+        return cls(Rounds(), Rounds(), Rounds(), Rounds())
+
+    def total(self, cpu: bool = False) -> Rounds:
+        b, c = (self.cpu_build, self.cpu_compile) if cpu else (self.build, self.compile)
+        out = Rounds(x + y for x, y in zip(b, c))
+        out.load_avg = self.build.load_avg
+        return out
 
 
 def _backend(name: str) -> Any:
@@ -33,26 +74,31 @@ def _backend(name: str) -> Any:
         return ml.backend(name, dtype=ml.float32)
 
 
-def _one(build: Callable[[], Any], shapes: dict[str, list[int]], backend: Any) -> tuple[float, float]:
+def _one(case: Case, backend: Any, into: Times | None = None) -> None:
+    """Build and compile ``case`` once; append the four times to ``into``."""
     import mithril as ml
 
     gc.collect()
-    t0 = time.perf_counter()
-    model = build()
-    t1 = time.perf_counter()
-    ml.compile(model, backend, shapes=shapes)
-    t2 = time.perf_counter()
-    return t1 - t0, t2 - t1
+    w0, c0 = time.perf_counter(), time.process_time()
+    model = case.build()
+    w1, c1 = time.perf_counter(), time.process_time()
+    ml.compile(model, backend, shapes=case.shapes)
+    w2, c2 = time.perf_counter(), time.process_time()
+    if into is not None:
+        into.build.append(w1 - w0)
+        into.compile.append(w2 - w1)
+        into.cpu_build.append(c1 - c0)
+        into.cpu_compile.append(c2 - c1)
 
 
-def _peak(build: Callable[[], Any], shapes: dict[str, list[int]], backend: Any) -> int:
+def _peak(case: Case, backend: Any) -> int:
     import mithril as ml
 
     gc.collect()
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()
-        pm = ml.compile(build(), backend, shapes=shapes)
+        pm = ml.compile(case.build(), backend, shapes=case.shapes)
         _, peak = tracemalloc.get_traced_memory()
         del pm
     finally:
@@ -60,26 +106,25 @@ def _peak(build: Callable[[], Any], shapes: dict[str, list[int]], backend: Any) 
     return peak - before
 
 
-def cases(level: str) -> list[tuple[str, str, int, Callable[[], Any], dict[str, list[int]]]]:
-    """(family, case, size, build, shapes)."""
-    if level == "smoke":
-        mlp_sizes, gpt_sizes = [5, 10], [1, 2]
-        gcfg = dict(d_model=64, n_heads=4, seq_len=16, vocab=64)
-    elif level == "quick":
-        mlp_sizes, gpt_sizes = [50, 100], [2, 12]
-        gcfg = {}
-    else:
-        mlp_sizes, gpt_sizes = [50, 100, 200, 400], [2, 12, 24, 48]
-        gcfg = {}
-    out: list[tuple[str, str, int, Callable[[], Any], dict[str, list[int]]]] = []
-    for n in mlp_sizes:
-        out.append(
-            ("mlp", f"MLP {n} layers (Linear 32 + Relu, +=)", n, lambda n=n: M.deep_mlp(n, 32), {"input": [8, 32]})
-        )
-    for n in gpt_sizes:
+def mlp_sizes(level: str) -> list[int]:
+    return {"smoke": [5, 10], "quick": [125, 250, 500]}.get(level, [250, 500, 1000, 2000])
+
+
+def gpt_sizes(level: str) -> list[int]:
+    return {"smoke": [1, 2], "quick": [2, 12]}.get(level, [2, 12, 24, 48])
+
+
+def cases(level: str) -> list[Case]:
+    """The MLP family (seed-style ``+=`` chain of Linear 64 + Relu) and the GPT family."""
+    gcfg: dict[str, Any] = dict(d_model=64, n_heads=4, seq_len=16, vocab=64) if level == "smoke" else {}
+    out = [
+        Case("mlp", f"MLP {n} layers (Linear 64 + Relu, +=)", n, lambda n=n: M.deep_mlp(n, 64), {"input": [8, 64]})
+        for n in mlp_sizes(level)
+    ]
+    for n in gpt_sizes(level):
         cfg = M.GPTConfig(n_layers=n, **gcfg)
         out.append(
-            (
+            Case(
                 "gpt",
                 f"GPT {n} layers (d={cfg.d_model}, {cfg.n_heads} heads, T={cfg.seq_len})",
                 n,
@@ -90,75 +135,102 @@ def cases(level: str) -> list[tuple[str, str, int, Callable[[], Any], dict[str, 
     return out
 
 
+def time_family(family: Sequence[Case], backend: Any, reps: int) -> list[Times]:
+    """``reps`` rounds; each builds and compiles every case once, in a rotating order."""
+    times = [Times.empty() for _ in family]
+    for case in family:
+        _one(case, backend)  # warm-up (imports, caches)
+    load_before = load_1min()
+    n = len(family)
+    for r in range(reps):
+        order = [(r + i) % n for i in range(n)]
+        if r % 2:
+            order.reverse()
+        for i in order:
+            _one(family[i], backend, times[i])
+    load_after = load_1min()
+    for t in times:
+        if load_before is not None and load_after is not None:
+            t.build.load_avg = (load_before, load_after)
+    return times
+
+
+def _growth(t: Rounds, t_prev: Rounds, doublings: float) -> dict[str, Any]:
+    """Per-round growth t/t_prev and its per-doubling equivalent."""
+    g = Rounds(a / b for a, b in zip(t, t_prev))
+    g.load_avg = t.load_avg
+    st = Stats.of(g).as_dict()
+    st["per_doubling"] = Stats.of([x ** (1 / doublings) for x in g]).as_dict()
+    return st
+
+
+def _row(case: Case, t: Times, backend: str, peak: int | None) -> dict[str, Any]:
+    return dict(
+        suite="compile",
+        family=case.family,
+        case=case.title,
+        size=case.size,
+        backend=backend,
+        build_s=Stats.of(t.build).as_dict(),
+        compile_s=Stats.of(t.compile).as_dict(),
+        total_s=Stats.of(t.total()).as_dict(),
+        cpu_build_s=Stats.of(t.cpu_build).as_dict(),
+        cpu_compile_s=Stats.of(t.cpu_compile).as_dict(),
+        cpu_total_s=Stats.of(t.total(cpu=True)).as_dict(),
+        peak_mem_bytes=peak,
+        mem_method="tracemalloc" if peak is not None else "none",
+    )
+
+
 def run(
     level: str, *, reps: int, backends: Sequence[str], memory: bool, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     numpy_be = _backend("numpy")
-    prev: dict[str, float] = {}
-    for family, title, size, build, shapes in cases(level):
-        _one(build, shapes, numpy_be)  # warm-up (imports, caches)
-        b, c, t = [], [], []
-        for _ in range(reps):
-            bt, ct = _one(build, shapes, numpy_be)
-            b.append(bt)
-            c.append(ct)
-            t.append(bt + ct)
-        total = Stats.of(t)
-        row: dict[str, Any] = dict(
-            suite="compile",
-            family=family,
-            case=title,
-            size=size,
-            backend="numpy",
-            build_s=Stats.of(b).as_dict(),
-            compile_s=Stats.of(c).as_dict(),
-            total_s=total.as_dict(),
-            peak_mem_bytes=_peak(build, shapes, numpy_be) if memory else None,
-            mem_method="tracemalloc",
-        )
-        if family in prev:
-            row["growth_vs_previous"] = total.median / prev[family]
-        prev[family] = total.median
-        rows.append(row)
-        log(f"compile: {title}: build {Stats.of(b).median:.3f}s compile {Stats.of(c).median:.3f}s")
+    all_cases = cases(level)
+    for fam in ("mlp", "gpt"):
+        family = [c for c in all_cases if c.family == fam]
+        times = time_family(family, numpy_be, reps)
+        for i, (case, t) in enumerate(zip(family, times)):
+            row = _row(case, t, "numpy", _peak(case, numpy_be) if memory else None)
+            if i:
+                prev_case, prev = family[i - 1], times[i - 1]
+                doublings = math.log2(case.size / prev_case.size)
+                row["growth_from"] = prev_case.size
+                row["growth"] = _growth(t.total(), prev.total(), doublings)
+                row["cpu_growth"] = _growth(t.total(cpu=True), prev.total(cpu=True), doublings)
+                row["growth_vs_previous"] = row["cpu_growth"]["median"]
+            rows.append(row)
+            log(
+                f"compile: {case.title}: build {row['build_s']['median']:.3f}s compile "
+                f"{row['compile_s']['median']:.3f}s (cpu {row['cpu_total_s']['median']:.3f}s"
+                + (f", growth x{row['growth_vs_previous']:.2f}" if i else "")
+                + f"; load {load_1min()})"
+            )
+        if len(family) > 1:  # largest over smallest size (the 48-layer GPT over the 12-layer one)
+            ref_i = next((i for i, c in enumerate(family) if c.size == 12), 0) if fam == "gpt" else 0
+            ref, last = family[ref_i], family[-1]
+            rows[-1]["span_from"] = ref.size
+            rows[-1]["span"] = _growth(
+                times[-1].total(cpu=True), times[ref_i].total(cpu=True), math.log2(last.size / ref.size)
+            )
     # the 12-layer GPT (or the largest smoke one) on every backend
-    gpt_cases = [cse for cse in cases(level) if cse[0] == "gpt"]
-    ref = next((cse for cse in gpt_cases if cse[2] == 12), gpt_cases[-1])
+    gpt_cases = [c for c in all_cases if c.family == "gpt"]
+    ref_case = next((c for c in gpt_cases if c.size == 12), gpt_cases[-1])
     for name in backends:
         if name == "numpy":
             continue
         try:
-            be = _backend(name)
-            _one(ref[3], ref[4], be)
-            b, c, t = [], [], []
-            for _ in range(reps):
-                bt, ct = _one(ref[3], ref[4], be)
-                b.append(bt)
-                c.append(ct)
-                t.append(bt + ct)
-            rows.append(
-                dict(
-                    suite="compile",
-                    family="gpt-backend",
-                    case=ref[1],
-                    size=ref[2],
-                    backend=name,
-                    build_s=Stats.of(b).as_dict(),
-                    compile_s=Stats.of(c).as_dict(),
-                    total_s=Stats.of(t).as_dict(),
-                    peak_mem_bytes=None,
-                    mem_method="none",
-                )
-            )
-            log(f"compile: {ref[1]} on {name}: compile {Stats.of(c).median:.3f}s")
+            (t,) = time_family([ref_case], _backend(name), reps)
+            rows.append(dict(_row(ref_case, t, name, None), family="gpt-backend"))
+            log(f"compile: {ref_case.title} on {name}: compile {Stats.of(t.compile).median:.3f}s")
         except Exception as e:
             rows.append(
                 dict(
                     suite="compile",
                     family="gpt-backend",
-                    case=ref[1],
-                    size=ref[2],
+                    case=ref_case.title,
+                    size=ref_case.size,
                     backend=name,
                     error=f"{type(e).__name__}: {str(e)[:300]}",
                 )

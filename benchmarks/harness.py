@@ -7,7 +7,18 @@ Timing
     rotating order. A round gives one per-call time per variant; we report the
     median, min and max over rounds, and the ratio Mithril/native of each round
     (median, min, max). Interleaving the variants makes the ratio robust to other
-    jobs on the machine. Before timing, ``gc.freeze()`` moves the objects that
+    jobs on the machine.
+
+Stability
+    A ratio's *spread* is the interquartile range of its per-round ratios divided
+    by their median (for 3 rounds: half of max - min, over the median). While
+    some ratio's spread exceeds :data:`UNSTABLE_SPREAD` (10%), more rounds are run,
+    up to ``max_rounds`` (default twice ``rounds``); a ratio still above it is
+    marked ``unstable`` and the report says so instead of calling its goal met or
+    missed. The 1-minute load average before and after timing travels with the
+    per-round times (:class:`Rounds`) into every ratio.
+
+    Before timing, ``gc.freeze()`` moves the objects that
     exist after set-up (torch, JAX, the models) out of the collector's reach, so a
     collection costs what the calls themselves allocate; the collector stays on
     while timing (Mithril and native pay for their own garbage).
@@ -51,6 +62,9 @@ from typing import Any
 #: measured calls per memory figure (run.py --smoke sets 1)
 MEM_REPEATS = 3
 
+#: a ratio whose spread (interquartile range / median of its per-round values) exceeds this is unstable
+UNSTABLE_SPREAD = 0.10
+
 
 # ----------------------------------------------------------------------------- variants
 @dataclass
@@ -66,25 +80,69 @@ class Variant:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+class Rounds(list[float]):
+    """Per-round values of one variant, with the 1-minute load average before and after the rounds."""
+
+    load_avg: tuple[float, float] | None = None
+
+
+def spread(xs: Sequence[float]) -> float:
+    """Interquartile range / median (0 for fewer than 2 values); see the module doc."""
+    if len(xs) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    med = statistics.median(xs)
+    return (q3 - q1) / abs(med) if med else float("inf")
+
+
 @dataclass
 class Stats:
     median: float
     min: float
     max: float
     n: int
+    spread: float = 0.0
+    load_avg: tuple[float, float] | None = None
 
     @classmethod
     def of(cls, xs: Sequence[float]) -> Stats:
-        return cls(statistics.median(xs), min(xs), max(xs), len(xs))
+        return cls(statistics.median(xs), min(xs), max(xs), len(xs), spread(xs), getattr(xs, "load_avg", None))
 
-    def as_dict(self) -> dict[str, float]:
-        return {"median": self.median, "min": self.min, "max": self.max, "n": self.n}
+    @property
+    def unstable(self) -> bool:
+        return self.spread > UNSTABLE_SPREAD
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"median": self.median, "min": self.min, "max": self.max, "n": self.n}
+        d["spread"] = self.spread
+        d["unstable"] = self.unstable
+        if self.load_avg is not None:
+            d["load_avg"] = list(self.load_avg)
+        return d
+
+
+def load_1min() -> float | None:
+    """The 1-minute load average (None where the platform has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def time_variants(
-    variants: Sequence[Variant], *, rounds: int, target_s: float, warmup: int = 2, max_calls: int = 10_000
-) -> dict[str, list[float]]:
-    """Per-call seconds of each variant, one entry per round (see the module doc)."""
+    variants: Sequence[Variant],
+    *,
+    rounds: int,
+    target_s: float,
+    warmup: int = 2,
+    max_calls: int = 10_000,
+    max_rounds: int | None = None,
+) -> dict[str, Rounds]:
+    """Per-call seconds of each variant, one entry per round (see the module doc).
+
+    After ``rounds`` rounds, rounds are added while a variant's ratio to its ``baseline`` has a
+    spread above :data:`UNSTABLE_SPREAD`, up to ``max_rounds`` (default ``2 * rounds``).
+    """
     calls: dict[str, int] = {}
     gc.collect()
     gc.freeze()
@@ -98,9 +156,16 @@ def time_variants(
         v.fn()
         one = max(time.perf_counter() - t0, 1e-7)
         calls[v.name] = int(min(max(1, target_s / one), max_calls))
-    per_round: dict[str, list[float]] = {v.name: [] for v in variants}
+    per_round: dict[str, Rounds] = {v.name: Rounds() for v in variants}
     n = len(variants)
-    for r in range(rounds):
+    pairs = [(v.name, v.baseline) for v in variants if v.baseline in per_round]
+    limit = max(rounds, max_rounds if max_rounds is not None else 2 * rounds)
+    load_before = load_1min()
+    r = 0
+    while r < rounds or (
+        r < limit
+        and any(spread([a / b for a, b in zip(per_round[x], per_round[y])]) > UNSTABLE_SPREAD for x, y in pairs)
+    ):
         order = [variants[(r + i) % n] for i in range(n)]
         if r % 2:
             order.reverse()
@@ -112,14 +177,20 @@ def time_variants(
                 v.fn()
             dt = time.perf_counter() - t0
             per_round[v.name].append(dt / k)
+        r += 1
+    load_after = load_1min()
     for v in variants:
         v.info["calls_per_round"] = calls[v.name]
+        if load_before is not None and load_after is not None:
+            per_round[v.name].load_avg = (load_before, load_after)
     return per_round
 
 
 def ratio_stats(a: Sequence[float], b: Sequence[float]) -> Stats:
-    """Round-by-round ratios a/b (same rounds)."""
-    return Stats.of([x / y for x, y in zip(a, b)])
+    """Round-by-round ratios a/b (same rounds), with their spread and the load average ``a`` was timed under."""
+    out = Rounds(x / y for x, y in zip(a, b))
+    out.load_avg = getattr(a, "load_avg", None) or getattr(b, "load_avg", None)
+    return Stats.of(out)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -345,10 +416,22 @@ def fmt_bytes(b: float | None) -> str:
     return f"{int(b)} B"
 
 
-def fmt_ratio(r: Mapping[str, float] | None) -> str:
+def fmt_ratio(r: Mapping[str, Any] | None) -> str:
+    """``median (min–max)``, the spread (**unstable** above :data:`UNSTABLE_SPREAD`) and the load average."""
     if not r:
         return "—"
-    return f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})"
+    out = f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})"
+    if "spread" in r:
+        out += f" spread {r['spread']:.0%}" + (" **unstable**" if r.get("unstable") else "")
+    if r.get("load_avg"):
+        out += f", load {fmt_load(r)}"
+    return out
+
+
+def fmt_load(r: Mapping[str, Any] | None) -> str:
+    """The load average a ratio was measured under: ``before→after``."""
+    la = (r or {}).get("load_avg")
+    return "—" if not la else f"{la[0]:.1f}→{la[1]:.1f}"
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
