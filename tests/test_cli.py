@@ -567,7 +567,7 @@ def test_summary_of_a_gguf_written_by_mithril_ggml(tmp_path: Path, capsys: pytes
 def test_ggml_type_table_matches_ggml():
     from ggml import ggml as lib
 
-    from mithril.cli.headers import GGML_TYPES
+    from mithril.headers import GGML_TYPES
 
     for t in range(lib.GGML_TYPE_COUNT):
         if lib.ggml_blck_size(t) == 0:  # removed types

@@ -293,7 +293,7 @@ def load_gguf(data: bytes, name: str) -> Any:
 
 def corrupt_payload(data: bytes) -> bytes:
     """One byte of the first tensor's data flipped (the header says where it is)."""
-    from mithril.cli.headers import read_gguf_header
+    from mithril.headers import read_gguf_header
 
     header = read_gguf_header(write("probe.gguf", data))
     t = header.tensors[0]

@@ -169,12 +169,12 @@ def save_gguf(
 def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> GGUFModel:
     """Read a file written by :func:`save_gguf` and build a ready-to-run model.
 
-    The header is first read and checked in plain Python (:mod:`mithril.cli.headers`: every length
+    The header is first read and checked in plain Python (:mod:`mithril.headers`: every length
     and offset against the file's size), so ggml never sees a malformed file; the metadata must be
     Mithril's, and each tensor's bytes must match the CRC-32 written with it. Anything else is a
     :class:`GGUFError`.
     """
-    from mithril.cli.headers import HeaderError, read_gguf_header
+    from mithril.headers import HeaderError, read_gguf_header
 
     g = ggml()
     where = f"load_gguf: {os.fspath(path)!r}"

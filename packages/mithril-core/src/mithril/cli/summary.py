@@ -8,8 +8,8 @@ import os
 from collections import Counter
 from typing import Any
 
+from ..headers import FileHeader, HeaderError, read_header
 from ._common import CLIError, human_bytes, print_json, table
-from .headers import FileHeader, HeaderError, read_header
 
 HELP = "names, shapes, dtypes and metadata of a .safetensors or .gguf file (reads the header only)"
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MithrilError, UnsupportedError
+from ..errors import CheckpointError, MithrilError, UnsupportedError
+from ..headers import HeaderError, read_safetensors_header
 
 
 def _library() -> Any:
@@ -69,7 +70,7 @@ def load_params(
     ``keep_dtypes``); without it they stay NumPy. ``rename`` maps file names to
     param names: a dict (names not in it are kept) or a function (None drops the entry).
 
-    The file is read by a checked reader (:mod:`mithril.cli.headers`: every length and offset
+    The file is read by a checked reader (:mod:`mithril.headers`: every length and offset
     against the file's size), never unpickled; a missing, truncated or corrupted file is a
     :class:`~mithril.errors.CheckpointError`. NumPy has no bfloat16: ``BF16`` tensors are read
     as float32, which holds them exactly (then cast to the backend's dtype, or kept as bfloat16
@@ -117,9 +118,6 @@ _NUMPY_DTYPES = {
 
 def _read_file(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, str]]:
     """name -> (array, file dtype), in file order, from a header checked against the file."""
-    from ..cli.headers import HeaderError, read_safetensors_header
-    from ..errors import CheckpointError
-
     where = f"load_params: {os.fspath(path)!r}"
     if not os.path.exists(path):
         raise CheckpointError(f"{where}: no such file")
