@@ -27,26 +27,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 from ..errors import BatchStatisticsError, ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.symbolic import Dim, SymShape, unify, unify_dims
-from .base import primitive
+from .base import Term, primitive
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ir.graph import GraphBuilder, Node, Value
 
 
-def _identity_rule(ins, out, attrs) -> bool:
+def _identity_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     unify(ins[0].shape, out.shape)
     unify_kinds(ins[0].kind, out.kind)
     return True
 
 
-def _switch_rule(ins, out, attrs) -> bool:
+def _switch_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     for t in ins:
         unify(t.shape, out.shape)
         unify_kinds(t.kind, out.kind)
     return True
 
 
-def _numel_rule(ins, out, attrs) -> bool:
+def _numel_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     unify(out.shape, SymShape.of([]))
     bind_kind(out.kind, "float")
     return True
@@ -57,7 +63,7 @@ mode_switch = primitive("mode_switch", ("train", "eval"), _switch_rule, compile_
 numel = primitive("numel", ("input",), _numel_rule, attrs={"axis": None}, compile_time=True, nondiff=("input",))
 
 
-def _same_shape_rule(ins, out, attrs) -> bool:
+def _same_shape_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     unify_kinds(ins[0].kind, out.kind)
     got, like = ins[0].shape.concrete(), ins[1].shape.concrete()
     if got is None or like is None:
@@ -104,7 +110,7 @@ def _dim_at(shape: SymShape, axis: int, what: str) -> Dim | None:
     return r.suffix[axis] if len(r.suffix) >= -axis else None
 
 
-def _same_dim_rule(ins, out, attrs) -> bool:
+def _same_dim_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     unify_kinds(ins[0].kind, out.kind)
     unify(out.shape, ins[0].shape)
     block = attrs["block"] or "same_dim"
@@ -135,7 +141,7 @@ same_dim = primitive(
 )
 
 
-def _index_range_rule(ins, out, attrs) -> bool:
+def _index_range_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     bind_kind(ins[0].kind, "int")
     unify_kinds(ins[0].kind, out.kind)
     unify(out.shape, ins[0].shape)
@@ -154,8 +160,8 @@ index_range = primitive(
 )
 
 
-def _batch_statistics_expand(b, node):  # type: ignore[no-untyped-def]
-    shape = node.inputs[0].shape
+def _batch_statistics_expand(b: GraphBuilder, node: Node) -> Value:
+    shape = node.inputs[0].known_shape
     count = 1
     for a in node.attrs["axes"]:
         count *= shape[a]

@@ -53,7 +53,7 @@ def _along(axis: int, start: Any = None, stop: Any = None, step: Any = None) -> 
 def _unslice_axis(b: GraphBuilder, v: Value, axis: int, n: int, sl: slice) -> Value:
     """``v`` (the slice ``sl`` of an axis of length ``n``) placed into zeros of length ``n`` on ``axis``."""
     idx = range(n)[sl]
-    shape = list(v.shape)  # type: ignore[arg-type]
+    shape = list(v.known_shape)
     m = len(idx)
     if m == n and list(idx) == list(range(n)):
         return v
@@ -101,9 +101,8 @@ def _output_padding(
     dilation: Sequence[int],
 ) -> tuple[int, int]:
     """conv_transpose2d's output_padding that maps ``out`` positions back onto ``size`` (< stride)."""
-    return tuple(
-        size[i] - ((out[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + 1) for i in range(2)
-    )  # type: ignore[return-value]
+    h, w = (size[i] - ((out[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + 1) for i in range(2))
+    return h, w
 
 
 def expand_conv2d_input_grad(b: GraphBuilder, node: Node) -> Value:
@@ -111,10 +110,10 @@ def expand_conv2d_input_grad(b: GraphBuilder, node: Node) -> Value:
     a = node.attrs
     op = _output_padding(
         a["input_shape"][2:],
-        g.shape[2:],
-        w.shape[2:],
+        g.known_shape[2:],
+        w.known_shape[2:],
         a["stride"],
-        a["padding"],  # type: ignore[index]
+        a["padding"],
         a["dilation"],
     )
     return b.emit(
@@ -133,7 +132,7 @@ def expand_conv2d_weight_grad(b: GraphBuilder, node: Node) -> Value:
     x, g = node.inputs
     a = node.attrs
     groups = a["groups"]
-    n, _c, h, wd = x.shape  # type: ignore[misc]
+    n, _c, h, wd = x.known_shape
     _o, cg, kh, kw = a["weight_shape"]
     if groups == 1:
         xt = b.emit("transpose", x, axes=(1, 0, 2, 3))  # [C, N, H, W]: channels as the batch
@@ -143,7 +142,7 @@ def expand_conv2d_weight_grad(b: GraphBuilder, node: Node) -> Value:
         xt = b.emit("reshape", xt, shape=(cg, groups * n, h, wd))
     gt = b.emit("transpose", g, axes=(1, 0, 2, 3))  # [O, N, Ho, Wo]: the kernel, N input channels per group
     r = b.emit("conv2d", xt, gt, stride=a["dilation"], padding=a["padding"], dilation=a["stride"], groups=groups)
-    if tuple(r.shape[2:]) != (kh, kw):  # type: ignore[index]
+    if tuple(r.known_shape[2:]) != (kh, kw):
         r = b.emit(
             "slice", r, starts=(None, None, None, None), stops=(None, None, kh, kw), steps=(None, None, None, None)
         )
@@ -163,10 +162,10 @@ def _scatter_windows(
     n, c, h, w = input_shape
     op = _output_padding(
         (h, w),
-        taps.shape[2:],
+        taps.known_shape[2:],
         attrs["kernel_size"],
         attrs["stride"],
-        attrs["padding"],  # type: ignore[index]
+        attrs["padding"],
         dilation,
     )
     out = b.emit(
@@ -197,14 +196,15 @@ def pool_divisor(
     for n, o, k, s, p in zip(hw, out_hw, kernel_size, stride, padding):
         start = np.arange(o) * s - p
         counts.append(np.minimum(start + k, n) - np.maximum(start, 0))
-    return np.multiply.outer(counts[0], counts[1]).astype(np.float64)
+    divisor: np.ndarray = np.multiply.outer(counts[0], counts[1]).astype(np.float64)
+    return divisor
 
 
 def expand_avg_pool2d_grad(b: GraphBuilder, node: Node) -> Value:
     (g,) = node.inputs
     a = node.attrs
     n, c, h, w = a["input_shape"]
-    ho, wo = g.shape[2:]  # type: ignore[index]
+    ho, wo = g.known_shape[2:]
     kh, kw = a["kernel_size"]
     share = b.emit(
         "div",
@@ -218,8 +218,8 @@ def expand_avg_pool2d_grad(b: GraphBuilder, node: Node) -> Value:
 def expand_max_pool2d_grad(b: GraphBuilder, node: Node) -> Value:
     x, g = node.inputs
     a = node.attrs
-    n, c, h, w = x.shape  # type: ignore[misc]
-    ho, wo = g.shape[2:]  # type: ignore[index]
+    n, c, h, w = x.known_shape
+    ho, wo = g.known_shape[2:]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel_size"], a["stride"], a["padding"], a["dilation"]
     pooled = b.emit("max_pool2d", x, **a)
     padded = x
@@ -261,7 +261,7 @@ def expand_max_pool2d_grad(b: GraphBuilder, node: Node) -> Value:
     onehot = np.zeros((len(offsets), 1, kh, kw))
     for k, (i, j) in enumerate(offsets):
         onehot[k, 0, i, j] = 1.0
-    return _scatter_windows(b, stacked, onehot, x.shape, a, (dh, dw))  # type: ignore[arg-type]
+    return _scatter_windows(b, stacked, onehot, x.known_shape, a, (dh, dw))
 
 
 #: the gradient primitives with a default rule here, by name

@@ -63,17 +63,17 @@ def _cast_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool
 
 
 # ------------------------------------------------------------- gradients
-def _vjp_add(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
+def _vjp_add(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x, y = node.inputs
     return [unbroadcast(b, g, x.known_shape), unbroadcast(b, g, y.known_shape)]
 
 
-def _vjp_sub(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
+def _vjp_sub(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x, y = node.inputs
     return [unbroadcast(b, g, x.known_shape), unbroadcast(b, b.emit("neg", g), y.known_shape)]
 
 
-def _vjp_mul(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
+def _vjp_mul(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x, y = node.inputs
     return [
         unbroadcast(b, b.emit("mul", g, y), x.known_shape),
@@ -81,14 +81,14 @@ def _vjp_mul(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
     ]
 
 
-def _vjp_div(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
+def _vjp_div(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x, y = node.inputs
     gx = b.emit("div", g, y)
     gy = b.emit("neg", b.emit("div", b.emit("mul", g, node.output), y))
     return [unbroadcast(b, gx, x.known_shape), unbroadcast(b, gy, y.known_shape)]
 
 
-def _vjp_pow(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
+def _vjp_pow(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x, y = node.inputs
     one = b.const(1.0)
     gx = b.emit("mul", g, b.emit("mul", y, b.emit("pow", x, b.emit("sub", y, one))))
@@ -99,7 +99,7 @@ def _vjp_pow(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
 
 
 def _vjp_select(cmp: str) -> GradRule:
-    def vjp(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
+    def vjp(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
         x, y = node.inputs
         mask = b.emit(cmp, x, y)
         zero = b.const(0.0)
@@ -111,7 +111,7 @@ def _vjp_select(cmp: str) -> GradRule:
     return vjp
 
 
-def _vjp_where(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
+def _vjp_where(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     c, x, y = node.inputs
     zero = b.const(0.0)
     return [
@@ -122,7 +122,7 @@ def _vjp_where(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
 
 
 def _vjp_unary(fn: UnaryGrad) -> GradRule:
-    def vjp(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
+    def vjp(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
         return [fn(b, node.inputs[0], node.output, g, node.attrs)]
 
     return vjp

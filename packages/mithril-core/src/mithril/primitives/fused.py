@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from ..shapes.kinds import KindVar, bind_kind, unify_kinds
 from ..shapes.rules import at_least_rank, with_rank
 from ..shapes.symbolic import _raw, unify, unify_dims
@@ -9,7 +12,7 @@ from .base import REQUIRED, Term, pairs_normalizer, primitive
 from .nn import _CONV, _MAXPOOL, _pool_normalizer, _pool_rule
 
 
-def _linear_rule(ins, out, attrs) -> bool:
+def _linear_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     x, w, b = ins
     for t in (w, b):
         unify_kinds(x.kind, t.kind)
@@ -36,7 +39,7 @@ primitive(
 )
 
 
-def _pool_with_indices_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+def _pool_with_indices_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     if attrs["result"] == "indices":
         bind_kind(out.kind, "int")
         # the indices have the pooled shape: run the pooling rule on a float stand-in for them
@@ -44,7 +47,7 @@ def _pool_with_indices_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped
     return _pool_rule(ins, out, attrs)
 
 
-def _pool_grad_indices_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+def _pool_grad_indices_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     x, idx, g = ins
     bind_kind(idx.kind, "int")
     unify(idx.shape, g.shape)
@@ -84,7 +87,7 @@ CONV_GRAD_RESULTS = ("input", "weight", "bias")
 _pairs = pairs_normalizer("stride", "padding", "dilation")
 
 
-def _conv_backward_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+def _conv_backward_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     x, w, g = ins
     for t in (w, g):
         unify_kinds(x.kind, t.kind)
@@ -98,7 +101,7 @@ def _conv_backward_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def
     return True
 
 
-def _conv_backward_attrs(attrs: dict) -> dict:  # type: ignore[type-arg]
+def _conv_backward_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     attrs = _pairs(attrs)
     wanted = tuple(attrs["wanted"])
     if not wanted or set(wanted) - set(CONV_GRAD_RESULTS) or attrs["result"] not in wanted:

@@ -22,20 +22,26 @@ pass of a backward pass, and ``conv_transpose2d`` written with it, differentiate
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 from ..errors import ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import at_least_rank, with_rank
-from ..shapes.symbolic import Dim, Variadic, _raw, bind_dim, unify, unify_dims
-from .base import REQUIRED, primitive, registry
+from ..shapes.symbolic import Dim, SymShape, Variadic, _raw, bind_dim, unify, unify_dims
+from .base import REQUIRED, Term, primitive, registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ir.graph import GraphBuilder, Node, Value
 
 
-def _tail(shape, n: int):  # type: ignore[no-untyped-def]
+def _tail(shape: SymShape, n: int) -> tuple[SymShape, list[Dim]] | None:
     """``(rest, last n dims)``, or None while undecidable: :func:`at_least_rank`."""
     return at_least_rank(shape, n)
 
 
 # ---------------------------------------------------------------- gather_rows
-def _gather_rows_rule(ins, out, attrs) -> bool:
+def _gather_rows_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     weight, indices = ins
     bind_kind(indices.kind, "int")
     unify_kinds(weight.kind, out.kind)
@@ -45,12 +51,12 @@ def _gather_rows_rule(ins, out, attrs) -> bool:
     return True
 
 
-def _vjp_gather_rows(b, node, g):
+def _vjp_gather_rows(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     weight, indices = node.inputs
-    return [b.emit("scatter_add_rows", g, indices, num_rows=weight.shape[0]), None]
+    return [b.emit("scatter_add_rows", g, indices, num_rows=weight.known_shape[0]), None]
 
 
-def _scatter_add_rows_rule(ins, out, attrs) -> bool:
+def _scatter_add_rows_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     grad, indices = ins
     bind_kind(indices.kind, "int")
     unify_kinds(grad.kind, out.kind)
@@ -83,7 +89,7 @@ primitive(
 
 
 # ---------------------------------------------------------------- gather_last
-def _gather_last_rule(ins, out, attrs) -> bool:
+def _gather_last_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     x, indices = ins
     bind_kind(indices.kind, "int")
     unify_kinds(x.kind, out.kind)
@@ -96,7 +102,7 @@ def _gather_last_rule(ins, out, attrs) -> bool:
     return True
 
 
-def _scatter_last_rule(ins, out, attrs) -> bool:
+def _scatter_last_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     grad, indices = ins
     bind_kind(indices.kind, "int")
     unify_kinds(grad.kind, out.kind)
@@ -126,7 +132,7 @@ primitive(
 
 
 # ------------------------------------------------------------ unflatten etc.
-def _unflatten_rule(ins, out, attrs) -> bool:
+def _unflatten_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     unify_kinds(ins[0].kind, out.kind)
     axis, sizes = attrs["axis"], tuple(attrs["sizes"])
     if sum(1 for s in sizes if s == -1) > 1 or any(s == 0 or s < -1 for s in sizes):
@@ -182,7 +188,7 @@ primitive(
 )
 
 
-def _reshape_as_rule(ins, out, attrs) -> bool:
+def _reshape_as_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     x, like = ins
     unify_kinds(x.kind, out.kind)
     unify(out.shape, like.shape)
@@ -218,7 +224,7 @@ def conv_transpose_out_size(n: int, k: int, s: int, p: int, op: int, d: int) -> 
 _CONVT = {"stride": (1, 1), "padding": (0, 0), "output_padding": (0, 0), "dilation": (1, 1), "groups": 1}
 
 
-def _conv_transpose_rule(ins, out, attrs) -> bool:
+def _conv_transpose_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     x, w = ins
     bind_kind(x.kind, "float")
     unify_kinds(x.kind, w.kind)
@@ -259,11 +265,11 @@ def _conv_transpose_rule(ins, out, attrs) -> bool:
     return done
 
 
-def _conv_attrs(attrs):
+def _conv_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: attrs[k] for k in ("stride", "padding", "dilation", "groups")}
 
 
-def _vjp_conv_transpose(b, node, g):
+def _vjp_conv_transpose(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x, w = node.inputs
     attrs = _conv_attrs(node.attrs)
     # conv2d over g gives H + floor(output_padding / stride) rows (likewise columns): output_padding
@@ -271,7 +277,7 @@ def _vjp_conv_transpose(b, node, g):
     # The input gradient is then the first H rows, and the weight gradient sees x padded with zeros.
     op, s = node.attrs["output_padding"], node.attrs["stride"]
     extra = [op[i] // s[i] for i in range(2)]
-    n, c, h, wd = x.shape
+    n, c, h, wd = x.known_shape
     full = (n, c, h + extra[0], wd + extra[1])
     crop = dict(starts=(None, None, None, None), stops=(None, None, h, wd), steps=(None, None, None, None))
     gx = gw = None
@@ -281,7 +287,7 @@ def _vjp_conv_transpose(b, node, g):
             gx = b.emit("slice", gx, **crop)
     if b.needs_grad(w):
         xs = b.emit("slice_grad", x, input_shape=full, **crop) if any(extra) else x
-        gw = b.emit("conv2d_weight_grad", g, xs, weight_shape=w.shape, **attrs)
+        gw = b.emit("conv2d_weight_grad", g, xs, weight_shape=w.known_shape, **attrs)
     return [gx, gw]
 
 
@@ -296,12 +302,12 @@ primitive(
 )
 
 
-def _vjp_conv2d_input_grad(b, node, g):
+def _vjp_conv2d_input_grad(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     # conv2d_input_grad(grad, weight) is bilinear: <g, dX(grad, w)> = <conv2d(g, w), grad>
     grad, w = node.inputs
     attrs = _conv_attrs(node.attrs)
     gg = b.emit("conv2d", g, w, **attrs) if b.needs_grad(grad) else None
-    gw = b.emit("conv2d_weight_grad", g, grad, weight_shape=w.shape, **attrs) if b.needs_grad(w) else None
+    gw = b.emit("conv2d_weight_grad", g, grad, weight_shape=w.known_shape, **attrs) if b.needs_grad(w) else None
     return [gg, gw]
 
 
@@ -310,7 +316,7 @@ if registry.get("conv2d_input_grad").vjp is None:
 
 
 # ---------------------------------------------------------------- tril_mask
-def _tril_mask_rule(ins, out, attrs) -> bool:
+def _tril_mask_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     bind_kind(out.kind, "bool")
     split = _tail(ins[0].shape, 2)
     if split is None:
@@ -320,7 +326,7 @@ def _tril_mask_rule(ins, out, attrs) -> bool:
     return True
 
 
-def _positions_rule(ins, out, attrs) -> bool:
+def _positions_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     bind_kind(out.kind, "int")
     axis = attrs["axis"]
     if axis >= 0:
@@ -337,7 +343,7 @@ def _positions_rule(ins, out, attrs) -> bool:
     return True
 
 
-def known_rank_prefix(shape, n: int):  # type: ignore[no-untyped-def]
+def known_rank_prefix(shape: SymShape, n: int) -> list[Dim] | None:
     """The first ``n`` dims of ``shape`` once it is known to have them, else None."""
     r = shape.resolve()
     if len(r.prefix) >= n:

@@ -6,12 +6,18 @@ zero padding), ``dilation``; ``groups`` as in torch.nn.Conv2d.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 from ..errors import ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import with_rank
 from ..shapes.symbolic import Dim, SymShape, _raw, bind_dim, unify, unify_dims
-from .base import REQUIRED, pairs_normalizer, primitive
+from .base import REQUIRED, ShapeRule, Term, pairs_normalizer, primitive
 from .default_rules import DEFAULT_RULES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ir.graph import GraphBuilder, Node, Value
 
 
 def conv_out_size(n: int, k: int, s: int, p: int, d: int) -> int:
@@ -19,7 +25,9 @@ def conv_out_size(n: int, k: int, s: int, p: int, d: int) -> int:
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _spatial(out_dims, in_dims, kernel, attrs, where: str) -> bool:
+def _spatial(
+    out_dims: Sequence[Dim], in_dims: Sequence[Dim], kernel: Sequence[int | None], attrs: Mapping[str, Any], where: str
+) -> bool:
     done = True
     for i in range(2):
         n, k = in_dims[i].known, kernel[i]
@@ -36,7 +44,7 @@ def _spatial(out_dims, in_dims, kernel, attrs, where: str) -> bool:
     return done
 
 
-def _conv_rule(ins, out, attrs) -> bool:
+def _conv_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     bind_kind(ins[0].kind, "float")
     for t in ins[1:]:
         unify_kinds(ins[0].kind, t.kind)
@@ -67,15 +75,21 @@ def _conv_rule(ins, out, attrs) -> bool:
 _CONV = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
 
 
-def _vjp_conv(b, node, g):
+def _vjp_conv(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x, w = node.inputs
-    gx = b.emit("conv2d_input_grad", g, w, input_shape=x.shape, **node.attrs) if b.needs_grad(x) else None
-    gw = b.emit("conv2d_weight_grad", x, g, weight_shape=w.shape, **node.attrs) if b.needs_grad(w) else None
+    gx = b.emit("conv2d_input_grad", g, w, input_shape=x.known_shape, **node.attrs) if b.needs_grad(x) else None
+    gw = b.emit("conv2d_weight_grad", x, g, weight_shape=w.known_shape, **node.attrs) if b.needs_grad(w) else None
     return [gx, gw]
 
 
-def _given_shape_rule(attr: str):
-    def rule(ins, out, attrs) -> bool:
+def _like_input_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+    unify(ins[0].shape, out.shape)
+    unify_kinds(ins[0].kind, out.kind)
+    return True
+
+
+def _given_shape_rule(attr: str) -> ShapeRule:
+    def rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
         for t in ins:
             unify_kinds(t.kind, out.kind)
         unify(out.shape, SymShape.of(list(attrs[attr])))
@@ -111,7 +125,7 @@ primitive(
 )
 
 
-def _pool_rule(ins, out, attrs) -> bool:
+def _pool_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     bind_kind(ins[0].kind, "float")
     unify_kinds(ins[0].kind, out.kind)
     n, c, h, w = with_rank(ins[0].shape, 4)
@@ -129,10 +143,10 @@ _MAXPOOL = {"kernel_size": REQUIRED, "stride": None, "padding": (0, 0), "dilatio
 _AVGPOOL = {"kernel_size": REQUIRED, "stride": None, "padding": (0, 0), "count_include_pad": True}
 
 
-def _pool_normalizer(*names: str):  # type: ignore[no-untyped-def]
+def _pool_normalizer(*names: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     pairs = pairs_normalizer(*names)
 
-    def norm(attrs):  # type: ignore[no-untyped-def]
+    def norm(attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = pairs(attrs)
         if attrs.get("stride") is None:  # torch: stride defaults to the kernel size
             attrs["stride"] = attrs["kernel_size"]
@@ -153,7 +167,7 @@ primitive(
 primitive(
     "max_pool2d_grad",
     ("input", "grad"),
-    lambda ins, out, attrs: (unify(ins[0].shape, out.shape), unify_kinds(ins[0].kind, out.kind), True)[-1],
+    _like_input_rule,
     attrs=dict(_MAXPOOL),
     expand=DEFAULT_RULES["max_pool2d_grad"],
     doc="gradient of max_pool2d: grad routed to the (first) max of each window",

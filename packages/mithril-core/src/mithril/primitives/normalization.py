@@ -29,13 +29,13 @@ statistics come from the same call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import broadcast, normalize_axis
 from ..shapes.symbolic import Dim, _raw, unify
-from .base import primitive, same_node
+from .base import Term, primitive, same_node
 from .grad_utils import reduced_count, unbroadcast
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,7 +52,7 @@ def _axes(attrs: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def _same_as_input(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+def _same_as_input(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     for t in ins:
         bind_kind(t.kind, "float")
         unify_kinds(ins[0].kind, t.kind)
@@ -62,7 +62,7 @@ def _same_as_input(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
     return True
 
 
-def _stats_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+def _stats_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     """``mean``/``rstd``: the input's shape with the normalised axes kept as 1."""
     x = ins[0]
     bind_kind(x.kind, "float")
@@ -76,13 +76,13 @@ def _stats_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
     return True
 
 
-def _normalize_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+def _normalize_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     if attrs["result"] == "output":
         return _same_as_input(ins, out, attrs)
     return _stats_rule(ins, out, attrs)
 
 
-def _normalize_grad_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+def _normalize_grad_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     x, g, mean, rstd = ins
     _same_as_input([x, g], out, attrs)
     done = True
@@ -126,7 +126,7 @@ def _recompute_normalize(b: GraphBuilder, node: Node, siblings: Mapping[str, Val
     return out
 
 
-def _vjp_normalize(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
+def _vjp_normalize(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x, attrs = node.inputs[0], node.attrs
     stat = {r: b.emit("normalize", x, **{**attrs, "result": r}) for r in ("mean", "rstd")}
     if attrs["result"] == "output":
@@ -137,7 +137,7 @@ def _vjp_normalize(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
 def _vjp_stat(b: GraphBuilder, x: Value, g: Value, attrs: dict[str, Any], stat: dict[str, Value]) -> Value:
     """Input gradient through the ``mean`` or ``rstd`` result."""
     result = attrs["result"]
-    n = b.const(float(reduced_count(x.shape, attrs["axes"])))  # type: ignore[arg-type]
+    n = b.const(float(reduced_count(x.known_shape, attrs["axes"])))
     if result == "mean":  # d mean / dx = 1/n
         return b.emit("broadcast_to", b.emit("div", g, n), shape=x.shape)
     # d rstd / dx = -rstd³ (x - mean) / n
@@ -171,7 +171,7 @@ primitive(
 
 
 # ------------------------------------------------------------------ with an affine transform
-def _normalize_affine_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+def _normalize_affine_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     x, w, bias = ins
     for t in (w, bias):
         unify_kinds(x.kind, t.kind)
@@ -190,7 +190,7 @@ def _expand_normalize_affine(b: GraphBuilder, node: Node) -> dict[str, Value]:
     return {**n, "output": b.emit("add", b.emit("mul", n["output"], w), bias)}
 
 
-def _vjp_normalize_affine(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:
+def _vjp_normalize_affine(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     (x, w, _), attrs = node.inputs, node.attrs
     stat = {r: b.emit("normalize_affine", *node.inputs, **{**attrs, "result": r}) for r in ("mean", "rstd")}
     if attrs["result"] != "output":
@@ -201,7 +201,7 @@ def _vjp_normalize_affine(b: GraphBuilder, node: Node, g: Value) -> list[Value |
     ]
 
 
-def _normalize_affine_grad_rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+def _normalize_affine_grad_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     x, w, g, mean, rstd = ins
     for t in (w, g, mean, rstd):
         unify_kinds(x.kind, t.kind)
@@ -217,9 +217,9 @@ def _expand_normalize_affine_grad(b: GraphBuilder, node: Node) -> dict[str, Valu
     xhat = b.emit("mul", b.emit("sub", x, mean), rstd)
     return {
         "input": b.emit("normalize_grad", x, b.emit("mul", g, w), mean, rstd, axes=axes),
-        "weight": unbroadcast(b, b.emit("mul", g, xhat), w.shape),  # type: ignore[arg-type]
-        "bias": unbroadcast(b, g, w.shape),
-    }  # type: ignore[arg-type]
+        "weight": unbroadcast(b, b.emit("mul", g, xhat), w.known_shape),
+        "bias": unbroadcast(b, g, w.known_shape),
+    }
 
 
 AFFINE_GRAD_RESULTS = ("input", "weight", "bias")

@@ -11,7 +11,8 @@ for ``k`` in window ``i``). Gradients follow from those primitives on every back
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,13 +20,13 @@ from ..errors import ModelBuildError
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import at_least_rank
 from ..shapes.symbolic import Dim, _raw, unify
-from .base import primitive
+from .base import Term, primitive
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..ir.graph import GraphBuilder, Node, Value
 
 
-def _normalize(attrs: dict) -> dict:  # type: ignore[type-arg]
+def _normalize(attrs: dict[str, Any]) -> dict[str, Any]:
     size = attrs["output_size"]
     pair = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(pair) != 2 or min(pair) < 1:
@@ -34,7 +35,7 @@ def _normalize(attrs: dict) -> dict:  # type: ignore[type-arg]
     return attrs
 
 
-def _rule(ins, out, attrs) -> bool:  # type: ignore[no-untyped-def]
+def _rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     bind_kind(ins[0].kind, "float")
     unify_kinds(ins[0].kind, out.kind)
     split = at_least_rank(ins[0].shape, 2)
@@ -58,7 +59,7 @@ def averaging_matrix(n: int, m: int) -> np.ndarray:
 
 def _expand(b: GraphBuilder, node: Node) -> Value:
     (x,) = node.inputs
-    *lead, h, w = x.shape  # type: ignore[misc]
+    *lead, h, w = x.known_shape
     oh, ow = node.attrs["output_size"]
     if h % oh == 0 and w % ow == 0:
         windows = b.emit("reshape", x, shape=(*lead, oh, h // oh, ow, w // ow))

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.rules import normalize_axis
 from ..shapes.symbolic import Dim, _raw, unify
-from .base import axes_normalizer, primitive
+from .base import ShapeRule, Term, axes_normalizer, primitive
 from .grad_utils import expand_reduced, reduced_count
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ir.graph import GraphBuilder, Node, Value
 
-def _reduce_rule(out_kind: str | None = None):
-    def rule(ins, out, attrs) -> bool:
+
+def _reduce_rule(out_kind: str | None = None) -> ShapeRule:
+    def rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
         if out_kind is None:
             unify_kinds(ins[0].kind, out.kind)
         else:
@@ -31,26 +37,26 @@ def _reduce_rule(out_kind: str | None = None):
     return rule
 
 
-def _vjp_sum(b, node, g):
+def _vjp_sum(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x = node.inputs[0]
-    return [expand_reduced(b, g, x.shape, node.attrs["axis"], node.attrs["keepdims"])]
+    return [expand_reduced(b, g, x.known_shape, node.attrs["axis"], node.attrs["keepdims"])]
 
 
-def _vjp_mean(b, node, g):
+def _vjp_mean(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x = node.inputs[0]
-    n = reduced_count(x.shape, node.attrs["axis"])
+    n = reduced_count(x.known_shape, node.attrs["axis"])
     g = b.emit("div", g, b.const(float(n)))
-    return [expand_reduced(b, g, x.shape, node.attrs["axis"], node.attrs["keepdims"])]
+    return [expand_reduced(b, g, x.known_shape, node.attrs["axis"], node.attrs["keepdims"])]
 
 
-def _vjp_extreme(b, node, g):
+def _vjp_extreme(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     # the gradient is shared evenly between tied extremes (as torch.amax)
     x, y = node.inputs[0], node.output
     axis, keepdims = node.attrs["axis"], node.attrs["keepdims"]
-    y_full = expand_reduced(b, y, x.shape, axis, keepdims)
+    y_full = expand_reduced(b, y, x.known_shape, axis, keepdims)
     mask = b.emit("cast", b.emit("equal", x, y_full), kind="float")
-    count = b.emit("sum", mask, axis=axis if axis is not None else tuple(range(len(x.shape))), keepdims=True)
-    g_full = expand_reduced(b, g, x.shape, axis, keepdims)
+    count = b.emit("sum", mask, axis=axis if axis is not None else tuple(range(len(x.known_shape))), keepdims=True)
+    g_full = expand_reduced(b, g, x.known_shape, axis, keepdims)
     return [b.emit("div", b.emit("mul", g_full, mask), count)]
 
 
@@ -101,7 +107,7 @@ primitive(
 )
 
 
-def _softmax_rule(ins, out, attrs, what: str = "softmax") -> bool:
+def _softmax_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any], what: str = "softmax") -> bool:
     bind_kind(ins[0].kind, "float")
     unify_kinds(ins[0].kind, out.kind)
     unify(ins[0].shape, out.shape)
@@ -112,13 +118,13 @@ def _softmax_rule(ins, out, attrs, what: str = "softmax") -> bool:
     return True
 
 
-def _vjp_softmax(b, node, g):
+def _vjp_softmax(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     y, ax = node.output, node.attrs["axis"]
     s = b.emit("sum", b.emit("mul", g, y), axis=(ax,), keepdims=True)
     return [b.emit("mul", y, b.emit("sub", g, s))]
 
 
-def _vjp_log_softmax(b, node, g):
+def _vjp_log_softmax(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     y, ax = node.output, node.attrs["axis"]
     s = b.emit("sum", g, axis=(ax,), keepdims=True)
     return [b.emit("sub", g, b.emit("mul", b.emit("exp", y), s))]

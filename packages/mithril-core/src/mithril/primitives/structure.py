@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ShapeMismatchError
 from ..shapes.kinds import unify_kinds
@@ -13,6 +13,9 @@ from ..shapes.symbolic import Dim, SymShape, Variadic, _raw, bind_dim, unify, un
 from .base import REQUIRED, Term, primitive, same_node
 from .default_rules import DEFAULT_RULES
 from .grad_utils import unbroadcast
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ir.graph import GraphBuilder, Node, Value
 
 
 def _kind_same(ins: Sequence[Term], out: Term) -> None:
@@ -35,26 +38,26 @@ def _matmul_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bo
     return done
 
 
-def _swap_last(b, x):
-    rank = len(x.shape)
+def _swap_last(b: GraphBuilder, x: Value) -> Value:
+    rank = len(x.known_shape)
     perm = tuple(range(rank - 2)) + (rank - 1, rank - 2)
     return b.emit("transpose", x, axes=perm)
 
 
-def _vjp_matmul(b, node, g):
+def _vjp_matmul(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
     x, y = node.inputs
     gx = b.emit("matmul", g, _swap_last(b, y)) if b.needs_grad(x) else None
-    if b.needs_grad(y) and len(y.shape) == 2 and len(x.shape) > 2:
+    if b.needs_grad(y) and len(y.known_shape) == 2 and len(x.known_shape) > 2:
         # x [..., M, K] @ W [K, N]: dW = x2.T @ g2 over the flattened batch, one GEMM instead of a
         # batched product [..., K, N] summed afterwards
-        k, n = y.shape
+        k, n = y.known_shape
         x2 = b.emit("reshape", x, shape=(-1, k))
-        gy = b.emit("matmul", _swap_last(b, x2), b.emit("reshape", g, shape=(-1, n)))
+        gy: Value | None = b.emit("matmul", _swap_last(b, x2), b.emit("reshape", g, shape=(-1, n)))
     else:
         gy = b.emit("matmul", _swap_last(b, x), g) if b.needs_grad(y) else None
     return [
-        unbroadcast(b, gx, x.shape) if gx is not None else None,
-        unbroadcast(b, gy, y.shape) if gy is not None else None,
+        unbroadcast(b, gx, x.known_shape) if gx is not None else None,
+        unbroadcast(b, gy, y.known_shape) if gy is not None else None,
     ]
 
 
@@ -68,7 +71,7 @@ primitive(
 
 
 # --------------------------------------------------------------- transpose
-def _transpose_rule(ins, out, attrs) -> bool:
+def _transpose_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     _kind_same(ins, out)
     axes = attrs["axes"]
     if axes is None:
@@ -85,8 +88,8 @@ def _transpose_rule(ins, out, attrs) -> bool:
     return True
 
 
-def _vjp_transpose(b, node, g):
-    rank = len(node.inputs[0].shape)
+def _vjp_transpose(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
+    rank = len(node.inputs[0].known_shape)
     axes = node.attrs["axes"] or tuple(reversed(range(rank)))
     inv = [0] * rank
     for i, a in enumerate(axes):
@@ -107,7 +110,7 @@ primitive(
 
 
 # ----------------------------------------------------------------- reshape
-def _reshape_rule(ins, out, attrs) -> bool:
+def _reshape_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     _kind_same(ins, out)
     shape = tuple(attrs["shape"])
     if sum(1 for d in shape if d == -1) > 1:
@@ -142,7 +145,7 @@ primitive(
 )
 
 
-def _flatten_rule(ins, out, attrs) -> bool:
+def _flatten_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     _kind_same(ins, out)
     start, end = attrs["start_axis"], attrs["end_axis"]
     dims = ins[0].shape.dims()
@@ -160,9 +163,10 @@ def _flatten_rule(ins, out, attrs) -> bool:
     merged = Dim()
     unify(out.shape, _raw(dims[:s] + [merged] + dims[e + 1 :], None, []))
     vals = [d.known for d in dims[s : e + 1]]
-    if any(v is None for v in vals):
+    known = [v for v in vals if v is not None]
+    if len(known) != len(vals):
         return False
-    bind_dim(merged, math.prod(vals))  # type: ignore[arg-type]
+    bind_dim(merged, math.prod(known))
     return True
 
 
@@ -178,7 +182,7 @@ primitive(
 )
 
 
-def _broadcast_to_rule(ins, out, attrs) -> bool:
+def _broadcast_to_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     _kind_same(ins, out)
     target = SymShape.of(list(attrs["shape"]))
     unify(out.shape, target)
@@ -201,7 +205,7 @@ primitive(
 
 
 # ------------------------------------------------------------------ concat
-def _concat_rule(ins, out, attrs) -> bool:
+def _concat_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     _kind_same(ins, out)
     axis = attrs["axis"]
     ranks = [t.shape.rank for t in ins] + [out.shape.rank]
@@ -216,17 +220,18 @@ def _concat_rule(ins, out, attrs) -> bool:
             for dims in all_dims:
                 unify_dims(dims[i], out_dims[i])
     sizes = [d[ax].known for d in all_dims]
-    if any(s is None for s in sizes):
+    known = [s for s in sizes if s is not None]
+    if len(known) != len(sizes):
         return False
-    bind_dim(out_dims[ax], sum(sizes))  # type: ignore[arg-type]
+    bind_dim(out_dims[ax], sum(known))
     return True
 
 
-def _vjp_concat(b, node, g):
-    ax = node.attrs["axis"] % len(node.output.shape)
+def _vjp_concat(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
+    ax = node.attrs["axis"] % len(node.output.known_shape)
     grads, offset = [], 0
     for x in node.inputs:
-        size = x.shape[ax]
+        size = x.known_shape[ax]
         starts = tuple(offset if i == ax else None for i in range(ax + 1))
         stops = tuple(offset + size if i == ax else None for i in range(ax + 1))
         grads.append(b.emit("slice", g, starts=starts, stops=stops, steps=(None,) * (ax + 1)))
@@ -246,11 +251,11 @@ primitive(
 
 
 # ------------------------------------------------------------------- slice
-def _slice_len(n: int, start, stop, step) -> int:
+def _slice_len(n: int, start: int | None, stop: int | None, step: int | None) -> int:
     return len(range(n)[slice(start, stop, step)])
 
 
-def _slice_rule(ins, out, attrs) -> bool:
+def _slice_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     _kind_same(ins, out)
     starts, stops, steps = attrs["starts"], attrs["stops"], attrs["steps"]
     if not len(starts) == len(stops) == len(steps):
@@ -292,7 +297,7 @@ primitive(
 )
 
 
-def _slice_grad_rule(ins, out, attrs) -> bool:
+def _slice_grad_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     _kind_same(ins, out)
     unify(out.shape, SymShape.of(list(attrs["input_shape"])))
     return True
