@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import reference as ref
+from ..primitives import reference as ref
 
 Gen = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 Arrays = dict[str, np.ndarray]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...primitives.reference import REFERENCE
 from ..graph import Graph, Node, Value, ValueRole, const_value
 
 
@@ -126,8 +127,6 @@ def cse(graph: Graph) -> Graph:
 
 def fold_constants(graph: Graph, backend: Any) -> Graph:
     """Evaluate nodes whose inputs are all constants: with the backend's kernels, else the NumPy reference."""
-    from ...testing.reference import REFERENCE
-
     repl: dict[int, Value] = {}
     keep: list[Node] = []
     kernels = backend.kernels
