@@ -50,6 +50,8 @@ class Backend(abc.ABC):
     #: True when :meth:`lower` computes gradients itself (native autodiff); the core's
     #: autodiff pass is then skipped and ``lower`` gets ``wrt`` to differentiate
     differentiates_natively: bool = False
+    #: the backend's choice of autodiff (``'mithril'`` or its own), where it offers one; None where not
+    autodiff: str | None = None
 
     def __init__(self, dtype: DType = DType.float32, device: str = "cpu") -> None:
         if not isinstance(dtype, DType) or not dtype.is_float:

@@ -95,7 +95,7 @@ def compile(
         raise UnsupportedError(
             f"{type(backend).__name__} computes gradients with its own autodiff, which gradient_checkpointing "
             f"does not reach (it recomputes activations in the core's backward pass)"
-            + ("" if backend.name == "ggml" else "; use autodiff='mithril' to checkpoint")
+            + ("; use autodiff='mithril' to checkpoint" if getattr(backend, "autodiff", None) is not None else "")
         )
     logical._freeze()
     known = set(logical._iface or {})
