@@ -34,6 +34,8 @@ continue from that state. The first of those steps (compilation included) is the
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -193,12 +195,12 @@ class MithrilRunner(Runner):
             shapes={"input": list(spec.input_shape), "target": list(spec.target_shape)},
             jit=jit,
         )
-        self.build_s = time.perf_counter() - t0
         self.be = backend
         with backend.scope():
             p = {k: backend.array(v) for k, v in ctx.params.items()}
             self.batch = {"input": backend.array(ctx.x), "target": backend.array(ctx.t)}
         self.state = self.step.init(p)
+        self.build_s = time.perf_counter() - t0
         self.sync = sync
         self.trainable = ctx.trainable
 
@@ -217,6 +219,7 @@ class TorchRunner(Runner):
         import native_torch as NT
         import torch
 
+        t0 = time.perf_counter()
         self.module = ctx.spec.torch_module().to(device)
         NT.load_params(self.module, ctx.params)
         self.module.train()
@@ -225,6 +228,7 @@ class TorchRunner(Runner):
         self.x = torch.as_tensor(ctx.x, device=device)
         self.t = torch.as_tensor(ctx.t, device=device)
         self.sync = sync
+        self.build_s = time.perf_counter() - t0
 
     def __call__(self) -> Any:
         loss = self.fn(self.x, self.t)
@@ -239,6 +243,7 @@ class JaxRunner(Runner):
     def __init__(self, ctx: _Ctx, device: Any) -> None:
         import jax
 
+        t0 = time.perf_counter()
         step, tx = NT_.jax_step(ctx.spec.jax_forward(), ctx.spec.loss)
         self.step = step
         put = partial_put(jax, device)
@@ -247,6 +252,7 @@ class JaxRunner(Runner):
         self.opt_state = tx.init(self.p)
         self.x, self.t = put(ctx.x), put(ctx.t.astype(np.int32) if ctx.t.dtype == np.int64 else ctx.t)
         self.jax = jax
+        self.build_s = time.perf_counter() - t0
 
     def __call__(self) -> Any:
         self.p, self.opt_state, self.s, loss = self.step(self.p, self.opt_state, self.s, self.x, self.t)
@@ -264,7 +270,9 @@ def partial_put(jax: Any, device: Any) -> Callable[[np.ndarray], Any]:
 class NumpyRunner(Runner):
     def __init__(self, ctx: _Ctx) -> None:
         s = ctx.spec
+        t0 = time.perf_counter()
         self.step = NT_.NumpyStep(s.np_forward, s.np_backward, s.loss, ctx.params, ctx.trainable, ctx.x, ctx.t)
+        self.build_s = time.perf_counter() - t0
 
     def __call__(self) -> Any:
         return self.step()
@@ -362,6 +370,8 @@ def torch_group(ctx: _Ctx, device: str, jit: bool) -> Group:
     # a fresh dynamo state per group: what torch.compile learnt about the native step function of
     # another model (the same code object) would give dynamic-shape kernels
     torch._dynamo.reset()
+    # a cold compile cache per group: "time to first step" is what a new user waits, not a rerun's cache hit
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-train-inductor-")
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -473,7 +483,8 @@ def run(
                 c = r["loss_check"]
                 log(
                     f"    {r['variant']:<15} {r['time_s']['median'] * 1e3:10.3f} ms  first "
-                    f"{(r['first_call_s'] or 0):7.2f} s  ratio {r.get('ratio', {}).get('median', float('nan')):5.2f}"
+                    f"{(r['first_call_s'] or 0):7.2f} s  to first step {(r['first_step_total_s'] or 0):7.2f} s"
+                    f" (x{r.get('first_step_ratio') or float('nan'):.2f})  ratio {r.get('ratio', {}).get('median', float('nan')):5.2f}"
                     f"  mem {r['peak_mem_bytes']} (x{r.get('peak_mem_ratio') or float('nan'):.2f})"
                     f"  loss err {c.get('loss_rel_err', float('nan')):.1e} param err "
                     f"{c.get('param_rel_err', float('nan')):.1e}  losses {[round(x, 6) for x in c['losses']]}"
@@ -482,6 +493,14 @@ def run(
             sink(new)
             del grp
     return rows
+
+
+def _first_step_total(grp: Group, name: str) -> float | None:
+    """Time to first step: building the variant (compile_step and init; the module, optimizer and
+    ``torch.compile`` wrapper; jit and optax setup) plus its first step, compilation included."""
+    v = next(v for v in grp.variants if v.name == name)
+    build, first = grp.runners[name].build_s, v.info.get("first_step_s")
+    return None if build is None or first is None else build + first
 
 
 def _rows(grp: Group, times: dict[str, list[float]], mems: dict[str, int | None]) -> list[dict[str, Any]]:
@@ -500,6 +519,7 @@ def _rows(grp: Group, times: dict[str, list[float]], mems: dict[str, int | None]
             time_s=st.as_dict(),
             first_call_s=v.info.get("first_step_s", v.first_call_s),
             build_s=grp.runners[v.name].build_s,
+            first_step_total_s=_first_step_total(grp, v.name),
             calls_per_round=v.info.get("calls_per_round"),
             peak_mem_bytes=mems.get(v.name),
             mem_method=v.mem_method,
@@ -512,6 +532,9 @@ def _rows(grp: Group, times: dict[str, list[float]], mems: dict[str, int | None]
         if v.baseline and v.baseline in times:
             row["ratio"] = ratio_stats(times[v.name], times[v.baseline]).as_dict()
             row["ratio_of_medians"] = st.median / Stats.of(times[v.baseline]).median
+            mine, theirs = _first_step_total(grp, v.name), _first_step_total(grp, v.baseline)
+            if mine is not None and theirs:
+                row["first_step_ratio"] = mine / theirs
             mb, mm = mems.get(v.baseline), mems.get(v.name)
             if mb and mm is not None:
                 row["peak_mem_ratio"] = mm / mb

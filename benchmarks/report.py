@@ -281,7 +281,9 @@ def write_markdown(path: str, result: dict[str, Any]) -> None:
             "median (min–max). mem ratio = peak memory / the baseline's. Loss check: largest relative "
             "difference of the first 3 losses from the same initial weights against the group's first "
             "(native) variant, and of the params after those 3 steps; first call = the first step "
-            "(compilation included).",
+            "(compilation included); time to first step = building the variant (compile_step and init; the "
+            "module, optimizer and compile wrapper) plus that first step, cold compile caches, with its "
+            "ratio to the native variant's.",
             "",
         ]
         models = {}
@@ -314,15 +316,26 @@ def write_markdown(path: str, result: dict[str, Any]) -> None:
                         f"{fmt_ratio(r.get('ratio'))} vs {r['baseline']}" if r.get("ratio") else "baseline",
                         f"{fmt_bytes(r.get('peak_mem_bytes'))}{mr} ({r['mem_method']})",
                         fmt_time(r.get("first_call_s")),
+                        fmt_time(r.get("first_step_total_s"))
+                        + (f" ({r['first_step_ratio']:.2f}x)" if r.get("first_step_ratio") is not None else ""),
                         check,
                         extra,
                     ]
                 )
                 for n in r.get("notes") or []:
-                    body.append(["note", n, "", "", "", "", ""])
+                    body.append(["note", n, "", "", "", "", "", ""])
             lines += [
                 md_table(
-                    ["variant", "time per step", "ratio", "peak mem", "first call", "loss check (loss / params)", ""],
+                    [
+                        "variant",
+                        "time per step",
+                        "ratio",
+                        "peak mem",
+                        "first call",
+                        "time to first step",
+                        "loss check (loss / params)",
+                        "",
+                    ],
                     body,
                 ),
                 "",

@@ -18,6 +18,7 @@ from .devices import resolve_device
 from .host_memory import retain_freed_memory
 from .jit import compile_with_fallback
 from .kernels import make_kernels
+from .optim import mark_donated_updates, optim_kernels
 
 
 def _shape(shape: tuple[Any, ...]) -> tuple[int, ...]:
@@ -104,6 +105,7 @@ class TorchBackend(Backend):
     # ------------------------------------------------------------- kernels
     def core_kernels(self) -> Mapping[str, Kernel]:
         table = make_kernels(self.torch_dtype)
+        table.update(optim_kernels())
         if self.torch_mesh is not None:
             from .distributed import dtensor_kernels
 
@@ -212,6 +214,8 @@ class TorchBackend(Backend):
             return lower_distributed(graph, self, jit=jit, wrt=wrt, source_path=source_path)
         if graph.cotangents and self.differentiates_natively:
             return lower_with_autograd(graph, self, jit=jit, wrt=wrt, source_path=source_path)
+        if not jit:  # a training step's optimizer updates its donated params in place
+            mark_donated_updates(graph)
         ex = lower_to_python(graph, self, jit=jit, source_path=source_path)
         if not jit:
             ex._fn = no_grad(ex._fn)
@@ -219,6 +223,9 @@ class TorchBackend(Backend):
 
     def jit(self, fn: Callable[..., Any], *, what: str) -> Callable[..., Any]:
         """``torch.compile(fn)``; warns (``RuntimeWarning``) and runs eagerly if that fails."""
+        from .pooling import probe_before_compiling
+
+        probe_before_compiling()
         return compile_with_fallback(fn, what=what, options=self.compile_options)
 
     def accept(self, x: Any, what: str) -> Any:

@@ -52,13 +52,21 @@ def _probe_offset_prims() -> bool:
 _HAS_OFFSET_PRIMS: bool | None = None
 
 
-def _use_offsets(kernel_size: Pair) -> bool:
+def probe_before_compiling() -> None:
+    """Make the probe now, before dynamo traces a kernel: a global that changes while the first call
+    is traced fails that call's guard (``_HAS_OFFSET_PRIMS is None``), and the second call compiled the
+    whole step again. :meth:`TorchBackend.jit` calls it."""
     global _HAS_OFFSET_PRIMS
-    if not torch.compiler.is_compiling() or kernel_size[0] * kernel_size[1] > MAX_OFFSET_WINDOW:
-        return False
     if _HAS_OFFSET_PRIMS is None:
         _HAS_OFFSET_PRIMS = _probe_offset_prims()
-    return _HAS_OFFSET_PRIMS
+
+
+def _use_offsets(kernel_size: Pair) -> bool:
+    if not torch.compiler.is_compiling() or kernel_size[0] * kernel_size[1] > MAX_OFFSET_WINDOW:
+        return False
+    if _HAS_OFFSET_PRIMS is None:  # compiled without TorchBackend.jit
+        probe_before_compiling()
+    return bool(_HAS_OFFSET_PRIMS)
 
 
 def max_pool2d_with_indices(

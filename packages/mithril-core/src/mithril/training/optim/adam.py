@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from ..expr import X
 from .base import Optimizer, Slot
+from .fused import adam_update
 
 
 class Adam(Optimizer):
@@ -25,21 +26,22 @@ class Adam(Optimizer):
 
     def update(self, p: X, g: X, slots: dict[str, X], lr: X, t: X, h: Mapping[str, Any]) -> tuple[X, dict[str, X]]:
         b1, b2 = (float(b) for b in h["betas"])
-        wd = h["weight_decay"]
+        opts = dict(beta1=b1, beta2=b2, eps=float(h["eps"]), weight_decay=float(h["weight_decay"]))
+        if not h["amsgrad"]:  # one fused node per parameter (its expansion is the same arithmetic as below)
+            new = adam_update(p, g, slots["m"], slots["v"], lr, t, decoupled=self.decoupled, **opts)
+            return new["param"], {"m": new["m"], "v": new["v"]}
+        wd = opts["weight_decay"]
         if wd and self.decoupled:
             p = p * (1.0 - lr * wd)
         elif wd:
             g = g + wd * p
         m = b1 * slots["m"] + (1.0 - b1) * g
         v = b2 * slots["v"] + (1.0 - b2) * g.square()
-        new = {"m": m, "v": v}
-        second = v
-        if h["amsgrad"]:
-            second = new["v_max"] = slots["v_max"].maximum(v)
+        v_max = slots["v_max"].maximum(v)
         bias1 = 1.0 - b1**t
         bias2 = 1.0 - b2**t
-        denom = (second / bias2).sqrt() + h["eps"]
-        return p - (lr / bias1) * m / denom, new
+        denom = (v_max / bias2).sqrt() + h["eps"]
+        return p - (lr / bias1) * m / denom, {"m": m, "v": v, "v_max": v_max}
 
 
 class AdamW(Adam):
