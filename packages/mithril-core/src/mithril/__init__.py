@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from . import parallel, plugins
+from ._version import __version__
 from .backend import Backend
 from .dtypes import DType, bfloat16, bool_, float16, float32, float64, int32, int64
 from .errors import MithrilError
 from .models import IOKey, Model
 from .primitives.base import Primitive, Term
 
-__version__ = "0.1.0"
 
 _BACKEND_CLASSES = {
     "NumpyBackend": "numpy",

@@ -20,11 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .backend import Backend
+from .dtypes import float64
 from .errors import CompileError, MithrilError
 from .ir.flatten import FlatModel, flatten
 from .models.block import Block
 from .models.model import Model
+from .physical.model import PhysicalModel
+from .physical.pipeline import Options
+from .plugins import plugin_manager
 
 #: separates a block's path from its output terminal in the extra outputs
 _SEP = "::"
@@ -142,15 +147,12 @@ def _diff(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> tuple[float
 
 
 def _backends(backends: Sequence[Backend | str], dtype: Any) -> list[Backend]:
-    from . import backend as make
-    from .dtypes import float64
-
     out = []
     for b in backends:
         if isinstance(b, Backend):
             out.append(b)
         elif isinstance(b, str):
-            out.append(make(b, dtype=dtype or float64))
+            out.append(plugin_manager().backend_class(b)(dtype=dtype or float64))
         else:
             raise CompileError(f"compare: backends are Backend instances or registry names, got {b!r}")
     if len(out) < 2:
@@ -180,9 +182,6 @@ def compare(
     ``randomize_params(seed)``. With ``grads`` every parameter's gradient is compared too,
     for output gradients drawn once from ``seed``. The first backend is the reference.
     """
-    from .physical.model import PhysicalModel
-    from .physical.pipeline import Options
-
     if not isinstance(model, Block):
         raise CompileError(f"compare: model must be a mithril Model or block, got {type(model).__name__}")
     if not isinstance(model, Model):
@@ -297,8 +296,6 @@ def certify(
     """:func:`compare`, reported as a small JSON-able dict (written to ``path`` if given): the model's
     hash, each backend's distribution and version, the largest differences, and pass/fail."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from . import __version__
 
     bes = _backends(backends, options.pop("dtype", None))
     result = compare(model, bes, shapes=shapes, **options)
