@@ -12,7 +12,6 @@ from .errors import MithrilError
 from .models import IOKey, Model
 from .primitives.base import Primitive, Term
 
-
 _BACKEND_CLASSES = {
     "NumpyBackend": "numpy",
     "TorchBackend": "torch",
