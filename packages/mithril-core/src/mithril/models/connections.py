@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..dtypes import DType
+from ..errors import ModelBuildError
 from ..primitives.base import Term
 from ..shapes.kinds import KindVar
 from ..shapes.symbolic import SymShape
@@ -75,8 +76,6 @@ def bias_of(weight: str) -> Initializer:
 
 def _shape_spec(shape: Any, at: str) -> list[Any]:
     """An IOKey's shape: a sequence of ints >= 0, None (unknown), names (shared symbols) and one "..."."""
-    from ..errors import ModelBuildError
-
     ok = isinstance(shape, Sequence) and not isinstance(shape, (str, bytes))
     items = list(shape) if ok else []
     for d in items:
@@ -117,8 +116,6 @@ class IOKey:
         init: Initializer | None = None,
         differentiable: bool = True,
     ) -> None:
-        from ..errors import ModelBuildError
-
         if name is not None and (not isinstance(name, str) or not name):
             raise ModelBuildError(f"IOKey name must be a non-empty string, got {name!r}")
         at = f"IOKey({name!r})"
@@ -210,9 +207,10 @@ class TerminalRef:
 
     # arithmetic sugar: builds blocks in the model that owns the terminal
     def _binary(self, prim: str, other: Any, reverse: bool = False) -> TerminalRef:
-        from .operators import apply_binary
-
-        return apply_binary(prim, self, other, reverse)
+        model = self.block._parent
+        if model is None:
+            raise ModelBuildError(f"{self!r}: add the block to a model before using its terminals in expressions")
+        return model._binary(prim, self, other, reverse)
 
     def __add__(self, o: Any) -> TerminalRef:
         return self._binary("add", o)

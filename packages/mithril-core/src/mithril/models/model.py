@@ -31,15 +31,13 @@ from ..errors import (
 from ..primitives.base import Term
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.symbolic import SymShape, transaction, unify
-from .block import Block
+from .block import Block, PrimitiveBlock
 from .connections import ROLE_ORDER, Connection, IOKey, TerminalRef, is_constant_like
 from .summary import logical_summary
 
 
 def _kind_name(block: Block) -> str:
     """Base of automatic block names: the class name, or the primitive's for plain primitive blocks."""
-    from .block import PrimitiveBlock
-
     if type(block) is PrimitiveBlock:
         return block.primitive.name  # type: ignore[attr-defined]
     return type(block).__name__.lower()
@@ -80,6 +78,15 @@ class Model(Block):
     def __iadd__(self, block: Block) -> Model:
         self.add(block, chain=True)
         return self
+
+    def _binary(self, prim: str, ref: TerminalRef, other: Any, reverse: bool) -> TerminalRef:
+        """``prim(ref, other)`` (or reversed) as a new block of this model: arithmetic on terminals."""
+        if isinstance(other, TerminalRef) and other.block._parent is not self:
+            raise ModelBuildError(f"{ref!r} and {other!r} belong to different models")
+        left, right = (other, ref) if reverse else (ref, other)
+        block = PrimitiveBlock(prim)(left=left, right=right)
+        self.add(block, chain=False)
+        return TerminalRef(block, "output")
 
     def extend(self, block: Block, **connections: Any) -> Model:
         """``model |= block(**connections)``."""
