@@ -155,10 +155,10 @@ class Connection:
         "value",
     )
 
-    def __init__(self, model: Model, name: str | None = None) -> None:
+    def __init__(self, model: Model, name: str | None = None, term: Term | None = None) -> None:
         self.model = model
         self.name = name
-        self.term = Term(SymShape.unknown(), KindVar())
+        self.term = Term(SymShape.unknown(), KindVar()) if term is None else term
         self.declared_shapes: list[list[Any]] = []
         self.declared_kind: str | None = None
         self.value: Any = None  # constant data, if any

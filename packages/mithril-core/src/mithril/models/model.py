@@ -28,7 +28,7 @@ from ..errors import (
     ShapeMismatchError,
     UnknownKeyError,
 )
-from ..primitives.base import Term
+from ..primitives.base import Term, registry
 from ..shapes.kinds import bind_kind, unify_kinds
 from ..shapes.symbolic import SymShape, transaction, unify
 from .block import Block, PrimitiveBlock
@@ -44,8 +44,6 @@ def _kind_name(block: Block) -> str:
 
 
 def _is_variadic(primitive: str) -> bool:
-    from ..primitives.base import registry
-
     return registry.get(primitive).variadic
 
 
@@ -124,7 +122,8 @@ class Model(Block):
         try:
             with transaction():
                 for t in terminals:
-                    conn = self._resolve(pending.get(t), new_conns, f"{local}.{t}")
+                    term = block.terminal_term(t)
+                    conn = self._resolve(pending.get(t), new_conns, f"{local}.{t}", term)
                     if t in outputs:
                         if conn.producer is not None:
                             pb, pt = conn.producer
@@ -141,7 +140,8 @@ class Model(Block):
                         ):
                             raise CycleError(f"{self.display_name}: {local}.{t} feeds back into {local}")
                     binding[t] = conn
-                    self._unify_terminal(block, local, t, conn)
+                    if conn.term is not term:  # a connection made for this terminal shares its term
+                        self._unify_terminal(block, local, t, conn)
                 if any(binding[t].consumers for t in outputs):
                     self._check_no_cycle(block, binding, outputs, local)
         except BaseException:
@@ -178,8 +178,6 @@ class Model(Block):
     @gc_paused
     def call(self, primitive: str, *inputs: Any, output: Any = None, **attrs: Any) -> TerminalRef:
         """Add one primitive call and return its output: ``h = m.call("matmul", "x", w_ref)``."""
-        from .block import PrimitiveBlock
-
         prim_block = (
             PrimitiveBlock(primitive, n_inputs=len(inputs), **attrs)
             if _is_variadic(primitive)
@@ -218,27 +216,36 @@ class Model(Block):
             )
 
     # ----------------------------------------------------------- resolution
-    def _new_conn(self, name: str | None, new_conns: list[Connection]) -> Connection:
-        c = Connection(self, name)
+    def _new_conn(self, name: str | None, new_conns: list[Connection], term: Term | None = None) -> Connection:
+        c = Connection(self, name, term)
         new_conns.append(c)
         return c
 
-    def _resolve(self, spec: Any, new_conns: list[Connection], where: str) -> Connection:
+    def _resolve(self, spec: Any, new_conns: list[Connection], where: str, term: Term | None = None) -> Connection:
+        """The connection ``spec`` names; one made here for a terminal whose ``term`` is given shares it.
+
+        Sharing the terminal's term instead of unifying a fresh unknown one with it gives the same
+        shapes, with no unification, no undo records and fewer objects. Declarations (an IOKey's
+        shape or dtype, a constant) are applied to a fresh term, as before, so that a mismatch is
+        reported by the terminal check with both shapes.
+        """
         if spec is None:
-            return self._new_conn(None, new_conns)
+            return self._new_conn(None, new_conns, term)
         if isinstance(spec, Connection):
             if spec.model is not self:
                 raise ModelBuildError(f"{self.display_name}: {where}: connection belongs to another model")
             return spec
         if isinstance(spec, str):
-            return self._named_conn(spec, new_conns)
+            return self._named_conn(spec, new_conns, term)
         if isinstance(spec, TerminalRef):
             if spec.block._parent is not self:
                 owner = spec.block._parent.display_name if spec.block._parent else "no model yet"
                 raise ModelBuildError(f"{self.display_name}: {where}: {spec!r} belongs to {owner}, not to this model")
             return spec.block._binding[spec.terminal]
         if isinstance(spec, IOKey):
-            conn = self._named_conn(spec.name, new_conns) if spec.name else self._new_conn(None, new_conns)
+            if spec.shape is not None or spec.kind is not None or spec.value is not None:
+                term = None
+            conn = self._named_conn(spec.name, new_conns, term) if spec.name else self._new_conn(None, new_conns, term)
             self._apply_iokey(conn, spec, where)
             return conn
         if is_constant_like(spec):
@@ -250,13 +257,13 @@ class Model(Block):
             f"(use a name, an IOKey, another block's terminal or a constant)"
         )
 
-    def _named_conn(self, name: str, new_conns: list[Connection]) -> Connection:
+    def _named_conn(self, name: str, new_conns: list[Connection], term: Term | None = None) -> Connection:
         if name in self._named:
             return self._named[name]
         for c in new_conns:
             if c.name == name:
                 return c
-        return self._new_conn(name, new_conns)
+        return self._new_conn(name, new_conns, term)
 
     def _apply_iokey(self, conn: Connection, key: IOKey, where: str) -> None:
         try:
