@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from .codegen.python_source import lower_to_python
 from .dtypes import DType
-from .errors import UnsupportedError
+from .errors import EvaluationError, PluginError, UnsupportedError
+from .plugins.manager import plugin_manager
+from .primitives.base import registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from .ir.graph import Graph
@@ -76,8 +79,6 @@ class Backend(abc.ABC):
     @property
     def kernels(self) -> Mapping[str, Kernel]:
         """Core kernels plus those plugins registered for this backend's name."""
-        from .plugins.manager import plugin_manager
-
         pm = plugin_manager()
         if self._kernels is None or self._kernels_generation != pm.generation:
             table = dict(self.core_kernels())
@@ -245,8 +246,6 @@ class Backend(abc.ABC):
         graph, the cotangent names in ``graph.cotangents`` and the params to
         differentiate in ``wrt``.
         """
-        from .codegen.python_source import lower_to_python
-
         return lower_to_python(graph, self, jit=jit, source_path=source_path)
 
     def accept(self, x: Any, what: str) -> Any:
@@ -256,8 +255,6 @@ class Backend(abc.ABC):
         the error message. Shapes and dtypes are checked by the core.
         """
         if not self.is_array(x):
-            from .errors import EvaluationError
-
             raise EvaluationError(
                 f"{what}: expected an array of {type(self).__name__} (device {self.device!r}), "
                 f"got {type(x).__name__}; convert it with backend.array(...)"
@@ -273,9 +270,6 @@ _CHECKED: set[Any] = set()
 
 def check_core_kernels(cls: type, table: Mapping[str, Kernel]) -> None:
     """Every kernel a backend class provides takes the call Mithril makes (checked once per function code)."""
-    from .errors import PluginError
-    from .primitives.base import registry
-
     for name, fn in table.items():
         code = getattr(fn, "__code__", None)
         key = (

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import DType
 from ..errors import CheckpointError, MithrilError, UnsupportedError
 from ..headers import HeaderError, read_safetensors_header
 
@@ -151,8 +152,6 @@ def _read_file(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, str]
 
 
 def _bfloat16(backend: Any, name: str) -> Any:
-    from ..dtypes import DType
-
     if DType.bfloat16 not in getattr(backend, "supported_dtypes", ()):
         raise UnsupportedError(
             f"load_params(keep_dtypes=True): tensor {name!r} is bfloat16, which {type(backend).__name__} does "
@@ -162,8 +161,6 @@ def _bfloat16(backend: Any, name: str) -> Any:
 
 
 def _dtype_of(arr: np.ndarray) -> Any:
-    from ..dtypes import DType
-
     try:
         return DType(arr.dtype.name)
     except ValueError:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..dtypes import DType
 from ..errors import ParamsError, ShapeUnknownError, UnsupportedError
 from ._arrays import numpy_copy
 
@@ -127,8 +128,6 @@ def _to_backend(arr: np.ndarray, backend: Any, key: str) -> Any:
     """Floats in the backend's dtype; ints and bools keep theirs."""
     if arr.dtype.kind == "f":
         return backend.array(arr)
-    from ..dtypes import DType
-
     try:
         dtype = DType(arr.dtype.name)
     except ValueError:

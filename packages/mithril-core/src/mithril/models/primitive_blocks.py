@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..dtypes import DType
 from ..errors import ModelBuildError
 from . import arguments as A
 from .block import PrimitiveBlock
@@ -134,8 +135,6 @@ class Cast(_Prim):
     primitive_name = "cast"
 
     def __init__(self, kind: str = "float", *, name: str | None = None) -> None:
-        from ..dtypes import DType
-
         if isinstance(kind, DType):
             kind = kind.kind
         super().__init__(name=name, kind=A.choice(kind, ("float", "int", "bool"), "kind", A.where("Cast", name)))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...errors import ModelBuildError
-from ..connections import Initializer, TerminalRef
+from ..connections import Initializer, IOKey, TerminalRef
 from ..model import Model
 
 
@@ -45,8 +45,6 @@ def check_reduction(reduction: str, where: str) -> None:
 
 def reduce(model: Model, x: TerminalRef, reduction: str) -> None:
     """Add the loss reduction, writing to the model's ``output``."""
-    from ..connections import IOKey
-
     if reduction == "none":
         model.call("identity", x, output=IOKey("output"))
     else:
