@@ -45,7 +45,8 @@ def __getattr__(name: str) -> Any:
 
 def backend(name: str, **options: Any) -> Backend:
     """Instantiate an installed backend by registry name: ``ml.backend("torch", dtype=ml.float64)``."""
-    return plugins.plugin_manager().backend_class(name)(**options)
+    instance: Backend = plugins.plugin_manager().backend_class(name)(**options)  # registered classes are Backends
+    return instance
 
 
 def compile(model: Model, backend: Backend, *args: Any, **options: Any) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import enum
+from typing import Any
 
 import numpy as np
 
@@ -19,11 +21,11 @@ class DType(enum.Enum):
     float64 = "float64"
 
     @property
-    def is_float(self) -> bool:
+    def is_float(self) -> builtins.bool:  # `bool` here is the member DType.bool
         return self in _FLOATS
 
     @property
-    def is_int(self) -> bool:
+    def is_int(self) -> builtins.bool:
         return self in (DType.int32, DType.int64)
 
     @property
@@ -32,10 +34,11 @@ class DType(enum.Enum):
         return "float" if self.is_float else "int" if self.is_int else "bool"
 
     @property
-    def numpy(self) -> np.dtype:
+    def numpy(self) -> np.dtype[Any]:
         if self is DType.bfloat16:
             raise TypeError("NumPy has no bfloat16")
-        return np.dtype(self.value)
+        dtype: np.dtype[Any] = np.dtype(self.value)
+        return dtype
 
     def __repr__(self) -> str:
         return f"ml.{self.value}"

@@ -56,7 +56,7 @@ def describe(entry: dict[str, Any]) -> str:
     """What a loaded plugin provides, or why it is not loaded."""
     parts = [f"{what}: {', '.join(entry[what])}" for what in ("backends", "primitives", "kernels") if entry[what]]
     if entry["status"] != "loaded":
-        return entry["reason"] or entry["status"]
+        return str(entry["reason"] or entry["status"])
     if entry["reason"]:  # a lazily registered backend that failed to import later
         parts.append(entry["reason"])
     return "; ".join(parts) or "(registers nothing)"

@@ -116,7 +116,7 @@ def render(header: FileHeader, full: bool = False, limit: int | None = None) -> 
     if d["tensors"]:
         shown = d["tensors"] if limit is None else d["tensors"][:limit]
         has_param = any("param" in t for t in shown)
-        rows = []
+        tensor_rows = []
         for t in shown:
             row = [
                 t["name"],
@@ -127,10 +127,10 @@ def render(header: FileHeader, full: bool = False, limit: int | None = None) -> 
             ]
             if has_param:
                 row.append(t.get("param", ""))
-            rows.append(row)
+            tensor_rows.append(row)
         header_row = ["tensor", "dtype" if header.format == "safetensors" else "type", "shape", "parameters", "bytes"]
         lines.append("")
-        lines.append(table(rows, header_row + (["param"] if has_param else [])))
+        lines.append(table(tensor_rows, header_row + (["param"] if has_param else [])))
         if len(shown) < len(d["tensors"]):
             lines.append(f"... and {len(d['tensors']) - len(shown)} more tensors (--limit)")
     lines.append("")

@@ -150,7 +150,10 @@ def gpt2_config_from_hf(config: Any) -> GPT2Config:
     """The zoo's :class:`~mithril.models.zoo.gpt2.GPT2Config` from a ``transformers.GPT2Config``
     (or its ``to_dict()``). Options the zoo does not implement raise
     :class:`~mithril.errors.UnsupportedError` naming them."""
-    get = config.get if isinstance(config, Mapping) else (lambda k, d=None: getattr(config, k, d))
+
+    def get(key: str, default: Any = None) -> Any:
+        return config.get(key, default) if isinstance(config, Mapping) else getattr(config, key, default)
+
     for option, supported in FIXED_OPTIONS.items():
         value = get(option, supported)
         if value is not None and bool(value) != supported:

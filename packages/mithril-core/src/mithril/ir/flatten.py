@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CycleError, ModelBuildError
 from ..models.block import PrimitiveBlock
 from ..models.connections import ROLE_ORDER, Connection, Initializer
 from ..models.model import Model
 from .graph import Graph, Node, Value, ValueRole
+
+if TYPE_CHECKING:
+    from ..primitives.base import Primitive
 
 
 @dataclass
@@ -165,7 +168,7 @@ def _drop_unused_inputs(graph: Graph) -> None:
     graph.inputs = {k: v for k, v in graph.inputs.items() if v.uid in live}
 
 
-def _identity():  # type: ignore[no-untyped-def]
+def _identity() -> Primitive:
     from ..primitives.base import registry
 
     return registry.get("identity")

@@ -151,10 +151,10 @@ OPTIONS = (
 
 # help(ml.compile) and inspect.signature show the documented signature, without the catch-alls
 _sig = inspect.signature(compile)
-compile.__signature__ = _sig.replace(
-    parameters=[  # type: ignore[attr-defined]
-        p for p in _sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
+setattr(  # noqa: B010 (a function has no declared __signature__ for mypy)
+    compile,
+    "__signature__",
+    _sig.replace(parameters=[p for p in _sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]),
 )
 del _sig
 

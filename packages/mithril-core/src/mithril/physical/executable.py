@@ -18,7 +18,9 @@ class Executable(Protocol):
     ``source`` is readable generated code where the lowering produces any.
     """
 
-    source: str | None
+    @property
+    def source(self) -> str | None:
+        """Readable generated code, or None (a read-only member: an attribute ``source: str`` satisfies it)."""
 
     def run(
         self, params: Arrays, inputs: Arrays, cotangents: Arrays

@@ -84,7 +84,8 @@ def estimate(graph: Graph, float_bytes: int, forward_nodes: int | None = None) -
     live: dict[int, tuple[str, int]] = {}
     names = {v.uid: k for k, v in graph.outputs.items()}
     current = peak = kept = 0
-    peak_node, largest = "", ()
+    peak_node = ""
+    largest: tuple[tuple[str, int], ...] = ()
     for i, node in enumerate(graph.nodes):
         if forward_nodes is not None and i == forward_nodes:
             kept = current

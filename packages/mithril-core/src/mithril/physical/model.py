@@ -23,7 +23,7 @@ from ..errors import (
     warn_recompiles,
 )
 from ..ir.flatten import FlatModel, flatten
-from ..ir.graph import Graph
+from ..ir.graph import Graph, IndexCheck
 from ..ir.passes.shape_inference import solve
 from ..ir.randomness import SEED_INPUT
 from ..models.model import Model
@@ -65,7 +65,8 @@ class PhysicalModel:
         self._cache: dict[Any, Compiled] = {}
         self._last: Compiled | None = None
         #: ((training, output-gradient keys), executable.fast_call) of the last checked call, if offered
-        self._fast: tuple[Any, Any] | None = None
+        #: (mode and gradient names, the executable's fast call, index checks) of the last evaluate
+        self._fast: tuple[tuple[Any, ...], Callable[..., Any], tuple[IndexCheck, ...]] | None = None
         flat = self._flat_for(training)
         g = flat.graph
         self.input_keys: tuple[str, ...] = tuple(k for k in g.inputs if k not in self._constants)
@@ -97,8 +98,8 @@ class PhysicalModel:
             # e.g. batch 1 with BatchNorm: fine for inference; training-mode evaluate will say so
             self._try_param_shapes()
             return
-        self._param_shapes = {k: v.shape for k, v in {**graph.params, **graph.state}.items()}  # type: ignore[misc]
-        key = self._key(self.training, {k: v.shape for k, v in graph.inputs.items()}, None)  # type: ignore[misc]
+        self._param_shapes = {k: v.known_shape for k, v in {**graph.params, **graph.state}.items()}
+        key = self._key(self.training, {k: v.known_shape for k, v in graph.inputs.items()}, None)
         self._cache[key] = compile_graph(graph, self.backend, self.options, cotangent_outputs=None)
         self._last = self._cache[key]
 
@@ -154,15 +155,15 @@ class PhysicalModel:
             raise type(e)(f"inputs of shape {given} do not fit the model: {e}") from None
         if self._param_shapes is not None:
             for k, v in {**graph.params, **graph.state}.items():
-                want = self._param_shapes.get(k)
-                if want is not None and tuple(v.shape) != tuple(want):  # type: ignore[arg-type]
+                compiled_for = self._param_shapes.get(k)
+                if compiled_for is not None and v.known_shape != compiled_for:
                     given = ", ".join(f"{n} {list(s)}" for n, s in input_shapes.items())
                     raise ShapeMismatchError(
-                        f"with inputs {given} the model would need params[{k!r}] of shape {list(v.shape)}, "  # type: ignore[arg-type]
-                        f"but it was compiled for {list(want)}"
+                        f"with inputs {given} the model would need params[{k!r}] of shape {list(v.known_shape)}, "
+                        f"but it was compiled for {list(compiled_for)}"
                     )
         else:
-            self._param_shapes = {k: v.shape for k, v in {**graph.params, **graph.state}.items()}  # type: ignore[misc]
+            self._param_shapes = {k: v.known_shape for k, v in {**graph.params, **graph.state}.items()}
         return graph
 
     @gc_paused
@@ -369,9 +370,9 @@ class PhysicalModel:
                 self._check_dtype(x, compiled.graph, k, "params")
             checked_params[k] = x
         cots: dict[str, Any] = {}
-        if cot:
+        if cot and output_gradients is not None:  # cot names keys of output_gradients
             for k in cot:
-                g = be.accept(output_gradients[k], f"output_gradients[{k!r}]")  # type: ignore[index]
+                g = be.accept(output_gradients[k], f"output_gradients[{k!r}]")
                 want = compiled.output_shapes[k]
                 if tuple(be.shape_of(g)) != want:
                     raise ShapeMismatchError(
@@ -414,7 +415,7 @@ class PhysicalModel:
         g = compiled.graph
         out: dict[str, tuple[tuple[int, ...], Any]] = {}
         for k, v in {**g.params, **g.state, **g.inputs}.items():
-            out[k] = (v.shape, self.backend.native_dtype(v.kind or "float"))  # type: ignore[assignment]
+            out[k] = (v.known_shape, self.backend.native_dtype(v.kind or "float"))
         return out
 
     def _check_keys(self, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:

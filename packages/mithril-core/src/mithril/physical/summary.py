@@ -68,7 +68,7 @@ def physical_summary(pm: PhysicalModel, max_depth: int = 0) -> str:
             f"estimated peak memory ({what}): {report.peak / 2**20:.2f} MiB "
             f"(parameters {report.parameters / 2**20:.2f} MiB; memory_report() for details)"
         )
-    report = getattr(getattr(extra, "executable", None), "quantization_report", None)
-    if report:
-        lines += ["", "quantization:", *(f"  {k}: {v}" for k, v in report.items())]
+    quantization = getattr(getattr(extra, "executable", None), "quantization_report", None)
+    if quantization:
+        lines += ["", "quantization:", *(f"  {k}: {v}" for k, v in quantization.items())]
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from typing import Any
 import pluggy
 
 from ..errors import BackendLoadError, BackendNotInstalledError, PluginError
-from ..primitives.base import registry
+from ..primitives.base import Primitive, registry
 from . import hookspecs
 
 ENTRY_POINT_GROUP = "mithril"
@@ -194,14 +194,14 @@ class MithrilPluginManager:
             impl = self._impl(obj, "mithril_register_backends")
             if impl:
                 impl(register=reg_backend)
-            staged_prims = []
+            staged_prims: list[Primitive] = []
             impl = self._impl(obj, "mithril_register_primitives")
             if impl:
                 impl(register=staged_prims.append)
-            for p in staged_prims:
-                self._check_new_primitive(p, name, source)
-                registry.register(p, origin=name)
-                prims.append(p.name)
+            for prim in staged_prims:
+                self._check_new_primitive(prim, name, source)
+                registry.register(prim, origin=name)
+                prims.append(prim.name)
             for bname, cls in staged_backends.items():
                 self._backends[bname] = cls
                 self._backend_plugin[bname] = name

@@ -18,12 +18,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
+from typing import Any
+
 from ...primitives.base import registry
 from ..graph import Graph, Node, Value, ValueRole
 
 
 def _perm(node: Node) -> tuple[int, ...]:
-    rank = len(node.inputs[0].shape)  # type: ignore[arg-type]
+    rank = len(node.inputs[0].known_shape)
     axes = node.attrs["axes"]
     return tuple(reversed(range(rank))) if axes is None else tuple(a % rank for a in axes)
 
@@ -44,7 +47,7 @@ def _use_counts(graph: Graph) -> dict[int, int]:
 
 
 def _new_node(
-    name: str, inputs: list[Value], attrs: dict, shape: tuple[int, ...], kind: str | None, where: str
+    name: str, inputs: list[Value], attrs: dict[str, Any], shape: tuple[int, ...], kind: str | None, where: str
 ) -> Node:
     out = Value(ValueRole.NODE, kind=kind, shape=shape)
     node = Node(registry.get(name), inputs, attrs, out, where)
@@ -67,7 +70,8 @@ def simplify_transposes(graph: Graph) -> Graph:
         p = v.producer
         if p is not None and p.primitive.name == "transpose" and _is_swap_last(_perm(p)):
             return p.inputs[0]
-        shape = v.shape[:-2] + (v.shape[-1], v.shape[-2])  # type: ignore[index]
+        vs = v.known_shape
+        shape = vs[:-2] + (vs[-1], vs[-2])
         t = _new_node(
             "transpose",
             [v],
@@ -97,8 +101,8 @@ def simplify_transposes(graph: Graph) -> Graph:
                 and src.primitive.name == "matmul"
                 and _is_swap_last(_perm(node))
                 and uses.get(src.output.uid, 0) == 1
-                and len(node.output.shape) == 2  # type: ignore[arg-type]
-                and all(len(v.shape) == 2 for v in src.inputs)  # type: ignore[arg-type]
+                and len(node.output.known_shape) == 2
+                and all(len(v.known_shape) == 2 for v in src.inputs)
                 and any(v.producer is not None and v.producer.primitive.name == "transpose" for v in src.inputs)
             ):
                 a, b = src.inputs
@@ -106,10 +110,10 @@ def simplify_transposes(graph: Graph) -> Graph:
                     "matmul",
                     [transposed(b, node.where), transposed(a, node.where)],
                     {},
-                    node.output.shape,
+                    node.output.known_shape,
                     node.output.kind,
                     node.where,
-                )  # type: ignore[arg-type]
+                )
                 out_nodes.append(new)
                 repl[node.output.uid] = new.output
                 continue
@@ -119,9 +123,9 @@ def simplify_transposes(graph: Graph) -> Graph:
     return graph
 
 
-def fuse_linear(graph: Graph, kernels: object) -> Graph:
+def fuse_linear(graph: Graph, kernels: Container[str]) -> Graph:
     """``add(matmul(x, transpose(w)), b)`` -> ``linear(x, w, b)`` where the backend has a kernel."""
-    if "linear" not in kernels:  # type: ignore[operator]
+    if "linear" not in kernels:
         return graph
     uses = _use_counts(graph)
     repl: dict[int, Value] = {}
@@ -135,17 +139,17 @@ def fuse_linear(graph: Graph, kernels: object) -> Graph:
                     continue
                 x, t = mm.inputs
                 tp = t.producer
-                if tp is None or tp.primitive.name != "transpose" or len(t.shape) != 2:  # type: ignore[arg-type]
+                if tp is None or tp.primitive.name != "transpose" or len(t.known_shape) != 2:
                     continue
                 w = tp.inputs[0]
-                if len(b.shape) != 1 or b.shape[0] != w.shape[0] or node.output.shape != h.shape:  # type: ignore[index]
+                if len(b.known_shape) != 1 or b.known_shape[0] != w.known_shape[0] or node.output.shape != h.shape:
                     continue
                 fused = _new_node(
                     "linear",
                     [x, w, b],
                     {},
-                    node.output.shape,
-                    node.output.kind,  # type: ignore[arg-type]
+                    node.output.known_shape,
+                    node.output.kind,
                     node.where,
                 )
                 out_nodes.append(fused)
@@ -160,35 +164,37 @@ def fuse_linear(graph: Graph, kernels: object) -> Graph:
     return graph
 
 
-def fusable(kernels: object) -> frozenset[str]:
+def fusable(kernels: Container[str]) -> frozenset[str]:
     """Gradient primitives a fusion pass here may take over for a backend with these kernels: they stay
     unexpanded until the fusion passes have run (their default rules expand what is left, see
     :mod:`mithril.primitives.default_rules`)."""
     names: set[str] = set()
-    if all(k in kernels for k in ("max_pool2d_with_indices", "max_pool2d_grad_indices")):  # type: ignore[operator]
+    if all(k in kernels for k in ("max_pool2d_with_indices", "max_pool2d_grad_indices")):
         names.add("max_pool2d_grad")
-    if "conv2d_backward" in kernels:  # type: ignore[operator]
+    if "conv2d_backward" in kernels:
         names |= {"conv2d_input_grad", "conv2d_weight_grad"}
     return frozenset(names)
 
 
-def fuse_pool_indices(graph: Graph, kernels: object) -> Graph:
+def fuse_pool_indices(graph: Graph, kernels: Container[str]) -> Graph:
     """Max pooling saves its argmax indices for its gradient where the backend has the kernels."""
-    if not all(k in kernels for k in ("max_pool2d_with_indices", "max_pool2d_grad_indices")):  # type: ignore[operator]
+    if not all(k in kernels for k in ("max_pool2d_with_indices", "max_pool2d_grad_indices")):
         return graph
     from .simplify import _freeze
 
     grads = {(n.inputs[0].uid, _freeze(n.attrs)) for n in graph.nodes if n.primitive.name == "max_pool2d_grad"}
     if not grads:
         return graph
-    indices: dict[tuple, Value] = {}
+    indices: dict[tuple[Any, ...], Value] = {}
     out_nodes: list[Node] = []
 
-    def saved(x: Value, attrs: dict, pooled: Value, where: str) -> Value:
+    def saved(x: Value, attrs: dict[str, Any], pooled: Value, where: str) -> Value:
         """The indices of pooling ``x`` (``pooled``: a value of the pooled shape)."""
         key = (x.uid, _freeze(attrs))
         if key not in indices:
-            node = _new_node("max_pool2d_with_indices", [x], {**attrs, "result": "indices"}, pooled.shape, "int", where)  # type: ignore[arg-type]
+            node = _new_node(
+                "max_pool2d_with_indices", [x], {**attrs, "result": "indices"}, pooled.known_shape, "int", where
+            )
             out_nodes.append(node)
             indices[key] = node.output
         return indices[key]
@@ -210,24 +216,24 @@ def fuse_pool_indices(graph: Graph, kernels: object) -> Graph:
     return graph
 
 
-def fuse_conv_backward(graph: Graph, kernels: object) -> Graph:
+def fuse_conv_backward(graph: Graph, kernels: Container[str]) -> Graph:
     """A convolution's weight, input and bias gradients from one ``g`` -> one ``conv2d_backward`` call.
 
     Anchored on ``conv2d_weight_grad(x, g)``, whose weight ``w`` is found through the
     forward ``conv2d(x, w)``; the input gradient and the bias sum join where present.
     """
-    if "conv2d_backward" not in kernels:  # type: ignore[operator]
+    if "conv2d_backward" not in kernels:
         return graph
     from ...primitives.nn import _CONV
     from .simplify import _freeze
 
     fused = registry.get("conv2d_backward")
 
-    def conv_attrs(n: Node) -> dict:  # type: ignore[type-arg]
+    def conv_attrs(n: Node) -> dict[str, Any]:
         return {k: n.attrs[k] for k in _CONV}
 
-    weights: dict[tuple, Value] = {}
-    input_grads: dict[tuple, Node] = {}
+    weights: dict[tuple[Any, ...], Value] = {}
+    input_grads: dict[tuple[Any, ...], Node] = {}
     bias_sums: dict[int, Node] = {}
     for n in graph.nodes:
         name = n.primitive.name
@@ -244,20 +250,20 @@ def fuse_conv_backward(graph: Graph, kernels: object) -> Graph:
             continue
         x, g = n.inputs
         attrs = conv_attrs(n)
-        w = weights.get((x.uid, n.attrs["weight_shape"], _freeze(attrs)))
-        if w is None:
+        weight = weights.get((x.uid, n.attrs["weight_shape"], _freeze(attrs)))
+        if weight is None:
             continue
         group = {"weight": n}
-        gi = input_grads.pop((g.uid, w.uid, x.shape, _freeze(attrs)), None)
+        gi = input_grads.pop((g.uid, weight.uid, x.shape, _freeze(attrs)), None)
         if gi is not None:
             group["input"] = gi
         gb = bias_sums.pop(g.uid, None)
-        if gb is not None and gb.output.shape == (w.shape[0],):  # type: ignore[index]
+        if gb is not None and gb.output.shape == (weight.known_shape[0],):
             group["bias"] = gb
         if len(group) == 1:
             continue
         for result, member in group.items():  # bind_attrs puts ``wanted`` in the results' order
-            member.primitive, member.inputs = fused, [x, w, g]
+            member.primitive, member.inputs = fused, [x, weight, g]
             member.attrs = fused.bind_attrs({**attrs, "wanted": tuple(group), "result": result}, where=member.where)
     return graph
 

@@ -29,6 +29,7 @@ The recomputed nodes go right before the first backward node that reads them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ..graph import Graph, GraphBuilder, Node, Value, ValueRole
 from .expand import result_call
@@ -120,16 +121,16 @@ def rematerialize(graph: Graph, n_forward: int) -> Graph:
     return graph
 
 
-def _siblings(nodes: list[Node]) -> dict[tuple, dict[str, Value]]:
+def _siblings(nodes: list[Node]) -> dict[tuple[Any, ...], dict[str, Value]]:
     """Multi-result calls (:func:`~mithril.ir.passes.expand.result_call`) -> {result: value}."""
-    out: dict[tuple, dict[str, Value]] = {}
+    out: dict[tuple[Any, ...], dict[str, Value]] = {}
     for n in nodes:
         if n.primitive.results:
             out.setdefault(result_call(n), {})[n.attrs["result"]] = n.output
     return out
 
 
-def _plan(n: Node, siblings: Mapping[tuple, dict[str, Value]]) -> list[Node] | None:
+def _plan(n: Node, siblings: Mapping[tuple[Any, ...], dict[str, Value]]) -> list[Node] | None:
     """The nodes that recompute ``n``'s value (reading forward values), or None."""
     rule = n.primitive.recompute
     if rule is None or n.primitive.random:

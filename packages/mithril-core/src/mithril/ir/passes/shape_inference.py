@@ -8,7 +8,7 @@ graph in which every value has a concrete shape and kind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,10 +60,10 @@ def solve(
         for key, shape in shapes.items():
             if shape is None:
                 continue
-            v = named.get(key)
-            if v is None:  # an input this mode does not use
+            given = named.get(key)
+            if given is None:  # an input this mode does not use
                 continue
-            t = term(v)
+            t = term(given)
             need = repr(t.shape)
             try:
                 unify(t.shape, SymShape.of(list(shape)))
@@ -83,7 +83,7 @@ def solve(
     return terms
 
 
-def _rule_call(n: Node, ins: list[Term], out: Term):  # type: ignore[no-untyped-def]
+def _rule_call(n: Node, ins: list[Term], out: Term) -> Callable[[], bool]:
     return lambda: n.primitive.rule(ins, out, n.attrs)
 
 
