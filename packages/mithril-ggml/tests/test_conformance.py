@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from graphs import one_node
+from graphs import inp, one_node
 
+from mithril.ir.graph import Graph, GraphBuilder
 from mithril_ggml import GGMLBackend
 from mithril_ggml.lowering import RULES
+from mithril_ggml.lowering.logic import COMPARISONS
 
 reference = pytest.importorskip("mithril.testing.reference")
 
@@ -20,7 +22,11 @@ CASES: dict[str, list[tuple[list, dict, tuple[float, float]]]] = {
     "sub": [([(4,), (3, 4)], {}, (-2, 2))],
     "mul": [([(3, 1), (1, 4)], {}, (-2, 2))],
     "div": [([(3, 4), (4,)], {}, (0.5, 2))],
-    "pow": [([(3, 4), 2.0], {}, (0.5, 2)), ([(3, 4), -0.5], {}, (0.5, 2))],
+    "pow": [([(3, 4), 2.0], {}, (0.5, 2)), ([(3, 4), -0.5], {}, (0.5, 2)), ([(3, 4), (4,)], {}, (0.5, 2))],
+    **{p: [([(3, 4), (4,)], {}, (-2, 2))] for p in COMPARISONS},
+    "where": [([(3, 4), (3, 4), (4,)], {}, (-2, 2))],  # the condition is a0 > 0
+    "tril_mask": [([(2, 4, 5)], {"diagonal": 1}, (-1, 1))],
+    "erf": [([(3, 5)], {}, (-4, 4))],
     "maximum": [([(3, 4), (4,)], {}, (-2, 2))],
     "minimum": [([(3, 1), (1, 4)], {}, (-2, 2))],
     "cast": [([(3, 4)], {"kind": "float"}, (-2, 2))],
@@ -52,6 +58,13 @@ CASES: dict[str, list[tuple[list, dict, tuple[float, float]]]] = {
     "conv2d": [
         ([(2, 4, 7, 6), (6, 2, 3, 3)], {"stride": (2, 1), "padding": (1, 1), "dilation": (1, 1), "groups": 2}, (-1, 1))
     ],
+    "conv_transpose2d": [
+        (
+            [(2, 4, 5, 4), (4, 3, 3, 2)],
+            {"stride": (2, 1), "padding": (1, 0), "output_padding": (1, 0), "dilation": (1, 2), "groups": 2},
+            (-1, 1),
+        )
+    ],
     "max_pool2d": [
         ([(2, 3, 7, 6)], {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1), "dilation": (1, 1)}, (-1, 1))
     ],
@@ -77,9 +90,28 @@ def test_matches_core_reference(prim, case, rng):
     arrays = [rng.uniform(lo, hi, s).astype(np.float32) for s in shapes if not isinstance(s, float)]
     it = iter(arrays)
     operands = [np.float64(s) if isinstance(s, float) else next(it) for s in shapes]
-    exe = GGMLBackend(n_threads=2).lower(one_node(prim, shapes, **attrs), jit=False)
+    if prim == "where":
+        operands[0] = operands[0] > 0
+    exe = GGMLBackend(n_threads=2).lower(_graph(prim, shapes, attrs), jit=False)
     names = [f"a{i}" for i, s in enumerate(shapes) if not isinstance(s, float)]
     got = exe.run({}, dict(zip(names, arrays)), {})[0]["out"]
     want = reference.reference(prim)(*operands, **attrs)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _graph(prim: str, shapes: list, attrs: dict) -> Graph:
+    """``one_node``; a bool result is cast to float (GGML refuses a bool model output), and
+    ``where``'s condition is ``a0 > 0`` (GGML's inputs are float)."""
+    if prim != "where":
+        g = one_node(prim, shapes, **attrs)
+        out = g.outputs["out"]
+    else:
+        g = Graph()
+        c, x, y = (inp(g, f"a{i}", s) for i, s in enumerate(shapes))
+        b = GraphBuilder(g, where="test.where")
+        out = b.emit("where", b.emit("greater", c, b.const(0.0)), x, y)
+    if out.kind == "bool":
+        out = GraphBuilder(g, where=f"test.{prim}").emit("cast", out, kind="float")
+    g.outputs["out"] = out
+    return g

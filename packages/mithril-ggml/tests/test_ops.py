@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
-from graphs import conv2d_ref, gelu_ref, one_node, pool2d_ref, softmax_ref
+from graphs import conv2d_ref, gelu_ref, inp, one_node, pool2d_ref, softmax_ref
 
+from mithril.errors import UnsupportedError
+from mithril.ir.graph import Graph, GraphBuilder
 from mithril_ggml import GGMLBackend
 
 BACKEND = GGMLBackend(n_threads=2)
@@ -247,3 +251,167 @@ def test_pool2d(op, kernel, stride, padding, rng):
     x = data(rng, (2, 3, 9, 8))
     g = one_node(f"{op}_pool2d", [(2, 3, 9, 8)], kernel_size=kernel, stride=stride, padding=padding)
     check(run(g, x), pool2d_ref(x, op, kernel, stride, padding))
+
+
+# ------------------------------------------------- compositions (ggml lacks the op)
+SPECIAL = np.array([-np.inf, -3.0, -2.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.0, 3.0, np.inf, np.nan], np.float32)
+
+
+def check_ieee(got, want, rtol=0.0):
+    """NaN where NaN; infinities and zeros with their sign; the other values to ``rtol``."""
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    special = np.isinf(want) | (want == 0)
+    np.testing.assert_array_equal(got[special], want[special])
+    np.testing.assert_array_equal(np.signbit(got[special]), np.signbit(want[special]))
+    rest = ~special & ~np.isnan(want)
+    np.testing.assert_allclose(got[rest], want[rest], rtol=rtol, atol=0)
+
+
+def test_erf_against_math_erf(rng):
+    x = np.concatenate([data(rng, (200,), -7, 7), data(rng, (50,), -1e-3, 1e-3), SPECIAL]).astype(np.float32)
+    got = run(one_node("erf", [x.shape]), x)
+    want = np.array([math.erf(v) if np.isfinite(v) else np.sign(v) if np.isinf(v) else np.nan for v in x.tolist()])
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    fin = ~np.isnan(want)
+    # float32 accuracy, relative for the tiny values too
+    np.testing.assert_allclose(got[fin], want[fin], rtol=4e-7, atol=2e-7)
+
+
+def test_pow_with_a_tensor_exponent_follows_powf_at_every_edge():
+    x, y = SPECIAL.reshape(-1, 1), np.array([*SPECIAL, -2.5, 2.5, 4.0], np.float32)
+    with np.errstate(all="ignore"):
+        want = np.power(x, y)
+    check_ieee(run(one_node("pow", [x.shape, y.shape]), x, y), want, rtol=2e-6)
+
+
+def test_pow_with_a_tensor_exponent_is_accurate(rng):
+    x = data(rng, (40, 1), -3, 3)
+    y = np.concatenate([np.round(data(rng, (10,), -4, 4)), data(rng, (10,), -3, 3)]).astype(np.float32)
+    with np.errstate(all="ignore"):
+        want = np.power(x.astype(np.float64), y)
+    check_ieee(run(one_node("pow", [x.shape, y.shape]), x, y), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [4.0, 1.5, -3.0])
+def test_pow_other_constant_exponents(p, rng):
+    x = np.concatenate([data(rng, (12,)), SPECIAL])
+    with np.errstate(all="ignore"):
+        want = np.power(x, np.float32(p))
+    check_ieee(run(one_node("pow", [x.shape, p]), x), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("c", [-2.0, 0.0, 1.0])
+def test_pow_constant_base_not_positive_or_one(c):
+    with np.errstate(all="ignore"):
+        want = np.power(np.float32(c), SPECIAL)
+    check_ieee(run(one_node("pow", [c, SPECIAL.shape]), SPECIAL), want, rtol=1e-6)
+
+
+def compare_graph(prim: str, a_shape, b_shape) -> Graph:
+    """``cast(prim(a, b), float)``: a bool model output is refused, its float cast is not."""
+    g = Graph()
+    b = GraphBuilder(g, where=f"test.{prim}")
+    mask = b.emit(prim, inp(g, "a0", a_shape), inp(g, "a1", b_shape))
+    g.outputs["out"] = b.emit("cast", mask, kind="float")
+    return g
+
+
+@pytest.mark.parametrize("prim", ["greater", "greater_equal", "less", "less_equal", "equal", "not_equal"])
+def test_comparisons_are_exact_for_nan_inf_and_ties(prim, rng):
+    a = np.concatenate([SPECIAL, data(rng, (5,))]).reshape(-1, 1)
+    b = np.concatenate([SPECIAL, a[-5:, 0]])  # every pair of specials, and ties
+    got = run(compare_graph(prim, a.shape, b.shape), a, b)
+    np.testing.assert_array_equal(got, getattr(np, prim)(a, b).astype(np.float32))
+
+
+def test_comparison_with_a_scalar_constant(rng):
+    x = np.concatenate([SPECIAL, data(rng, (6,))])
+    g = Graph()
+    b = GraphBuilder(g, where="m")
+    g.outputs["out"] = b.emit("cast", b.emit("less_equal", inp(g, "a0", x.shape), b.const(0.5)), kind="float")
+    np.testing.assert_array_equal(run(g, x), (x <= 0.5).astype(np.float32))
+
+
+def test_where_is_exact_whatever_the_branch_not_taken_holds(rng):
+    x = np.concatenate([SPECIAL, data(rng, (7,))]).reshape(4, 5)
+    y = data(rng, (5,))
+    g = Graph()
+    b = GraphBuilder(g, where="m")
+    xv, yv = inp(g, "a0", x.shape), inp(g, "a1", y.shape)
+    g.outputs["out"] = b.emit("where", b.emit("greater", yv, b.const(0.0)), b.emit("log", xv), yv)
+    with np.errstate(all="ignore"):
+        want = np.where(y > 0, np.log(x), y)
+    check_ieee(run(g, x, y), want)
+
+
+def test_causal_mask_softmax(rng):
+    scores = data(rng, (2, 5, 5))
+    g = Graph()
+    b = GraphBuilder(g, where="attn")
+    s = inp(g, "a0", scores.shape)
+    masked = b.emit("where", b.emit("tril_mask", s, diagonal=0), s, b.const(-np.inf))
+    g.outputs["out"] = b.emit("softmax", masked, axis=-1)
+    want = softmax_ref(np.where(np.tril(np.ones((5, 5), bool)), scores, -np.inf), -1)
+    check(run(g, scores), want)
+
+
+@pytest.mark.parametrize("diagonal", [-1, 2])
+def test_tril_mask_diagonal(diagonal, rng):
+    like = data(rng, (3, 4, 6))
+    g = Graph()
+    b = GraphBuilder(g, where="m")
+    g.outputs["out"] = b.emit("cast", b.emit("tril_mask", inp(g, "a0", like.shape), diagonal=diagonal), kind="float")
+    np.testing.assert_array_equal(run(g, like), np.tril(np.ones((4, 6), np.float32), diagonal))
+
+
+def test_cast_float_to_bool_and_back():
+    g = Graph()
+    b = GraphBuilder(g, where="m")
+    g.outputs["out"] = b.emit("cast", b.emit("cast", inp(g, "a0", SPECIAL.shape), kind="bool"), kind="float")
+    np.testing.assert_array_equal(run(g, SPECIAL), SPECIAL.astype(bool).astype(np.float32))
+
+
+def test_a_bool_model_output_is_refused_with_its_block():
+    with pytest.raises(UnsupportedError, match=r"'greater' in block 'test.greater'.*bool result is a model output"):
+        BACKEND.lower(one_node("greater", [(3,), (3,)]), jit=False)
+
+
+NEGATIVE_SLICES = [
+    ((6, 5), (None,), (None,), (-1,)),
+    ((6, 5), (4, None), (0, None), (-2, -1)),
+    ((7,), (5,), (None,), (-2,)),
+    ((4, 6, 5), (None, 5, 3), (None, 0, None), (-1, -2, -3)),
+    ((2, 3, 4, 5), (1, None, 3, 4), (None, None, 0, 0), (-1, 1, -1, -2)),
+    ((2, 3, 4, 7), (None, None, None, 1), (None, None, None, 6), (None, None, None, 2)),  # rank 4, strided last
+    ((1, 3, 1, 4), (None, 2), (None, None), (None, -1)),
+]
+
+
+@pytest.mark.parametrize("shape,starts,stops,steps", NEGATIVE_SLICES, ids=str)
+def test_slice_negative_steps_and_rank4_strided_last_axis(shape, starts, stops, steps, rng):
+    x = data(rng, shape)
+    g = one_node("slice", [shape], starts=starts, stops=stops, steps=steps)
+    idx = tuple(slice(a, z, s) for a, z, s in zip(starts, stops, steps))
+    check_ieee(run(g, x), x[idx])
+
+
+CONV_T = [  # stride, padding, output_padding, dilation, groups
+    ((1, 1), (0, 0), (0, 0), (1, 1), 1),
+    ((2, 2), (1, 1), (1, 1), (1, 1), 1),
+    ((2, 3), (0, 2), (1, 2), (1, 1), 1),
+    ((1, 1), (1, 0), (0, 1), (2, 2), 2),
+    ((3, 2), (2, 1), (2, 0), (2, 1), 2),
+]
+
+
+@pytest.mark.parametrize("stride,padding,output_padding,dilation,groups", CONV_T, ids=str)
+def test_conv_transpose2d_against_torch(stride, padding, output_padding, dilation, groups, rng):
+    torch = pytest.importorskip("torch")
+    x, w = data(rng, (3, 4, 5, 6)), data(rng, (4, 6 // groups, 3, 2))
+    attrs = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+    want = torch.nn.functional.conv_transpose2d(
+        torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), **attrs
+    ).numpy()
+    check(run(one_node("conv_transpose2d", [x.shape, w.shape], **attrs), x, w), want, atol=1e-5)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from graphs import cnn, mlp, random_params
+from graphs import cnn, inp, mlp, param, random_params
 
 import mithril_ggml.executable as executable_module
+from mithril.errors import ParamsError
+from mithril.ir.graph import Graph, GraphBuilder
 from mithril_ggml import GGMLBackend
+from mithril_ggml.weights import QUANT_TYPES
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,10 +53,6 @@ def test_rows_not_multiple_of_block_stay_float32(rng):
 
 
 def test_direct_matmul_weight_is_stored_transposed(rng):
-    from graphs import inp, param
-
-    from mithril.ir.graph import Graph, GraphBuilder
-
     g = Graph()
     x, w = inp(g, "input", (5, 64)), param(g, "w", (64, 32))
     g.outputs["output"] = GraphBuilder(g, where="m").emit("matmul", x, w)
@@ -116,3 +115,51 @@ def test_report_is_a_mapping_for_summaries():
         "l1.bias": "float32 (used by add, not only as a matrix-product weight)",
         "l2.bias": "float32 (used by add, not only as a matrix-product weight)",
     }
+
+
+def rgb_conv(batch: int = 2, padding: int = 1) -> Graph:
+    """conv(3 -> 16, 3x3): rows of 3*3*3 = 27 elements, not a multiple of the 32-element block."""
+    g = Graph()
+    x = inp(g, "input", (batch, 3, 10, 9))
+    w = param(g, "conv.weight", (16, 3, 3, 3))
+    g.outputs["output"] = GraphBuilder(g, where="net.conv").emit("conv2d", x, w, padding=(padding, padding))
+    return g
+
+
+@pytest.mark.parametrize("mode,tolerance", [("int8", 0.02), ("int4", 0.2)])
+def test_conv_rows_are_zero_padded_to_the_block_and_quantized(mode, tolerance, rng):
+    torch = pytest.importorskip("torch")
+    g = rgb_conv()
+    params = random_params(g, rng)
+    x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+    _, ref = outputs(g, params, x, None)
+    exe, q = outputs(g, params, x, mode)
+    plan = exe.weight_plans["conv.weight"]
+    assert (plan.layout, plan.stored_shape, plan.type_name) == ("conv_rows", (16, 32), QUANT_TYPES[mode])
+    want = torch.nn.functional.conv2d(
+        torch.tensor(x, dtype=torch.float64), torch.tensor(params["conv.weight"], dtype=torch.float64), padding=1
+    ).numpy()
+    assert rel_err(ref, want) < 1e-6  # float32 storage is exact to float32
+    assert rel_err(q, ref) < tolerance and rel_err(q, want) < tolerance
+
+
+def test_padded_conv_weights_survive_gguf(tmp_path, rng):
+    from mithril_ggml import load_gguf, save_gguf
+
+    g = rgb_conv()
+    params = random_params(g, rng)
+    x = {"input": rng.standard_normal((2, 3, 10, 9)).astype(np.float32)}
+    exe = GGMLBackend(quantize="int8").lower(g, jit=False)
+    want = exe.run(params, x, {})[0]["output"]
+    save_gguf(exe, tmp_path / "conv.gguf")
+    np.testing.assert_array_equal(load_gguf(tmp_path / "conv.gguf").evaluate(x)["output"], want)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_padded_conv_refuses_non_finite_weights(bad, rng):
+    g = rgb_conv()
+    params = random_params(g, rng)
+    params["conv.weight"][5, 2, 1, 0] = bad
+    exe = GGMLBackend(quantize="int8").lower(g, jit=False)
+    with pytest.raises(ParamsError, match=r"'conv.weight' holds (nan|inf) at \[5, 2, 1, 0\]"):
+        exe.run(params, {"input": np.zeros((2, 3, 10, 9), np.float32)}, {})

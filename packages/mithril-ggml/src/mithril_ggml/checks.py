@@ -16,7 +16,7 @@ from mithril.errors import UnsupportedError
 from mithril.ir.graph import Graph, Value
 
 from .layout import MAX_DIMS
-from .lowering import RULES, Mode, why_not
+from .lowering import BOOL_RESULTS, RULES, Mode, why_not
 
 #: ggml ops whose backward pass ggml implements (ggml.c: ggml_compute_backward, ggml 0.15)
 BACKWARD_OPS = frozenset(
@@ -86,6 +86,7 @@ def lowering_problems(graph: Graph, mode: Mode) -> list[str]:
             "differentiates natively: lower the forward graph with wrt=(param names)"
         )
     consumers = graph.consumers()
+    results = {v.uid for v in [*graph.outputs.values(), *graph.state_updates.values()]}
     for role, table in (("input", graph.inputs), ("param", graph.params), ("state", graph.state)):
         for name, v in table.items():
             why = _value_problem(v)
@@ -101,11 +102,18 @@ def lowering_problems(graph: Graph, mode: Mode) -> list[str]:
             why = why_not(name)
         else:
             why = next((w for w in map(_value_problem, [*n.inputs, n.output]) if w), None)
-            if why is None and n.output.kind != "float":
+            kind = n.output.kind
+            if why is None and kind == "bool" and name in BOOL_RESULTS:
+                if n.output.uid in results:
+                    why = (
+                        "its bool result is a model output; GGML computes booleans as float 0/1: "
+                        "cast it to float in the model"
+                    )
+            elif why is None and kind != "float":
                 if name not in INT_OUTPUT:
-                    why = f"produces kind {n.output.kind!r}; the ggml lowering handles float data only"
+                    why = f"produces kind {kind!r}; the ggml lowering handles float (and 0/1 bool) data only"
                 elif consumers.get(n.output.uid):
-                    why = f"its {n.output.kind} result is used by another node; only float data is computed on"
+                    why = f"its {kind} result is used by another node; only float data is computed on"
             if why is None and rule.check is not None:
                 why = rule.check(n, mode)
         if why:

@@ -104,11 +104,12 @@ class Emitter:
         return t
 
     def write(self, t: T, data: np.ndarray) -> None:
-        """Copy float32 data into an allocated F32 tensor (skipped in the sizing pass)."""
+        """Copy data into an allocated F32 or I32 tensor (skipped in the sizing pass)."""
         if not self.alloc:
             return
-        arr = np.ascontiguousarray(np.broadcast_to(np.asarray(data, dtype=np.float32), t.shape))
-        if t.type != self.f32 or arr.nbytes != self.g.ggml_nbytes(t.ptr):
+        dtype = np.int32 if t.type == self.g.GGML_TYPE_I32 else np.float32
+        arr = np.ascontiguousarray(np.broadcast_to(np.asarray(data, dtype=dtype), t.shape))
+        if t.type not in (self.f32, self.g.GGML_TYPE_I32) or arr.nbytes != self.g.ggml_nbytes(t.ptr):
             raise LoweringBug("write: size or type mismatch")
         ctypes.memmove(t.ptr.contents.data, arr.ctypes.data, arr.nbytes)
 
@@ -221,12 +222,47 @@ class Emitter:
         "sigmoid": "ggml_sigmoid",
         "relu": "ggml_relu",
         "gelu_erf": "ggml_gelu_erf",
+        "floor": "ggml_floor",
     }
 
     def unary(self, name: str, a: T) -> T:
         self._float(a)
         self._room()
         return self._out(getattr(self.g, self._UNARY[name])(self.ctx, a.ptr), a.shape)
+
+    def clamp(self, a: T, lo: float, hi: float) -> T:
+        """``min(max(a, lo), hi)`` on a copy (``ggml_clamp`` works in place); NaN becomes ``hi``."""
+        self._float(a)
+        self._room()
+        copy = self._out(self.g.ggml_dup(self.ctx, a.ptr), a.shape)
+        return self._out(self.g.ggml_clamp(self.ctx, copy.ptr, float(lo), float(hi)), a.shape)
+
+    def to_i32(self, a: T) -> T:
+        """F32 -> I32 (truncating); for 0/1 masks and small whole numbers."""
+        self._float(a)
+        self._room()
+        return self._out(self.g.ggml_cast(self.ctx, a.ptr, self.g.GGML_TYPE_I32), a.shape, self.g.GGML_TYPE_I32)
+
+    def get_rows(self, a: T, idx: T) -> T:
+        """``a`` (B, R, L) F32, ``idx`` (B, M) I32 in [0, R) -> (B, M, L): ``out[b, m] = a[b, idx[b, m]]``."""
+        self._float(a)
+        if a.rank != 3 or idx.rank != 2 or idx.type != self.g.GGML_TYPE_I32 or idx.shape[0] != a.shape[0]:
+            raise LoweringBug(f"get_rows: {list(a.shape)} by {list(idx.shape)}")
+        self._room()
+        shape = (a.shape[0], idx.shape[1], a.shape[2])
+        return self._out(self.g.ggml_get_rows(self.ctx, a.ptr, idx.ptr), shape)
+
+    def pad(self, a: T, pads: Sequence[tuple[int, int]]) -> T:
+        """Zeros before and after each NumPy axis (``pads[i] = (before, after)``, all >= 0)."""
+        self._float(a)
+        if len(pads) != a.rank or any(p < 0 for pair in pads for p in pair):
+            raise LoweringBug(f"pad: {list(pads)} for shape {list(a.shape)}")
+        if not any(p for pair in pads for p in pair):
+            return a
+        ggml_pads = [p for pair in reversed(list(pads)) for p in pair] + [0] * (2 * (MAX_DIMS - a.rank))
+        shape = tuple(d + lo + hi for d, (lo, hi) in zip(a.shape, pads))
+        self._room()
+        return self._out(self.g.ggml_pad_ext(self.ctx, a.ptr, *ggml_pads), shape)
 
     def leaky_relu(self, a: T, slope: float) -> T:
         self._float(a)

@@ -6,10 +6,12 @@ of it is a matrix-product weight ggml can read quantized:
 * the right operand of ``matmul``, directly (stored transposed, (..., N, K)) or
   through a ``transpose`` of its last two axes (stored as is; the transpose
   node is folded away);
-* the weight of a ``conv2d`` (stored as (O, C*KH*KW), the same bytes).
+* the weight of a ``conv2d`` with one group (stored as (O, C*KH*KW) rows).
 
-and its stored rows (length K, or C*KH*KW) are a multiple of the 32-element
-block. Everything else stays float32; the report says why.
+and, for a matrix product, its stored rows (length K) are a multiple of the
+32-element block. A convolution's rows are zero-padded to the next multiple
+(the lowering pads the im2col columns alike): zeros add nothing to the products.
+Everything else stays float32; the report says why.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class WeightPlan:
         a = np.asarray(arr, dtype=np.float32)
         if self.layout == "transposed":
             a = np.swapaxes(a, -1, -2)
+        if self.layout == "conv_rows":
+            rows = np.ascontiguousarray(a).reshape(a.shape[0], -1)
+            return np.pad(rows, ((0, 0), (0, self.stored_shape[-1] - rows.shape[1])))
         return np.ascontiguousarray(a).reshape(self.stored_shape)
 
     @property
@@ -169,12 +174,12 @@ def plan_weights(graph: Graph, quantize: str | None, *, grad: bool) -> dict[str,
         if row is not None:
             if quantize is None:
                 reason = "quantize=None"
-            elif row % BLOCK:
+            elif row % BLOCK and kinds != {"conv"}:
                 reason = f"row length {row} is not a multiple of the {BLOCK}-element block"
             else:
                 type_name = qtype
             if kinds == {"conv"} and type_name != "f32":
-                layout, stored = "conv_rows", (shape[0], row)
+                layout, stored = "conv_rows", (shape[0], -(-row // BLOCK) * BLOCK)
         plans[name] = WeightPlan(name, layout, type_name, shape, stored, reason)
     return plans
 

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from .base import Lowerer, Mode, Rule
 from .elementwise import RULES as _ELEMENTWISE
+from .logic import BOOL_RESULTS
+from .logic import RULES as _LOGIC
 from .nn import RULES as _NN
 from .reductions import RULES as _REDUCTIONS
+from .special import RULES as _SPECIAL
 from .structure import RULES as _STRUCTURE
 
-RULES: dict[str, Rule] = {**_ELEMENTWISE, **_STRUCTURE, **_REDUCTIONS, **_NN}
+RULES: dict[str, Rule] = {**_ELEMENTWISE, **_SPECIAL, **_LOGIC, **_STRUCTURE, **_REDUCTIONS, **_NN}
 
 #: why a known primitive has no rule
 NOT_LOWERED: dict[str, str] = {
-    **dict.fromkeys(
-        ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"),
-        "comparisons produce booleans; the ggml lowering handles float data only",
-    ),
-    "where": "select on a boolean condition; the ggml lowering handles float data only",
-    "erf": "ggml has no erf",
     "bernoulli": "a random primitive (training-mode Dropout); GGMLBackend runs inference: compile with "
     "training=False or static_inference=True, where Dropout is the identity",
     **dict.fromkeys(
@@ -31,4 +28,4 @@ def why_not(primitive: str) -> str:
     return NOT_LOWERED.get(primitive, f"no ggml lowering for primitive {primitive!r}")
 
 
-__all__ = ["RULES", "Lowerer", "Mode", "Rule", "why_not"]
+__all__ = ["BOOL_RESULTS", "RULES", "Lowerer", "Mode", "Rule", "why_not"]

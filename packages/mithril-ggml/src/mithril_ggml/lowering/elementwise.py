@@ -1,4 +1,4 @@
-"""Element-wise primitives: arithmetic with NumPy broadcasting, activations."""
+"""Element-wise primitives: arithmetic with NumPy broadcasting, activations (pow and erf: special.py)."""
 
 from __future__ import annotations
 
@@ -66,51 +66,6 @@ def _emit_arith(op: str):
         return broadcast_binary(L, op, L.arg(node, 0), L.arg(node, 1), out)
 
     return emit
-
-
-# ------------------------------------------------------------------- pow
-_POW_EXPONENTS = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0)
-
-
-def _check_pow(node: Node, mode: Mode) -> str | None:
-    base, expo = node.inputs
-    p, c = scalar_of(expo), scalar_of(base)
-    if p is not None and p in _POW_EXPONENTS:
-        return None
-    if c is not None and c > 0:
-        return None
-    return (
-        f"ggml has no general pow: the exponent must be a constant in {list(_POW_EXPONENTS)} "
-        "(or the base a positive constant)"
-    )
-
-
-def _emit_pow(L: Lowerer, node: Node) -> T:
-    base, expo = node.inputs
-    out = node.output.shape
-    em = L.em
-    p = scalar_of(expo)
-    if p is None or p not in _POW_EXPONENTS:
-        c = scalar_of(base)
-        assert c is not None
-        y = em.scale(L.arg(node, 1), math.log(c))
-        return em.repeat(em.unary("exp", y), out)
-    if p == 0.0:
-        return constant(L, 1.0, out)
-    x = em.repeat(L.arg(node, 0), out)
-    if p == 1.0:
-        return x
-    if abs(p) == 0.5:
-        r = em.unary("sqrt", x)
-    elif abs(p) == 1.0:
-        r = x
-    elif abs(p) == 2.0:
-        r = em.unary("sqr", x)
-    else:  # 3
-        r = em.binary("mul", em.unary("sqr", x), x, out)
-    if p < 0:
-        r = em.binary("div", constant(L, 1.0, out), r, out)
-    return r
 
 
 # ------------------------------------------------------- maximum / minimum
@@ -200,15 +155,8 @@ def _emit_gelu(L: Lowerer, node: Node) -> T:
     return em.binary("mul", em.scale(t, 0.5), em.scale(th, 1.0, 1.0), t.shape)
 
 
-def _check_cast(node: Node, mode: Mode) -> str | None:
-    if node.attrs["kind"] != "float" or node.inputs[0].kind != "float":
-        return f"cast to kind {node.attrs['kind']!r}: ggml lowering handles float data only"
-    return None
-
-
 RULES: dict[str, Rule] = {
     **{op: Rule(_emit_arith(op)) for op in ("add", "sub", "mul", "div")},
-    "pow": Rule(_emit_pow, _check_pow),
     "maximum": Rule(_emit_extreme(True)),
     "minimum": Rule(_emit_extreme(False)),
     **{
@@ -217,6 +165,5 @@ RULES: dict[str, Rule] = {
     },
     "leaky_relu": Rule(_emit_leaky_relu),
     "gelu": Rule(_emit_gelu, _check_gelu),
-    "cast": Rule(lambda L, node: L.arg(node, 0), _check_cast),
     "identity": Rule(lambda L, node: L.arg(node, 0)),
 }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..layout import MAX_DIMS, ne_of
 from .base import Lowerer, Mode, Rule
@@ -81,25 +84,45 @@ def _ranges(node: Node) -> list[range]:
 
 
 def _check_slice(node: Node, mode: Mode) -> str | None:
-    rs = _ranges(node)
-    if any(r.step < 0 for r in rs):
-        return "negative slice steps are not supported by ggml views"
-    if any(len(r) == 0 for r in rs):
+    if any(len(r) == 0 for r in _ranges(node)):
         return "empty slices are not supported (ggml has no empty tensors)"
-    rank = len(node.inputs[0].shape)
-    if len(rs) == rank and rs[-1].step != 1 and rank >= MAX_DIMS:
-        return f"a strided slice of the last axis needs a spare dimension (rank {rank} < {MAX_DIMS})"
     return None
 
 
 def _emit_slice(L: Lowerer, node: Node) -> T:
+    """A strided view over positive-step ranges of the same elements, then each axis with a
+    negative step reversed; a strided last axis of a rank-4 tensor is sliced in a second view."""
     t = L.arg(node, 0)
     rs = _ranges(node) + [range(n) for n in t.shape[len(node.attrs["starts"]) :]]
-    return strided_view(L, t, rs, node.output.shape)
+    fwd = [r if r.step > 0 else r[::-1] for r in rs]
+    shape = node.output.shape
+    if t.rank >= MAX_DIMS and fwd[-1].step != 1:
+        mid = strided_view(L, t, fwd[:-1] + [range(t.shape[-1])], shape[:-1] + (t.shape[-1],))
+        rows = math.prod(shape[:-1])
+        flat = L.em.reshape(mid, (rows, t.shape[-1]))
+        out = L.em.reshape(strided_view(L, flat, [range(rows), fwd[-1]], (rows, shape[-1])), shape)
+    else:
+        out = strided_view(L, t, fwd, shape)
+    for axis, r in enumerate(rs):
+        if r.step < 0:
+            out = reverse_axis(L, out, axis)
+    return out
+
+
+def reverse_axis(L: Lowerer, t: T, axis: int) -> T:
+    """``t`` reversed along ``axis``: ``ggml_get_rows`` over the (outer, n, inner) view."""
+    n = t.shape[axis]
+    if n == 1:
+        return t
+    outer, inner = math.prod(t.shape[:axis]), math.prod(t.shape[axis + 1 :])
+    em = L.em
+    idx = em.new((outer, n), em.g.GGML_TYPE_I32)
+    em.write(idx, np.broadcast_to(np.arange(n - 1, -1, -1, dtype=np.int32), (outer, n)))
+    return em.reshape(em.get_rows(em.reshape(t, (outer, n, inner)), idx), t.shape)
 
 
 def strided_view(L: Lowerer, t: T, rs: list[range], shape: tuple[int, ...]) -> T:
-    """``t[r0, r1, ...]`` (one non-empty, non-negative-step range per axis), contiguous."""
+    """``t[r0, r1, ...]`` (one non-empty, positive-step range per axis), contiguous."""
     rank = t.rank
     esize = 4
     strides = [esize] * rank  # contiguous NumPy strides in bytes
