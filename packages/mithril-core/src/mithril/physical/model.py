@@ -24,11 +24,14 @@ from ..errors import (
 )
 from ..ir.flatten import FlatModel, flatten
 from ..ir.graph import Graph, IndexCheck
-from ..ir.passes.shape_inference import solve
+from ..ir.passes.shape_inference import solve, symbolic_shapes
 from ..ir.randomness import SEED_INPUT
+from ..models.connections import uniform_fan_in
 from ..models.model import Model
 from .checks import check_indices
-from .pipeline import Compiled, Options, build_graph, compile_graph
+from .memory import estimate, float_bytes_of
+from .pipeline import Compiled, Options, _forward_prefix, build_graph, compile_graph
+from .summary import physical_summary
 
 
 class PhysicalModel:
@@ -180,8 +183,6 @@ class PhysicalModel:
     @property
     def shapes(self) -> dict[str, list[object]]:
         """Shapes of inputs, params, state and outputs (symbolic where still unknown)."""
-        from ..ir.passes.shape_inference import symbolic_shapes
-
         return symbolic_shapes(self._flat_for(self.training), self._known_shapes())
 
     def _known_shapes(self) -> dict[str, Any]:
@@ -241,8 +242,6 @@ class PhysicalModel:
             init = inits.get(k)
             shape = shapes[k]
             if init is None:
-                from ..models.connections import uniform_fan_in
-
                 init = uniform_fan_in
             out[k] = init.fn(self.backend, shape, ref_shapes.get(k))
         return out
@@ -457,9 +456,6 @@ class PhysicalModel:
         ``gradient_checkpointing``: estimate as if compiled with (or without) it."""
         from dataclasses import replace
 
-        from .memory import estimate, float_bytes_of
-        from .pipeline import _forward_prefix
-
         mode = self.training if training is None else bool(training)
         shapes = {k: tuple(v) for k, v in self._known_shapes().items() if k in self.input_keys}
         if any(None in v for v in shapes.values()) or set(shapes) != set(self.input_keys):
@@ -479,8 +475,6 @@ class PhysicalModel:
 
     def summary(self) -> str:
         """Blocks, their shapes and parameter counts."""
-        from .summary import physical_summary
-
         return physical_summary(self)
 
     def __repr__(self) -> str:
