@@ -22,7 +22,9 @@ from collections.abc import Container
 from typing import Any
 
 from ...primitives.base import registry
+from ...primitives.nn import _CONV
 from ..graph import Graph, Node, Value, ValueRole
+from .simplify import _freeze, _substitute, prune
 
 
 def _perm(node: Node) -> tuple[int, ...]:
@@ -180,8 +182,6 @@ def fuse_pool_indices(graph: Graph, kernels: Container[str]) -> Graph:
     """Max pooling saves its argmax indices for its gradient where the backend has the kernels."""
     if not all(k in kernels for k in ("max_pool2d_with_indices", "max_pool2d_grad_indices")):
         return graph
-    from .simplify import _freeze
-
     grads = {(n.inputs[0].uid, _freeze(n.attrs)) for n in graph.nodes if n.primitive.name == "max_pool2d_grad"}
     if not grads:
         return graph
@@ -224,9 +224,6 @@ def fuse_conv_backward(graph: Graph, kernels: Container[str]) -> Graph:
     """
     if "conv2d_backward" not in kernels:
         return graph
-    from ...primitives.nn import _CONV
-    from .simplify import _freeze
-
     fused = registry.get("conv2d_backward")
 
     def conv_attrs(n: Node) -> dict[str, Any]:
@@ -282,7 +279,5 @@ def _is_channel_sum(n: Node) -> bool:
 
 
 def _apply(graph: Graph, repl: dict[int, Value]) -> None:
-    from .simplify import _substitute, prune
-
     _substitute(graph, repl)
     prune(graph)
