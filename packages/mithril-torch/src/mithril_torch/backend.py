@@ -15,6 +15,7 @@ from mithril.errors import EvaluationError, UnsupportedError
 from . import dtypes as _dt
 from . import rng
 from .devices import resolve_device
+from .grads import grad_kernels
 from .host_memory import retain_freed_memory
 from .jit import compile_with_fallback
 from .kernels import make_kernels
@@ -106,6 +107,7 @@ class TorchBackend(Backend):
     def core_kernels(self) -> Mapping[str, Kernel]:
         table = make_kernels(self.torch_dtype)
         table.update(optim_kernels())
+        table.update(grad_kernels())
         if self.torch_mesh is not None:
             from .distributed import dtensor_kernels
 

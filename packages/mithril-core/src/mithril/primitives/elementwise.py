@@ -170,7 +170,7 @@ _UNARY_GRADS: dict[str, UnaryGrad] = {
     "erf": lambda b, x, y, g, a: b.emit(
         "mul", g, b.emit("mul", b.const(2.0 / math.sqrt(math.pi)), b.emit("exp", b.emit("neg", b.emit("mul", x, x))))
     ),
-    "gelu": _gelu_grad,
+    "gelu": lambda b, x, y, g, a: b.emit("gelu_grad", x, g, approximate=a["approximate"]),  # a fused composite
 }
 
 # ------------------------------------------------------------ definitions
@@ -273,6 +273,27 @@ primitive(
     vjp=_vjp_unary(_UNARY_GRADS["gelu"]),
     recompute=same_node,
     doc="x * Phi(x); approximate='tanh' uses the tanh formula (as torch.nn.GELU)",
+)
+
+
+def _same_float_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+    for t in ins:
+        bind_kind(t.kind, "float")
+        unify(ins[0].shape, t.shape)
+    unify_kinds(ins[0].kind, out.kind)
+    unify(ins[0].shape, out.shape)
+    return True
+
+
+primitive(
+    "gelu_grad",
+    ("input", "grad"),
+    _same_float_rule,
+    attrs={"approximate": "none"},
+    expand=lambda b, node: _gelu_grad(b, node.inputs[0], node.output, node.inputs[1], node.attrs),
+    recompute=same_node,
+    doc="gradient of gelu from its input: grad * gelu'(input); one kernel where the backend has it "
+    "(torch: gelu_backward)",
 )
 
 UNARY_FLOAT = ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "erf", "leaky_relu", "gelu")

@@ -119,9 +119,20 @@ def _softmax_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any], what
 
 
 def _vjp_softmax(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
-    y, ax = node.output, node.attrs["axis"]
+    return [b.emit("softmax_grad", node.output, g, axis=node.attrs["axis"])]  # a fused composite
+
+
+def _expand_softmax_grad(b: GraphBuilder, node: Node) -> Value:
+    (y, g), ax = node.inputs, node.attrs["axis"]
     s = b.emit("sum", b.emit("mul", g, y), axis=(ax,), keepdims=True)
-    return [b.emit("mul", y, b.emit("sub", g, s))]
+    return b.emit("mul", y, b.emit("sub", g, s))
+
+
+def _softmax_grad_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+    for t in ins:
+        bind_kind(t.kind, "float")
+        unify(ins[0].shape, t.shape)
+    return _softmax_rule(ins[:1], out, attrs, "softmax_grad")
 
 
 def _vjp_log_softmax(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None]:
@@ -145,4 +156,13 @@ primitive(
     attrs={"axis": -1},
     vjp=_vjp_log_softmax,
     doc="numerically stable log-softmax over one axis",
+)
+primitive(
+    "softmax_grad",
+    ("activation", "grad"),
+    _softmax_grad_rule,
+    attrs={"axis": -1},
+    expand=_expand_softmax_grad,
+    doc="gradient of softmax from its output (activation): activation * (grad - sum(grad * activation, axis)); "
+    "one kernel where the backend has it (torch: _softmax_backward_data)",
 )

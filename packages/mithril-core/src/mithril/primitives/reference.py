@@ -313,6 +313,22 @@ def relu_grad(activation: Array, grad: Array) -> Array:
     return np.where(_f(activation) > 0, _f(grad), 0.0)
 
 
+def gelu_grad(input: Array, grad: Array, *, approximate: str = "none") -> Array:
+    x, g = _f(input), _f(grad)
+    if approximate == "tanh":
+        c = math.sqrt(2.0 / math.pi)
+        t = np.tanh(c * (x + 0.044715 * x**3))
+        return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x))
+    if approximate != "none":
+        raise ValueError(f"gelu_grad: unknown approximate={approximate!r}")
+    return g * (0.5 * (1.0 + _erf(x / math.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
+
+
+def softmax_grad(activation: Array, grad: Array, *, axis: int = -1) -> Array:
+    y, g = _f(activation), _f(grad)
+    return y * (g - np.sum(g * y, axis=axis, keepdims=True))
+
+
 # ---------------------------------------------------------------- structure
 def matmul(left: Array, right: Array) -> Array:
     """Batched matrix product of rank >= 2 operands, batch dims broadcast, as sums of products."""
@@ -759,6 +775,8 @@ REFERENCE: dict[str, ReferenceFn] = {
     "normalize_affine": normalize_affine,
     "normalize_affine_grad": normalize_affine_grad,
     "relu_grad": relu_grad,
+    "gelu_grad": gelu_grad,
+    "softmax_grad": softmax_grad,
     "matmul": matmul,
     "transpose": transpose,
     "reshape": reshape,

@@ -369,6 +369,10 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
             make=_with_stats(axes, 1e-4),
         )
     add("relu_grad", "same", A((3, 4)), A((3, 4)), gradient=False)
+    add("gelu_grad", "exact", A((3, 4), wide), A((3, 4)), attrs={"approximate": "none"}, gradient=False)
+    add("gelu_grad", "tanh", A((3, 4), wide), A((3, 4)), attrs={"approximate": "tanh"}, gradient=False)
+    add("softmax_grad", "last", A((3, 5)), A((3, 5)), attrs={"axis": -1}, gradient=False)
+    add("softmax_grad", "middle", A((2, 3, 4)), A((2, 3, 4)), attrs={"axis": 1}, gradient=False)
 
     # ---- structure
     add("matmul", "matrix", A((3, 4)), A((4, 5)))
