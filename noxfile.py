@@ -1,4 +1,4 @@
-"""Sessions: ``demo`` (the main job), ``tests``, ``fuzz``, ``bench``, ``docs``, ``wheels``.
+"""Sessions: ``demo`` (the main job), ``lint``, ``typecheck``, ``tests``, ``fuzz``, ``bench``, ``docs``, ``wheels``.
 
 Every install uses ``constraints.txt``; our packages are installed by path,
 never resolved from an index (the name ``mithril`` there is someone else's).
@@ -31,6 +31,30 @@ def install_project(session: nox.Session, *extra: str) -> None:
     for b in _backends():
         paths += ["-e", str(ROOT / "packages" / f"mithril-{b}")]
     session.install(*CONSTRAINTS, *paths, *extra)
+
+
+#: every package's source folder, for import-linter (it reads the files; nothing is installed or imported)
+SOURCES = [ROOT / "packages" / "mithril-core" / "src", *(ROOT / "packages" / f"mithril-{b}" / "src" for b in BACKENDS)]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (the rules in ruff.toml), the formatter's check and the import contracts (.importlinter); the tools
+    are pinned in constraints.txt and the project is not installed. ``nox -s lint -- --fix`` applies ruff's fixes."""
+    session.install(*CONSTRAINTS, "ruff", "import-linter")
+    fix = "--fix" in session.posargs
+    session.run("ruff", "check", *(["--fix"] if fix else []), str(ROOT))
+    session.run("ruff", "format", *([] if fix else ["--check"]), str(ROOT))
+    pythonpath = os.pathsep.join(str(p) for p in SOURCES)
+    session.run("lint-imports", "--config", str(ROOT / ".importlinter"), env={"PYTHONPATH": pythonpath})
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over every package's src/ with mypy.ini (strict); the project and its dependencies are installed so
+    that torch, jax and NumPy are checked against their own annotations."""
+    install_project(session, "mypy")
+    session.run("mypy", "--config-file", str(ROOT / "mypy.ini"), *session.posargs)
 
 
 @nox.session
