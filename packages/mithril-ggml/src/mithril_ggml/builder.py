@@ -17,9 +17,10 @@ import numpy as np
 from mithril.ir.graph import Graph, Node, Value, ValueRole
 
 from ._lib import ggml
+from .blas import BlasOps
 from .checks import ancestors, backward_problems, raise_if
 from .emitter import Emitter, LoweringBug, OutOfMetadata, T
-from .layout import ne_of
+from .layout import data_shape, ne_of
 from .lowering import RULES, Mode
 from .weights import WeightPlan
 
@@ -55,6 +56,7 @@ class Built:
     used_mem: int = 0
     n_tensors: int = 0
     data_bytes: int = 0
+    blas: BlasOps | None = None  # the BLAS products' callback, kept alive with the graph
 
 
 class _Lowerer:
@@ -132,7 +134,7 @@ def _emit(
     graph: Graph, plans: dict[str, WeightPlan], folded: set[int], mode: Mode, ctx: Any, alloc: bool
 ) -> tuple[Emitter, dict[int, T], dict[str, T], dict[str, T]]:
     """Create source tensors and lower every node."""
-    em = Emitter(ctx, alloc, grad=mode.grad)
+    em = Emitter(ctx, alloc, grad=mode.grad, blas=None if mode.grad else BlasOps())
     g = em.g
     env: dict[int, T] = {}
     used = ancestors(graph, graph.results()) | {v.uid for v in graph.results()}
@@ -156,7 +158,7 @@ def _emit(
             continue
         em.tag = i
         t = RULES[node.primitive.name].emit(L, node)
-        shape = tuple(node.output.shape or ())
+        shape = data_shape(node.output.shape or ())
         if t.ne != ne_of(shape):
             raise LoweringBug(f"{node!r} lowered to shape {list(t.shape)}, expected {list(shape)}")
         env[node.output.uid] = T(t.ptr, shape, t.type)
@@ -192,7 +194,7 @@ def build(
         gf = g.ggml_new_graph_custom(ctx, sizes[0], False)
         for t in [*outputs.values(), *state_updates.values()]:
             g.ggml_build_forward_expand(gf, t.ptr)
-        built = Built(ctx, sources, params, outputs, state_updates, gf=gf, ops=em.ops)
+        built = Built(ctx, sources, params, outputs, state_updates, gf=gf, ops=em.ops, blas=em.blas)
         if wrt:
             _build_backward(built, em, graph, wrt, cot_names, sizes, alloc)
         built.used_mem = g.ggml_used_mem(ctx)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._lib import ggml, op_name
+from .blas import BlasOps, use_blas
 from .layout import MAX_DIMS, ne_of, numel, permute_args
 
 
@@ -55,11 +56,12 @@ class Emitter:
     remaining metadata room is checked before each call.
     """
 
-    def __init__(self, ctx: Any, alloc: bool, grad: bool = False) -> None:
+    def __init__(self, ctx: Any, alloc: bool, grad: bool = False, blas: BlasOps | None = None) -> None:
         self.g = ggml()
         self.ctx = ctx
         self.alloc = alloc
         self.grad = grad
+        self.blas = blas  # routes large float32 products to NumPy's BLAS (None: ggml's MUL_MAT only)
         self.tag = -1  # index of the graph node being lowered
         self.ops: dict[int, list[str]] = {}
         self.f32 = self.g.GGML_TYPE_F32
@@ -72,14 +74,14 @@ class Emitter:
             if free < tensors * self._overhead + 4096:
                 raise OutOfMetadata
 
-    def _out(self, ptr: Any, shape: Sequence[int], type_: int | None = None) -> T:
+    def _out(self, ptr: Any, shape: Sequence[int], type_: int | None = None, name: str | None = None) -> T:
         if not ptr:
             raise LoweringBug("ggml returned a null tensor")
         t = T(ptr, tuple(int(d) for d in shape), self.f32 if type_ is None else type_)
         got = tuple(ptr.contents.ne)
         if got != t.ne:
             raise LoweringBug(f"ggml produced ne={list(got)}, expected {list(t.ne)} for shape {list(t.shape)}")
-        self.ops.setdefault(self.tag, []).append(op_name(ptr))
+        self.ops.setdefault(self.tag, []).append(name or op_name(ptr))
         return t
 
     @staticmethod
@@ -195,9 +197,37 @@ class Emitter:
         shape = tuple(shape)
         if a.ne != ne_of(shape) or not _can_repeat(b.ne, a.ne) or a.type != self.f32 or b.type != self.f32:
             raise LoweringBug(f"{op}: {list(a.shape)} with {list(b.shape)} -> {list(shape)}")
-        self._room()
         fn = {"add": self.g.ggml_add, "sub": self.g.ggml_sub, "mul": self.g.ggml_mul, "div": self.g.ggml_div}[op]
+        rows = self._broadcast_rows(a, b)
+        if rows is not None:
+            a_shape, b_small, b_shape = rows
+            a2 = self.reshape(a, a_shape)
+            b2 = self.repeat(self.reshape(b, b_small), b_shape)
+            self._room()
+            return self.reshape(self._out(fn(self.ctx, a2.ptr, b2.ptr), a_shape), shape)
+        self._room()
         return self._out(fn(self.ctx, a.ptr, b.ptr), shape)
+
+    def _broadcast_rows(self, a: T, b: T) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+        """Shapes of ``a``, of ``b`` and of ``b`` repeated, that put a broadcast ``b`` along whole rows.
+
+        ggml's binary ops run one vector loop per row of ``b``; a ``b`` of row length 1
+        (a per-channel bias of NCHW data) makes that one call per element. Merging the
+        leading ggml dimensions in which ``b`` has size 1 into one row and repeating
+        ``b`` along it (a small tensor) gives long rows. None when that does not apply.
+        """
+        if self.grad or b.ne[0] != 1 or a.ne[0] == 1:
+            return None
+        j = 0
+        while j + 2 < MAX_DIMS and b.ne[j + 1] == 1:
+            j += 1
+        row = numel(a.ne[: j + 1])
+        a_ne = (row, *a.ne[j + 1 :]) + (1,) * j
+        b_ne = (row, *b.ne[j + 1 :]) + (1,) * j
+        if numel(b_ne) * 4 > numel(a.ne):
+            return None
+        b_small = (1, *b.ne[j + 1 :]) + (1,) * j
+        return tuple(reversed(a_ne)), tuple(reversed(b_small)), tuple(reversed(b_ne))
 
     def scale(self, a: T, s: float, bias: float = 0.0) -> T:
         """``a * s + bias``."""
@@ -328,8 +358,59 @@ class Emitter:
         rank = max(a.rank, b.rank)
         batch = tuple(reversed((bne[2], bne[3])))[4 - rank :] if rank > 2 else ()
         shape = batch + (b.shape[-2], a.shape[-2])
+        m = bne[1] * bne[2] * bne[3]
+        if self.blas is not None and ane[2] == ane[3] == 1 and use_blas(a.type, m, ane[1], ane[0]):
+            w = self._dequantized(a)
+            self._room()
+            ptr = self.blas.linear(self.ctx, w.ptr, b.ptr, ane[1], ane[0], m, (ane[1], *bne[1:]))
+            return self._out(ptr, shape, name="MUL_MAT(BLAS)")
         self._room()
         return self._out(self.g.ggml_mul_mat(self.ctx, a.ptr, b.ptr), shape)
+
+    def _dequantized(self, w: T) -> T:
+        """``w`` as float32: a quantized weight is converted for a BLAS product (ggml's BLAS backend does so)."""
+        if w.type == self.f32:
+            return w
+        self._room()
+        return self._out(self.g.ggml_cast(self.ctx, w.ptr, self.f32), w.shape)
+
+    def conv2d(
+        self,
+        kernel_shape: T,
+        x: T,
+        w: T,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        out_hw: Sequence[int],
+    ) -> T:
+        """NCHW ``x`` convolved with ``w`` (O, C*KH*KW) -> (N, O, OH, OW); ``kernel_shape`` as :meth:`im2col`.
+
+        Through BLAS (see :mod:`mithril_ggml.blas`): im2col into a scratch tensor and
+        one ``sgemm`` per image, written in NCHW. Else ggml's IM2COL, MUL_MAT (rows of
+        (N*OH*OW, O)) and a transpose to NCHW.
+        """
+        self._float(x, kernel_shape)
+        n, c, h, wd = x.shape
+        _, _, kh, kw = kernel_shape.shape
+        o, k = w.shape
+        oh, ow = (int(d) for d in out_hw)
+        if self.blas is not None and x.rank == 4 and k == c * kh * kw and use_blas(w.type, n * oh * ow, o, k):
+            (sh, sw), (ph, pw), (dh, dw) = (tuple(int(v) for v in p) for p in (stride, padding, dilation))
+            for i, (size, pad, kern, st, dil) in enumerate(((h, ph, kh, sh, dh), (wd, pw, kw, sw, dw))):
+                if (size + 2 * pad - dil * (kern - 1) - 1) // st + 1 != (oh, ow)[i]:
+                    raise LoweringBug("conv2d: output size disagrees with the geometry")
+            padded = self.new((n, c, h + 2 * ph, wd + 2 * pw)) if ph or pw else x
+            cols = self.new((n, k, oh * ow))
+            w32 = self._dequantized(w)
+            self._room()
+            shapes = (w.shape, x.shape, padded.shape, cols.shape, (n, o, oh * ow))
+            geometry = ((kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow))
+            ptr = self.blas.conv2d(self.ctx, w32.ptr, x.ptr, padded.ptr, cols.ptr, shapes, geometry)
+            return self.reshape(self._out(ptr, (n, o, oh * ow), name="CONV_2D(BLAS)"), (n, o, oh, ow))
+        cols4 = self.im2col(kernel_shape, x, stride, padding, dilation, (oh, ow))
+        y = self.mul_mat(w, self.reshape(cols4, (n * oh * ow, k)))
+        return self.transpose(self.reshape(y, (n, oh, ow, o)), (0, 3, 1, 2))
 
     # ------------------------------------------------------------- images
     def im2col(

@@ -91,6 +91,8 @@ def conv_group(L: Lowerer, x: T, w: T, kernel: tuple[int, ...], geo: Geometry, c
         # im2col reads only its kernel's shape. A stored (2-d) weight has none; and
         # ggml's backward of IM2COL crashes when that kernel itself needs a gradient.
         carrier = em.new((1, c, kh, kw))
+    if row == k:  # NCHW from im2col and one product (through BLAS when large: see Emitter.conv2d)
+        return em.conv2d(carrier, x, w2, geo.stride, geo.padding, geo.dilation, (oh, ow))
     cols = em.im2col(carrier, x, geo.stride, geo.padding, geo.dilation, (oh, ow))
     cols = em.reshape(cols, (n * oh * ow, k))
     if row != k:
