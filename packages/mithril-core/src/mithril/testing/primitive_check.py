@@ -55,7 +55,7 @@ class PrimitiveReport:
     """What :func:`check_primitive` found, one row per backend."""
 
     primitive: str
-    shapes: list[tuple[int, ...]]
+    shapes: Sequence[Sequence[int]]
     expected: str
     results: list[BackendResult]
 

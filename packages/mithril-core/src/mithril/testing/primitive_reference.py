@@ -222,9 +222,9 @@ def probe(name: str) -> Probe | None:
             broadcasts = _broadcasts(prim, shapes, case_kinds, attrs)
     if not outputs:
         return None
-    same = sorted(o for o in outputs if o.startswith("same:"))
-    if len(outputs) == 1 and same:
-        idx = [int(i) for i in same[0][5:].split(",")]
+    same_kinds = sorted(o for o in outputs if o.startswith("same:"))
+    if len(outputs) == 1 and same_kinds:
+        idx = [int(i) for i in same_kinds[0][5:].split(",")]
         names = ["the inputs" if prim.variadic else f"`{prim.inputs[i]}`" for i in idx]
         output = f"the kind of {' and '.join(dict.fromkeys(names))}"
     elif all(o in KINDS for o in outputs):
