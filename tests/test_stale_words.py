@@ -1,7 +1,7 @@
 """No page of the documentation announces as "coming" (or "in development") what already exists.
 
-Every occurrence of a phrase of :data:`STALE` (case-insensitive, as whole words) in docs/*.md or a
-README fails, unless its sentence is in :data:`ALLOWED` with the reason it is still true. When a
+Every occurrence of a phrase of :data:`STALE` (case-insensitive, as whole words) in docs/*.md, a
+README, CONTRIBUTING.md or a CHANGELOG fails, unless its sentence is in :data:`ALLOWED` with the reason it is still true. When a
 feature a page announces ships, the page changes with it; when a page must announce something that
 truly does not exist yet, add the sentence here with the reason (and remove it when it ships).
 """
@@ -12,7 +12,15 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted([*(ROOT / "docs").glob("*.md"), ROOT / "README.md", *(ROOT / "packages").glob("*/README.md")])
+PAGES = sorted(
+    [
+        *(ROOT / "docs").glob("*.md"),
+        ROOT / "README.md",
+        ROOT / "CONTRIBUTING.md",
+        *(ROOT / "packages").glob("*/README.md"),
+        *(ROOT / "packages").glob("*/CHANGELOG.md"),
+    ]
+)
 
 STALE = re.compile(r"\b(coming(\s+soon)?|in\s+development|being\s+written|work\s+in\s+progress)\b", re.I)
 
