@@ -415,3 +415,51 @@ def test_conv_transpose2d_against_torch(stride, padding, output_padding, dilatio
         torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), **attrs
     ).numpy()
     check(run(one_node("conv_transpose2d", [x.shape, w.shape], **attrs), x, w), want, atol=1e-5)
+
+
+# ------------------------------------------------- more than 4 axes between reshapes and reductions
+@pytest.mark.parametrize(
+    "shape,axes,keepdims",
+    [
+        ((2, 3, 2, 3, 2, 2), (3, 5), False),  # adaptive average pooling's windows
+        ((2, 3, 4, 5, 2), (0, 2, 4), False),  # 3 reduced runs, 5 merged axes: one staged reduction
+        ((2, 3, 4, 5, 2), (1,), True),  # a rank-5 result, reshaped back
+        ((3, 2, 2, 2, 2, 2), None, False),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("prim", ["sum", "mean", "max", "min"])
+def test_reductions_of_more_than_four_axes(prim, shape, axes, keepdims, rng):
+    x = data(rng, (math.prod(shape[:2]), math.prod(shape[2:])))
+    g = Graph()
+    b = GraphBuilder(g, where="m")
+    wide = b.emit("reshape", inp(g, "a0", x.shape), shape=shape)
+    r = b.emit(prim, wide, axis=axes, keepdims=keepdims)
+    g.outputs["out"] = b.emit("reshape", r, shape=(-1,)) if len(r.shape) > 4 else r
+    want = getattr(np, prim)(x.astype(np.float64).reshape(shape), axis=axes, keepdims=keepdims)
+    check(run(g, x), want.reshape(g.outputs["out"].shape), atol=1e-5)
+
+
+def test_group_norm_of_images_passes_a_rank_5_view(rng):
+    import mithril as ml
+    from mithril.models.zoo import GroupNorm
+
+    x = data(rng, (2, 6, 5, 4))
+    model = GroupNorm(3, 6)
+    ref = ml.compile(model, ml.NumpyBackend(dtype=ml.float64), shapes={"input": list(x.shape)})
+    params = ref.randomize_params(seed=0)
+    want = ref.evaluate(params, {"input": x.astype(np.float64)})["output"]
+    pm = ml.compile(model, BACKEND, shapes={"input": list(x.shape)})
+    got = pm.evaluate({k: np.asarray(v, np.float32) for k, v in params.items()}, {"input": x})["output"]
+    check(got, want, atol=1e-5)
+
+
+def test_a_rank_5_value_used_element_wise_is_refused_with_its_block():
+    g = Graph()
+    b = GraphBuilder(g, where="net.split")
+    wide = b.emit("reshape", inp(g, "a0", (4, 6)), shape=(2, 2, 3, 2, 1))
+    b.where = "net.act"
+    g.outputs["out"] = b.emit("reshape", b.emit("relu", wide), shape=(4, 6))
+    with pytest.raises(UnsupportedError, match=r"'relu' in block 'net.act': rank 5 > 4") as e:
+        BACKEND.lower(g, jit=False)
+    assert "'net.split'" in str(e.value)  # the reshape making it is named too

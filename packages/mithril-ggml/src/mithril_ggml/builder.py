@@ -20,7 +20,7 @@ from ._lib import ggml
 from .blas import BlasOps
 from .checks import ancestors, backward_problems, raise_if
 from .emitter import Emitter, LoweringBug, OutOfMetadata, T
-from .layout import ne_of
+from .layout import data_shape, ne_of
 from .lowering import RULES, Mode
 from .weights import WeightPlan
 
@@ -158,7 +158,7 @@ def _emit(
             continue
         em.tag = i
         t = RULES[node.primitive.name].emit(L, node)
-        shape = tuple(node.output.shape or ())
+        shape = data_shape(node.output.shape or ())
         if t.ne != ne_of(shape):
             raise LoweringBug(f"{node!r} lowered to shape {list(t.shape)}, expected {list(shape)}")
         env[node.output.uid] = T(t.ptr, shape, t.type)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 
 from mithril.errors import UnsupportedError
-from mithril.ir.graph import Graph, Value
+from mithril.ir.graph import Graph, Node, Value
 
 from .layout import MAX_DIMS
 from .lowering import BOOL_RESULTS, RULES, Mode, why_not
@@ -67,11 +67,29 @@ BACKWARD_OPS = frozenset(
 INT_OUTPUT = frozenset({"argmax"})
 
 
-def _value_problem(v: Value) -> str | None:
+#: primitives that reinterpret their input's contiguous data, or reduce it: a value of more than
+#: MAX_DIMS axes between two of them needs no ggml tensor of that rank (only its flat data)
+RANK_FREE = frozenset({"reshape", "flatten", "unflatten", "reshape_as", "sum", "mean", "max", "min"})
+
+
+def rank_free(v: Value, consumers: dict[int, list[Node]], results: set[int]) -> bool:
+    """Whether ``v`` is made and used by :data:`RANK_FREE` primitives only (never a model result)."""
+    return (
+        v.producer is not None
+        and v.producer.primitive.name in RANK_FREE
+        and v.uid not in results
+        and all(c.primitive.name in RANK_FREE for c in consumers.get(v.uid, []))
+    )
+
+
+def _value_problem(v: Value, free: bool = False) -> str | None:
     if v.shape is None:
         return "shape unknown (the graph must be shape-inferred before lowering)"
-    if len(v.shape) > MAX_DIMS:
-        return f"rank {len(v.shape)} > {MAX_DIMS} (ggml tensors have at most {MAX_DIMS} dimensions)"
+    if len(v.shape) > MAX_DIMS and not free:
+        return (
+            f"rank {len(v.shape)} > {MAX_DIMS} (ggml tensors have at most {MAX_DIMS} dimensions; more are "
+            "only possible between reshapes and reductions)"
+        )
     if any(d == 0 for d in v.shape):
         return f"empty shape {list(v.shape)} (ggml has no empty tensors)"
     return None
@@ -101,7 +119,8 @@ def lowering_problems(graph: Graph, mode: Mode) -> list[str]:
         if rule is None:
             why = why_not(name)
         else:
-            why = next((w for w in map(_value_problem, [*n.inputs, n.output]) if w), None)
+            values = [*n.inputs, n.output]
+            why = next((w for v in values if (w := _value_problem(v, rank_free(v, consumers, results)))), None)
             kind = n.output.kind
             if why is None and kind == "bool" and name in BOOL_RESULTS:
                 if n.output.uid in results:
@@ -219,11 +238,13 @@ def backward_problems(
 
 __all__ = [
     "BACKWARD_OPS",
+    "RANK_FREE",
     "ancestors",
     "available_memory",
     "backward_problems",
     "depends_on",
     "lowering_problems",
     "raise_if",
+    "rank_free",
     "size_problems",
 ]

@@ -21,6 +21,13 @@ def ne_of(shape: Sequence[int]) -> tuple[int, int, int, int]:
     return ne[0], ne[1], ne[2], ne[3]
 
 
+def data_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """The shape a value's ggml tensor has: its own, or its flat data past :data:`MAX_DIMS` axes
+    (such a value only passes between reshapes and reductions: see ``checks.rank_free``)."""
+    shape = tuple(int(d) for d in shape)
+    return shape if len(shape) <= MAX_DIMS else (math.prod(shape),)
+
+
 def gdim(axis: int, rank: int) -> int:
     """ggml dimension of NumPy ``axis`` (negative allowed) of a rank-``rank`` array."""
     if not -rank <= axis < rank:

@@ -1,7 +1,10 @@
 """Reductions over axes, argmax, softmax and log-softmax.
 
-Every reduction moves the reduced axes last (one permute), views the data as
-(kept, reduced) rows and reduces rows: ggml reduces along ``ne[0]`` only.
+Every reduction merges each run of consecutive reduced (or kept) axes into one,
+moves the reduced ones last (one permute), views the data as (kept, reduced) rows
+and reduces rows: ggml reduces along ``ne[0]`` only. An input of more than 4 axes
+(only its flat data is in ggml) first loses reduced runs, the last one at a time,
+through (outer, run, inner) views, until 4 merged axes are left.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from .base import Lowerer, Mode, Rule
+from ..layout import MAX_DIMS, data_shape
+from .base import Emit, Lowerer, Mode, Rule
 
 if TYPE_CHECKING:  # pragma: no cover
     from mithril.ir.graph import Node
@@ -33,22 +37,46 @@ def as_rows(L: Lowerer, t: T, axes: tuple[int, ...]) -> T:
     return L.em.reshape(t, (k, math.prod(t.shape[len(keep) :])))
 
 
-def _emit_reduce(kind: str):
+def _emit_reduce(kind: str) -> Emit:
     def emit(L: Lowerer, node: Node) -> T:
         em = L.em
-        axes = _axes(node)
-        rows = as_rows(L, L.arg(node, 0), axes)
-        if kind in ("sum", "mean"):
-            r = em.sum_rows(rows)
-            if kind == "mean":
-                r = em.scale(r, 1.0 / rows.shape[1])
-        elif kind == "max":
-            r = em.max_rows(rows)
-        else:  # min = -max(-x)
-            r = em.unary("neg", em.max_rows(em.unary("neg", rows)))
-        return em.reshape(r, node.output.shape)
+        dims, reduced = _runs(tuple(node.inputs[0].shape), set(_axes(node)))
+        t = L.arg(node, 0)
+        while len(dims) > MAX_DIMS:  # reduce the last reduced run of a (outer, run, inner) view
+            i = max(k for k, r in enumerate(reduced) if r)
+            view = em.reshape(t, (math.prod(dims[:i]), dims[i], math.prod(dims[i + 1 :])))
+            t = _reduce_rows(L, kind, as_rows(L, view, (1,)))
+            dims, reduced = _runs(dims[:i] + dims[i + 1 :], {k for k, r in enumerate(reduced) if r and k < i})
+        t = em.reshape(t, dims)
+        r = _reduce_rows(L, kind, as_rows(L, t, tuple(k for k, r in enumerate(reduced) if r)))
+        return em.reshape(r, data_shape(node.output.shape))
 
     return emit
+
+
+def _runs(shape: tuple[int, ...], axes: set[int]) -> tuple[tuple[int, ...], list[bool]]:
+    """``shape`` with each run of consecutive reduced (or kept) axes merged into one (contiguous data):
+    the dims and whether each is reduced."""
+    dims: list[int] = []
+    reduced: list[bool] = []
+    for k, d in enumerate(shape):
+        r = k in axes
+        if reduced and reduced[-1] == r:
+            dims[-1] *= d
+        else:
+            dims.append(d)
+            reduced.append(r)
+    return tuple(dims), reduced
+
+
+def _reduce_rows(L: Lowerer, kind: str, rows: T) -> T:
+    em = L.em
+    if kind in ("sum", "mean"):
+        r = em.sum_rows(rows)
+        return em.scale(r, 1.0 / rows.shape[1]) if kind == "mean" else r
+    if kind == "max":
+        return em.max_rows(rows)
+    return em.unary("neg", em.max_rows(em.unary("neg", rows)))  # min = -max(-x)
 
 
 def _check_extreme(node: Node, mode: Mode) -> str | None:

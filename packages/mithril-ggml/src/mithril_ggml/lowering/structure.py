@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..layout import MAX_DIMS, ne_of
+from ..layout import MAX_DIMS, data_shape, ne_of
 from .base import Lowerer, Mode, Rule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +49,7 @@ def _emit_transpose(L: Lowerer, node: Node) -> T:
 
 
 def _emit_reshape(L: Lowerer, node: Node) -> T:
-    return L.em.reshape(L.arg(node, 0), node.output.shape)
+    return L.em.reshape(L.arg(node, 0), data_shape(node.output.shape))
 
 
 def _emit_broadcast_to(L: Lowerer, node: Node) -> T:
