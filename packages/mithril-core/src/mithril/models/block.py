@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._gc import gc_paused
+from .._gc import gc_paused_long_lived
 from ..errors import ModelBuildError, UnknownKeyError, UnknownTerminalError
 from ..primitives.base import Primitive, Term, registry
 from ..shapes.kinds import KindVar
@@ -33,7 +33,7 @@ class Block:
         # a block's constructor builds its whole subgraph: no collector passes in between (mithril._gc)
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
-            cls.__init__ = gc_paused(cls.__dict__["__init__"])  # type: ignore[method-assign]
+            cls.__init__ = gc_paused_long_lived(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     def __init__(self, *, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name or "." in name):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._gc import gc_paused
+from .._gc import gc_paused_long_lived
 from ..errors import (
     CycleError,
     DTypeMismatchError,
@@ -90,7 +90,7 @@ class Model(Block):
         """``model |= block(**connections)``."""
         return self.add(block(**connections) if connections else block, chain=False)
 
-    @gc_paused
+    @gc_paused_long_lived
     def add(self, block: Block, *, chain: bool = False) -> Model:
         """Add ``block``; with ``chain`` its canonical input follows the last output."""
         self._check_mutable()
@@ -175,7 +175,7 @@ class Model(Block):
             self._cout = binding[block.canonical_output]
         return self
 
-    @gc_paused
+    @gc_paused_long_lived
     def call(self, primitive: str, *inputs: Any, output: Any = None, **attrs: Any) -> TerminalRef:
         """Add one primitive call and return its output: ``h = m.call("matmul", "x", w_ref)``."""
         prim_block = (

@@ -1,0 +1,93 @@
+"""The collector pauses of mithril._gc: the collector is always back on, nothing of the caller's is
+frozen or thawed, and the caller's garbage cycles are still collected."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from mithril._gc import gc_paused, gc_paused_long_lived
+from mithril.errors import ModelBuildError
+from mithril.models import Linear, Model, Relu
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture(autouse=True)
+def _collector_on() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+@pytest.mark.parametrize("pause", [gc_paused, gc_paused_long_lived])
+def test_collector_paused_inside_and_on_after(pause) -> None:  # type: ignore[no-untyped-def]
+    seen = []
+    pause(lambda: seen.append(gc.isenabled()))()
+    assert seen == [False] and gc.isenabled()
+
+
+@pytest.mark.parametrize("pause", [gc_paused, gc_paused_long_lived])
+def test_collector_on_after_an_exception(pause) -> None:  # type: ignore[no-untyped-def]
+    def boom() -> None:
+        raise ValueError("x")
+
+    with pytest.raises(ValueError):
+        pause(boom)()
+    assert gc.isenabled()
+
+
+def test_a_disabled_collector_stays_disabled() -> None:
+    gc.disable()
+    gc_paused_long_lived(lambda: None)()
+    assert not gc.isenabled()
+
+
+def test_callers_garbage_cycles_are_collected_not_promoted() -> None:
+    """Young garbage of the caller is collected before a builder call moves the young generations."""
+    c = _Cycle()
+    dead = weakref.ref(c)
+    del c
+    model = Model()
+    model |= Linear(4)  # builder calls
+    assert dead() is None
+
+
+def test_callers_frozen_objects_stay_frozen() -> None:
+    gc.collect()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        model = Model()
+        model |= Linear(4)
+        model += Relu()
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_builder_leaves_nothing_frozen() -> None:
+    gc.collect()
+    assert gc.get_freeze_count() == 0
+    model = Model()
+    for _ in range(3):
+        model += Linear(4)
+        model += Relu()
+    assert gc.get_freeze_count() == 0
+
+
+def test_failed_build_call_restores_the_collector() -> None:
+    model = Model()
+    model |= Linear(4)
+    with pytest.raises(ModelBuildError):
+        model |= Linear(4)(input=object())
+    assert gc.isenabled()
