@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import DType
 from ..errors import UnsupportedError
 from ..ir.graph import Graph, Value, ValueRole
+from ..ir.passes.expand import result_call
 from ..ir.randomness import SEED_INPUT, stream_ids
 
 
@@ -175,8 +177,6 @@ def generate_source(graph: Graph, backend: Any) -> tuple[str, dict[str, Any]]:
 
 def _result_groups(graph: Graph) -> dict[int, list[Any]]:
     """Nodes of a multi-result primitive that differ only in ``result``: id(node) -> the group's nodes."""
-    from ..ir.passes.expand import result_call
-
     by_key: dict[Any, list[Any]] = {}
     for node in graph.nodes:
         prim = node.primitive
@@ -226,8 +226,6 @@ def lower_to_python(graph: Graph, backend: Any, *, jit: bool, source_path: str |
 
 
 def _np_dtype(backend: Any, kind: str | None) -> Any:
-    from ..dtypes import DType
-
     if kind == "int":
         return np.int64
     if kind == "bool":

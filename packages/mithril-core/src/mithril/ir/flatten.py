@@ -16,6 +16,7 @@ from ..errors import CycleError, ModelBuildError
 from ..models.block import PrimitiveBlock
 from ..models.connections import ROLE_ORDER, Connection, Initializer
 from ..models.model import Model
+from ..primitives.base import registry
 from .graph import Graph, Node, Value, ValueRole
 
 if TYPE_CHECKING:
@@ -169,8 +170,6 @@ def _drop_unused_inputs(graph: Graph) -> None:
 
 
 def _identity() -> Primitive:
-    from ..primitives.base import registry
-
     return registry.get("identity")
 
 

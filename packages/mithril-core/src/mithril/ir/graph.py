@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ShapeUnknownError
-from ..primitives.base import Primitive, registry
+from ..errors import DTypeMismatchError, ShapeMismatchError, ShapeUnknownError
+from ..primitives.base import Primitive, Term, registry
+from ..shapes.kinds import KindVar
+from ..shapes.symbolic import SymShape, transaction
 
 
 class ValueRole(Enum):
@@ -183,11 +185,6 @@ class GraphBuilder:
 
 def infer_node(prim: Primitive, inputs: list[Value], attrs: dict[str, Any], out: Value, where: str) -> None:
     """Concrete shape/kind of a node's output from its inputs, via the primitive's rule."""
-    from ..errors import DTypeMismatchError, ShapeMismatchError, ShapeUnknownError
-    from ..primitives.base import Term
-    from ..shapes.kinds import KindVar
-    from ..shapes.symbolic import SymShape, transaction
-
     ins = [
         Term(SymShape.of(list(v.shape)) if v.shape is not None else SymShape.unknown(), KindVar(v.kind)) for v in inputs
     ]

@@ -18,6 +18,7 @@ from ..ir.passes.shape_inference import concretize
 from ..ir.randomness import is_random
 from ..parallel.layout import Layout
 from ..parallel.layout import resolve as resolve_layout
+from .checks import out_of_range
 from .executable import Executable
 
 
@@ -90,8 +91,6 @@ def index_checks(graph: Graph) -> list[IndexCheck]:
             if check not in checks:
                 checks.append(check)
         elif v.role is ValueRole.CONST:
-            from .checks import out_of_range
-
             bad = out_of_range(np.asarray(v.data), size, ignore)
             if bad is not None:
                 raise CompileError(

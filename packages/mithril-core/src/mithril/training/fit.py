@@ -12,7 +12,9 @@ import numpy as np
 
 from ..backend import Backend
 from ..errors import TrainingError
+from ..ir.flatten import flatten
 from ..models.block import Block
+from ..models.model import Model
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import ArrayData, as_data, batch_size_of
@@ -273,9 +275,6 @@ class Trainer:
 
 def _data_inputs(model: Block) -> list[str]:
     """The model's data inputs (not its parameters or state)."""
-    from ..ir.flatten import flatten
-    from ..models.model import Model
-
     if not isinstance(model, Model):
         wrapped = Model()
         wrapped |= model

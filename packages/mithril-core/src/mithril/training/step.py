@@ -20,6 +20,7 @@ import numpy as np
 
 from .._gc import gc_paused
 from ..backend import Backend
+from ..dtypes import DType
 from ..errors import (
     CompileError,
     EvaluationError,
@@ -51,8 +52,6 @@ _GRAD = "grad."
 
 def _mixed_precision(backend: Backend, precision: Any, loss_scale: float | None) -> tuple[Any, float, Any]:
     """(precision, loss scale, the backend computing in that precision, or None)."""
-    from ..dtypes import DType
-
     if precision is None or precision == backend.dtype:
         if loss_scale is not None and loss_scale != 1.0:
             raise CompileError("loss_scale needs precision=ml.float16 (or ml.bfloat16) on a float32 backend")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...dtypes import DType
 from ...primitives.reference import REFERENCE
 from ..graph import Graph, Node, Value, ValueRole, const_value
 
@@ -163,8 +164,6 @@ def fold_constants(graph: Graph, backend: Any) -> Graph:
 
 
 def _np_dtype(backend: Any, kind: str | None) -> Any:
-    from ...dtypes import DType
-
     if kind == "int":
         return np.int64
     if kind == "bool":
