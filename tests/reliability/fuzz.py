@@ -11,7 +11,8 @@ makes the logical model; :func:`check` runs it:
 * PyTorch and JAX in float64 (the core's autodiff, and every 4th graph also their native autodiff,
   ``autodiff="torch"``/``"jax"``) must agree to 1e-8 relative;
 * GGML runs inference in float32 and must agree to a float32 tolerance, or raise UnsupportedError
-  (recorded: the fraction of graphs GGML runs and agrees on is its *coverage*).
+  whose every line names the primitive and its block (recorded: the fraction of graphs GGML runs and
+  agrees on is its *coverage*; the report groups the rest by primitive and reason).
 
 :func:`minimise` shrinks a failing spec (drops outputs and ops, shrinks shapes) to a small case for
 tests/reliability/test_fuzzer_regressions.py. ``python tests/reliability/fuzz.py --graphs N --seed S``
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 import traceback
@@ -1014,14 +1016,21 @@ def run_float64(model: Model, fx: Fixture, name: str, autodiff: str = "mithril",
         return {"*": f"raised {type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}"}
 
 
+#: each line of GGML's UnsupportedError names the primitive and its block (or the input/param/state)
+_NAMES_ITS_PLACE = re.compile(r"^(primitive '[^']+' in block '[^'?][^']*'|(input|param|state) '[^']+'): \S")
+
+
 def run_ggml(model: Model, fx: Fixture) -> tuple[str, str | None]:
     """(outcome, failure): outcome "agrees", "unsupported: ..." or "failed" (then failure says why)."""
     be = backend("ggml", "float32")
     try:
         pm = ml.compile(model, be, shapes={k: list(v.shape) for k, v in fx.inputs.items()})
     except UnsupportedError as e:
-        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-        return f"unsupported: {first}", None
+        problems = [line.strip() for line in str(e).splitlines()[1:]] or [str(e)]
+        unnamed = [p for p in problems if not _NAMES_ITS_PLACE.match(p)]
+        if unnamed:
+            return "failed", f"UnsupportedError names no primitive and block: {unnamed[0]}"
+        return f"unsupported: {problems[0]}", None
     except Exception as e:
         return "failed", f"compile raised {type(e).__name__}: {e}"
     try:

@@ -23,8 +23,9 @@ GRAPHS = int(os.environ.get("MITHRIL_FUZZ_GRAPHS", "1000"))
 SEED = int(os.environ.get("MITHRIL_FUZZ_SEED", "0"))
 FOREST = 20
 BACKENDS = [b for b in fuzz.installed() if b != "numpy"]
-#: GGML's coverage may not fall below this (it is measured on the CI batch; see the summary)
-GGML_COVERAGE_FLOOR = 0.75
+#: GGML's coverage may not fall below this (measured on the CI batch, 1000 graphs from seed 0: 99.2%;
+#: the rest use a value of more than 4 axes element-wise; see the summary)
+GGML_COVERAGE_FLOOR = 0.95
 
 pytestmark = pytest.mark.skipif("numpy" not in fuzz.installed(), reason="NumPy is the fuzzer's oracle")
 
