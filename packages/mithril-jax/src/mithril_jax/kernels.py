@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from mithril.errors import UnsupportedError
 
-from . import indexing, nn_kernels, normalization, rng
+from . import control_flow, indexing, nn_kernels, normalization, rng
 from .static import hashable, static_jit
 from .x64 import int_dtype
 
@@ -247,6 +247,7 @@ def core_kernels(float_dtype: Any) -> dict[str, Kernel]:
     table.update(indexing.KERNELS)  # model-zoo primitives
     table.update(rng.KERNELS)  # random primitives: kernel(key, *inputs, **attrs)
     table.update(normalization.KERNELS)  # fused composites (normalize, normalize_grad)
+    table.update(control_flow.KERNELS)  # loops and branches over sub-graphs (mithril.ir.control_flow)
     return table
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import conv, indexing, pool, rng, special
+from . import control_flow, conv, indexing, pool, rng, special
 
 Kernel = Callable[..., Any]
 
@@ -208,4 +208,6 @@ def build_kernels(float_dtype: np.dtype | type) -> dict[str, Kernel]:
         **indexing.KERNELS,
         # random primitives: kernel(key, *inputs, **attrs)
         **rng.KERNELS,
+        # loops and branches over sub-graphs (mithril.ir.control_flow)
+        **control_flow.KERNELS,
     }

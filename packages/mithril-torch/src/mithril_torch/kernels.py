@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import indexing, normalization, pooling, rng
+from . import control_flow, indexing, normalization, pooling, rng
 
 Kernel = Callable[..., Any]
 Axes = tuple[int, ...] | None
@@ -339,5 +339,6 @@ def make_kernels(float_dtype: torch.dtype) -> dict[str, Kernel]:
     table.update(indexing.KERNELS)  # model-zoo primitives
     table.update(rng.KERNELS)  # random primitives: kernel(key, *inputs, **attrs)
     table.update(normalization.KERNELS)  # fused composites (normalize, normalize_grad)
+    table.update(control_flow.KERNELS)  # loops and branches over sub-graphs (mithril.ir.control_flow)
     table["cast"] = make_cast(float_dtype)
     return table

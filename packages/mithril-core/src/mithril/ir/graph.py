@@ -8,17 +8,18 @@ fixes the width) and, after shape inference, a concrete shape.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 import numpy as np
 
-from ..errors import DTypeMismatchError, ShapeMismatchError, ShapeUnknownError
+from ..errors import DTypeMismatchError, ShapeMismatchError, ShapeUnknownError, UnsupportedError
 from ..primitives.base import Primitive, Term, registry
+from ..shapes.control_flow import link_branch, link_scan
 from ..shapes.kinds import KindVar
-from ..shapes.symbolic import SymShape, transaction
+from ..shapes.symbolic import Dim, SymShape, transaction
 
 
 class ValueRole(Enum):
@@ -147,6 +148,63 @@ class Graph:
         return "\n".join(lines)
 
 
+@dataclass(eq=False)
+class SubGraph:
+    """A concrete body (or branch) owned by a control-flow node; compared by identity."""
+
+    graph: Graph
+    label: str = "body"
+
+    def __post_init__(self) -> None:
+        g = self.graph
+        if g.params or g.state or g.state_updates or g.gradients:
+            raise UnsupportedError(f"{self.label}: a sub-graph takes everything as inputs (no params or state)")
+        if any(n.primitive.random for n in g.nodes):
+            raise UnsupportedError(f"{self.label}: random primitives (Dropout) inside control flow are not supported")
+
+    @property
+    def input_values(self) -> list[Value]:
+        return list(self.graph.inputs.values())
+
+    @property
+    def output_values(self) -> list[Value]:
+        return list(self.graph.outputs.values())
+
+    def input_terms(self) -> list[Any]:
+        return [_term(v) for v in self.input_values]
+
+    def output_terms(self) -> list[Any]:
+        return [_term(v) for v in self.output_values]
+
+    def __repr__(self) -> str:
+        g = self.graph
+        return f"<{self.label}: {list(g.inputs)} -> {list(g.outputs)}, {len(g.nodes)} nodes>"
+
+    # ----------------------------------------------------------- shape rules
+    def link_scan(self, ins: Sequence[Any], out: Any, attrs: Mapping[str, Any]) -> bool:
+        """The shape rule of ``scan`` over this body (mithril.shapes.control_flow)."""
+        link_scan(
+            self.input_terms(),
+            self.output_terms(),
+            list(self.graph.inputs),
+            list(self.graph.outputs),
+            ins,
+            out,
+            attrs,
+            Dim(attrs["length"]),
+        )
+        return True
+
+    def link_branch(self, index: int, ins: Sequence[Any], out: Any, result: int) -> bool:
+        """The shape rule of ``cond`` for this branch."""
+        link_branch(self.label, self.input_terms(), self.output_terms(), list(self.graph.outputs), ins, out, result)
+        return True
+
+
+def _term(v: Value) -> Any:
+    return Term(SymShape.of(list(v.shape)) if v.shape is not None else SymShape.unknown(), KindVar(v.kind))
+
+
 def const_value(data: Any, kind: str | None = None) -> Value:
     """A constant value (scalar or NumPy array)."""
     arr = np.asarray(data)
@@ -171,6 +229,20 @@ class GraphBuilder:
 
     def const(self, value: Any, kind: str | None = None) -> Value:
         return const_value(value, kind)
+
+    def sub(self, label: str) -> GraphBuilder:
+        """A builder of a new sub-graph (a control-flow body); declare its inputs with :meth:`input`."""
+        return GraphBuilder(Graph(), where=f"{self.where} ({label})")
+
+    def input(self, name: str, shape: tuple[int, ...], kind: str | None) -> Value:
+        """A new input of the graph being built (a sub-graph's argument, in call order)."""
+        v = self.graph.inputs[name] = Value(ValueRole.INPUT, name=name, kind=kind, shape=tuple(shape))
+        return v
+
+    def as_subgraph(self, outputs: Mapping[str, Value], label: str) -> SubGraph:
+        """The graph built so far, with ``outputs`` (in order), as a control-flow sub-graph."""
+        self.graph.outputs.update(outputs)
+        return SubGraph(self.graph, label=label)
 
     def emit(self, name: str, *inputs: Value, **attrs: Any) -> Value:
         prim = registry.get(name)

@@ -12,7 +12,7 @@ from ..backend import Backend
 from ..errors import CompileError
 from ..ir.flatten import FlatModel
 from ..ir.graph import Graph, IndexCheck, Value, ValueRole
-from ..ir.passes import autodiff, fuse, remat, simplify
+from ..ir.passes import autodiff, control_flow, fuse, remat, simplify
 from ..ir.passes.expand import expand
 from ..ir.passes.shape_inference import concretize
 from ..ir.randomness import is_random
@@ -161,6 +161,7 @@ def compile_graph(
         seed.role, seed.data = ValueRole.CONST, value
     if backend.mesh is not None:
         graph.shardings = resolve_layout(Layout.of(opts.layout), backend.mesh, graph, graph.shard_like)
+    control_flow.lower_for(graph, backend.kernels, type(backend).__name__)  # loops unrolled without a scan kernel
     executable = backend.lower(graph, jit=opts.jit, wrt=wrt_t, source_path=opts.source_path)
     return Compiled(
         graph=graph,

@@ -2,6 +2,7 @@
 
 from . import (
     compile_time,
+    control_flow,
     elementwise,
     fused,
     indexing,
@@ -23,6 +24,7 @@ CORE_PRIMITIVES: tuple[str, ...] = tuple(
         or registry.get(n).optional
         or registry.get(n).expand is not None
         or registry.get(n).random
+        or registry.get(n).subgraphs
     )
 )
 
@@ -38,9 +40,15 @@ RANDOM_PRIMITIVES: tuple[str, ...] = tuple(n for n in registry.names() if regist
 """Primitives drawing from the per-call random stream (see mithril.ir.randomness); a backend that trains
 models with them (Dropout) has a kernel ``kernel(key, *inputs, **attrs)`` for each."""
 
+CONTROL_FLOW_PRIMITIVES: tuple[str, ...] = tuple(n for n in registry.names() if registry.get(n).subgraphs)
+"""Primitives owning sub-graphs (``scan``, ``cond``; see mithril.ir.control_flow). A backend without a
+``scan`` kernel gets loops unrolled (exact; build time grows with the length); without a ``cond``
+kernel, a model with a branch is refused with UnsupportedError."""
+
 # the public names, and the definition modules (imported above to register their primitives)
 __all__ = [
     "COMPOSITE_PRIMITIVES",
+    "CONTROL_FLOW_PRIMITIVES",
     "CORE_PRIMITIVES",
     "OPTIONAL_PRIMITIVES",
     "RANDOM_PRIMITIVES",
@@ -49,6 +57,7 @@ __all__ = [
     "PrimitiveRegistry",
     "Term",
     "compile_time",
+    "control_flow",
     "elementwise",
     "fused",
     "indexing",

@@ -86,6 +86,11 @@ class Primitive:
     #: the output is the input's elements rearranged (reshape, transpose): backends return a view, so
     #: keeping the output keeps the input in memory too
     view: bool = False
+    #: attributes holding sub-graphs (control flow: ``scan``'s body, ``cond``'s branches; see
+    #: :mod:`mithril.ir.control_flow`). The node has an int ``result`` attribute, the index of the output it
+    #: gives; nodes that differ only in ``result`` are one call, whose kernel returns a tuple of every output
+    #: and receives each sub-graph as a Python function
+    subgraphs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.results and ((self.expand is None and not self.optional) or "result" not in self.attrs):
@@ -131,7 +136,7 @@ class Primitive:
 
     def kernel_attrs(self) -> tuple[str, ...]:
         """The attributes a kernel receives as keywords (all but ``result`` of a multi-result primitive)."""
-        return tuple(a for a in self.attrs if not (self.results and a == "result"))
+        return tuple(a for a in self.attrs if not ((self.results or self.subgraphs) and a == "result"))
 
     def kernel_signature_problem(self, kernel: Callable[..., Any]) -> str | None:
         """Why ``kernel`` cannot be called as Mithril calls it (:meth:`kernel_call`), or None.

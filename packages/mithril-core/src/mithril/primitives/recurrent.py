@@ -230,23 +230,42 @@ def _gru_step(b: GraphBuilder, lay: Layout, p: _Direction, xw: Value, h: Value) 
 def _run(
     b: GraphBuilder, lay: Layout, p: _Direction, x: Value, h: Value, c: Value | None, reverse: bool
 ) -> tuple[Value, Value, Value | None]:
-    """One direction of one layer over time-major ``x [T, N, in]``: ``(ys [T, N, R], h_T, c_T)``."""
-    where = b.where
+    """One direction of one layer over time-major ``x [T, N, in]``: ``(ys [T, N, R], h_T, c_T)``.
+
+    The step is the body of one ``scan`` node (mithril.ir.control_flow), so the graph has the
+    same size for every sequence length.
+    """
     xw = b.emit("matmul", x, p.w_ih_t)  # every time step's input projection at once
     if p.bias_x is not None:
         xw = b.emit("add", xw, p.bias_x)
-    steps = x.shape[0]
-    ys: list[Any] = [None] * steps
-    for t in reversed(range(steps)) if reverse else range(steps):
-        b.where = f"{where} t={t}"
-        xw_t = _row(b, xw, t)
-        if lay.mode == "lstm":
-            h, c = _lstm_step(b, lay, p, xw_t, h, c)  # type: ignore[arg-type]
-        else:
-            h = _gru_step(b, lay, p, xw_t, h)
-        ys[t] = h
-    b.where = where
-    return _stack(b, ys), h, c
+    carries = [h] if c is None else [h, c]
+    consts = [v for v in (p.w_hh_t, p.bias_h, p.w_hr_t) if v is not None]
+    body = _step_body(b, lay, [*carries, xw], p)
+    ins = [*carries, xw, *consts]
+    outs = [
+        b.emit("scan", *ins, body=body, n_carry=len(carries), n_xs=1, length=x.shape[0], reverse=reverse, result=k)
+        for k in range(len(carries) + 1)
+    ]
+    return outs[-1], outs[0], (outs[1] if c is not None else None)
+
+
+def _step_body(b: GraphBuilder, lay: Layout, steps: list[Value], p: _Direction) -> Any:
+    """The scan body of one step: ``(h, [c], xw_t, *weights) -> (h', [c'], y_t = h')``."""
+    sb = b.sub("step")
+    carry = [sb.input(n, v.known_shape, v.kind) for n, v in zip(("h", "c"), steps[:-1])]
+    xw = steps[-1]
+    xw_t = sb.input("xw_t", xw.known_shape[1:], xw.kind)
+    local = {
+        k: sb.input(k, v.known_shape, v.kind)
+        for k, v in (("w_hh_t", p.w_hh_t), ("bias_h", p.bias_h), ("w_hr_t", p.w_hr_t))
+        if v is not None
+    }
+    step = _Direction(p.w_ih_t, local["w_hh_t"], None, local.get("bias_h"), local.get("w_hr_t"))
+    if lay.mode == "lstm":
+        h, c = _lstm_step(sb, lay, step, xw_t, carry[0], carry[1])
+        return sb.as_subgraph({"h": h, "c": c, "y": h}, label=f"{lay.mode}_step")
+    h = _gru_step(sb, lay, step, xw_t, carry[0])
+    return sb.as_subgraph({"h": h, "y": h}, label=f"{lay.mode}_step")
 
 
 def _expand_rule(mode: str) -> Callable[[GraphBuilder, Node], dict[str, Value]]:

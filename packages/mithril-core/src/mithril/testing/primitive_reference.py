@@ -106,6 +106,7 @@ primitive it cannot run raises `UnsupportedError` naming it at compile time.
 | composite | nothing: expanded into other primitives once shapes are concrete; a kernel, where a backend has one, keeps the node as one call (a *fused composite*) | {n_composite} |
 | optional fused | nothing; a kernel makes a fusion pass emit it for that backend | {n_optional} |
 | random | a kernel `kernel(key, *inputs, **attrs)` to train models that use it | {n_random} |
+| control flow | a kernel taking its sub-graphs as Python functions (`mithril.ir.control_flow`); without a `scan` kernel loops are unrolled, without a `cond` kernel a branch is refused | {n_control_flow} |
 | compile-time | nothing: resolved by the compiler (aliases, mode switches, shape and index checks), never lowered | {n_compile_time} |
 
 The gradient primitives `conv2d_input_grad`, `conv2d_weight_grad`, `max_pool2d_grad`,
@@ -274,6 +275,8 @@ def _category(prim: Any) -> str:
         return "compile-time"
     if prim.random:
         return "random"
+    if prim.subgraphs:
+        return "control flow"
     if prim.optional:
         return "optional fused"
     if prim.expand is not None:
@@ -286,6 +289,7 @@ _CATEGORY_TEXT = {
     "composite": "composite: expanded into other primitives unless the backend has a kernel for it",
     "optional fused": "optional fused: emitted by a fusion pass only for backends that have its kernel",
     "random": "random: draws from the call's random stream; the kernel takes the key first",
+    "control flow": "control flow: owns sub-graphs, which its kernel receives as Python functions",
     "compile-time": "compile-time: resolved by the compiler, never lowered (no kernel)",
 }
 
@@ -411,6 +415,7 @@ def markdown(names: Sequence[str] | None = None) -> str:
         "composite": "n_composite",
         "optional fused": "n_optional",
         "random": "n_random",
+        "control flow": "n_control_flow",
         "compile-time": "n_compile_time",
     }
     counts = {keys[c]: ", ".join(f"[`{n}`](#{_anchor(n)})" for n in ns) for c, ns in by_cat.items()}
@@ -419,6 +424,7 @@ def markdown(names: Sequence[str] | None = None) -> str:
         "composite": "Composite primitives",
         "optional fused": "Optional fused primitives",
         "random": "Random primitives",
+        "control flow": "Control-flow primitives",
         "compile-time": "Compile-time primitives",
     }
     body = []

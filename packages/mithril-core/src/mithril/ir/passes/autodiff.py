@@ -9,10 +9,12 @@ only gets gradients. Cotangents of outputs become graph sources
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ...errors import UnsupportedError
+from ..control_flow import call_key
 from ..graph import Graph, GraphBuilder, Node, Value, ValueRole, const_value
+from . import control_flow
 
 
 def differentiable_params(graph: Graph, nondiff: Iterable[str] = ()) -> list[str]:
@@ -57,7 +59,15 @@ def differentiate(graph: Graph, wrt: Iterable[str], cotangent_outputs: Iterable[
         if needs.get(out.uid, False):
             accumulate(out, c)
 
+    # a control-flow call is several nodes: differentiated once, at its first node, when every
+    # consumer of every output has given its cotangent
+    cf_calls = control_flow.calls(forward)
     for node in reversed(forward):
+        if node.primitive.subgraphs:
+            members = cf_calls[call_key(node)]
+            if node is members[0]:
+                _control_flow_vjp(b, graph, members, cot, needs, accumulate)
+            continue
         g = cot.get(node.output.uid)
         if g is None or not needs.get(node.output.uid, False):
             continue
@@ -86,6 +96,31 @@ def differentiate(graph: Graph, wrt: Iterable[str], cotangent_outputs: Iterable[
             g = b.emit("broadcast_to", const_value(0.0, "float"), shape=p.shape)
         graph.gradients[k] = g
     return graph
+
+
+def _control_flow_vjp(
+    b: GraphBuilder,
+    graph: Graph,
+    members: list[Node],
+    cot: dict[int, Value],
+    needs: dict[int, bool],
+    accumulate: Callable[[Value, Value], None],
+) -> None:
+    """Cotangents of a control-flow call's inputs from those of its outputs (mithril.ir.passes.control_flow)."""
+    first = members[0]
+    cots: dict[int, Value] = {}
+    for m in members:
+        g = cot.get(m.output.uid)
+        if g is not None and needs.get(m.output.uid, False):
+            r = m.attrs["result"]
+            cots[r] = g if r not in cots else b.emit("add", cots[r], g)
+    if not cots:
+        return
+    b.where = f"{first.where} (grad)"
+    grads = control_flow.RULES[first.primitive.name](b, graph, members, cots, differentiate)
+    for x, gx in zip(first.inputs, grads):
+        if gx is not None and needs.get(x.uid, False):
+            accumulate(x, gx)
 
 
 def checkpoint(graph: Graph, n_forward: int) -> Graph:

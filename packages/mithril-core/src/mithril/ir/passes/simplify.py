@@ -135,8 +135,8 @@ def fold_constants(graph: Graph, backend: Any) -> Graph:
     for n in graph.nodes:
         ins = [repl.get(v.uid, v) for v in n.inputs]
         n.inputs = ins
-        if n.primitive.random or not ins or not all(v.role is ValueRole.CONST for v in ins):
-            keep.append(n)  # a random node is drawn per call, never at compile time
+        if n.primitive.random or n.primitive.subgraphs or not ins or not all(v.role is ValueRole.CONST for v in ins):
+            keep.append(n)  # a random node is drawn per call, never at compile time; control flow stays
             continue
         fn = kernels.get(n.primitive.name)
         arrays = [np.asarray(v.data, dtype=_np_dtype(backend, v.kind)) for v in ins]
