@@ -52,8 +52,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy over every package's src/ with mypy.ini (strict); the project and its dependencies are installed so
-    that torch, jax and NumPy are checked against their own annotations."""
-    install_project(session, "mypy")
+    that torch, jax, NumPy and pytest (the conformance suite) are checked against their own annotations."""
+    install_project(session, "mypy", "pytest>=7")
     session.run("mypy", "--config-file", str(ROOT / "mypy.ini"), *session.posargs)
 
 
