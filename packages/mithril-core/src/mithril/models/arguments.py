@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -34,6 +34,10 @@ def flag(value: Any, arg: str, at: str) -> bool:
     raise ModelBuildError(f"{at}: {arg} must be True or False, got {value!r} ({type(value).__name__})")
 
 
+@overload
+def size(value: Any, arg: str, at: str, *, optional: Literal[False] = False, minimum: int = 1) -> int: ...
+@overload
+def size(value: Any, arg: str, at: str, *, optional: bool, minimum: int = 1) -> int | None: ...
 def size(value: Any, arg: str, at: str, *, optional: bool = False, minimum: int = 1) -> int | None:
     """An int >= ``minimum`` (None allowed when ``optional``: inferred at compile)."""
     if value is None and optional:
@@ -62,7 +66,12 @@ def sizes(value: Any, n: int | None, arg: str, at: str, *, minimum: int = 1) -> 
 
 def number(value: Any, arg: str, at: str, *, low: float = -math.inf, high: float = math.inf) -> float:
     """A real number in ``[low, high]`` (not a bool, not NaN)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value) or not low <= value <= high:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or math.isnan(value)
+        or not low <= float(value) <= high
+    ):
         bounds = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
         raise ModelBuildError(f"{at}: {arg} must be a number {bounds}, got {value!r}")
     return float(value)

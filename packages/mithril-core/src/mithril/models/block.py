@@ -20,6 +20,8 @@ from ..shapes.symbolic import Constraint, SymShape, add_constraint, transaction
 from .connections import Connection, TerminalRef
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Self  # typing.Self needs Python 3.11
+
     from .model import Model
 
 
@@ -33,7 +35,7 @@ class Block:
         # a block's constructor builds its whole subgraph: no collector passes in between (mithril._gc)
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
-            cls.__init__ = gc_paused_long_lived(cls.__dict__["__init__"])  # type: ignore[method-assign]
+            cls.__init__ = gc_paused_long_lived(cls.__dict__["__init__"])  # type: ignore[method-assign]  # wraps its own constructor
 
     def __init__(self, *, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name or "." in name):
@@ -62,7 +64,7 @@ class Block:
         return {t: self.terminal_term(t).shape.to_list() for t in self.terminals()}
 
     # ----------------------------------------------------------- connecting
-    def __call__(self, **connections: Any) -> Block:
+    def __call__(self, **connections: Any) -> Self:
         """Say how terminals attach when this block is added: ``Relu()(input="x", output="y")``."""
         if self._parent is not None:
             raise ModelBuildError(f"{self.display_name} is already in a model; connect before adding it")

@@ -72,7 +72,7 @@ class Conv2d(Model):
         w_in = None if in_channels is None else in_channels // groups
         weight = IOKey("weight", shape=[out_channels, w_in, k[0], k[1]], role="param", init=uniform_fan_in)
         x = IOKey("input", shape=[None, in_channels, None, None])
-        attrs = dict(stride=_pair(stride), padding=_pair(padding), dilation=d, groups=int(groups))  # type: ignore[arg-type]
+        attrs = dict(stride=_pair(stride), padding=_pair(padding), dilation=d, groups=int(groups))
         if bias:
             y = self.call("conv2d", x, weight, **attrs)
             b = self.call(

@@ -15,7 +15,7 @@ output (``output``), and connections exposed with ``IOKey(expose=True)``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,11 +35,14 @@ from .block import Block, PrimitiveBlock
 from .connections import ROLE_ORDER, Connection, IOKey, TerminalRef, is_constant_like
 from .summary import logical_summary
 
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Self  # typing.Self needs Python 3.11
+
 
 def _kind_name(block: Block) -> str:
     """Base of automatic block names: the class name, or the primitive's for plain primitive blocks."""
     if type(block) is PrimitiveBlock:
-        return block.primitive.name  # type: ignore[attr-defined]
+        return block.primitive.name
     return type(block).__name__.lower()
 
 
@@ -64,16 +67,16 @@ class Model(Block):
         self._iface_outputs: set[str] = set()
 
     # ------------------------------------------------------------ operators
-    def __call__(self, **connections: Any) -> Model:
+    def __call__(self, **connections: Any) -> Self:
         """Call-style connection of a finished model used as a block (freezes it)."""
         self._freeze()
-        return super().__call__(**connections)  # type: ignore[return-value]
+        return super().__call__(**connections)
 
-    def __ior__(self, block: Block) -> Model:
+    def __ior__(self, block: Block) -> Self:
         self.add(block, chain=False)
         return self
 
-    def __iadd__(self, block: Block) -> Model:
+    def __iadd__(self, block: Block) -> Self:
         self.add(block, chain=True)
         return self
 

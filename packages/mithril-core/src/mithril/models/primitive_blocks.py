@@ -17,7 +17,7 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     t = tuple(int(x) for x in v)
     if len(t) != 2:
         raise ValueError(f"expected an int or a pair, got {v!r}")
-    return t  # type: ignore[return-value]
+    return t
 
 
 class _Prim(PrimitiveBlock):

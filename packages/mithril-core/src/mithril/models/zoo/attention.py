@@ -139,7 +139,7 @@ class TransformerBlock(Model):
             dropout=dropout,
             name="self_attn",
         )
-        conns = {"input": norm1.output}
+        conns: dict[str, TerminalRef | str] = {"input": norm1.output}
         if attn_mask is not None:
             conns["attn_mask"] = "attn_mask"
         self |= attn(**conns)

@@ -74,7 +74,10 @@ class GPT2Config:
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter of :class:`GPT2` with its shape (Mithril layout), in model order."""
         e, inner = self.n_embd, self.inner_dim
-        shapes = {"transformer.wte.weight": (self.vocab_size, e), "transformer.wpe.weight": (self.n_positions, e)}
+        shapes: dict[str, tuple[int, ...]] = {
+            "transformer.wte.weight": (self.vocab_size, e),
+            "transformer.wpe.weight": (self.n_positions, e),
+        }
         for i in range(self.n_layer):
             p = f"transformer.h.{i}."
             shapes.update(
