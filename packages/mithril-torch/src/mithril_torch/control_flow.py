@@ -5,9 +5,9 @@ Under ``torch.compile`` (torch 2.13) the loop is left out of the compiled graph
 time does not grow with the number of steps. torch's own ``scan`` operator
 (``torch._higher_order_ops.scan``) was measured here: Inductor lowers it to a ``while_loop``
 whose post-grad pass fails (``DataDependentOutputException``) unless the whole function is
-compiled with ``fullgraph=True``, and then compiles for 15-90 s on this CPU. A two-way
-``cond`` is ``torch.cond`` under compile; more branches stay a Python branch (a graph break
-on the data-dependent index).
+compiled with ``fullgraph=True``, and then compiles for 15-90 s on this CPU. ``cond`` is a
+Python branch behind a graph break too: ``torch.cond`` over Mithril's branch functions raised
+``UncapturedHigherOrderOpError`` (a graph break inside a branch), so the whole function ran eagerly.
 """
 
 from __future__ import annotations
@@ -35,13 +35,9 @@ def scan(*inputs: torch.Tensor, body: Body, n_carry: int, n_xs: int, length: int
     return (*carry, *(torch.stack(list(column)) for column in zip(*ys)))
 
 
+@torch._dynamo.disable  # type: ignore[untyped-decorator]
 def cond(selector: torch.Tensor, *operands: torch.Tensor, branches: Sequence[Callable[..., Any]]) -> tuple[Any, ...]:
     """The branch ``selector`` picks (clamped to the branches, as jax.lax.switch)."""
-    if torch.compiler.is_compiling() and len(branches) == 2:
-        pred = selector if selector.dtype == torch.bool else selector >= 1
-        return tuple(
-            torch.cond(pred, lambda *a: tuple(branches[1](*a)), lambda *a: tuple(branches[0](*a)), tuple(operands))
-        )
     index = min(max(int(selector), 0), len(branches) - 1)
     return tuple(branches[index](*operands))
 

@@ -3,6 +3,7 @@
 from . import zoo
 from .block import Block, PrimitiveBlock, primitive_block
 from .connections import Initializer, IOKey, TerminalRef
+from .control_flow import Cond, Scan, Switch
 from .layers import BatchNorm2d, Conv2d, Linear
 from .model import Model
 from .primitive_blocks import (
@@ -104,6 +105,7 @@ __all__ = [
     "Bottleneck",
     "Cast",
     "Concat",
+    "Cond",
     "Conv1d",
     "Conv2d",
     "ConvTranspose2d",
@@ -153,6 +155,7 @@ __all__ = [
     "Relu",
     "ResNet",
     "Reshape",
+    "Scan",
     "Sigmoid",
     "Silu",
     "Sine",
@@ -161,6 +164,7 @@ __all__ = [
     "Sqrt",
     "Subtract",
     "Sum",
+    "Switch",
     "Tanh",
     "TerminalRef",
     "TransformerBlock",
