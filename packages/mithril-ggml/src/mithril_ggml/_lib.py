@@ -24,7 +24,7 @@ def ggml() -> ModuleType:
 def op_name(tensor: object) -> str:
     """ggml's name of the op that produced ``tensor`` ('MUL_MAT', 'UNARY:RELU'...)."""
     g = ggml()
-    op = tensor.contents.op  # type: ignore[attr-defined]
+    op = tensor.contents.op  # type: ignore[attr-defined]  # a ctypes pointer to ggml_tensor, typed object here
     name = g.ggml_op_name(op).decode()
     if name == "UNARY":
         name += ":" + g.ggml_unary_op_name(g.ggml_get_unary_op(tensor)).decode()

@@ -36,7 +36,7 @@ class GGMLBackend(Backend):
     supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float32,)
     supports_jit: ClassVar[bool] = False
     supports_training: ClassVar[bool] = False
-    differentiates_natively: ClassVar[bool] = True
+    differentiates_natively = True  # an instance attribute of Backend (torch and jax choose per instance)
 
     def __init__(
         self,

@@ -39,7 +39,7 @@ def _array(t: Any, shape: tuple[int, ...]) -> np.ndarray:
     """A NumPy view of a contiguous F32 tensor's data."""
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
     buf = (ctypes.c_char * (n * 4)).from_address(t.contents.data)
-    return np.frombuffer(buf, dtype=np.float32).reshape(shape)
+    return np.frombuffer(memoryview(buf), dtype=np.float32).reshape(shape)
 
 
 class _Product:

@@ -36,7 +36,7 @@ def _view(t: T) -> np.ndarray:
     dtype = np.int32 if t.type == g.GGML_TYPE_I32 else np.float32
     n = int(np.prod(t.shape, dtype=np.int64)) if t.shape else 1
     buf = (ctypes.c_char * (n * 4)).from_address(t.ptr.contents.data)
-    return np.frombuffer(buf, dtype=dtype).reshape(t.shape)
+    return np.frombuffer(memoryview(buf), dtype=dtype).reshape(t.shape)
 
 
 class _ComputePlan:
@@ -196,9 +196,9 @@ class GGMLExecutable:
             else:
                 self._forward.compute()
             for name in self.wrt:
-                view = self._grads.get(name)
+                grad = self._grads.get(name)
                 shape = self.weight_plans[name].shape
-                gradients[name] = np.array(view) if view is not None else np.zeros(shape, np.float32)
+                gradients[name] = np.array(grad) if grad is not None else np.zeros(shape, np.float32)
         else:
             self._forward.compute()
         outputs = {k: _read(v) for k, v in self._outputs.items()}

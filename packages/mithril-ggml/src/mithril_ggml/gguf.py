@@ -149,7 +149,7 @@ def save_gguf(
         g.gguf_set_val_str(gctx, KEY_QUANTIZE.encode(), (exe.quantize or "none").encode())
         g.gguf_set_val_str(gctx, KEY_GRAPH.encode(), graph_json.encode())
         g.gguf_set_val_str(gctx, KEY_PARAMS.encode(), json.dumps(plan_doc).encode())
-        checksums = {tname: zlib.crc32(np.ascontiguousarray(raw).view(np.uint8)) for tname, _, _, raw in blobs}
+        checksums = {tname: zlib.crc32(np.ascontiguousarray(raw).view(np.uint8).data) for tname, _, _, raw in blobs}
         g.gguf_set_val_str(gctx, KEY_CHECKSUMS.encode(), json.dumps(checksums).encode())
         for tname, gtype, shape, raw in blobs:
             ne = [int(d) for d in reversed(shape)] or [1]
@@ -194,19 +194,24 @@ def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> 
         raise GGUFError(f"{where} is not a valid GGUF file")
     try:
 
-        def text(key: str, required: bool = True) -> str | None:
+        def optional_text(key: str) -> str | None:
             kid = g.gguf_find_key(gctx, key.encode())
             if kid < 0:
-                if not required:
-                    return None
-                raise GGUFError(f"{where} has no {key!r} (not written by mithril-ggml)")
+                return None
             if g.gguf_get_kv_type(gctx, kid) != g.GGUF_TYPE_STRING:
                 raise GGUFError(f"{where}: {key!r} is not a string")
-            return g.gguf_get_val_str(gctx, kid).decode("utf-8", errors="replace")
+            value: str = g.gguf_get_val_str(gctx, kid).decode("utf-8", errors="replace")
+            return value
 
-        quantize = text(KEY_QUANTIZE)
-        quantize = None if quantize == "none" else quantize
-        graph_json, params_json, checksums_json = text(KEY_GRAPH), text(KEY_PARAMS), text(KEY_CHECKSUMS, False)
+        def text(key: str) -> str:
+            value = optional_text(key)
+            if value is None:
+                raise GGUFError(f"{where} has no {key!r} (not written by mithril-ggml)")
+            return value
+
+        stored = text(KEY_QUANTIZE)
+        quantize = None if stored == "none" else stored
+        graph_json, params_json, checksums_json = text(KEY_GRAPH), text(KEY_PARAMS), optional_text(KEY_CHECKSUMS)
         base = g.gguf_get_data_offset(gctx)
         tensors: dict[str, tuple[int, int, int]] = {}
         for i in range(g.gguf_get_n_tensors(gctx)):
@@ -219,9 +224,9 @@ def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> 
     finally:
         g.gguf_free(gctx)
     try:
-        plan_doc = json.loads(params_json)  # type: ignore[arg-type]
+        plan_doc = json.loads(params_json)
         checksums = json.loads(checksums_json) if checksums_json is not None else None
-        doc = json.loads(graph_json)  # type: ignore[arg-type]
+        doc = json.loads(graph_json)
         if (
             not isinstance(plan_doc, list)
             or not isinstance(doc, dict)
@@ -239,7 +244,7 @@ def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> 
         raw = np.fromfile(fname, dtype=np.uint8, count=size, offset=offset)
         if raw.size != size:
             raise GGUFError(f"{where} is truncated: tensor {name!r} has {raw.size} of its {size} bytes")
-        if checksums is not None and checksums.get(name) != zlib.crc32(raw):
+        if checksums is not None and checksums.get(name) != zlib.crc32(raw.data):
             raise GGUFError(
                 f"{where}: the data of tensor {name!r} is corrupted (its CRC-32 does not match the one written with it)"
             )
@@ -247,12 +252,12 @@ def load_gguf(path: str | os.PathLike[str], *, n_threads: int | None = None) -> 
 
     try:
         arrays = {}
-        for e in doc["values"]:
-            if "array" in e:
-                gtype, raw = read(e["array"])
+        for entry in doc["values"]:
+            if "array" in entry:
+                gtype, raw = read(entry["array"])
                 dtype = np.float32 if gtype == g.GGML_TYPE_F32 else np.int32
-                arrays[e["array"]] = raw.view(dtype).reshape(e["shape"])
-        graph = graph_from_json(graph_json, arrays)  # type: ignore[arg-type]
+                arrays[entry["array"]] = raw.view(dtype).reshape(entry["shape"])
+        graph = graph_from_json(graph_json, arrays)
     except GGUFError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..layout import ne_of
-from .base import Lowerer, Mode, Rule, scalar_of
+from .base import Emit, Lowerer, Mode, Rule, scalar_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from mithril.ir.graph import Node
@@ -41,13 +41,13 @@ def _covers(v_shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
     return ne_of(v_shape) == ne_of(out)
 
 
-def _emit_arith(op: str):
+def _emit_arith(op: str) -> Emit:
     def emit(L: Lowerer, node: Node) -> T:
         x, y = node.inputs
-        out = node.output.shape
+        out = node.output.known_shape
         em = L.em
         cy, cx = scalar_of(y), scalar_of(x)
-        if cy is not None and _covers(x.shape, out) and not (op == "div" and cy == 0.0):
+        if cy is not None and _covers(x.known_shape, out) and not (op == "div" and cy == 0.0):
             a = L.arg(node, 0)
             if op == "add":
                 return em.scale(a, 1.0, cy)
@@ -56,7 +56,7 @@ def _emit_arith(op: str):
             if op == "mul":
                 return em.scale(a, cy)
             return em.scale(a, 1.0 / cy)
-        if cx is not None and _covers(y.shape, out) and op != "div":
+        if cx is not None and _covers(y.known_shape, out) and op != "div":
             b = L.arg(node, 1)
             if op == "add":
                 return em.scale(b, 1.0, cx)
@@ -69,16 +69,16 @@ def _emit_arith(op: str):
 
 
 # ------------------------------------------------------- maximum / minimum
-def _emit_extreme(largest: bool):
+def _emit_extreme(largest: bool) -> Emit:
     def emit(L: Lowerer, node: Node) -> T:
         x, y = node.inputs
-        out = node.output.shape
+        out = node.output.known_shape
         em = L.em
         zero_side = (
             1
-            if scalar_of(y) == 0.0 and _covers(x.shape, out)
+            if scalar_of(y) == 0.0 and _covers(x.known_shape, out)
             else 0
-            if scalar_of(x) == 0.0 and _covers(y.shape, out)
+            if scalar_of(x) == 0.0 and _covers(y.known_shape, out)
             else None
         )
         if zero_side is not None:
@@ -112,7 +112,7 @@ def tanh(L: Lowerer, t: T) -> T:
     return L.em.scale(sigmoid(L, L.em.scale(t, 2.0)), 2.0, -1.0)
 
 
-def _emit_unary(name: str):
+def _emit_unary(name: str) -> Emit:
     def emit(L: Lowerer, node: Node) -> T:
         t = L.arg(node, 0)
         if name == "sigmoid":

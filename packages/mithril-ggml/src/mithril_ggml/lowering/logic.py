@@ -104,7 +104,7 @@ def _operand(L: Lowerer, node: Node, i: int) -> T | float:
 def _emit_compare(op: str) -> Emit:
     def emit(L: Lowerer, node: Node) -> T:
         a, b = _operand(L, node, 0), _operand(L, node, 1)
-        shape = node.output.shape
+        shape = node.output.known_shape
         if isinstance(a, float) and isinstance(b, float):
             return constant(L, float(getattr(np, op)(a, b)), shape)
         return compare(L, op, a, b, shape)
@@ -113,11 +113,11 @@ def _emit_compare(op: str) -> Emit:
 
 
 def _emit_where(L: Lowerer, node: Node) -> T:
-    return select(L, L.arg(node, 0), L.arg(node, 1), L.arg(node, 2), node.output.shape)
+    return select(L, L.arg(node, 0), L.arg(node, 1), L.arg(node, 2), node.output.known_shape)
 
 
 def _emit_tril_mask(L: Lowerer, node: Node) -> T:
-    shape = node.output.shape
+    shape = node.output.known_shape
     t = L.em.new(shape)
     L.em.write(t, np.tril(np.ones(shape, dtype=np.float32), int(node.attrs["diagonal"])))
     return t

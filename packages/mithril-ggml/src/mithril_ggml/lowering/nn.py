@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import Lowerer, Mode, Rule
+from .base import Emit, Lowerer, Mode, Rule
 from .structure import reverse_axis, slice_axis, strided_view
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,12 +56,12 @@ def _emit_conv(L: Lowerer, node: Node) -> T:
     Groups are lowered one by one and concatenated along the channels.
     """
     a = node.attrs
-    geo = Geometry(tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]), node.output.shape[2:])
+    geo = Geometry(tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]), node.output.known_shape[2:])
     groups = a["groups"]
     x = L.arg(node, 0)
     stored = L.folded_weight(node, 1)
     if groups == 1:
-        kernel = node.inputs[1].shape[2:]
+        kernel = node.inputs[1].known_shape[2:]
         if stored is not None:
             return conv_group(L, x, stored, kernel, geo, None)
         w = L.arg(node, 1)
@@ -134,7 +134,7 @@ def _emit_conv_transpose(L: Lowerer, node: Node) -> T:
             range(max(-lo[i], 0), x.shape[2 + i] - max(-hi[i], 0)) for i in range(2)
         ]
         x = strided_view(L, x, rs, x.shape[:2] + tuple(len(r) for r in rs[2:]))
-    geo = Geometry((1, 1), (0, 0), tuple(a["dilation"]), node.output.shape[2:])
+    geo = Geometry((1, 1), (0, 0), tuple(a["dilation"]), node.output.known_shape[2:])
     cg = w.shape[0] // groups
 
     def one(g: int, xg: T) -> T:
@@ -158,10 +158,10 @@ def _check_avg_pool(node: Node, mode: Mode) -> str | None:
     return None
 
 
-def _emit_pool(op: str):
+def _emit_pool(op: str) -> Emit:
     def emit(L: Lowerer, node: Node) -> T:
         a = node.attrs
-        return L.em.pool2d(L.arg(node, 0), op, a["kernel_size"], a["stride"], a["padding"], node.output.shape)
+        return L.em.pool2d(L.arg(node, 0), op, a["kernel_size"], a["stride"], a["padding"], node.output.known_shape)
 
     return emit
 

@@ -10,6 +10,7 @@ through (outer, run, inner) views, until 4 merged axes are left.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..layout import MAX_DIMS, data_shape
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def _axes(node: Node) -> tuple[int, ...]:
-    rank = len(node.inputs[0].shape)
+    rank = len(node.inputs[0].known_shape)
     axis = node.attrs["axis"]
     if axis is None:
         return tuple(range(rank))
@@ -40,7 +41,7 @@ def as_rows(L: Lowerer, t: T, axes: tuple[int, ...]) -> T:
 def _emit_reduce(kind: str) -> Emit:
     def emit(L: Lowerer, node: Node) -> T:
         em = L.em
-        dims, reduced = _runs(tuple(node.inputs[0].shape), set(_axes(node)))
+        dims, reduced = _runs(tuple(node.inputs[0].known_shape), set(_axes(node)))
         t = L.arg(node, 0)
         while len(dims) > MAX_DIMS:  # reduce the last reduced run of a (outer, run, inner) view
             i = max(k for k, r in enumerate(reduced) if r)
@@ -49,7 +50,7 @@ def _emit_reduce(kind: str) -> Emit:
             dims, reduced = _runs(dims[:i] + dims[i + 1 :], {k for k, r in enumerate(reduced) if r and k < i})
         t = em.reshape(t, dims)
         r = _reduce_rows(L, kind, as_rows(L, t, tuple(k for k, r in enumerate(reduced) if r)))
-        return em.reshape(r, data_shape(node.output.shape))
+        return em.reshape(r, data_shape(node.output.known_shape))
 
     return emit
 
@@ -87,7 +88,7 @@ def _check_extreme(node: Node, mode: Mode) -> str | None:
 
 def _emit_argmax(L: Lowerer, node: Node) -> T:
     rows = as_rows(L, L.arg(node, 0), _axes(node))
-    return L.em.reshape(L.em.argmax_rows(rows), node.output.shape)
+    return L.em.reshape(L.em.argmax_rows(rows), node.output.known_shape)
 
 
 def _check_argmax(node: Node, mode: Mode) -> str | None:
@@ -97,7 +98,7 @@ def _check_argmax(node: Node, mode: Mode) -> str | None:
 
 
 # ----------------------------------------------------------------- softmax
-def _last_axis_apply(L: Lowerer, node: Node, fn) -> T:
+def _last_axis_apply(L: Lowerer, node: Node, fn: Callable[[T], T]) -> T:
     t = L.arg(node, 0)
     if t.rank == 0:
         return L.em.reshape(fn(L.em.reshape(t, (1,))), ())

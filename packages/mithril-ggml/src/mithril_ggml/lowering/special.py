@@ -112,7 +112,7 @@ _FAST_EXPONENTS = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0)
 
 def _emit_pow(L: Lowerer, node: Node) -> T:
     base, expo = node.inputs
-    out = node.output.shape
+    out = node.output.known_shape
     em = L.em
     p, c = scalar_of(expo), scalar_of(base)
     if p is not None and p in _FAST_EXPONENTS:

@@ -24,7 +24,7 @@ def swap_last(rank: int) -> tuple[int, ...]:
 def _emit_matmul(L: Lowerer, node: Node) -> T:
     """``x @ y`` = ggml_mul_mat(y^T, x): ggml's first operand is the one stored by rows of K."""
     em = L.em
-    out = node.output.shape
+    out = node.output.known_shape
     batch = out[:-2]
     a = L.folded_weight(node, 1)
     if a is None:
@@ -49,11 +49,11 @@ def _emit_transpose(L: Lowerer, node: Node) -> T:
 
 
 def _emit_reshape(L: Lowerer, node: Node) -> T:
-    return L.em.reshape(L.arg(node, 0), data_shape(node.output.shape))
+    return L.em.reshape(L.arg(node, 0), data_shape(node.output.known_shape))
 
 
 def _emit_broadcast_to(L: Lowerer, node: Node) -> T:
-    return L.em.repeat(L.arg(node, 0), node.output.shape)
+    return L.em.repeat(L.arg(node, 0), node.output.known_shape)
 
 
 # ------------------------------------------------------------------ concat
@@ -64,7 +64,7 @@ def _check_concat(node: Node, mode: Mode) -> str | None:
 
 
 def _emit_concat(L: Lowerer, node: Node) -> T:
-    rank = len(node.output.shape)
+    rank = len(node.output.known_shape)
     axis = node.attrs["axis"] % rank
     acc = L.arg(node, 0)
     for i in range(1, len(node.inputs)):
@@ -76,7 +76,7 @@ def _emit_concat(L: Lowerer, node: Node) -> T:
 
 # ------------------------------------------------------------------- slice
 def _ranges(node: Node) -> list[range]:
-    shape = node.inputs[0].shape
+    shape = node.inputs[0].known_shape
     return [
         range(n)[slice(a, z, s)]
         for n, a, z, s in zip(shape, node.attrs["starts"], node.attrs["stops"], node.attrs["steps"])
@@ -95,7 +95,7 @@ def _emit_slice(L: Lowerer, node: Node) -> T:
     t = L.arg(node, 0)
     rs = _ranges(node) + [range(n) for n in t.shape[len(node.attrs["starts"]) :]]
     fwd = [r if r.step > 0 else r[::-1] for r in rs]
-    shape = node.output.shape
+    shape = node.output.known_shape
     if t.rank >= MAX_DIMS and fwd[-1].step != 1:
         mid = strided_view(L, t, fwd[:-1] + [range(t.shape[-1])], shape[:-1] + (t.shape[-1],))
         rows = math.prod(shape[:-1])
