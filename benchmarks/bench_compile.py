@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import models as M
-from harness import Rounds, Stats, load_1min
+from harness import UNSTABLE_SPREAD, Rounds, Stats, load_1min, spread
 
 
 @dataclass(frozen=True)
@@ -135,19 +135,29 @@ def cases(level: str) -> list[Case]:
     return out
 
 
-def time_family(family: Sequence[Case], backend: Any, reps: int) -> list[Times]:
-    """``reps`` rounds; each builds and compiles every case once, in a rotating order."""
+def _noisy(times: list[Times]) -> bool:
+    """Whether some growth ratio between consecutive sizes (CPU time, per round) spreads over 10%."""
+    tot = [t.total(cpu=True) for t in times]
+    return any(spread([a / b for a, b in zip(x, y)]) > UNSTABLE_SPREAD for x, y in zip(tot[1:], tot))
+
+
+def time_family(family: Sequence[Case], backend: Any, reps: int, max_reps: int | None = None) -> list[Times]:
+    """``reps`` rounds, each building and compiling every case once in a rotating order; more rounds
+    (up to ``max_reps``, default ``2 * reps``) while a growth ratio's spread exceeds 10%."""
     times = [Times.empty() for _ in family]
     for case in family:
         _one(case, backend)  # warm-up (imports, caches)
     load_before = load_1min()
     n = len(family)
-    for r in range(reps):
+    limit = max(reps, max_reps if max_reps is not None else 2 * reps)
+    r = 0
+    while r < reps or (r < limit and _noisy(times)):
         order = [(r + i) % n for i in range(n)]
         if r % 2:
             order.reverse()
         for i in order:
             _one(family[i], backend, times[i])
+        r += 1
     load_after = load_1min()
     for t in times:
         if load_before is not None and load_after is not None:

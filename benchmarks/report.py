@@ -57,7 +57,7 @@ def compile_goals(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
         st = cpu(mlp[1000])
         t = st["median"]
         out.append(
-            (f"1000-layer MLP build+compile <= 0.5 s ({clock(mlp[1000])})", _figure(t, st, " s"), judge(t <= 0.5))
+            (f"1000-layer MLP build+compile <= 0.5 s ({clock(mlp[1000])})", _figure(t, st, " s"), judge(t <= 0.5, st))
         )
     growth = [(n, r) for n, r in sorted(mlp.items()) if n >= 250 and "cpu_growth" in r and r["growth_from"] >= 250]
     if growth:
@@ -77,7 +77,9 @@ def compile_goals(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     if 12 in gpt:
         st = cpu(gpt[12])
         t12 = st["median"]
-        out.append((f"12-layer GPT build+compile < 0.3 s ({clock(gpt[12])})", _figure(t12, st, " s"), judge(t12 < 0.3)))
+        out.append(
+            (f"12-layer GPT build+compile < 0.3 s ({clock(gpt[12])})", _figure(t12, st, " s"), judge(t12 < 0.3, st))
+        )
         if 48 in gpt and gpt[48].get("span_from") == 12:
             sp = gpt[48]["span"]
             out.append(
