@@ -1,4 +1,8 @@
-"""Suite ``ggml``: batch-1 inference, GGML (float32, int8, int4) against PyTorch float32 on the CPU.
+"""Suite ``ggml``: inference, GGML (float32, int8, int4) against PyTorch float32 on the CPU.
+
+Cases: a 4-layer 4096-wide MLP at batch 1 (memory-bound: where quantized weights pay), and the
+seed MLP and the seed CNN at the batch sizes of :data:`BATCHES` (batched inference: products of
+at least 16 rows go through NumPy's BLAS inside the ggml graph, see ``mithril_ggml.blas``).
 
 One call: ``pm.evaluate(params, {"input": x})`` for Mithril (compiled with
 ``static_inference=True``: inference mode, BatchNorm with running statistics),
@@ -20,21 +24,34 @@ import models as M
 import numpy as np
 from harness import Stats, Variant, bench_threads, measure_memory, ratio_stats, time_variants
 
+#: batch sizes of the seed MLP and the seed CNN per level (issue 21 part 4: batched inference)
+BATCHES = {
+    "smoke": {"seed_mlp": (1, 64), "seed_cnn": (1,)},
+    "quick": {"seed_mlp": (1, 64, 512), "seed_cnn": (1, 64)},
+    "full": {"seed_mlp": (1, 16, 64, 256, 512), "seed_cnn": (1, 64, 256, 512)},
+}
+
 
 def _specs(level: str) -> list[tuple[str, str, Callable[[], Any], tuple[int, ...], Callable[[], Any]]]:
     import native_torch as NT
 
     width, n = (256, 2) if level == "smoke" else (4096, 4)
-    return [
+    specs: list[tuple[str, str, Callable[[], Any], tuple[int, ...], Callable[[], Any]]] = [
         (
             f"mlp{n}x{width}",
             f"MLP {n}x{width} (Relu), B=1",
             lambda: M.deep_mlp(n, width),
             (1, width),
             lambda: NT.DeepMLP(n, width),
-        ),
-        ("seed_cnn", "seed CNN (inference), B=1", M.seed_cnn, (1, 3, 32, 32), NT.SeedCNN),
+        )
     ]
+    batches = BATCHES[level]
+    for b in batches["seed_mlp"]:
+        specs.append((f"seed_mlp_b{b}", f"seed MLP (inference), B={b}", M.seed_mlp, (b, 20), NT.SeedMLP))
+    for b in batches["seed_cnn"]:
+        key = "seed_cnn" if b == 1 else f"seed_cnn_b{b}"
+        specs.append((key, f"seed CNN (inference), B={b}", M.seed_cnn, (b, 3, 32, 32), NT.SeedCNN))
+    return specs
 
 
 def _executable(pm: Any) -> Any:
@@ -75,6 +92,8 @@ def run(
                     stored = sum(int(raw.nbytes) for _, raw in exe.stored_params().values())
                     name = f"ggml-{q or 'f32'}"
                     info[name] = dict(
+                        batch=shape[0],
+                        blas_nodes=exe.source.count("(BLAS)") if exe.source else 0,
                         weight_bytes=stored,
                         weight_bytes_f32=f32_bytes,
                         weight_bytes_ratio=stored / f32_bytes,
