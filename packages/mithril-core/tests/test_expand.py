@@ -16,8 +16,8 @@ import pytest
 
 import mithril as ml
 from mithril.errors import CompileError, ModelBuildError
-from mithril.ir.flatten import flatten
 from mithril.models import IOKey, Model, primitive_block
+from mithril.models.flatten import flatten
 from mithril.physical.pipeline import build_graph
 from mithril.plugins import hookimpl
 from mithril.primitives import COMPOSITE_PRIMITIVES, CORE_PRIMITIVES, Primitive

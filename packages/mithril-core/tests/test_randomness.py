@@ -15,11 +15,11 @@ import pytest
 
 from mithril.backend import Backend
 from mithril.errors import ModelBuildError, UnsupportedError
-from mithril.ir.flatten import flatten
 from mithril.ir.graph import Graph, GraphBuilder, Value, ValueRole
 from mithril.ir.passes import simplify
 from mithril.ir.randomness import SEED_INPUT, is_random, path_stream, stream_ids
 from mithril.models import IOKey, Model
+from mithril.models.flatten import flatten
 from mithril.primitives import CORE_PRIMITIVES, RANDOM_PRIMITIVES, registry
 
 

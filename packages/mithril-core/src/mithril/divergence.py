@@ -24,8 +24,9 @@ from ._version import __version__
 from .backend import Backend
 from .dtypes import float64
 from .errors import CompileError, MithrilError
-from .ir.flatten import FlatModel, flatten
+from .ir.flat import FlatModel
 from .models.block import Block
+from .models.flatten import flatten
 from .models.model import Model
 from .physical.model import PhysicalModel
 from .physical.pipeline import Options

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ModelBuildError, UnsupportedError
-from ..ir.flatten import FlatModel, flatten
+from ..ir.flat import FlatModel
 from ..ir.graph import Graph, GraphBuilder, Node, SubGraph, Value, ValueRole
 from ..ir.passes import simplify
 from ..ir.passes.expand import expand
@@ -27,6 +27,7 @@ from ..shapes.control_flow import link_branch, link_scan
 from ..shapes.kinds import KindVar
 from ..shapes.symbolic import Dim, SymShape
 from .connections import Initializer, IOKey
+from .flatten import flatten
 from .model import Model
 
 

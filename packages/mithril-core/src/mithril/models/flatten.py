@@ -9,43 +9,18 @@ initialisers) of all connections that meet in one value are merged.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import CycleError, ModelBuildError
-from ..models.block import PrimitiveBlock
-from ..models.connections import ROLE_ORDER, Connection, Initializer
-from ..models.model import Model
+from ..ir.flat import FlatModel, ValueInfo
+from ..ir.graph import Graph, Node, Value, ValueRole
 from ..primitives.base import registry
-from .graph import Graph, Node, Value, ValueRole
+from .block import PrimitiveBlock
+from .connections import ROLE_ORDER, Connection
+from .model import Model
 
 if TYPE_CHECKING:
     from ..primitives.base import Primitive
-
-
-@dataclass
-class ValueInfo:
-    """What the connections meeting in one value declare."""
-
-    declared_shapes: list[list[Any]] = field(default_factory=list)
-    declared_kind: str | None = None
-    role: str = "input"
-    init: Initializer | None = None
-    init_ref: Value | None = None
-    differentiable: bool = True
-    conns: list[Connection] = field(default_factory=list)
-
-
-@dataclass
-class FlatModel:
-    """The flattened model: a graph with symbolic facts kept beside it."""
-
-    graph: Graph
-    info: dict[int, ValueInfo]  # by value uid
-    state_updates: dict[str, Value]
-    output_names: list[str]
-    #: id(connection) -> value, for every connection at every depth
-    conn_values: dict[int, Value] = field(default_factory=dict)
 
 
 def flatten(model: Model, training: bool = True) -> FlatModel:

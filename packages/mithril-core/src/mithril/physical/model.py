@@ -22,11 +22,12 @@ from ..errors import (
     UnsupportedError,
     warn_recompiles,
 )
-from ..ir.flatten import FlatModel, flatten
+from ..ir.flat import FlatModel
 from ..ir.graph import Graph, IndexCheck
 from ..ir.passes.shape_inference import solve, symbolic_shapes
 from ..ir.randomness import SEED_INPUT
 from ..models.connections import uniform_fan_in
+from ..models.flatten import flatten
 from ..models.model import Model
 from .checks import check_indices
 from .memory import estimate, float_bytes_of
@@ -55,7 +56,7 @@ class PhysicalModel:
         flatten_fn: Callable[[bool], FlatModel] | None = None,
     ) -> None:
         self.model = model
-        #: the model's graph in training or inference mode (default :func:`mithril.ir.flatten.flatten`;
+        #: the model's graph in training or inference mode (default :func:`mithril.models.flatten.flatten`;
         #: a training step adds its loss)
         self._flatten_fn = flatten_fn or (lambda training: flatten(model, training=training))
         self.backend = backend

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..backend import Backend
 from ..errors import CompileError
-from ..ir.flatten import FlatModel
+from ..ir.flat import FlatModel
 from ..ir.graph import Graph, IndexCheck, Value, ValueRole
 from ..ir.passes import autodiff, control_flow, fuse, remat, simplify
 from ..ir.passes.expand import expand

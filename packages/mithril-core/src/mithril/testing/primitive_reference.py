@@ -256,7 +256,7 @@ def _broadcasts(prim: Any, shapes: Sequence[Sequence[int]], kinds: Sequence[str]
 
 def expansion(name: str) -> list[str] | None:
     """The primitives a composite's first conformance case expands into (None: no case)."""
-    from ..ir.flatten import flatten
+    from ..models.flatten import flatten
     from ..physical.pipeline import build_graph
     from .cases import PRIMITIVE_CASES
     from .conformance import primitive_model

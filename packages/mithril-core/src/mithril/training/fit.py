@@ -12,8 +12,8 @@ import numpy as np
 
 from ..backend import Backend
 from ..errors import TrainingError
-from ..ir.flatten import flatten
 from ..models.block import Block
+from ..models.flatten import flatten
 from ..models.model import Model
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint

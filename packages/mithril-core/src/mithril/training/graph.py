@@ -9,9 +9,10 @@ model of its own, which can be compiled for inference or trained again.
 from __future__ import annotations
 
 from ..errors import ModelBuildError
-from ..ir.flatten import FlatModel, flatten
+from ..ir.flat import FlatModel
 from ..ir.graph import Value
 from ..models.block import Block
+from ..models.flatten import flatten
 from ..models.model import Model
 
 LOSS_OUTPUT = "loss"

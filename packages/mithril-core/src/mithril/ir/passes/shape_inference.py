@@ -17,7 +17,7 @@ from ...errors import DTypeMismatchError, ShapeMismatchError, ShapeUnknownError
 from ...primitives.base import Term
 from ...shapes.kinds import KindVar, bind_kind
 from ...shapes.symbolic import Constraint, SymShape, add_constraint, transaction, unify
-from ..flatten import FlatModel
+from ..flat import FlatModel
 from ..graph import Graph, Node, Value, ValueRole
 
 
