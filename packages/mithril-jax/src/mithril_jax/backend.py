@@ -23,13 +23,14 @@ import functools
 import math
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mithril.backend import Backend, Kernel
+from mithril.codegen.python_source import PythonExecutable
 from mithril.dtypes import DType
 from mithril.errors import EvaluationError, MithrilError, UnsupportedError
 from mithril.parallel import DeviceMesh
@@ -41,6 +42,9 @@ from .dtypes import from_jax_dtype, to_jax_dtype
 from .fast_call import GuardedExecutable, TraceGuard
 from .sharding import ShardedExecutable, gather, make_mesh
 from .x64 import x64_context, x64_enabled
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mithril.physical.executable import Executable
 
 
 class JaxBackend(Backend):
@@ -201,7 +205,7 @@ class JaxBackend(Backend):
         return x
 
     # ----------------------------------------------------------------- arrays
-    def _commit(self, x: jax.Array) -> jax.Array:
+    def _commit(self, x: jax.Array | np.ndarray) -> jax.Array:
         return jax.device_put(x, self.jax_device)
 
     def _target(self, dtype: DType | None) -> Any:
@@ -319,7 +323,9 @@ class JaxBackend(Backend):
                 if self.differentiates_natively and graph.cotangents:
                     raise UnsupportedError("JaxBackend: a device mesh runs the core's autodiff; use autodiff='mithril'")
                 inner = super().lower(graph, **{**kwargs, "jit": False})
-                executable = ShardedExecutable(inner.source, inner.raw, graph, self.jax_mesh, self._in_x64)
+                if not isinstance(inner, PythonExecutable):  # the core's lowering: generated Python over kernels
+                    raise UnsupportedError(f"JaxBackend: a device mesh runs the core's Python lowering, got {inner!r}")
+                executable: Executable = ShardedExecutable(inner.source, inner.raw, graph, self.jax_mesh, self._in_x64)
             elif self.differentiates_natively and getattr(graph, "cotangents", None):
                 from .vjp import lower_with_vjp
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -76,7 +76,7 @@ def tril_mask(like: Array, *, diagonal: int = 0) -> Array:
     return jnp.tril(jnp.ones(jnp.shape(like)[-2:], jnp.bool_), int(diagonal))
 
 
-KERNELS = {
+KERNELS: dict[str, Callable[..., Any]] = {
     "gather_rows": gather_rows,
     "scatter_add_rows": scatter_add_rows,
     "gather_last": gather_last,

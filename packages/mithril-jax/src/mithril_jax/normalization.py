@@ -3,7 +3,8 @@ one expression each, which XLA fuses."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,4 +27,4 @@ def normalize_grad(x: Array, g: Array, mean: Array, rstd: Array, *, axes: Sequen
     return rstd * (g - jnp.mean(g, axis=ax, keepdims=True) - xhat * jnp.mean(g * xhat, axis=ax, keepdims=True))
 
 
-KERNELS = {"normalize": normalize, "normalize_grad": normalize_grad}
+KERNELS: dict[str, Callable[..., Any]] = {"normalize": normalize, "normalize_grad": normalize_grad}

@@ -88,7 +88,11 @@ class ShardedExecutable:
                 out[k] = jax.device_put(v, target)
             else:
                 host = np.asarray(v)
-                out[k] = jax.make_array_from_callback(host.shape, target, lambda index, host=host: host[index])
+
+                def piece(index: Any, host: np.ndarray = host) -> np.ndarray:
+                    return host[index]
+
+                out[k] = jax.make_array_from_callback(host.shape, target, piece)
         return out
 
     def run(self, params: Any, inputs: Any, cotangents: Any) -> Any:

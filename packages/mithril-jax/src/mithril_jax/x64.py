@@ -24,10 +24,10 @@ def x64_context() -> AbstractContextManager[Any]:
     """A context manager that turns 64-bit types on in this thread, then restores."""
     state = getattr(jax, "enable_x64", None)
     if state is not None and callable(state):
-        return state(True)  # type: ignore[no-any-return]
-    from jax.experimental import enable_x64  # JAX < 0.8
+        return state(True)
+    from jax.experimental import enable_x64  # type: ignore[attr-defined]  # JAX < 0.8 only
 
-    return enable_x64(True)  # type: ignore[no-any-return]
+    return enable_x64(True)
 
 
 def x64_enabled() -> bool:

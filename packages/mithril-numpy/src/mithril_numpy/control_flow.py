@@ -17,7 +17,7 @@ def scan(
     reverse: bool,
 ) -> tuple[np.ndarray, ...]:
     """``body`` once per step of axis 0 of the ``xs``; returns ``(*final carries, *stacked ys)``."""
-    carry = inputs[:n_carry]
+    carry: Sequence[np.ndarray] = inputs[:n_carry]
     xs, consts = inputs[n_carry : n_carry + n_xs], inputs[n_carry + n_xs :]
     ys: list[Sequence[np.ndarray]] = []
     for t in range(length - 1, -1, -1) if reverse else range(length):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def tril_mask(like: np.ndarray, *, diagonal: int = 0) -> np.ndarray:
     return np.tril(np.ones(np.shape(like)[-2:], dtype=np.bool_), diagonal)
 
 
-KERNELS = {
+KERNELS: dict[str, Callable[..., Any]] = {
     "gather_rows": gather_rows,
     "scatter_add_rows": scatter_add_rows,
     "gather_last": gather_last,

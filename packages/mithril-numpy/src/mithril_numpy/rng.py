@@ -7,6 +7,7 @@ the same seed gives the same draws.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,6 @@ def bernoulli(key: np.random.Generator, like: Any, *, p: float) -> np.ndarray:
     return key.random(np.shape(like)) < p
 
 
-KERNELS = {"bernoulli": bernoulli}
+KERNELS: dict[str, Callable[..., Any]] = {"bernoulli": bernoulli}
 
 __all__ = ["KERNELS", "random_key"]

@@ -62,7 +62,7 @@ class TorchBackend(Backend):
     def __init__(
         self,
         dtype: DType = DType.float32,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
         *,
         autodiff: str = "mithril",
         compile_options: Mapping[str, Any] | None = None,

@@ -13,7 +13,7 @@ _aten = torch.ops.aten
 
 def gelu_grad(input: torch.Tensor, grad: torch.Tensor, *, approximate: str = "none") -> torch.Tensor:
     """``grad * gelu'(input)``."""
-    return _aten.gelu_backward.default(grad, input, approximate=approximate)  # type: ignore[no-any-return]
+    return _aten.gelu_backward.default(grad, input, approximate=approximate)
 
 
 def softmax_grad(activation: torch.Tensor, grad: torch.Tensor, *, axis: int = -1) -> torch.Tensor:

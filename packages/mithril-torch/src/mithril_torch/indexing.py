@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +64,7 @@ def tril_mask(like: torch.Tensor, *, diagonal: int = 0) -> torch.Tensor:
     return torch.ones(tuple(like.shape[-2:]), dtype=torch.bool, device=like.device).tril(diagonal)
 
 
-KERNELS = {
+KERNELS: dict[str, Callable[..., Any]] = {
     "gather_rows": gather_rows,
     "scatter_add_rows": scatter_add_rows,
     "gather_last": gather_last,

@@ -217,7 +217,7 @@ def conv2d_backward(
     """Input, weight and bias gradients of conv2d in one ``convolution_backward`` (None where not wanted)."""
     mask = ("input" in wanted, "weight" in wanted, "bias" in wanted)
     return tuple(
-        _aten.convolution_backward.default(  # type: ignore[return-value]
+        _aten.convolution_backward.default(
             grad,
             x,
             weight,

@@ -9,7 +9,8 @@ kernels. Other axes use ``var_mean`` and the closed-form gradient.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -129,7 +130,7 @@ def relu_grad(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return _aten.threshold_backward.default(g, y, 0)
 
 
-KERNELS = {
+KERNELS: dict[str, Callable[..., Any]] = {
     "normalize": normalize,
     "normalize_grad": normalize_grad,
     "normalize_affine": normalize_affine,

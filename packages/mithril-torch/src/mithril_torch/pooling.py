@@ -84,7 +84,7 @@ def max_pool2d_with_indices(
             x, list(kernel_size), list(stride), list(padding), list(dilation), False
         )
         return values, prims.inductor_force_stride_order(offsets, offsets.stride())
-    return _aten.max_pool2d_with_indices.default(x, kernel_size, stride, padding, dilation, False)  # type: ignore[no-any-return]
+    return _aten.max_pool2d_with_indices.default(x, kernel_size, stride, padding, dilation, False)
 
 
 def max_pool2d_grad_indices(

@@ -26,7 +26,7 @@ def _generator(key: torch.Tensor, device: torch.device) -> torch.Generator:
     return g
 
 
-@torch.compiler.disable(reason=_EAGER)
+@torch.compiler.disable(reason=_EAGER)  # type: ignore[untyped-decorator]  # torch.compiler.disable is unannotated
 def bernoulli(key: torch.Tensor, like: torch.Tensor, *, p: float) -> torch.Tensor:
     g = _generator(key, like.device)
     return torch.rand(like.shape, generator=g, device=like.device, dtype=torch.float32) < p
