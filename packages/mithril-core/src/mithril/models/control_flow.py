@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import ModelBuildError, UnsupportedError
+from ..errors import DTypeMismatchError, ModelBuildError, ShapeMismatchError, UnsupportedError
 from ..ir.flat import FlatModel
 from ..ir.graph import Graph, GraphBuilder, Node, SubGraph, Value, ValueRole
 from ..ir.passes import simplify
@@ -24,8 +24,8 @@ from ..ir.passes.expand import expand
 from ..ir.passes.shape_inference import concretize, solve
 from ..primitives.base import Term
 from ..shapes.control_flow import link_branch, link_scan
-from ..shapes.kinds import KindVar
-from ..shapes.symbolic import Dim, SymShape
+from ..shapes.kinds import KindVar, unify_kinds
+from ..shapes.symbolic import Dim, SymShape, transaction, unify
 from .connections import Initializer, IOKey
 from .flatten import flatten
 from .model import Model
@@ -204,7 +204,10 @@ class Scan(Model):
                 raise ModelBuildError(f"{at}: the body has no input {n!r}; its inputs are {sources}")
         for n in [*carry.values(), *ys_n]:
             if n not in outs:
-                raise ModelBuildError(f"{at}: the body has no output {n!r}; its outputs are {outs}")
+                raise ModelBuildError(
+                    f"{at}: the body has no output {n!r}; its outputs are {outs} (a connection the body also "
+                    f"reads is an output only when exposed: IOKey({n!r}, expose=True))"
+                )
         clash = sorted(set(carry.values()) & set(ys_map.values()))
         if clash:
             raise ModelBuildError(
@@ -222,12 +225,30 @@ class Scan(Model):
         self.set_canonical(input=order[len(carry)] if xs_n else order[0], output=outer[-1])
 
 
+def _check_outputs_agree(bodies: Sequence[LogicalBody], labels: Sequence[str], outs: Sequence[str], at: str) -> None:
+    """Branches whose outputs disagree on what they know alone (a ``Linear(3)`` against a ``Linear(5)``)."""
+    first = bodies[0]._terms()[1]
+    for lb, label in zip(bodies[1:], labels[1:]):
+        for name, a, b in zip(outs, first, lb._terms()[1]):
+            try:
+                with transaction():
+                    unify(a.shape, b.shape)
+                    unify_kinds(a.kind, b.kind)
+            except (ShapeMismatchError, DTypeMismatchError) as e:
+                raise type(e)(
+                    f"{at}: {label}: output {name!r} is {b.shape} ({b.kind.known or 'any kind'}) but {labels[0]} gives "
+                    f"{a.shape} ({a.kind.known or 'any kind'}): "
+                    f"branches must agree"
+                ) from None
+
+
 class Switch(Model):
     """``branches[index]`` applied to the inputs: the branch an int ``index`` computed in the model picks.
 
     The branches are logical models with the same data inputs and outputs (by name); each
     branch's parameters are parameters of the block named ``branch_{k}.<name>``. An index
-    outside the branches is clamped to the first or last (as ``jax.lax.switch``). Only the
+    outside the branches is clamped to the first or last (as ``jax.lax.switch``). ``names`` label the
+    branches (default ``branch_0``...); ``selector`` is the selector's kind (``"int"``; :class:`Cond`: ``"bool"``). Only the
     branch taken runs, and gradients flow through it.
     """
 
@@ -237,6 +258,7 @@ class Switch(Model):
         *,
         index: str = "index",
         names: Sequence[str] | None = None,
+        selector: str = "int",
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -263,7 +285,8 @@ class Switch(Model):
             # every branch takes every operand; another branch's parameters are placeholders it never reads
             view = [n if n in data else own.get(n, f"<{n}>") for n in operands]
             bodies.append((LogicalBody(m, view, outs, f"{at} {lab}"), own))
-        keys: list[Any] = [IOKey(index)] + [IOKey(n) for n in data]
+        _check_outputs_agree([lb for lb, _ in bodies], labels, outs, at)
+        keys: list[Any] = [IOKey(index, dtype=selector)] + [IOKey(n) for n in data]
         for lb, own in bodies:
             keys += [lb.param_key(p, o) for o, p in own.items()]
         branches_t = tuple(lb for lb, _ in bodies)
@@ -280,7 +303,9 @@ class Cond(Switch):
     """
 
     def __init__(self, true_branch: Model, false_branch: Model, *, pred: str = "pred", name: str | None = None) -> None:
-        super().__init__([false_branch, true_branch], index=pred, names=["false_branch", "true_branch"], name=name)
+        super().__init__(
+            [false_branch, true_branch], index=pred, names=["false_branch", "true_branch"], selector="bool", name=name
+        )
 
 
 __all__ = ["Cond", "LogicalBody", "Scan", "Switch"]
