@@ -20,7 +20,7 @@ plugin's primitive, for example).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -396,7 +396,9 @@ def _out_size(n: int, k: int, s: int, p: int, d: int) -> int:
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _window(xp: Array, i: int, j: int, ho: int, wo: int, stride: Sequence[int], dilation: Sequence[int]) -> tuple:
+def _window(
+    xp: Array, i: int, j: int, ho: int, wo: int, stride: Sequence[int], dilation: Sequence[int]
+) -> tuple[Any, ...]:
     """Index (of the padded spatial axes) of kernel tap (i, j) for every output position."""
     sh, sw = stride
     dh, dw = dilation
@@ -490,7 +492,7 @@ def conv2d_weight_grad(
 # ----------------------------------------------------------------- pooling
 def _pool_positions(
     h: int, w: int, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
-):  # type: ignore[no-untyped-def]
+) -> Iterator[tuple[int, int, list[int], list[int], int, int]]:
     """Yield (oy, ox, rows, cols): the unpadded input coordinates each output window covers."""
     kh, kw = kernel_size
     ho = _out_size(h, kh, stride[0], padding[0], dilation[0])
@@ -502,7 +504,9 @@ def _pool_positions(
             yield oy, ox, rows, cols, ho, wo
 
 
-def _pool_shape(x: Array, kernel_size, stride, padding, dilation) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _pool_shape(
+    x: Array, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
+) -> tuple[int, int]:
     h, w = x.shape[2:]
     return (
         _out_size(h, kernel_size[0], stride[0], padding[0], dilation[0]),

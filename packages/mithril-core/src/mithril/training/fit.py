@@ -94,7 +94,7 @@ class Trainer:
     # --------------------------------------------------------------- setup
     def _build(self, shapes: Mapping[str, Sequence[int | None]]) -> TrainingStep:
         if self._step is None:
-            self._step = compile_step(shapes=shapes, **self._spec)  # type: ignore[arg-type]
+            self._step = compile_step(shapes=shapes, **self._spec)
             self.state = self._step.init(self._params, seed=self.seed)
         return self._step
 
@@ -295,7 +295,7 @@ class _Quiet:
     def close(self) -> None: ...
 
 
-def _progress(verbose: bool | str) -> Any:
+def _progress(verbose: bool | int | str) -> Any:  # 0 is accepted as False
     if verbose is False or verbose == 0:
         return lambda **kw: _Quiet()
     try:

@@ -34,7 +34,6 @@ from ..errors import (
 from ..ir.graph import Graph, GraphBuilder, Value, ValueRole
 from ..ir.randomness import SEED_INPUT
 from ..models.block import Block
-from ..models.model import Model
 from ..parallel.layout import Layout
 from ..physical.checks import check_indices
 from ..physical.model import PhysicalModel
@@ -77,7 +76,7 @@ class TrainingStep:
 
     def __init__(
         self,
-        model: Model,
+        model: Block,
         backend: Backend,
         *,
         loss: Block | None,
@@ -370,7 +369,11 @@ class TrainingStep:
         if low is not None:  # float32 master weights, forward and backward in the compute precision
             params = {name: low.array(x) if be.kind_of(x) == "float" else x for name, x in params.items()}
             inputs = {name: low.array(x) if be.kind_of(x) == "float" else x for name, x in inputs.items()}
-        full = (lambda x: be.array(x) if low.kind_of(x) == "float" else x) if low is not None else (lambda x: x)
+
+        def full(x: Any) -> Any:
+            """A compute-precision float array back in the backend's float32 (anything else as it is)."""
+            return be.array(x) if low is not None and low.kind_of(x) == "float" else x
+
         total: dict[str, Any] = {}
         sums: dict[str, Any] = {}
         for i in range(k):
@@ -433,7 +436,10 @@ class TrainingStep:
         if isinstance(params, TrainState):
             params = params.params
         pm = self.inference_model
-        return pm.evaluate({k: params[k] for k in (*pm.param_keys, *pm.state_keys)}, inputs, training=False)
+        outputs: dict[str, Any] = pm.evaluate(
+            {k: params[k] for k in (*pm.param_keys, *pm.state_keys)}, inputs, training=False
+        )
+        return outputs
 
     @property
     def inference_model(self) -> PhysicalModel:

@@ -114,11 +114,11 @@ def scan_vjp(
     for i in carry_d:
         g.inputs[f"d_{out_names[i]}"] = ct[out_names[i]]
     for i in const_d:
-        g.inputs[acc[i].name] = acc[i]  # type: ignore[index]
+        g.inputs[f"sum_d_{in_names[i]}"] = acc[i]
     for k in in_names[: nc + nx]:
         g.inputs[k] = primal[k]
-    for k in ys_d:
-        g.inputs[f"d_{out_names[k]}"] = ct[out_names[k]]
+    for j in ys_d:
+        g.inputs[f"d_{out_names[j]}"] = ct[out_names[j]]
     for k in in_names[nc + nx :]:
         g.inputs[k] = primal[k]
     gb = GraphBuilder(g, where=f"{first.where} (grad step)")

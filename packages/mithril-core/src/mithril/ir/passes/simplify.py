@@ -49,10 +49,10 @@ def fold_shape_constants(graph: Graph) -> Graph:
             if name == "reshape" and -1 in n.attrs["shape"]:
                 n.attrs = {**n.attrs, "shape": tuple(n.output.shape)}
             elif name == "unflatten" and -1 in n.attrs["sizes"]:
-                ax = n.attrs["axis"] % len(n.inputs[0].shape)  # type: ignore[arg-type]
-                n.attrs = {**n.attrs, "sizes": tuple(n.output.shape[ax : ax + len(n.attrs["sizes"])])}
+                ax = n.attrs["axis"] % len(n.inputs[0].known_shape)
+                n.attrs = {**n.attrs, "sizes": tuple(n.output.known_shape[ax : ax + len(n.attrs["sizes"])])}
         if name == "numel":
-            shape = n.inputs[0].shape
+            shape = n.inputs[0].known_shape
             axis = n.attrs["axis"]
             axes = range(len(shape)) if axis is None else [a % len(shape) for a in axis]
             repl[n.output.uid] = const_value(float(math.prod(shape[a] for a in axes)), "float")

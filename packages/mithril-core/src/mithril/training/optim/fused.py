@@ -14,7 +14,7 @@ after it): a backend's lowering does, where it has checked that this holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ShapeMismatchError
@@ -45,7 +45,7 @@ def adam_math(
     return {"param": p - (lr / bias1) * m / denom, "m": m, "v": v}
 
 
-def _rule(ins: list[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
+def _rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool:
     p = ins[0]
     bind_kind(p.kind, "float")
     for t in ins[1:]:
