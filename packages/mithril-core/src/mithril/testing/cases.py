@@ -874,7 +874,70 @@ def _build_block_cases() -> list[BlockCase]:
             inference=True,
         )
     )
+    cases.extend(_control_flow_cases(P, small))
     return cases
+
+
+def _control_flow_cases(P: type[ParamSpec], small: Gen) -> list[BlockCase]:
+    """Scan (a tanh RNN, both directions) and Cond (a branch on the sign of a sum): the control-flow primitives."""
+    from ..models import Cond, IOKey, Linear, Model, Relu, Scan, Tanh
+
+    def rnn(reverse: bool) -> Callable[[], Any]:
+        def build() -> Any:
+            cell = Model()
+            cell |= Linear(4, name="fc")(input="h", output="hw")
+            cell.call("add", "hw", "x", output="pre")
+            cell |= Tanh()(input="pre", output=IOKey("h_next", expose=True))
+            loop = Scan(cell, carry={"h": "h_next"}, xs="x", ys={"h_next": "hs"}, reverse=reverse, name="rnn")
+            m = Model()
+            m |= loop(h="h", x="x", h_next=IOKey("h_T"), hs=IOKey("hs"))
+            return m
+
+        return build
+
+    def rnn_ref(reverse: bool) -> BlockReference:
+        def ref(p: Arrays, i: Arrays, training: bool) -> tuple[Arrays, Arrays]:
+            h, steps = i["h"], i["x"].shape[0]
+            hs: list[Any] = [None] * steps
+            for t in reversed(range(steps)) if reverse else range(steps):
+                h = np.tanh(h @ p["rnn.fc.weight"].T + p["rnn.fc.bias"] + i["x"][t])
+                hs[t] = h
+            return {"h_T": h, "hs": np.stack(hs)}, {}
+
+        return ref
+
+    def branch(act: type) -> Any:
+        m = Model()
+        m |= Linear(3, name="fc")(input="x", output="h")
+        m |= act()(input="h", output=IOKey("y"))
+        return m
+
+    def cond() -> Any:
+        m = Model()
+        m.call("sum", "x", output="total")
+        m.call("greater", "total", 0.0, output="positive")
+        m |= Cond(branch(Tanh), branch(Relu), name="cond")(x="x", pred="positive", y=IOKey("y"))
+        return m
+
+    def cond_ref(p: Arrays, i: Arrays, training: bool) -> tuple[Arrays, Arrays]:
+        x = i["x"]
+        taken = "true_branch" if x.sum() > 0 else "false_branch"
+        h = x @ p[f"cond.{taken}.fc.weight"].T + p[f"cond.{taken}.fc.bias"]
+        return {"y": np.tanh(h) if taken == "true_branch" else np.maximum(h, 0.0)}, {}
+
+    rnn_params = {"rnn.fc.weight": P((4, 4), small), "rnn.fc.bias": P((4,), small)}
+    cond_params = {f"cond.{b}.fc.{w}": P(s, small) for b in ("true_branch", "false_branch") for w, s in
+                   (("weight", (3, 5)), ("bias", (3,)))}  # fmt: skip
+    return [
+        BlockCase(
+            f"scan-rnn{'-reverse' if r else ''}",
+            rnn(r),
+            inputs={"h": Arg((2, 4)), "x": Arg((5, 2, 4))},
+            params=rnn_params,
+            reference=rnn_ref(r),
+        )  # fmt: skip
+        for r in (False, True)
+    ] + [BlockCase("cond", cond, inputs={"x": Arg((2, 5))}, params=cond_params, reference=cond_ref)]
 
 
 BLOCK_CASES: tuple[BlockCase, ...] = tuple(_build_block_cases())
