@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ..errors import ShapeMismatchError
 from ..shapes.kinds import bind_kind, unify_kinds
@@ -98,7 +98,11 @@ def weight_names(mode: str, num_layers: int, bidirectional: bool, bias: bool, pr
     return names
 
 
-def weight_shape(layout: Layout, name: str, input_size: int | Dim | None) -> list[int | Dim | None]:
+@overload
+def weight_shape(layout: Layout, name: str, input_size: int | None) -> list[int | None]: ...
+@overload
+def weight_shape(layout: Layout, name: str, input_size: int | Dim | None) -> list[int | Dim | None]: ...
+def weight_shape(layout: Layout, name: str, input_size: int | Dim | None) -> list[Any]:
     """Shape of the weight ``name`` (``input_size`` is the size of the input's last axis)."""
     g, h, r = layout.gates * layout.hidden_size, layout.hidden_size, layout.out_size
     layer = int(name.split("_l")[1].split("_")[0])
@@ -134,6 +138,7 @@ def _shape_rule(mode: str) -> Callable[[Sequence[Term], Term, Mapping[str, Any]]
         for name in lay.weight_names():
             _expect(terms[name], name, weight_shape(lay, name, i))
         result = attrs["result"]
+        want: list[int | Dim | None]
         if result == "output":
             want = [n, steps, lay.directions * r] if lay.batch_first else [steps, n, lay.directions * r]
         else:
@@ -194,12 +199,12 @@ def _columns(b: GraphBuilder, x: Value, index: int, size: int) -> Value:
 def _row(b: GraphBuilder, x: Value, index: int) -> Value:
     """``x[index]`` of a rank-3 value."""
     part = b.emit("slice", x, starts=(index,), stops=(index + 1,), steps=(None,))
-    return b.emit("reshape", part, shape=x.shape[1:])
+    return b.emit("reshape", part, shape=x.known_shape[1:])
 
 
 def _stack(b: GraphBuilder, values: list[Value]) -> Value:
     """Stack values of equal shape along a new leading axis."""
-    rows = [b.emit("reshape", v, shape=(1, *v.shape)) for v in values]
+    rows = [b.emit("reshape", v, shape=(1, *v.known_shape)) for v in values]
     return rows[0] if len(rows) == 1 else b.emit("concat", *rows, axis=0)
 
 
@@ -243,7 +248,9 @@ def _run(
     body = _step_body(b, lay, [*carries, xw], p)
     ins = [*carries, xw, *consts]
     outs = [
-        b.emit("scan", *ins, body=body, n_carry=len(carries), n_xs=1, length=x.shape[0], reverse=reverse, result=k)
+        b.emit(
+            "scan", *ins, body=body, n_carry=len(carries), n_xs=1, length=x.known_shape[0], reverse=reverse, result=k
+        )
         for k in range(len(carries) + 1)
     ]
     return outs[-1], outs[0], (outs[1] if c is not None else None)
@@ -275,7 +282,7 @@ def _expand_rule(mode: str) -> Callable[[GraphBuilder, Node], dict[str, Value]]:
         x = named["input"]
         if lay.batch_first:
             x = b.emit("transpose", x, axes=(1, 0, 2))
-        batch = x.shape[1]
+        batch = x.known_shape[1]
         where = b.where
         h_n: list[Value] = []
         c_n: list[Value] = []
