@@ -7,10 +7,12 @@ with the weights in torch's order (:func:`weight_names`). ``input`` is
 ``c_n [D*L, N, H]``, where ``D`` is 2 when bidirectional, ``L`` the number of
 layers and ``R`` the hidden size (LSTM's ``proj_size`` when set).
 
-They are composites: once the sequence length is concrete they expand into one
-step of primitives per time step (see :mod:`mithril.ir.passes.expand`), so
-gradients and every backend come from ``matmul``, ``slice``, ``sigmoid``...
-The input projection of all time steps is one matmul per layer and direction.
+They are composites: once shapes are concrete each layer and direction expands into
+one ``scan`` over the time axis (:mod:`mithril.primitives.control_flow`) whose body is
+one step of primitives (``matmul``, ``slice``, ``sigmoid``...), so the graph, the
+generated code and the compile time do not grow with the sequence length, and the
+gradient is a reverse ``scan``. The input projection of all time steps is one matmul
+per layer and direction, outside the loop.
 """
 
 from __future__ import annotations

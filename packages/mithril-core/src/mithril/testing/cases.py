@@ -322,7 +322,7 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
             A((4, 3, 2, 2)),
             attrs={"axes": (0, 2, 3), "eps": 1e-3, "result": result},
         )
-    affine = (
+    affine: tuple[tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...] = (
         ("layer", (2, 3, 4), (-2, -1), (3, 4)),
         ("batch", (4, 3, 2, 2), (0, 2, 3), (1, 3, 1, 1)),
         ("other", (2, 5, 3), (1,), (3,)),
@@ -408,7 +408,7 @@ def _build_primitive_cases() -> list[PrimitiveCase]:
         ("empty", (4, 3), (3,), (1,), (1,)),
     ]
     for label, shape, starts, stops, steps in slices:
-        attrs = {"starts": starts, "stops": stops, "steps": steps}
+        attrs: dict[str, Any] = {"starts": starts, "stops": stops, "steps": steps}
         add("slice", label, A(shape), attrs=attrs)
         add("slice_grad", label, A(_slice_shape(shape, starts, stops, steps)), attrs={"input_shape": shape, **attrs})
 
@@ -935,7 +935,7 @@ def _control_flow_cases(P: type[ParamSpec], small: Gen) -> list[BlockCase]:
             inputs={"h": Arg((2, 4)), "x": Arg((5, 2, 4))},
             params=rnn_params,
             reference=rnn_ref(r),
-        )  # fmt: skip
+        )
         for r in (False, True)
     ] + [BlockCase("cond", cond, inputs={"x": Arg((2, 5))}, params=cond_params, reference=cond_ref)]
 

@@ -1,7 +1,8 @@
 """Recurrent layers with torch.nn parameter names: LSTM and GRU over a whole sequence.
 
 Each block is the ``lstm``/``gru`` composite primitive (one node per result), which
-the compiler unrolls over the time axis once the sequence length is concrete.
+the compiler expands into one ``scan`` per layer and direction once shapes are concrete:
+build and compile time do not depend on the sequence length.
 """
 
 from __future__ import annotations
