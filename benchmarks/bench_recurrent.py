@@ -4,7 +4,8 @@ For each sequence length T, Mithril's zoo ``LSTM`` is built and compiled for its
 (``ml.compile`` and the first ``evaluate`` with ``output_gradients``, which is where a jit
 backend compiles), then the step (forward and backward of ``sum(cot * output)``) is timed
 as the median of several calls. The reference is hand-written ``torch.nn.LSTM`` in the same
-process: ``output.backward(cot)`` on the same sizes. Figures: seconds, and the step's ratio
+process: ``output.backward(cot)`` on the same sizes, torch on one thread. The step is timed after
+two warm-up calls. Figures: seconds, and the step's ratio
 Mithril / torch.nn. The compile column should not grow with T (one ``scan`` per layer and
 direction; before issue 18 the LSTM was unrolled into T copies of its cell).
 
@@ -26,10 +27,12 @@ import numpy as np
 import mithril as ml
 from mithril.models import LSTM
 
-N, I, H = 8, 32, 64  # batch, input size, hidden size
+N, IN, H = 8, 32, 64  # batch, input size, hidden size
 
 
-def _median_step(fn: Any, reps: int) -> float:
+def _median_step(fn: Any, reps: int, warmup: int = 2) -> float:
+    for _ in range(warmup):  # torch.compile finishes compiling the code after its graph breaks on later calls
+        fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -41,14 +44,14 @@ def _median_step(fn: Any, reps: int) -> float:
 def bench_mithril(backend: Any, jit: bool, steps: int, reps: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    model = LSTM(I, H)
-    pm = ml.compile(model, backend, shapes={"input": [steps, N, I]}, jit=jit)
+    model = LSTM(IN, H)
+    pm = ml.compile(model, backend, shapes={"input": [steps, N, IN]}, jit=jit)
     params = pm.randomize_params()
-    x = backend.array(rng.normal(size=(steps, N, I)).astype(np.float32))
+    x = backend.array(rng.normal(size=(steps, N, IN)).astype(np.float32))
     cot = {"output": backend.array(rng.normal(size=(steps, N, H)).astype(np.float32))}
 
     def step() -> None:
-        out, grads = pm.evaluate(params, {"input": x}, output_gradients=cot)
+        _, grads = pm.evaluate(params, {"input": x}, output_gradients=cot)
         for g in grads.values():
             backend.to_numpy(g)  # wait for the result (JAX dispatches asynchronously)
 
@@ -62,8 +65,8 @@ def bench_torch_nn(steps: int, reps: int) -> dict[str, float]:
 
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    lstm = torch.nn.LSTM(I, H)
-    x = torch.tensor(rng.normal(size=(steps, N, I)), dtype=torch.float32)
+    lstm = torch.nn.LSTM(IN, H)
+    x = torch.tensor(rng.normal(size=(steps, N, IN)), dtype=torch.float32)
     cot = torch.tensor(rng.normal(size=(steps, N, H)), dtype=torch.float32)
 
     def step() -> None:
@@ -82,6 +85,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "recurrent")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # one thread for torch.nn and Mithril alike (a shared CPU makes more threads noise)
     targets = {
         "numpy": (ml.NumpyBackend(), False),
         "torch": (ml.TorchBackend(), False),
@@ -100,9 +106,9 @@ def main() -> None:
             print(f"T={steps:5d} {name:10s} compile {r['build_compile_s']:7.2f} s  step {r['step_s'] * 1e3:8.2f} ms "
                   f"({rows[-1]['step_ratio']:.2f}x torch.nn)", flush=True)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"sizes": {"N": N, "I": I, "H": H}, "rows": rows}, indent=1))
+    (args.out / "results.json").write_text(json.dumps({"sizes": {"N": N, "I": IN, "H": H}, "rows": rows}, indent=1))
     lines = [
-        f"# LSTM on Scan: N={N}, I={I}, H={H}, float32, CPU; step = forward + backward",
+        f"# LSTM on Scan: N={N}, I={IN}, H={H}, float32, CPU; step = forward + backward",
         "",
         "| T | target | build + compile (s) | step (ms) | step / torch.nn |",
         "|---|---|---|---|---|",
