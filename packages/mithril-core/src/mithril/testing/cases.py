@@ -926,8 +926,8 @@ def _control_flow_cases(P: type[ParamSpec], small: Gen) -> list[BlockCase]:
         return {"y": np.tanh(h) if taken == "true_branch" else np.maximum(h, 0.0)}, {}
 
     rnn_params = {"rnn.fc.weight": P((4, 4), small), "rnn.fc.bias": P((4,), small)}
-    cond_params = {f"cond.{b}.fc.{w}": P(s, small) for b in ("true_branch", "false_branch") for w, s in
-                   (("weight", (3, 5)), ("bias", (3,)))}  # fmt: skip
+    branch_params = (("weight", (3, 5)), ("bias", (3,)))
+    cond_params = {f"cond.{b}.fc.{w}": P(s, small) for b in ("true_branch", "false_branch") for w, s in branch_params}
     return [
         BlockCase(
             f"scan-rnn{'-reverse' if r else ''}",
