@@ -38,7 +38,8 @@ class PythonExecutable:
         self.raw = raw
 
     def run(self, params: Any, inputs: Any, cotangents: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        return self._fn(params, inputs, cotangents)
+        result: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = self._fn(params, inputs, cotangents)
+        return result
 
 
 _IDENT = re.compile(r"[^0-9a-zA-Z_]")
