@@ -14,7 +14,7 @@ def static_jit(*names: str) -> Callable[[F], F]:
     """Decorate a kernel body: jit-compiled, the keyword attributes ``names`` static."""
 
     def wrap(fn: F) -> F:
-        return jax.jit(fn, static_argnames=names)  # type: ignore[return-value]
+        return jax.jit(fn, static_argnames=names)  # type: ignore[return-value]  # a jitted F is called as F
 
     return wrap
 

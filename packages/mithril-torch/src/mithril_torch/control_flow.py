@@ -20,7 +20,7 @@ import torch
 Body = Callable[..., Sequence[torch.Tensor]]
 
 
-@torch._dynamo.disable  # type: ignore[untyped-decorator]
+@torch._dynamo.disable  # type: ignore[untyped-decorator]  # torch._dynamo.disable is unannotated
 def scan(*inputs: torch.Tensor, body: Body, n_carry: int, n_xs: int, length: int, reverse: bool) -> tuple[Any, ...]:
     """``body`` once per step of axis 0 of the ``xs``; returns ``(*final carries, *stacked ys)``."""
     carry = inputs[:n_carry]
@@ -35,7 +35,7 @@ def scan(*inputs: torch.Tensor, body: Body, n_carry: int, n_xs: int, length: int
     return (*carry, *(torch.stack(list(column)) for column in zip(*ys)))
 
 
-@torch._dynamo.disable  # type: ignore[untyped-decorator]
+@torch._dynamo.disable  # type: ignore[untyped-decorator]  # torch._dynamo.disable is unannotated
 def cond(selector: torch.Tensor, *operands: torch.Tensor, branches: Sequence[Callable[..., Any]]) -> tuple[Any, ...]:
     """The branch ``selector`` picks (clamped to the branches, as jax.lax.switch)."""
     index = min(max(int(selector), 0), len(branches) - 1)

@@ -66,7 +66,7 @@ def plugin_distributions() -> dict[str, tuple[str, str]]:
     try:
         from importlib_metadata import entry_points
     except ImportError:  # pragma: no cover - the core depends on importlib-metadata
-        from importlib.metadata import entry_points  # type: ignore[assignment]
+        from importlib.metadata import entry_points  # type: ignore[assignment]  # the stdlib twin of the backport
 
     from ..plugins import ENTRY_POINT_GROUP
 

@@ -411,13 +411,13 @@ class Model(Block):
             raise UnknownKeyError(f"{self.display_name} has no terminal {name!r}; terminals: {list(iface)}") from None
 
     @property
-    def canonical_input(self) -> str | None:  # type: ignore[override]
+    def canonical_input(self) -> str | None:  # type: ignore[override]  # a property over Block's class attribute
         if self._cin is None:
             return None
         return self._source_name(self._cin) if self._cin.producer is None else None
 
     @property
-    def canonical_output(self) -> str | None:  # type: ignore[override]
+    def canonical_output(self) -> str | None:  # type: ignore[override]  # as canonical_input
         if self._cout is None:
             return None
         iface = self._freeze() if self._iface is not None else None

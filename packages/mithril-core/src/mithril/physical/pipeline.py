@@ -81,7 +81,7 @@ def index_checks(graph: Graph) -> list[IndexCheck]:
         if n.primitive.name != "index_range":
             continue
         v, like = n.inputs
-        size = like.shape[n.attrs["like_axis"]]  # type: ignore[index]
+        size = like.known_shape[n.attrs["like_axis"]]
         ignore = n.attrs["ignore"]
         block = n.where.rsplit(".", 1)[0] if "." in n.where else n.where
         block = f"{block} ({n.attrs['block']})" if n.attrs["block"] else block
@@ -166,9 +166,9 @@ def compile_graph(
     return Compiled(
         graph=graph,
         executable=executable,
-        input_shapes={k: v.shape for k, v in graph.inputs.items()},  # type: ignore[misc]
-        param_shapes={k: v.shape for k, v in {**graph.params, **graph.state}.items()},  # type: ignore[misc]
-        output_shapes={k: v.shape for k, v in graph.outputs.items()},  # type: ignore[misc]
+        input_shapes={k: v.known_shape for k, v in graph.inputs.items()},
+        param_shapes={k: v.known_shape for k, v in {**graph.params, **graph.state}.items()},
+        output_shapes={k: v.known_shape for k, v in graph.outputs.items()},
         wrt=wrt_t,
         random=is_random(graph),
     )

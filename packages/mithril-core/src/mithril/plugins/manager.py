@@ -83,7 +83,7 @@ class MithrilPluginManager:
         try:
             from importlib_metadata import entry_points
         except ImportError:  # pragma: no cover - Python >= 3.10 stdlib has group=
-            from importlib.metadata import entry_points  # type: ignore[assignment]
+            from importlib.metadata import entry_points  # type: ignore[assignment]  # the stdlib twin of the backport
 
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist = getattr(ep.dist, "name", "?")
@@ -328,7 +328,7 @@ class MithrilPluginManager:
                 f"{self._who(owner)}: {reason}. Fix: install what {module_name} imports into this environment "
                 f"(then restart Python), or disable the plugin (MITHRIL_DISABLE_PLUGINS={owner})"
             )
-            err.plugin = owner  # type: ignore[attr-defined]
+            err.plugin = owner  # type: ignore[attr-defined]  # an extra attribute for the CLI's report
             err.__cause__ = e
             self._backend_failures[name] = err
             raise err from e

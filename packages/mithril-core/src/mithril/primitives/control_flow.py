@@ -69,7 +69,7 @@ def _cond_rule(ins: Sequence[Term], out: Term, attrs: Mapping[str, Any]) -> bool
 def _expand_control_flow(b: GraphBuilder, node: Node) -> Value:
     """A logical body concretises itself and emits the IR node (mithril.models.control_flow)."""
     owner = node.attrs["body"] if "body" in node.attrs else node.attrs["branches"][0]
-    return owner.expand(b, node)  # type: ignore[no-any-return]
+    return owner.expand(b, node)  # type: ignore[no-any-return]  # the body is a models-layer object (Any here)
 
 
 def _grouped_vjp(b: GraphBuilder, node: Node, g: Value) -> list[Value | None]:

@@ -182,7 +182,8 @@ class ConformanceOptions:
         return kw
 
     def tolerance(self, dtype: str, what: str) -> tuple[float, float]:
-        return tuple(self.tolerances.get(dtype, {}).get(what, TOLERANCES[dtype][what]))  # type: ignore[return-value]
+        rtol, atol = self.tolerances.get(dtype, {}).get(what, TOLERANCES[dtype][what])
+        return rtol, atol
 
 
 def _names_of(case: PrimitiveCase | BlockCase) -> set[str]:
@@ -412,7 +413,7 @@ def _conformance(kind: str) -> Callable[[Callable[..., None]], Callable[..., Non
     """Tag a suite test with its kind (the pytest plugin deselects by configuration only among these)."""
 
     def tag(fn: Callable[..., None]) -> Callable[..., None]:
-        fn.mithril_conformance = kind  # type: ignore[attr-defined]
+        fn.mithril_conformance = kind  # type: ignore[attr-defined]  # a tag read by the pytest plugin
         return fn
 
     return tag

@@ -54,7 +54,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         from .conformance import selected
 
         params = callspec.params
-        kind = item.function.mithril_conformance  # type: ignore[attr-defined]
+        kind = item.function.mithril_conformance  # type: ignore[attr-defined]  # set by conformance's tag
         if selected(
             params.get("mithril_case"), params.get("mithril_dtype"), params["mithril_conformance_options"], kind
         ):

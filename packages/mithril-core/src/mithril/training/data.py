@@ -75,7 +75,7 @@ class IterableData:
 
     def n_batches(self, batch_size: int, drop_remainder: bool = False) -> int | None:
         try:
-            return len(self.source)  # type: ignore[arg-type]
+            return len(self.source)  # type: ignore[arg-type]  # any source: a TypeError says it has no len
         except TypeError:
             return None
 

@@ -255,7 +255,7 @@ class TrainingStep:
         b = GraphBuilder(graph, where="metrics")
         for m in self.metrics:
             b.where = f"metrics ({m.name})"
-            graph.outputs[m.name] = m.emit(X(b, graph.outputs[self.prediction]), X(b, graph.inputs[self.target])).v  # type: ignore[index]
+            graph.outputs[m.name] = m.emit(X(b, graph.outputs[self.prediction]), X(b, graph.inputs[self.target])).v  # type: ignore[index]  # prediction is set once metrics exist
 
     @gc_paused
     def _compiled(self, kind: str, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> Compiled:

@@ -85,7 +85,7 @@ def _expansion(
         if key in shared:
             return shared[key][node.attrs["result"]]
     scratch = Graph()
-    result = prim.expand(GraphBuilder(scratch, where=node.where), node)  # type: ignore[misc]
+    result = prim.expand(GraphBuilder(scratch, where=node.where), node)  # type: ignore[misc]  # expand is not None for the composites reaching here
     out.extend(_expand_nodes(scratch.nodes, repl, shared, depth + 1, keep))
     if not prim.results:
         if not isinstance(result, Value):

@@ -260,7 +260,7 @@ def gpt2(config: GPT2Config | None = None, **overrides: int | float | str | None
             )
         from dataclasses import replace
 
-        cfg = replace(cfg, **overrides)  # type: ignore[arg-type]
+        cfg = replace(cfg, **overrides)  # type: ignore[arg-type]  # field names checked just above
     return GPT2(cfg)
 
 
