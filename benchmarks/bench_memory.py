@@ -81,9 +81,23 @@ def native_torch(name: str, params: dict[str, Any], x: Any, cot: Any) -> Callabl
             v.grad = None
         out = mlp(x)
         out.backward(cot)
-        return [v.grad for v in leaves.values()]
+        grads = [v.grad for v in leaves.values()]
+        for v in leaves.values():
+            v.grad = None  # the caller holds them, as it holds Mithril's returned gradients
+        return grads
 
     return step
+
+
+def _register_in_process() -> None:
+    """Backends found on sys.path but without installed entry points (a bare checkout on a GPU machine)."""
+    import importlib
+    import importlib.util
+
+    known = set(ml.plugins.backends())
+    for name in ("numpy", "torch"):
+        if name not in known and importlib.util.find_spec(f"mithril_{name}") is not None:
+            ml.plugins.register(importlib.import_module(f"mithril_{name}.plugin"), name=name)
 
 
 def main() -> None:
@@ -91,6 +105,7 @@ def main() -> None:
     ap.add_argument("--backends", default="numpy,torch")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    _register_in_process()
     rows: list[dict[str, Any]] = []
     for backend_name in args.backends.split(","):
         if backend_name == "torch":
