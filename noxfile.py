@@ -46,7 +46,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *(["--fix"] if fix else []), str(ROOT))
     session.run("ruff", "format", *([] if fix else ["--check"]), str(ROOT))
     pythonpath = os.pathsep.join(str(p) for p in SOURCES)
-    session.run("lint-imports", "--config", str(ROOT / ".importlinter"), env={"PYTHONPATH": pythonpath})
+    session.run("lint-imports", str(ROOT / ".importlinter"), env={"PYTHONPATH": pythonpath})
 
 
 @nox.session
