@@ -145,6 +145,11 @@ def isolated_plugins() -> Iterator[None]:
                 if info.source == "in-process":
                     page_manager.unregister(name)
         manager_module._manager = saved_manager
+        # primitives the core registered while the page ran (a module first imported by it, e.g. the
+        # optimizers' fused update) stay: their module is imported now and will not register them again
+        for prim_name, origin in registry._origin.items():
+            if prim_name not in saved_table and (origin == "mithril" or origin.startswith("mithril.")):
+                saved_table[prim_name], saved_origin[prim_name] = registry._table[prim_name], origin
         registry._table.clear()
         registry._table.update(saved_table)
         registry._origin.clear()
