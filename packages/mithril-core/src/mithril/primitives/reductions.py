@@ -61,42 +61,21 @@ def _vjp_extreme(b: GraphBuilder, node: Node, g: Value) -> Sequence[Value | None
 
 
 _AXIS = {"axis": None, "keepdims": False}
-primitive(
-    "sum",
-    ("input",),
-    normalize=axes_normalizer("axis"),
-    rule=_reduce_rule(),
-    attrs=dict(_AXIS),
-    vjp=_vjp_sum,
-    doc="sum over axis (tuple or None)",
-)
-primitive(
-    "mean",
-    ("input",),
-    normalize=axes_normalizer("axis"),
-    rule=_reduce_rule(),
-    attrs=dict(_AXIS),
-    vjp=_vjp_mean,
-    doc="mean over axis",
-)
-primitive(
-    "max",
-    ("input",),
-    normalize=axes_normalizer("axis"),
-    rule=_reduce_rule(),
-    attrs=dict(_AXIS),
-    vjp=_vjp_extreme,
-    doc="max over axis",
-)
-primitive(
-    "min",
-    ("input",),
-    normalize=axes_normalizer("axis"),
-    rule=_reduce_rule(),
-    attrs=dict(_AXIS),
-    vjp=_vjp_extreme,
-    doc="min over axis",
-)
+for _name, _vjp, _doc in (
+    ("sum", _vjp_sum, "sum over axis (tuple or None)"),
+    ("mean", _vjp_mean, "mean over axis"),
+    ("max", _vjp_extreme, "max over axis"),
+    ("min", _vjp_extreme, "min over axis"),
+):
+    primitive(
+        _name,
+        ("input",),
+        normalize=axes_normalizer("axis"),
+        rule=_reduce_rule(),
+        attrs=dict(_AXIS),
+        vjp=_vjp,
+        doc=_doc,
+    )
 primitive(
     "argmax",
     ("input",),
