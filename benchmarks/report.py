@@ -350,7 +350,7 @@ def write_markdown(path: str, result: dict[str, Any]) -> None:
     gg = [r for r in rows if r.get("suite") == "ggml"]
     if gg:
         lines += [
-            "## ggml: batch-1 inference vs PyTorch float32 (CPU)",
+            "## ggml: inference (batch 1 and batched) vs PyTorch float32 (CPU)",
             "",
             "speedup = torch time / variant time (per-round ratios: variant / torch). "
             "weights = bytes GGML stores for the params (ratio to float32 bytes). ggml context = the "
