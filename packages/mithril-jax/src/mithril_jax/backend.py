@@ -13,7 +13,9 @@ Decisions (see the package README for the reasoning):
 * Arrays the backend creates are committed to its device; :meth:`accept`
   rejects, naming the key, arrays of another library, another device or another
   float dtype. Nothing is converted silently.
-* The PRNG key lives in the backend: :meth:`seed` resets it, each draw splits it.
+* The PRNG key lives in the backend: :meth:`seed` resets it, each graph call splits it.
+  ``randn``/``rand``/``uniform`` (parameter initialisation) draw on the host with NumPy from
+  the same seed, so that no XLA sampler is compiled per parameter size.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class JaxBackend(Backend):
         #: set while :meth:`lower` builds a guarded executable (see :meth:`jit`)
         self._lowering_guard: TraceGuard | None = None
         self._accepted: set[Any] | None = None
-        self._key = self._make_key(secrets.randbits(63))
+        self.seed(secrets.randbits(63))
 
     # ------------------------------------------------------------------ scope
     def scope(self) -> contextlib.AbstractContextManager[None]:
@@ -247,17 +249,19 @@ class JaxBackend(Backend):
     def zeros(self, *shape: int, dtype: DType | None = None) -> jax.Array:
         target = self._target(dtype)
         with self.scope():
-            return self._commit(jnp.zeros(_shape(shape), target))
+            return self._commit(
+                np.zeros(_shape(shape), np.dtype(target))
+            )  # built on the host: no XLA compile per shape
 
     def ones(self, *shape: int, dtype: DType | None = None) -> jax.Array:
         target = self._target(dtype)
         with self.scope():
-            return self._commit(jnp.ones(_shape(shape), target))
+            return self._commit(np.ones(_shape(shape), np.dtype(target)))  # built on the host: no XLA compile per shape
 
     def full(self, shape: Sequence[int], value: float, dtype: DType | None = None) -> jax.Array:
         target = self._target(dtype)
         with self.scope():
-            return self._commit(jnp.full(_shape(tuple(shape)), value, target))
+            return self._commit(np.full(_shape(tuple(shape)), value, np.dtype(target)))
 
     # ----------------------------------------------------------------- random
     def _make_key(self, seed: int) -> jax.Array:
@@ -271,19 +275,36 @@ class JaxBackend(Backend):
     def seed(self, seed: int) -> None:
         """Reset the PRNG key: draws after ``seed(n)`` repeat for the same ``n`` and dtype."""
         self._key = self._make_key(seed)
+        self._host_seed, self._host_draws = int(seed) % 2**64, 0
 
     def _next_key(self) -> jax.Array:
         with self.scope():
             self._key, key = jax.random.split(self._key)
         return key
 
-    def _draw(self, sample: Callable[..., jax.Array], shape: tuple[int, ...], **kw: Any) -> jax.Array:
-        # drawn flat, then reshaped: XLA compiles a sampler per size, not per shape (rank-4
-        # samplers take seconds to compile on CPU)
-        key = self._next_key()
+    def _draw(self, kind: str, shape: tuple[int, ...], low: float = 0.0, high: float = 1.0) -> jax.Array:
+        """``shape`` draws on the host: NumPy's PCG64 seeded from (the backend's seed, the draw's number).
+
+        One XLA sampler per distinct size took seconds to compile on CPU (a model's ``init`` drew
+        through a dozen); drawn with NumPy nothing compiles, and the same seed gives the same draws.
+        The graphs' random primitives keep their own stream: JAX keys split from the backend's key.
+        """
+        gen = np.random.Generator(np.random.PCG64([self._host_seed, self._host_draws]))
+        self._host_draws += 1
+        n = math.prod(shape)
+        native = np.dtype(self._float)
+        wide = np.float64 if native == np.float64 else np.float32  # 16-bit floats: drawn in float32
+        if kind == "normal":
+            flat = gen.standard_normal(n, dtype=wide)
+        else:
+            flat = gen.random(n, dtype=wide) * wide(high - low) + wide(low)
+        out = flat.astype(native).reshape(shape)
+        if kind == "uniform" and out.size:  # rounding may reach ``high``: keep the interval half-open
+            top = np.asarray(high, native)
+            out = np.where(out >= top, np.nextafter(top, np.asarray(low, native)) if native.itemsize >= 4 else low, out)
+            out = out.astype(native, copy=False)
         with self.scope():
-            flat = sample(key, (math.prod(shape),), self._float, **kw)
-            return self._commit(flat.reshape(shape))
+            return self._commit(out)
 
     def next_seed(self) -> jax.Array:
         """The seed of one call of a graph with random primitives: a key split from this backend's key."""
@@ -294,13 +315,13 @@ class JaxBackend(Backend):
         return rng.random_key(seed, stream)
 
     def randn(self, *shape: int) -> jax.Array:
-        return self._draw(jax.random.normal, _shape(shape))
+        return self._draw("normal", _shape(shape))
 
     def rand(self, *shape: int) -> jax.Array:
-        return self._draw(jax.random.uniform, _shape(shape))
+        return self._draw("uniform", _shape(shape))
 
     def uniform(self, low: float, high: float, shape: Sequence[int]) -> jax.Array:
-        return self._draw(jax.random.uniform, _shape(tuple(shape)), minval=low, maxval=high)
+        return self._draw("uniform", _shape(tuple(shape)), low, high)
 
     # -------------------------------------------------------------- execution
     def jit(self, fn: Callable[..., Any], *, what: str) -> Callable[..., Any]:
