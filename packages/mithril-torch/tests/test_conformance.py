@@ -14,12 +14,16 @@ A fallback of torch.compile to eager execution fails the test.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
 from mithril.testing.conformance import *  # noqa: F403  (the suite: pytest collects its tests by name)
 from mithril_torch import TorchBackend
+
+#: MITHRIL_TORCH_TEST_DEVICE=cuda runs the suite on a GPU (see conftest.py)
+DEVICE = os.environ.get("MITHRIL_TORCH_TEST_DEVICE", "cpu")
 
 #: torch.compile falling back to eager would make the jit configuration test nothing
 pytestmark = pytest.mark.filterwarnings("error:TorchBackend:RuntimeWarning")
@@ -59,4 +63,4 @@ def mithril_conformance_options(request: pytest.FixtureRequest) -> dict[str, Any
 @pytest.fixture
 def mithril_backend_factory(mithril_conformance_options: dict[str, Any]) -> Any:
     kw = mithril_conformance_options.get("factory_options", {})
-    return lambda dtype: TorchBackend(dtype=dtype, device="cpu", **kw)
+    return lambda dtype: TorchBackend(dtype=dtype, device=DEVICE, **kw)
