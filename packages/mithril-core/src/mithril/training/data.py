@@ -51,17 +51,35 @@ class ArrayData:
     def n_batches(self, batch_size: int, drop_remainder: bool = False) -> int:
         return self.size // batch_size if drop_remainder else math.ceil(self.size / batch_size)
 
+    def batch_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
+        """The shapes of a full batch."""
+        return {k: (batch_size, *a.shape[1:]) for k, a in self.arrays.items()}
+
     def batches(
         self, batch_size: int, *, shuffle: bool, seed: int | None, drop_remainder: bool = False
     ) -> Iterator[dict[str, Any]]:
-        order = np.random.default_rng(seed).permutation(self.size) if shuffle else None
+        for batch, _ in self.sized_batches(batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder):
+            yield batch
+
+    def sized_batches(
+        self, batch_size: int, *, shuffle: bool, seed: int | None, drop_remainder: bool = False, pad: bool = False
+    ) -> Iterator[tuple[dict[str, Any], int]]:
+        """``(batch, real rows)``; ``pad``: a last, smaller batch is filled up to ``batch_size`` with
+        copies of its own rows (so every padded value is one a real row has too)."""
+        order = np.random.default_rng(seed).permutation(self.size) if shuffle else np.arange(self.size)
         be = self.backend
         stop = self.size - self.size % batch_size if drop_remainder else self.size
         if stop == 0:
             raise TrainingError(f"drop_remainder: {self.size} examples make no batch of {batch_size}")
         for start in range(0, stop, batch_size):
-            idx = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
-            yield {k: be.array(a[idx]) for k, a in self.arrays.items()}
+            idx = order[start : start + batch_size]
+            rows = len(idx)
+            if pad and rows < batch_size:
+                idx = np.concatenate([idx, idx[np.arange(batch_size - rows) % rows]])
+            if not shuffle and len(idx) == rows:
+                yield {k: be.array(a[start : start + rows]) for k, a in self.arrays.items()}, rows
+            else:
+                yield {k: be.array(a[idx]) for k, a in self.arrays.items()}, rows
 
 
 class IterableData:
@@ -78,6 +96,13 @@ class IterableData:
             return len(self.source)  # type: ignore[arg-type]  # any source: a TypeError says it has no len
         except TypeError:
             return None
+
+    def sized_batches(
+        self, batch_size: int, *, shuffle: bool, seed: int | None, drop_remainder: bool = False, pad: bool = False
+    ) -> Iterator[tuple[dict[str, Any], int]]:
+        """``(batch, its rows)``; batches from an iterable are never padded."""
+        for batch in self.batches(batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder):
+            yield batch, batch_size_of(batch, self.backend)
 
     def batches(
         self, batch_size: int, *, shuffle: bool, seed: int | None, drop_remainder: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,13 +12,13 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend
-from ..errors import TrainingError
+from ..errors import RecompileWarning, TrainingError
 from ..models.block import Block
 from ..models.flatten import flatten
 from ..models.model import Model
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import ArrayData, as_data, batch_size_of
+from .data import ArrayData, as_data
 from .metrics import Metric
 from .optim.base import Optimizer
 from .state import TrainState
@@ -86,6 +87,7 @@ class Trainer:
         self._params = params
         self.seed = seed
         self.stop_training = False
+        self._told: set[str] = set()  # padding refusals already warned about
         self._step: TrainingStep | None = None
         self.state: TrainState | None = None
         if shapes is not None:
@@ -150,6 +152,7 @@ class Trainer:
         verbose: bool | str = "auto",
         on_nonfinite: str = "raise",
         drop_remainder: bool = False,
+        pad_remainder: bool | None = None,
     ) -> History:
         """Train for ``epochs`` over the data; returns the :class:`History`.
 
@@ -158,6 +161,10 @@ class Trainer:
         ``verbose``: a progress bar (``"auto"``: only on a terminal). ``on_nonfinite``: ``"raise"``
         a :class:`~mithril.errors.TrainingError` naming the step, or ``"stop"`` training.
         ``drop_remainder``: skip the last, smaller batch of array data (no second compile for its shape).
+        ``pad_remainder``: pad that batch to ``batch_size`` instead, its padded rows weighing nothing
+        (loss, metrics and gradients those of the real rows), so one compiled step serves every batch;
+        ``None`` (default): where the step is jit-compiled and padding is exact
+        (:meth:`TrainingStep.padding_refusal`), else the last batch compiles for its own shape.
         """
         _positive("epochs", epochs)
         _positive("batch_size", batch_size)
@@ -165,6 +172,7 @@ class Trainer:
             raise TrainingError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
         data = self._data(x, y)
         step = self.step
+        pad = not drop_remainder and self._pads(data, batch_size, pad_remainder, training=True)
         val = self._validation(validation_data)
         history = History()
         self.stop_training = False
@@ -179,13 +187,12 @@ class Trainer:
             count = 0
             lr = math.nan
             bar = bar_factory(total=data.n_batches(batch_size, drop_remainder), desc=f"epoch {epoch + 1}/{epochs}")
-            for batch in data.batches(
-                batch_size, shuffle=shuffle, seed=self.seed * 1_000_003 + epoch, drop_remainder=drop_remainder
+            for batch, n in data.sized_batches(
+                batch_size, shuffle=shuffle, seed=self.seed * 1_000_003 + epoch, drop_remainder=drop_remainder, pad=pad
             ):
                 assert self.state is not None
-                result = step(self.state, batch)
+                result = step(self.state, batch, rows=n if pad else None)
                 self.state = result.state
-                n = batch_size_of(batch, self.backend)
                 loss = float(self.backend.to_numpy(result.loss))
                 lr = float(self.backend.to_numpy(result.lr))
                 if not math.isfinite(loss):
@@ -206,7 +213,7 @@ class Trainer:
             logs = {k: v / count for k, v in sums.items()} if count else {}
             logs["lr"] = lr
             if val is not None and count:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_data(val, batch_size).items()})
+                logs.update({f"val_{k}": v for k, v in self._evaluate_data(val, batch_size, pad_remainder).items()})
             bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "lr"})
             bar.close()
             history.append(epoch, logs)
@@ -232,20 +239,41 @@ class Trainer:
         return as_data(validation_data, None, self.backend, inputs=list(self.step.input_keys), target=self.step.target)
 
     # ------------------------------------------------- evaluate and predict
-    def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32) -> dict[str, float]:
-        """The mean loss and metrics over the data, in inference mode (no update)."""
+    def evaluate(
+        self, x: Any, y: Any = None, *, batch_size: int = 32, pad_remainder: bool | None = None
+    ) -> dict[str, float]:
+        """The mean loss and metrics over the data, in inference mode (no update); ``pad_remainder``
+        as for :meth:`fit`."""
         _positive("batch_size", batch_size)
-        return self._evaluate_data(self._data(x, y), batch_size)
+        return self._evaluate_data(self._data(x, y), batch_size, pad_remainder)
 
-    def _evaluate_data(self, data: Any, batch_size: int) -> dict[str, float]:
+    def _evaluate_data(self, data: Any, batch_size: int, pad_remainder: bool | None = None) -> dict[str, float]:
         sums: dict[str, float] = {}
         count = 0
-        for batch in data.batches(batch_size, shuffle=False, seed=None):
-            n = batch_size_of(batch, self.backend)
-            for k, v in self.step.evaluate(self.params, batch).items():
+        pad = self._pads(data, batch_size, pad_remainder, training=False)
+        for batch, n in data.sized_batches(batch_size, shuffle=False, seed=None, pad=pad):
+            for k, v in self.step.evaluate(self.params, batch, rows=n if pad else None).items():
                 sums[k] = sums.get(k, 0.0) + float(self.backend.to_numpy(v)) * n
             count += n
         return {k: v / count for k, v in sums.items()}
+
+    def _pads(self, data: Any, batch_size: int, requested: bool | None, *, training: bool) -> bool:
+        """Whether to pad the last, smaller batch of ``data`` (see ``fit``'s ``pad_remainder``)."""
+        if requested is not None and not isinstance(requested, bool):
+            raise TrainingError(f"pad_remainder must be True, False or None, got {requested!r}")
+        if not isinstance(data, ArrayData) or data.size <= batch_size or data.size % batch_size == 0:
+            return False  # one shape only: nothing to pad
+        if requested is False or (requested is None and not self.step.options.jit):
+            return False
+        why = self.step.padding_refusal(data.batch_shapes(batch_size), training=training)
+        if why is not None and requested and why not in self._told:
+            self._told.add(why)
+            warnings.warn(
+                f"pad_remainder=True: padding would not be exact ({why}); the last batch is compiled for its own shape",
+                RecompileWarning,
+                stacklevel=3,
+            )
+        return why is None
 
     def predict(self, x: Any, *, batch_size: int = 32) -> dict[str, np.ndarray]:
         """The model's outputs (NumPy, by output name) in inference mode, without targets."""

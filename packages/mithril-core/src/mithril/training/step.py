@@ -42,6 +42,7 @@ from .expr import X
 from .graph import LOSS_OUTPUT, as_model, attach_loss
 from .metrics import Metric, as_metric
 from .optim.base import Optimizer
+from .padding import ROW_WEIGHT_INPUT, refusal, row_weights, weigh_rows
 from .state import StepResult, TrainState
 from .update import GRAD_NORM_OUTPUT, LR_OUTPUT, append_update
 
@@ -187,6 +188,9 @@ class TrainingStep:
         self._wrt = [k for k in self._trainable if self._resolved[k] is not None]
         self._cache: dict[Any, Compiled] = {}
         self._last: Compiled | None = None
+        #: why a padded (row-weighted) step would not be exact, by (kind, shapes); None: it is
+        self._refusals: dict[Any, str | None] = {}
+        self._weights: dict[tuple[int, int], Any] = {}
         self.input_keys: tuple[str, ...] = self.physical.input_keys
 
     # ---------------------------------------------------------------- state
@@ -257,19 +261,69 @@ class TrainingStep:
             b.where = f"metrics ({m.name})"
             graph.outputs[m.name] = m.emit(X(b, graph.outputs[self.prediction]), X(b, graph.inputs[self.target])).v  # type: ignore[index]  # prediction is set once metrics exist
 
-    @gc_paused
-    def _compiled(self, kind: str, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> Compiled:
-        """``kind``: "train" (the whole step), "grad" (loss, metrics, gradients and state of one
-        micro-batch) or "eval" (loss and metrics in inference mode)."""
-        key = (kind, shapes)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
+    def _loss_graph(self, kind: str, shapes: Mapping[str, tuple[int, ...]]) -> Graph:
+        """The checked graph of ``kind`` with its metrics, keeping only the loss and metric outputs."""
         source = self._compute if kind == "grad" else self.physical
         graph = source.checked_graph(kind != "eval", dict(shapes))
         self._add_metrics(graph)
         keep = {LOSS_OUTPUT, *(m.name for m in self.metrics)}
         graph.outputs = {k: v for k, v in graph.outputs.items() if k in keep}
+        return graph
+
+    def padding_refusal(self, shapes: Mapping[str, Sequence[int]], *, training: bool = True) -> str | None:
+        """Why a batch of these shapes cannot be padded exactly (see :mod:`mithril.training.padding`),
+        or None when a partial batch padded to them gives the unpadded loss, metrics and gradients."""
+        key = (
+            "eval" if not training else "train",
+            tuple(sorted((k, tuple(int(d) for d in v)) for k, v in shapes.items())),
+        )
+        if key not in self._refusals:
+            self._refusals[key] = self._refusal(*key)
+        return self._refusals[key]
+
+    def _refusal(self, kind: str, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> str | None:
+        if kind == "train" and (self.accumulate > 1 or self._compute_backend is not None):
+            return "gradient accumulation and mixed precision steps are not padded"
+        if self.options.layout is not None:
+            return "steps laid out over a device mesh are not padded"
+        sizes = {s[0] if s else None for _, s in shapes}
+        if len(sizes) != 1 or None in sizes:
+            return f"the inputs do not share a batch axis: {dict(shapes)}"
+        batch = int(next(iter(sizes)))  # type: ignore[arg-type]  # None is excluded above
+
+        def build(n: int) -> Graph:
+            with self.backend.scope():
+                return self._loss_graph(kind, {k: (n, *s[1:]) for k, s in shapes})
+
+        return refusal(build, batch)
+
+    def _row_weights(self, rows: int, batch: int) -> Any:
+        if isinstance(rows, bool) or not isinstance(rows, int) or not 0 < rows <= batch:
+            raise EvaluationError(f"rows={rows!r}: a padded batch of {batch} needs 1 <= rows <= {batch} real rows")
+        hit = self._weights.get((rows, batch))
+        if hit is None:
+            hit = self._weights[(rows, batch)] = self.backend.array(row_weights(rows, batch))
+        return hit
+
+    def _padded(self, kind: str, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> Compiled:
+        why = self.padding_refusal(dict(shapes), training=kind == "train")
+        if why is not None:
+            raise UnsupportedError(f"this batch cannot be padded exactly (rows=...): {why}")
+        return self._compiled(kind, shapes, weighted=True)
+
+    @gc_paused
+    def _compiled(self, kind: str, shapes: tuple[tuple[str, tuple[int, ...]], ...], weighted: bool = False) -> Compiled:
+        """``kind``: "train" (the whole step), "grad" (loss, metrics, gradients and state of one
+        micro-batch) or "eval" (loss and metrics in inference mode). ``weighted``: with the
+        per-row weight input of a padded batch (:func:`~mithril.training.padding.weigh_rows`)."""
+        key = (kind, shapes, "rows") if weighted else (kind, shapes)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        source = self._compute if kind == "grad" else self.physical
+        graph = self._loss_graph(kind, dict(shapes))
+        if weighted:
+            weigh_rows(graph, shapes[0][1][0])
         if kind == "eval":
             graph.state_updates = {}
             compiled = compile_graph(
@@ -324,17 +378,30 @@ class TrainingStep:
         return compiled
 
     # ------------------------------------------------------------------ run
-    def __call__(self, state: TrainState, batch: Mapping[str, Any]) -> StepResult:
-        """One update from ``batch`` (a dict keyed by the model's inputs and the target)."""
+    def __call__(self, state: TrainState, batch: Mapping[str, Any], *, rows: int | None = None) -> StepResult:
+        """One update from ``batch`` (a dict keyed by the model's inputs and the target).
+
+        ``rows``: only the first ``rows`` rows of the batch are real, the rest padding that
+        contributes nothing (the loss and metrics are means over the real rows, the gradients
+        those of the real rows alone); every batch of one shape, padded or full, then runs one
+        compiled step. Refused (:class:`~mithril.errors.UnsupportedError`, naming the block)
+        where examples interact; see :meth:`padding_refusal`.
+        """
         if not isinstance(state, TrainState):
             raise EvaluationError(f"a training step takes a TrainState (from step.init()), got {type(state).__name__}")
         be = self.backend
         with be.scope():
             inputs, shapes = self._batch(batch)
-            if self.accumulate > 1 or self._compute_backend is not None:
+            compiled: Compiled | None
+            if rows is not None:
+                compiled = self._padded("train", shapes)
+                inputs[ROW_WEIGHT_INPUT] = self._row_weights(rows, shapes[0][1][0])
+            elif self.accumulate > 1 or self._compute_backend is not None:
+                compiled = None
                 outputs, updates = self._accumulated(state, inputs)
             else:
                 compiled = self._compiled("train", shapes)
+            if compiled is not None:
                 arrays = {**state.params, **state.optimizer}
                 if arrays.keys() != compiled.graph.params.keys() | compiled.graph.state.keys():
                     self._check_state_keys(state, compiled)
@@ -417,14 +484,21 @@ class TrainingStep:
         self.backend.seed(int.from_bytes(digest, "little") >> 1)
         return self.backend.next_seed()
 
-    def evaluate(self, params: Mapping[str, Any] | TrainState, batch: Mapping[str, Any]) -> dict[str, Any]:
-        """The loss and metrics on ``batch`` in inference mode (running statistics, no dropout), no update."""
+    def evaluate(
+        self, params: Mapping[str, Any] | TrainState, batch: Mapping[str, Any], *, rows: int | None = None
+    ) -> dict[str, Any]:
+        """The loss and metrics on ``batch`` in inference mode (running statistics, no dropout), no update.
+        ``rows``: only the first ``rows`` rows are real (as for a training step)."""
         if isinstance(params, TrainState):
             params = params.params
         be = self.backend
         with be.scope():
             inputs, shapes = self._batch(batch)
-            compiled = self._compiled("eval", shapes)
+            if rows is not None:
+                compiled = self._padded("eval", shapes)
+                inputs[ROW_WEIGHT_INPUT] = self._row_weights(rows, shapes[0][1][0])
+            else:
+                compiled = self._compiled("eval", shapes)
             if compiled.graph.index_checks:
                 check_indices(be, compiled.graph.index_checks, inputs)
             arrays = {k: params[k] for k in (*compiled.graph.params, *compiled.graph.state)}
