@@ -28,7 +28,14 @@ import mithril as ml
 CASES: dict[str, tuple[Callable[[], ml.models.Model], list[int]]] = {
     "mlp-8x1024": (lambda: deep_mlp(8, 1024), [1024, 1024]),
     "seed-cnn": (seed_cnn, [256, 3, 32, 32]),
+    "lstm-T64": (lambda: ml.models.LSTM(128, 256), [64, 64, 128]),  # input [T, N, I]
 }
+
+
+def cotangents(pm: Any, be: Any, params: Any, inputs: Any) -> dict[str, Any]:
+    """Ones for every float output (what memory_report(gradients=True) assumes)."""
+    outs = pm.evaluate(params, inputs)
+    return {k: be.ones(*be.shape_of(v)) for k, v in outs.items() if be.kind_of(v) == "float"}
 
 
 def numpy_peak(pm: Any, params: Any, inputs: Any, cot: Any) -> int:

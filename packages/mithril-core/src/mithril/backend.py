@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -30,6 +31,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from .physical.executable import Executable
 
 Kernel = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class KernelMemory:
+    """What one kernel call holds beyond a fresh output of its shape (:meth:`Backend.kernel_memory`).
+
+    ``workspace``: scratch bytes alive while the kernel runs (im2col columns, padded copies...);
+    ``output_bytes``: bytes the output keeps alive when not those of its shape (a cropped view of a
+    padded buffer), None for its shape's; ``view``: the output shares its first input's buffer (no new
+    bytes, and that buffer lives as long as the view); ``contiguous``: the output is dense row-major.
+    """
+
+    workspace: int = 0
+    output_bytes: int | None = None
+    view: bool = False
+    contiguous: bool = True
 
 
 class Backend(abc.ABC):
@@ -260,6 +277,22 @@ class Backend(abc.ABC):
                 f"got {type(x).__name__}; convert it with backend.array(...)"
             )
         return x
+
+    def kernel_memory(
+        self,
+        primitive: str,
+        input_shapes: Sequence[tuple[int, ...] | None],
+        attrs: Mapping[str, Any],
+        float_bytes: int,
+        contiguous: Sequence[bool],
+        results: Sequence[Any] = (),
+    ) -> KernelMemory:
+        """What the kernel of ``primitive`` allocates beyond its output, for memory estimates
+        (:mod:`mithril.physical.memory`); ``contiguous``: whether each input is dense; ``results``:
+        of a multi-result kernel, the results the graph reads (the others are made and dropped at
+        once: their bytes are workspace). The default: a fresh output and no workspace. A backend
+        declares only what it knows its kernels do."""
+        return KernelMemory()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dtype={self.dtype!r}, device={self.device!r})"

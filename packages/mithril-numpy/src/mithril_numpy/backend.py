@@ -13,6 +13,7 @@ from mithril.errors import UnsupportedError
 
 from . import rng
 from .kernels import build_kernels
+from .workspace import kernel_memory as _kernel_memory
 
 _INT = np.dtype(np.int64)
 _BOOL = np.dtype(np.bool_)
@@ -45,6 +46,9 @@ class NumpyBackend(Backend):
         self._float = dtype.numpy
         self._rng = np.random.default_rng()
         self._core: dict[str, Kernel] | None = None
+
+    #: what the kernels allocate beyond their outputs, for memory_report() (mithril_numpy.workspace)
+    kernel_memory = staticmethod(_kernel_memory)
 
     # ---------------------------------------------------------------- kernels
     def core_kernels(self) -> Mapping[str, Kernel]:

@@ -20,6 +20,7 @@ from .host_memory import retain_freed_memory
 from .jit import compile_with_fallback
 from .kernels import make_kernels
 from .optim import mark_donated_updates, optim_kernels
+from .workspace import kernel_memory as _kernel_memory
 
 
 def _shape(shape: tuple[Any, ...]) -> tuple[int, ...]:
@@ -58,6 +59,8 @@ class TorchBackend(Backend):
     supported_dtypes: ClassVar[tuple[DType, ...]] = (DType.float16, DType.bfloat16, DType.float32, DType.float64)
     supports_jit: ClassVar[bool] = True
     jit_fuses_elementwise: ClassVar[bool] = True
+    #: what the kernels allocate beyond their outputs, for memory_report() (mithril_torch.workspace)
+    kernel_memory = staticmethod(_kernel_memory)
 
     def __init__(
         self,

@@ -193,6 +193,8 @@ class _Emitter:
             body.append(f"    {out} = {call}  # {node.where}")
             if group is not None:
                 body.extend(f"    {a} = {b}" for a, b in aliases)
+                if "_" in out.replace(" ", "").split(","):  # results no node reads: drop them now
+                    body.append("    del _")
             free(node, i)
 
         def ref(v: Value) -> str:

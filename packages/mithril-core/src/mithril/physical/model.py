@@ -472,7 +472,13 @@ class PhysicalModel:
         cot = tuple(k for k in self.output_keys if graph.outputs[k].kind == "float") if gradients else None
         compiled = compile_graph(graph, self.backend, opts, cotangent_outputs=cot)
         g = compiled.graph
-        return estimate(g, float_bytes_of(self.backend), _forward_prefix(g) if gradients else None)
+        return estimate(
+            g,
+            float_bytes_of(self.backend),
+            _forward_prefix(g) if gradients else None,
+            self.backend.kernel_memory,
+            inplace=getattr(compiled.executable, "inplace_plan", None),
+        )
 
     def summary(self) -> str:
         """Blocks, their shapes and parameter counts."""

@@ -62,11 +62,17 @@ def physical_summary(pm: PhysicalModel, max_depth: int = 0) -> str:
         lines.append("parameter shapes unknown until input shapes are given")
     extra = getattr(pm, "_last", None)
     if extra is not None:
-        report = estimate(extra.graph, float_bytes_of(pm.backend))
+        report = estimate(
+            extra.graph,
+            float_bytes_of(pm.backend),
+            kernel_memory=pm.backend.kernel_memory,
+            inplace=getattr(extra.executable, "inplace_plan", None),
+        )
         what = "with gradients" if extra.graph.gradients else "forward"
         lines.append(
             f"estimated peak memory ({what}): {report.peak / 2**20:.2f} MiB "
-            f"(parameters {report.parameters / 2**20:.2f} MiB; memory_report() for details)"
+            f"(parameters {report.parameters / 2**20:.2f} MiB, kernel workspace {report.workspace / 2**20:.2f} MiB; "
+            "memory_report() for details)"
         )
     quantization = getattr(getattr(extra, "executable", None), "quantization_report", None)
     if quantization:
