@@ -30,19 +30,20 @@ def flatten(model: Model, training: bool = True) -> FlatModel:
     info: dict[int, ValueInfo] = {}
     nodes: list[Node] = []
     state_pairs: list[tuple[Connection, Connection]] = []
-    conn_of_value: dict[int, list[Connection]] = {}
 
     def value_of(c: Connection, name: str | None) -> Value:
         v = values.get(id(c))
         if v is None:
             v = Value(ValueRole.NODE, name=name)
             values[id(c)] = v
-            info[v.uid] = ValueInfo()
-        vi = info[v.uid]
+            vi = info[v.uid] = ValueInfo()
+        else:
+            vi = info[v.uid]
         vi.conns.append(c)
-        conn_of_value.setdefault(v.uid, []).append(c)
         if c.declared_shapes:
             vi.declared_shapes.extend(c.declared_shapes)
+        if c.role == "input" and c.declared_kind is None and c.init is None and c.value is None and c.differentiable:
+            return v  # nothing else to merge (the common case: a plain wire)
         if c.declared_kind is not None:
             if vi.declared_kind is not None and vi.declared_kind != c.declared_kind:
                 raise ModelBuildError(f"{c.describe()}: declared as {c.declared_kind} and {vi.declared_kind}")
@@ -73,9 +74,10 @@ def flatten(model: Model, training: bool = True) -> FlatModel:
         for block in m._blocks:
             path = prefix + (block._local_name or "")
             if isinstance(block, PrimitiveBlock):
-                ins = [values[id(block._binding[t])] for t in block.input_terminals()]
-                out = values[id(block._binding[block.output_terminals()[0]])]
+                binding = block._binding
                 prim = block.primitive
+                ins = [values[id(binding[t])] for t in block._inputs]
+                out = values[id(binding[prim.output])]
                 if prim.name == "mode_switch":
                     prim = _identity()
                     ins = [ins[0] if training else ins[1]]

@@ -25,7 +25,7 @@ class KindVar:
         self.value = value
 
     def find(self) -> KindVar:
-        return _find(self)
+        return self if self.parent is None else _find(self)
 
     @property
     def known(self) -> str | None:

@@ -60,8 +60,10 @@ class transaction:
 
 
 def _set(obj: object, attr: str, value: object) -> None:
-    old = getattr(obj, attr)
-    _trail.record(lambda: setattr(obj, attr, old))
+    frames = _trail.frames
+    if frames:
+        old = getattr(obj, attr)
+        frames[-1].append(lambda: setattr(obj, attr, old))
     setattr(obj, attr, value)
 
 
@@ -77,7 +79,11 @@ _N = TypeVar("_N", bound=_Node)
 
 def _find(node: _N) -> _N:
     """Union-find root with path compression (recorded on the trail)."""
-    root = node
+    root = node.parent
+    if root is None:
+        return node
+    if root.parent is None:  # a root or a child of one: nothing to compress
+        return root
     while root.parent is not None:
         root = root.parent
     while node.parent is not None and node.parent is not root:
@@ -99,11 +105,11 @@ class Dim:
         self.uid = next(_ids)
 
     def find(self) -> Dim:
-        return _find(self)
+        return self if self.parent is None else _find(self)
 
     @property
     def known(self) -> int | None:
-        return self.find().value
+        return (self if self.parent is None else _find(self)).value
 
     def __repr__(self) -> str:
         r = self.find()
@@ -122,7 +128,7 @@ class Variadic:
         self.uid = next(_ids)
 
     def find(self) -> Variadic:
-        return _find(self)
+        return self if self.parent is None else _find(self)
 
     def __repr__(self) -> str:
         return f"*v{self.find().uid}"
@@ -162,7 +168,7 @@ class SymShape:
     # construction helpers
     @classmethod
     def unknown(cls) -> SymShape:
-        return cls((), Variadic(), ())
+        return _raw([], Variadic(), [])
 
     @classmethod
     def of(cls, spec: Sequence[DimLike | str] | None, names: dict[str, Dim | Variadic] | None = None) -> SymShape:
@@ -196,11 +202,14 @@ class SymShape:
     def resolve(self) -> SymShape:
         """Expand bound variadics: the result's variadic (if any) is free."""
         var = self.variadic
+        s = SymShape.__new__(SymShape)
         if var is None:
-            return _raw(list(self.prefix), None, [])
-        root = var.find()
+            s.prefix, s.variadic, s.suffix = list(self.prefix), None, []
+            return s
+        root = var if var.parent is None else _find(var)
         if root.binding is None:
-            return _raw(list(self.prefix), root, list(self.suffix))
+            s.prefix, s.variadic, s.suffix = list(self.prefix), root, list(self.suffix)
+            return s
         b = _expand(root)
         return _raw(self.prefix + b.prefix, b.variadic, b.suffix + self.suffix)
 
@@ -220,12 +229,16 @@ class SymShape:
         return r.prefix if r.variadic is None else None
 
     def concrete(self) -> tuple[int, ...] | None:
-        ds = self.dims()
-        if ds is None:
+        r = self.resolve()
+        if r.variadic is not None:
             return None
-        vals = [d.known for d in ds]
-        known = [v for v in vals if v is not None]
-        return tuple(known) if len(known) == len(vals) else None
+        vals: list[int] = []
+        for d in r.prefix:
+            v = (d if d.parent is None else _find(d)).value
+            if v is None:
+                return None
+            vals.append(v)
+        return tuple(vals)
 
     def free_vars(self) -> list[Dim | Variadic]:
         r = self.resolve()
