@@ -239,3 +239,160 @@ def test_backend_without_control_flow_kernels_unrolls_loops_and_refuses_branches
         np.testing.assert_allclose(np.asarray(g.to_numpy(got[k])), want[k], rtol=1e-4, atol=1e-5)
     with pytest.raises(UnsupportedError, match="cond"):
         ml.compile(_cond_model(), g, shapes={"x": [2, 4]})
+
+
+# ---------------------------------------------------------------- torch.compile (jit=True)
+
+
+def _graphs_of(pm: Any, *args: Any) -> list[Any]:
+    """The FX graphs dynamo captures from the generated function ``pm`` ran last."""
+    return list(torch._dynamo.explain(pm._last.executable.raw)(*args).graphs)
+
+
+def _three_branches() -> list[Model]:
+    third = Model()
+    third |= Linear(3)(input="x", output="h")
+    third.call("reshape", "h", shape=(2, 3), output=IOKey("y"))  # a view of a branch's value
+    return [_branch(Tanh), _branch(Relu), third]
+
+
+@pytest.mark.parametrize("kind", ["cond", "switch"])
+def test_torch_compile_captures_a_branch_as_torch_cond(kind: str) -> None:
+    """Under jit=True a branch is ``torch.cond`` inside the compiled graph, forward and gradients:
+    one graph, no graph break, no recompilation when another branch is taken; values and gradients
+    equal eager torch (f64, 1e-9) for every branch, an out-of-range Switch index clamped."""
+    from torch._dynamo.utils import counters
+
+    if kind == "cond":
+        model = _cond_model()
+        selections: list[dict[str, Any]] = [{"x_sign": 1.0}, {"x_sign": -1.0}]
+    else:
+        model = Model()
+        model |= Switch(_three_branches())(x=IOKey("x", role="param"), index="k", y=IOKey("y"))
+        selections = [{"k": k} for k in (-3, 0, 1, 2, 7)]
+    shapes = {"x": [2, 4], **({"k": []} if kind == "switch" else {})}
+    b = variant_backend("torch", "float64")
+    eager = ml.compile(model, b, shapes=shapes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a torch.compile fallback to eager fails the test
+        jitted = ml.compile(model, b, shapes=shapes, jit=True)
+        params = eager.randomize_params()
+        rng = np.random.default_rng(2)
+        x, cot = np.abs(rng.normal(size=(2, 4))), {"y": b.array(rng.normal(size=(2, 3)))}
+        torch._dynamo.reset()
+        counters.clear()
+        for sel in selections:
+            p = {**params, "x": b.array(x * sel.get("x_sign", 1.0))}
+            ins = {"k": b.array(np.array(sel["k"]))} if "k" in sel else {}
+            want, want_d = eager.evaluate(p, ins, output_gradients=cot)
+            got, got_d = jitted.evaluate(p, ins, output_gradients=cot)
+            _close(np.asarray(got["y"]), np.asarray(want["y"]), f"y {sel}")
+            for k in want_d:
+                _close(np.asarray(got_d[k]), np.asarray(want_d[k]), f"d {k} {sel}")
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    (graph,) = _graphs_of(jitted, p, ins, cot)
+
+    def conds(gm: Any) -> int:
+        return sum(n.target is torch.ops.higher_order.cond for n in gm.graph.nodes)
+
+    # the forward and the gradient cond; a Switch of 3 is a tree of two torch.cond (one nested in a branch)
+    assert conds(graph) == 2, graph.code
+    nested = sum(conds(sub) for name, sub in graph.named_modules() if name and hasattr(sub, "graph"))
+    assert nested == (0 if kind == "cond" else 2), graph.code
+
+
+def test_torch_compile_leaves_a_branch_that_loops_out_of_the_graph() -> None:
+    """A branch that runs a Scan cannot be captured by torch.cond (the loop is a graph break): it
+    stays a Python branch behind a graph break, with the same values and gradients as eager."""
+    from torch._dynamo.utils import counters
+
+    looped = Model()
+    looped |= Scan(_cell(), carry={"h": "h_next", "s": "s_next"}, xs="x", ys="y")(
+        h="h", s="h", x="xs", scale="scale", h_next=IOKey("out"), s_next=IOKey("s_T"), y=IOKey("ys")
+    )
+    plain = Model()
+    plain.call("mul", "h", "scale", output="a")
+    plain.call("sum", "xs", axis=0, output="b")
+    plain.call("add", "a", "b", output=IOKey("out"))
+    plain.call("mul", "xs", 2.0, output=IOKey("ys"))
+    plain.call("sub", "a", "h", output=IOKey("s_T"))
+    m = Model()
+    m.call("sum", "h", output="total")
+    m.call("greater", "total", 0.0, output="positive")
+    data = {k: IOKey(k, role="param") for k in ("h", "xs", "scale")}
+    m |= Cond(looped, plain)(**data, pred="positive", out=IOKey("out"), s_T=IOKey("s_T"), ys=IOKey("ys"))
+    shapes = {"h": [2, 4], "xs": [3, 2, 4], "scale": [4]}
+    b = variant_backend("torch", "float64")
+    eager = ml.compile(m, b, shapes=shapes)
+    rng = np.random.default_rng(4)
+    cot = {k: b.array(rng.normal(size=s)) for k, s in {"out": (2, 4), "s_T": (2, 4), "ys": (3, 2, 4)}.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        jitted = ml.compile(m, b, shapes=shapes, jit=True)
+        params = eager.randomize_params()
+        counters.clear()
+        for sign in (1.0, -1.0):
+            p = {**params, "h": sign * params["h"].abs()}
+            want, want_d = eager.evaluate(p, {}, output_gradients=cot)
+            got, got_d = jitted.evaluate(p, {}, output_gradients=cot)
+            for k in want:
+                _close(np.asarray(got[k]), np.asarray(want[k]), f"{k} {sign}")
+            for k in want_d:
+                _close(np.asarray(got_d[k]), np.asarray(want_d[k]), f"d {k} {sign}")
+    assert any("_python_branch" in reason for reason in counters["graph_break"]), dict(counters["graph_break"])
+
+
+def _compiled_bodies(pm: Any) -> dict[str, int]:
+    """How many times dynamo compiled each loop body of the generated function ``pm`` ran last."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    namespace = pm._last.executable.raw.__globals__
+    generated = {k: v for k, v in namespace.items() if getattr(v, "__globals__", None) is namespace}
+    bodies = {
+        k: v for k, v in generated.items() if k != "run" and not k.startswith("__")
+    }  # not dynamo's resume functions
+    return {k: len(_debug_get_cache_entry_list(v.__code__)) for k, v in bodies.items()}
+
+
+@pytest.mark.parametrize("compile_bodies", [True, False], ids=["compiled-body", "eager-body"])
+def test_torch_compile_compiles_a_loop_body_once_whatever_the_length(
+    compile_bodies: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under jit=True the loop stays out of the graph; its body and the reverse loop's body are
+    each compiled once (or, with COMPILE_BODIES off, run eagerly): the number of graphs does not
+    depend on T, a broadcast initial state and a second call recompile nothing, and values and
+    gradients equal eager torch (f64, 1e-9)."""
+    from torch._dynamo.utils import counters
+
+    from mithril_torch import control_flow
+
+    monkeypatch.setattr(control_flow, "COMPILE_BODIES", compile_bodies)
+    b = variant_backend("torch", "float64")
+    graphs = []
+    for t in (2, 7):
+        shapes = {"h0": [3, 4], "s0": [3, 4], "xs": [t, 3, 4], "scale": [4]}
+        rng = np.random.default_rng(t)
+        cot = {"ys": rng.normal(size=(t, 3, 4)), "h_T": rng.normal(size=(3, 4)), "s_T": rng.normal(size=(3, 4))}
+        cot_b = {k: b.array(v) for k, v in cot.items()}
+        eager = ml.compile(_rnn(False), b, shapes=shapes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            jitted = ml.compile(_rnn(False), b, shapes=shapes, jit=True)
+            params = eager.randomize_params()
+            params["h0"] = b.zeros(1, 4).expand(3, 4)  # strides (0, 1), unlike the carry of later steps
+            torch._dynamo.reset()
+            counters.clear()
+            got, got_d = jitted.evaluate(params, {}, output_gradients=cot_b)
+            first = counters["stats"]["unique_graphs"]
+            got, got_d = jitted.evaluate(params, {}, output_gradients=cot_b)
+        assert counters["stats"]["unique_graphs"] == first, "the second call compiled again"
+        graphs.append(first)
+        bodies = _compiled_bodies(jitted)
+        assert len(bodies) == 2 and set(bodies.values()) == {1 if compile_bodies else 0}, bodies
+        want, want_d = eager.evaluate(params, {}, output_gradients=cot_b)
+        for k in want:
+            _close(np.asarray(got[k]), np.asarray(want[k]), k)
+        for k in want_d:
+            _close(np.asarray(got_d[k]), np.asarray(want_d[k]), f"d {k}")
+    assert graphs[0] == graphs[1], graphs
