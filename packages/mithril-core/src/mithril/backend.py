@@ -72,6 +72,9 @@ class Backend(abc.ABC):
     differentiates_natively: bool = False
     #: the backend's choice of autodiff (``'mithril'`` or its own), where it offers one; None where not
     autodiff: str | None = None
+    #: primitives whose kernels always return a new buffer (never an input, a view of one or a constant);
+    #: the in-place planner (mithril.codegen.inplace) may reuse those buffers
+    fresh_primitives: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, dtype: DType = DType.float32, device: str = "cpu") -> None:
         if not isinstance(dtype, DType) or not dtype.is_float:
@@ -104,6 +107,17 @@ class Backend(abc.ABC):
             self._kernels = table
             self._kernels_generation = pm.generation
         return self._kernels
+
+    def inplace_kernels(self, *, jit: bool) -> Mapping[str, Kernel]:
+        """In-place kernels for one compile (``jit`` as given to it), by primitive; none by default.
+
+        ``kernel(*inputs, out=<one of the inputs>, **attrs)`` computes what the primitive's kernel
+        computes, writes it into ``out`` and returns ``out``, or returns a new array where it cannot
+        (another dtype...). Its primitive's kernel must always return a new buffer. The core calls
+        one only where ``out`` is an intermediate of the output's shape and kind that nothing reads
+        afterwards (:mod:`mithril.codegen.inplace`).
+        """
+        return {}
 
     def kernel(self, primitive: str) -> Kernel:
         try:

@@ -11,7 +11,7 @@ from mithril.backend import Backend, Kernel
 from mithril.dtypes import DType, dtype_of_numpy
 from mithril.errors import UnsupportedError
 
-from . import rng
+from . import inplace, rng
 from .kernels import build_kernels
 from .workspace import kernel_memory as _kernel_memory
 
@@ -55,6 +55,12 @@ class NumpyBackend(Backend):
         if self._core is None:
             self._core = build_kernels(self._float)
         return self._core
+
+    fresh_primitives: ClassVar[frozenset[str]] = inplace.FRESH
+
+    def inplace_kernels(self, *, jit: bool) -> Mapping[str, Kernel]:
+        """Element-wise ufuncs into a dead input's buffer (:mod:`mithril_numpy.inplace`)."""
+        return inplace.inplace_kernels()
 
     # ----------------------------------------------------------------- dtypes
     def _native_dtype(self, dtype: DType) -> np.dtype:

@@ -13,7 +13,7 @@ from mithril.dtypes import DType
 from mithril.errors import EvaluationError, UnsupportedError
 
 from . import dtypes as _dt
-from . import rng
+from . import inplace, rng
 from .devices import resolve_device
 from .grads import grad_kernels
 from .host_memory import retain_freed_memory
@@ -116,6 +116,15 @@ class TorchBackend(Backend):
 
             table.update(dtensor_kernels(table))
         return table
+
+    fresh_primitives: ClassVar[frozenset[str]] = inplace.FRESH
+
+    def inplace_kernels(self, *, jit: bool) -> Mapping[str, Kernel]:
+        """In-place element-wise kernels (:mod:`mithril_torch.inplace`), eagerly with the core's autodiff
+        on one device only: none under torch.compile, torch.autograd or a device mesh."""
+        if jit or self.differentiates_natively or self.torch_mesh is not None:
+            return {}
+        return inplace.inplace_kernels()
 
     def constant(self, value: np.ndarray) -> Any:
         """A constant for generated code (floats get the backend dtype).
