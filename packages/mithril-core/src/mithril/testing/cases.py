@@ -879,8 +879,9 @@ def _build_block_cases() -> list[BlockCase]:
 
 
 def _control_flow_cases(P: type[ParamSpec], small: Gen) -> list[BlockCase]:
-    """Scan (a tanh RNN, both directions) and Cond (a branch on the sign of a sum): the control-flow primitives."""
-    from ..models import Cond, IOKey, Linear, Model, Relu, Scan, Tanh
+    """The control-flow primitives: Scan (a tanh RNN, both directions), Cond (a branch on the sign of a sum,
+    both branches taken) and Switch (3 branches, an index below, inside and above them: clamped)."""
+    from ..models import Cond, IOKey, Linear, Model, Relu, Scan, Switch, Tanh
 
     def rnn(reverse: bool) -> Callable[[], Any]:
         def build() -> Any:
@@ -906,28 +907,65 @@ def _control_flow_cases(P: type[ParamSpec], small: Gen) -> list[BlockCase]:
 
         return ref
 
-    def branch(act: type) -> Any:
+    def branch(act: type | None) -> Any:
         m = Model()
-        m |= Linear(3, name="fc")(input="x", output="h")
-        m |= act()(input="h", output=IOKey("y"))
+        m |= Linear(3, name="fc")(input="x", output="h" if act else IOKey("y"))
+        if act is not None:
+            m |= act()(input="h", output=IOKey("y"))
         return m
 
     def cond() -> Any:
+        # two Conds, on x and on -x: whatever the sign of sum(x), one takes each branch
         m = Model()
-        m.call("sum", "x", output="total")
-        m.call("greater", "total", 0.0, output="positive")
-        m |= Cond(branch(Tanh), branch(Relu), name="cond")(x="x", pred="positive", y=IOKey("y"))
+        m.call("mul", "x", -1.0, output="x_neg")
+        for name, x, y in (("cond", "x", "y"), ("cond_neg", "x_neg", "y_neg")):
+            m.call("sum", x, output=f"{name}_total")
+            m.call("greater", f"{name}_total", 0.0, output=f"{name}_positive")
+            m |= Cond(branch(Tanh), branch(Relu), name=name)(x=x, pred=f"{name}_positive", y=IOKey(y))
         return m
 
     def cond_ref(p: Arrays, i: Arrays, training: bool) -> tuple[Arrays, Arrays]:
-        x = i["x"]
-        taken = "true_branch" if x.sum() > 0 else "false_branch"
-        h = x @ p[f"cond.{taken}.fc.weight"].T + p[f"cond.{taken}.fc.bias"]
-        return {"y": np.tanh(h) if taken == "true_branch" else np.maximum(h, 0.0)}, {}
+        out = {}
+        for name, x, y in (("cond", i["x"], "y"), ("cond_neg", -i["x"], "y_neg")):
+            taken = "true_branch" if x.sum() > 0 else "false_branch"
+            h = x @ p[f"{name}.{taken}.fc.weight"].T + p[f"{name}.{taken}.fc.bias"]
+            out[y] = np.tanh(h) if taken == "true_branch" else np.maximum(h, 0.0)
+        return out, {}
+
+    #: Switch selectors (float inputs cast to int in the model): below, inside and above the 3 branches
+    selectors = {"switch_low": -2.0, "switch_mid": 1.0, "switch_high": 7.0}
+
+    def switch() -> Any:
+        m = Model()
+        for name in selectors:
+            m.call("cast", f"{name}_k", kind="int", output=f"{name}_index")
+            block = Switch([branch(Tanh), branch(Relu), branch(None)], name=name)
+            m |= block(x="x", index=f"{name}_index", y=IOKey(f"{name}_y"))
+        return m
+
+    def switch_ref(p: Arrays, i: Arrays, training: bool) -> tuple[Arrays, Arrays]:
+        out = {}
+        for name in selectors:
+            k = min(max(int(i[f"{name}_k"]), 0), 2)  # clamped to the branches, as jax.lax.switch
+            h = i["x"] @ p[f"{name}.branch_{k}.fc.weight"].T + p[f"{name}.branch_{k}.fc.bias"]
+            out[f"{name}_y"] = (np.tanh, lambda v: np.maximum(v, 0.0), lambda v: v)[k](h)
+        return out, {}
+
+    def constant(value: float) -> Gen:
+        return lambda rng, shape: np.full(shape, value)
 
     rnn_params = {"rnn.fc.weight": P((4, 4), small), "rnn.fc.bias": P((4,), small)}
     branch_params = (("weight", (3, 5)), ("bias", (3,)))
-    cond_params = {f"cond.{b}.fc.{w}": P(s, small) for b in ("true_branch", "false_branch") for w, s in branch_params}
+    cond_params = {
+        f"{c}.{b}.fc.{w}": P(s, small)
+        for c in ("cond", "cond_neg")
+        for b in ("true_branch", "false_branch")
+        for w, s in branch_params
+    }
+    switch_params = {
+        f"{c}.branch_{b}.fc.{w}": P(s, small) for c in selectors for b in range(3) for w, s in branch_params
+    }
+    switch_inputs = {"x": Arg((2, 5)), **{f"{c}_k": Arg((), constant(k), diff=False) for c, k in selectors.items()}}
     return [
         BlockCase(
             f"scan-rnn{'-reverse' if r else ''}",
@@ -937,7 +975,10 @@ def _control_flow_cases(P: type[ParamSpec], small: Gen) -> list[BlockCase]:
             reference=rnn_ref(r),
         )
         for r in (False, True)
-    ] + [BlockCase("cond", cond, inputs={"x": Arg((2, 5))}, params=cond_params, reference=cond_ref)]
+    ] + [
+        BlockCase("cond", cond, inputs={"x": Arg((2, 5))}, params=cond_params, reference=cond_ref),
+        BlockCase("switch", switch, inputs=switch_inputs, params=switch_params, reference=switch_ref),
+    ]
 
 
 BLOCK_CASES: tuple[BlockCase, ...] = tuple(_build_block_cases())
