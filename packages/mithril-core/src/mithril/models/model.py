@@ -247,6 +247,9 @@ class Model(Block):
             return spec.block._binding[spec.terminal]
         if isinstance(spec, IOKey):
             if spec.shape is not None or spec.kind is not None or spec.value is not None:
+                shared = self._declared_on_term(spec, new_conns, where, term)
+                if shared is not None:
+                    return shared
                 term = None
             conn = self._named_conn(spec.name, new_conns, term) if spec.name else self._new_conn(None, new_conns, term)
             self._apply_iokey(conn, spec, where)
@@ -259,6 +262,32 @@ class Model(Block):
             f"{self.display_name}: {where}: cannot connect to {type(spec).__name__} "
             f"(use a name, an IOKey, another block's terminal or a constant)"
         )
+
+    def _declared_on_term(
+        self, spec: IOKey, new_conns: list[Connection], where: str, term: Term | None
+    ) -> Connection | None:
+        """A new connection for an IOKey declaring a shape or dtype, sharing the terminal's ``term``
+        with the declaration applied to it; None where that does not apply.
+
+        Applying the declaration to the terminal directly saves a fresh term and its unification
+        with the terminal (a third of a ``Linear``'s construction, whose weight and bias declare
+        shapes). A declaration that does not fit the terminal is rolled back and None returned: the
+        caller then applies it to a fresh term as before, and the terminal check reports the mismatch
+        with both shapes.
+        """
+        if term is None or spec.value is not None:
+            return None
+        if spec.name is not None and (spec.name in self._named or any(c.name == spec.name for c in new_conns)):
+            return None  # an existing connection: the terminal check unifies it
+        n_new = len(new_conns)
+        try:
+            with transaction():
+                conn = self._new_conn(spec.name, new_conns, term)
+                self._apply_iokey(conn, spec, where)
+        except (ShapeMismatchError, DTypeMismatchError):
+            del new_conns[n_new:]
+            return None
+        return conn
 
     def _named_conn(self, name: str, new_conns: list[Connection], term: Term | None = None) -> Connection:
         if name in self._named:

@@ -62,8 +62,7 @@ class transaction:
 def _set(obj: object, attr: str, value: object) -> None:
     frames = _trail.frames
     if frames:
-        old = getattr(obj, attr)
-        frames[-1].append(lambda: setattr(obj, attr, old))
+        frames[-1].append(functools.partial(setattr, obj, attr, getattr(obj, attr)))
     setattr(obj, attr, value)
 
 
@@ -215,12 +214,12 @@ class SymShape:
 
     @property
     def rank(self) -> int | None:
-        r = self.resolve()
+        r = _view(self)
         return len(r.prefix) if r.variadic is None else None
 
     @property
     def min_rank(self) -> int:
-        r = self.resolve()
+        r = _view(self)
         return len(r.prefix) + len(r.suffix)
 
     def dims(self) -> list[Dim] | None:
@@ -229,7 +228,7 @@ class SymShape:
         return r.prefix if r.variadic is None else None
 
     def concrete(self) -> tuple[int, ...] | None:
-        r = self.resolve()
+        r = _view(self)
         if r.variadic is not None:
             return None
         vals: list[int] = []
@@ -241,7 +240,7 @@ class SymShape:
         return tuple(vals)
 
     def free_vars(self) -> list[Dim | Variadic]:
-        r = self.resolve()
+        r = _view(self)
         out: list[Dim | Variadic] = [d.find() for d in r.prefix + r.suffix if d.known is None]
         if r.variadic is not None:
             out.append(r.variadic.find())
@@ -261,7 +260,14 @@ class SymShape:
 
 
 def _expand(root: Variadic) -> SymShape:
-    """The fully expanded binding of a bound variadic; long chains are compressed."""
+    """The fully expanded binding of a bound variadic; long chains are compressed.
+
+    The result may be the binding itself (callers copy its lists before changing them)."""
+    b0 = root.binding
+    assert b0 is not None
+    v0 = b0.variadic
+    if v0 is None or (v0.parent is None and v0.binding is None):
+        return b0  # one hop, nothing further to expand (the common case)
     pre: list[Dim] = []
     suf: list[Dim] = []
     cur: Variadic | None = root
@@ -278,6 +284,20 @@ def _expand(root: Variadic) -> SymShape:
     if hops > 1:
         _set(root, "binding", out)
     return out
+
+
+def _view(s: SymShape) -> SymShape:
+    """``s.resolve()`` without copying where nothing is to expand (``s`` itself when its variadic is
+    free or absent), for readers that never mutate the lists: the unification below, ``concrete``,
+    ``free_vars``. Rules get copies (``resolve``/``dims``)."""
+    var = s.variadic
+    if var is None:
+        return s
+    root = var if var.parent is None else _find(var)
+    if root.binding is None:
+        return s if root is var else _raw(s.prefix, root, s.suffix)
+    b = _expand(root)
+    return _raw(s.prefix + b.prefix, b.variadic, b.suffix + s.suffix)
 
 
 def _raw(pre: list[Dim], var: Variadic | None, suf: list[Dim]) -> SymShape:
@@ -432,9 +452,9 @@ def bind_dim(d: Dim, value: int) -> None:
 def _bind_variadic(v: Variadic, shape: SymShape) -> None:
     root = v.find()
     if root.binding is not None:
-        _unify_resolved(_raw([], root, []).resolve(), shape.resolve())
+        _unify_resolved(_view(_raw([], root, [])), _view(shape))
         return
-    r = shape.resolve()
+    r = _view(shape)
     if r.variadic is not None and r.variadic.find() is root:
         if r.prefix or r.suffix:
             raise ShapeMismatchError("a shape cannot contain itself (infinite rank)")
@@ -452,7 +472,7 @@ def _bind_variadic(v: Variadic, shape: SymShape) -> None:
 
 
 def _unify_when_decidable(a: SymShape, b: SymShape) -> bool:
-    ra, rb = a.resolve(), b.resolve()
+    ra, rb = _view(a), _view(b)
     if ra.variadic is not None and rb.variadic is not None and ra.variadic.find() is not rb.variadic.find():
         return False
     _unify_resolved(ra, rb)
@@ -461,7 +481,7 @@ def _unify_when_decidable(a: SymShape, b: SymShape) -> bool:
 
 def unify(a: SymShape, b: SymShape) -> None:
     """Make two shapes equal or raise :class:`ShapeMismatchError`."""
-    ra, rb = a.resolve(), b.resolve()
+    ra, rb = _view(a), _view(b)
     try:
         _unify_resolved(ra, rb)
     except ShapeMismatchError as e:
