@@ -196,14 +196,17 @@ def _matmul(what: str, node: Node, ins: list[Cls], shape: tuple[int, ...]) -> Cl
 
 def refusal(build: Callable[[int], Graph], batch: int) -> str | None:
     """Why padding to ``batch`` rows would not be exact, or None. ``build(n)`` returns the graph for ``n`` rows."""
+    n = batch
     try:
-        g1, g2 = build(batch), build(batch + 1)
-        c1, c2 = classify(g1, batch), classify(g2, batch + 1)
+        g1 = build(batch)
+        n = batch + 1
+        g2 = build(n)
+        c1, c2 = classify(g1, batch), classify(g2, n)
         _same_but_batch(g1, c1, g2, c2)
     except Refused as e:
         return str(e)
-    except Exception as e:  # the graph cannot be built for another batch size: not batch-independent
-        return f"the graph for {batch + 1} rows cannot be built ({type(e).__name__}: {e})"
+    except Exception as e:  # e.g. a model that fixes its batch size in a reshape
+        return f"the graph cannot be built for {n} rows ({type(e).__name__}: {e})"
     return None
 
 
