@@ -68,6 +68,32 @@ def trace(pm: Any, params: Any, inputs: Any, cot: Any, src: str, backend: str) -
     return rec
 
 
+def _estimated_by_line(pm: Any, src: str) -> dict[int, tuple[int, int, int]]:
+    """line of ``run`` -> (live before, output bytes, workspace) of its node in memory_report()'s walk."""
+    from mithril.physical.memory import _call_key, float_bytes_of, walk
+
+    last = pm._last
+    steps = walk(
+        last.graph, float_bytes_of(pm.backend), pm.backend.kernel_memory, getattr(last.executable, "inplace_plan", None)
+    )[0]
+    lines = Path(src).read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("def run("))
+    calls = [i + 1 for i in range(start, len(lines)) if re.match(r"\s+[\w, ]+ = ki?_\w+\(", lines[i])]
+    out: dict[int, tuple[int, int, int]] = {}
+    seen: set[Any] = set()
+    it = iter(calls)
+    for node, step in zip(last.graph.nodes, steps):
+        key = _call_key(node)
+        if key in seen:
+            continue
+        seen.add(key)
+        ln = next(it, None)
+        if ln is None:
+            break
+        out[ln] = (step.live_before, step.output, step.workspace)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="numpy")
@@ -91,7 +117,7 @@ def main() -> None:
     cot = cotangents(pm, be, params, x)
     pm.evaluate(params, x, cot)
     report = pm.memory_report()
-    walk = {r.where: r for r in report.trace} if hasattr(report, "trace") else {}
+    estimated = _estimated_by_line(pm, src)
     rec = trace(pm, params, x, cot, src, args.backend)
     lines = Path(src).read_text().splitlines()
     base = min(b for b, _, _ in rec.values())
@@ -102,11 +128,12 @@ def main() -> None:
         text = lines[ln - 1].strip()
         if max(peak - max(before, after), abs(after - before)) < args.min_kib * 1024:
             continue
-        m = re.search(r"#\s*(.*)$", text)
+        est = estimated.get(ln)
         print(
             f"{ln:4d} live {(before - base) / MiB:8.2f}  +{(after - before) / MiB:7.2f}  "
-            f"transient {(peak - max(before, after)) / MiB:7.2f}  | {text[:110]}"
-            + (f"  [est {walk[m.group(1)]}]" if m and m.group(1) in walk else "")
+            f"transient {(peak - max(before, after)) / MiB:7.2f}"
+            + (f"  (est {est[0] / MiB:8.2f} +{est[1] / MiB:7.2f} ws {est[2] / MiB:7.2f})" if est else " " * 37)
+            + f"  | {text[:100]}"
         )
     print(f"measured peak above the arguments {top / MiB:.2f} MiB; estimate {report.peak_activations / MiB:.2f} MiB")
     print(report)
