@@ -297,7 +297,27 @@ def seed_cases() -> list[tuple[str, Callable[[], Any], dict[str, np.ndarray]]]:
             {"input": rng.integers(0, 97, (2, 8))},
         ),
         ("lstm", lambda: LSTM(5, 6, num_layers=2, batch_first=True), {"input": rng.standard_normal((3, 4, 5))}),
+        ("cond", cond_model, {"x": np.abs(rng.standard_normal((2, 4)))}),
+        ("cond-other-branch", cond_model, {"x": -np.abs(rng.standard_normal((2, 4)))}),
     ]
+
+
+def cond_model() -> Any:
+    """Cond over two branches (Linear -> Tanh -> Exp, Linear -> Relu -> Exp), picked by the sign of sum(x)."""
+    from mithril.models import Cond, Exp, IOKey, Linear, Model, Relu, Tanh
+
+    def branch(activation: Any) -> Any:
+        m = Model()
+        m |= Linear(6)(input="x", output="h")
+        m |= activation()(input="h", output="a")
+        m |= Exp()(input="a", output=IOKey("y"))
+        return m
+
+    model = Model()
+    model.call("sum", "x", output="total")
+    model.call("greater", "total", 0.0, output="positive")
+    model |= Cond(branch(Tanh), branch(Relu))(x="x", pred="positive", y=IOKey("y"))
+    return model
 
 
 SEEDS = seed_cases()
@@ -353,3 +373,28 @@ def test_generated_source_calls_the_inplace_kernel_and_the_estimate_and_peak_cou
     assert report[False].peak_activations == 2 * one and report[True].peak_activations == one
     # measured: one activation fewer (the linear kernel's own scratch, not estimated here, is the same in both)
     assert peak[False] - peak[True] >= 0.7 * one, peak
+
+
+@pytest.mark.parametrize("name,make", BACKENDS, ids=[b for b, _ in BACKENDS])
+def test_training_steps_agree_bit_for_bit_with_and_without_reuse(name: str, make: Any) -> None:
+    """Three Adam steps (the optimizer's donated updates as well) give the same params and moments."""
+    from mithril.models import CrossEntropyLoss
+
+    be = make()
+    rng = np.random.default_rng(5)
+    batches = [{"input": rng.standard_normal((8, 16)), "target": rng.integers(0, 10, 8)} for _ in range(3)]
+    final = {}
+    for on in (True, False):
+        with reuse(on):
+            step = ml.compile_step(
+                seed_mlp(), be, loss=CrossEntropyLoss(), optimizer=ml.optim.Adam(lr=1e-2), shapes={"input": [8, 16]}
+            )
+            state = step.init(seed=3)
+            for b in batches:
+                arrays = {"input": be.array(b["input"]), "target": be.array(b["target"], dtype=ml.int64)}
+                state = step(state, arrays).state
+                assert same_bits(be.to_numpy(arrays["input"]), b["input"])
+        final[on] = {k: be.to_numpy(v) for k, v in {**state.params, **state.optimizer}.items()}
+    assert final[True].keys() == final[False].keys()
+    for k in final[False]:
+        assert same_bits(final[True][k], final[False][k]), k

@@ -20,12 +20,12 @@ from . import kernels
 Kernel = Callable[..., Any]
 
 
-def _fits(out: Any, *operands: Any) -> bool:
-    return (
-        isinstance(out, np.ndarray)
-        and out.flags.writeable
-        and all(getattr(x, "dtype", None) == out.dtype for x in operands)
-    )
+def _fits(out: Any) -> bool:
+    return type(out) is np.ndarray and out.flags.writeable
+
+
+def _same_dtype(left: Any, right: Any) -> bool:
+    return getattr(left, "dtype", None) is getattr(right, "dtype", None)  # NumPy's builtin dtypes are singletons
 
 
 def _unary(ufunc: np.ufunc, floats: bool = False) -> Kernel:
@@ -33,7 +33,7 @@ def _unary(ufunc: np.ufunc, floats: bool = False) -> Kernel:
 
     def kernel(input: Any, *, out: Any) -> Any:
         if out is input and _fits(out) and (not floats or out.dtype.kind == "f"):
-            return ufunc(input, out=out)
+            return ufunc(input, out)  # out positional: faster than the keyword
         return ufunc(input)
 
     kernel.__name__ = kernel.__qualname__ = f"{ufunc.__name__}_inplace"
@@ -42,32 +42,42 @@ def _unary(ufunc: np.ufunc, floats: bool = False) -> Kernel:
 
 def _binary(ufunc: np.ufunc, floats: bool = False) -> Kernel:
     def kernel(left: Any, right: Any, *, out: Any) -> Any:
-        if (out is left or out is right) and _fits(out, left, right) and (not floats or out.dtype.kind == "f"):
-            return ufunc(left, right, out=out)
+        if (
+            (out is left or out is right)
+            and _fits(out)
+            and _same_dtype(left, right)
+            and (not floats or out.dtype.kind == "f")
+        ):
+            return ufunc(left, right, out)
         return ufunc(left, right)
 
     kernel.__name__ = kernel.__qualname__ = f"{ufunc.__name__}_inplace"
     return kernel
 
 
+_ZEROS: dict[Any, np.ndarray] = {}
+
+
 def relu(input: Any, *, out: Any) -> Any:
     """``np.maximum(input, 0)`` into ``input``."""
-    if out is input and _fits(out):
-        return np.maximum(input, 0, out=out)
+    if out is input and _fits(out) and out.dtype.kind in "fi":  # a bool relu is an int64 array
+        zero = _ZEROS.get(out.dtype)
+        if zero is None:
+            zero = _ZEROS[out.dtype] = np.zeros((), out.dtype)
+        return np.maximum(input, zero, out)  # a 0-d zero of out's dtype: the Python int is slower with out
     return kernels.relu(input)
 
 
 def leaky_relu(input: Any, *, slope: float = 0.01, out: Any) -> Any:
     """``np.maximum(input, input * slope)`` into ``input`` (the kernel's own form for 0 <= slope <= 1)."""
     if out is input and 0.0 <= slope <= 1.0 and _fits(out) and out.dtype.kind == "f":
-        return np.maximum(input, input * slope, out=out)
+        return np.maximum(input, input * slope, out)
     return kernels.leaky_relu(input, slope=slope)
 
 
-#: (ufunc, float outputs only)
 def where(condition: Any, left: Any, right: Any, *, out: Any) -> Any:
     """``np.where(condition, left, right)`` into ``left`` or ``right`` (never into the condition)."""
-    if out is not condition and (out is left or out is right) and _fits(out, left, right):
+    if out is not condition and (out is left or out is right) and _fits(out) and _same_dtype(left, right):
         if out is right:
             np.copyto(out, left, where=condition)
         else:
@@ -76,6 +86,7 @@ def where(condition: Any, left: Any, right: Any, *, out: Any) -> Any:
     return np.where(condition, left, right)
 
 
+#: (ufunc, float outputs only)
 _UNARY = {
     "neg": (np.negative, False),
     "abs": (np.absolute, False),

@@ -2,9 +2,8 @@
 
 The core calls ``kernel(*inputs, out=<one of the inputs>, **attrs)`` only where ``out`` is an
 intermediate of the output's shape and kind that nothing reads afterwards
-(:mod:`mithril.codegen.inplace`). Each kernel uses torch's ``out=`` form (or the ``op_`` method where
-``out`` is the only input), the same ATen kernel as the out-of-place call, so the results agree bit
-for bit; where an operand has another dtype than ``out`` (``out=`` would cast the result) it computes
+(:mod:`mithril.codegen.inplace`). Each kernel uses torch's ``op_`` method where ``out`` is the first input and the ``out=``
+form otherwise, the same ATen kernel as the out-of-place call, so the results agree bit for bit; where an operand has another dtype than ``out`` (``out=`` would cast the result) it computes
 a new tensor instead, as the primitive's own kernel does.
 
 :class:`~mithril_torch.TorchBackend` offers them only eagerly with the core's autodiff: under
@@ -28,11 +27,12 @@ _aten = torch.ops.aten
 
 
 def _unary(fn: Callable[..., torch.Tensor], floats: bool = False) -> Kernel:
-    """``fn(input, out=input)``; ``floats``: only a float ``out`` (``fn`` makes floats of ints)."""
+    """``input.fn_()``; ``floats``: only a float ``out`` (``fn`` makes floats of ints)."""
+    method = getattr(torch.Tensor, f"{fn.__name__}_")
 
     def kernel(input: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
         if out is input and (not floats or out.is_floating_point()):
-            return fn(input, out=out)
+            return method(input)
         return fn(input)
 
     kernel.__name__ = kernel.__qualname__ = f"{fn.__name__}_inplace"
@@ -40,8 +40,14 @@ def _unary(fn: Callable[..., torch.Tensor], floats: bool = False) -> Kernel:
 
 
 def _binary(fn: Callable[..., torch.Tensor], plain: Kernel, floats: bool = False) -> Kernel:
+    """``left.fn_(right)`` into ``left`` (where torch has that method), ``fn(left, right, out=right)`` into
+    ``right`` (the out= form keeps the operand order, so even a NaN's payload is the same)."""
+    method = getattr(torch.Tensor, f"{fn.__name__}_", None)
+
     def kernel(left: torch.Tensor, right: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
         if (out is left or out is right) and left.dtype == right.dtype and (not floats or out.is_floating_point()):
+            if out is left and method is not None:
+                return method(left, right)
             return fn(left, right, out=out)
         return plain(left, right)
 
