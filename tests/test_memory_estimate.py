@@ -194,3 +194,33 @@ def test_unread_results_of_a_call_are_dropped_at_once():
     lines = source.splitlines()
     at = [i for i, ln in enumerate(lines) if ln.strip().startswith("_,")]
     assert at and all(lines[i + 1].strip() == "del _" for i in at)
+
+
+def test_torch_declares_unread_results_views_and_recomputed_pool_indices():
+    """What the torch kernels' code shows (this CPU has no torch allocator trace; CUDA: bench_memory.py)."""
+    pytest.importorskip("mithril_torch")
+    from mithril_torch.workspace import kernel_memory as torch_kernel_memory
+
+    x, pool_attrs = (8, 16, 32, 32), {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0), "dilation": (1, 1)}
+    norm = torch_kernel_memory(
+        "normalize_affine",
+        [x, (1, 16, 1, 1), (1, 16, 1, 1)],
+        {"axes": (0, 2, 3), "eps": 1e-5},
+        4,
+        [True] * 3,
+        ("mean", "rstd"),
+    )
+    assert norm.workspace == 8 * 16 * 32 * 32 * 4  # the normalized output nobody reads
+    indices = torch_kernel_memory("max_pool2d_with_indices", [x], pool_attrs, 4, [True], ("output",))
+    assert indices.workspace == 8 * 16 * 16 * 16 * 8  # int64 indices nobody reads
+    regrad = torch_kernel_memory("max_pool2d_grad", [x, (8, 16, 16, 16)], pool_attrs, 4, [True, True])
+    assert regrad.workspace == 8 * 16 * 16 * 16 * (4 + 8)  # pooled output and indices, recomputed
+    assert torch_kernel_memory("flatten", [x], {"start_axis": 1, "end_axis": -1}, 4, [True]).view
+
+    be = ml.TorchBackend(dtype=ml.float32)
+    pm = ml.compile(seed_cnn(), be, shapes={"input": list(x[:1]) + [3, 32, 32]}, gradient_checkpointing=True)
+    params = pm.randomize_params(seed=0)
+    inputs = {"input": be.randn(8, 3, 32, 32)}
+    pm.evaluate(params, inputs, {"output": be.ones(8, 10)})
+    assert "del _" in pm.source  # the recomputed batch norm's unread output is dropped at once
+    assert pm.memory_report().workspace == 8 * 16 * 32 * 32 * 4
