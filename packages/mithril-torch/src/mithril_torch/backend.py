@@ -126,20 +126,6 @@ class TorchBackend(Backend):
             return {}
         return inplace.inplace_kernels()
 
-    def constant(self, value: np.ndarray) -> Any:
-        """A constant for generated code (floats get the backend dtype).
-
-        A float scalar (0-d) stays in host memory on an accelerator: torch hands a host 0-d
-        tensor to a device kernel as an argument (the vectorised scalar path a Python number
-        takes), where a device 0-d tensor is read through a broadcast, a slower kernel (the
-        attention scale of a GPT-2-small step: 7.7 against 4.5 ms per step on an H200). On the
-        CPU device every 0-d tensor is such a scalar already.
-        """
-        t = self.array(value)
-        if t.ndim == 0 and t.is_floating_point() and self.torch_device.type != "cpu" and self.torch_mesh is None:
-            return t.cpu()
-        return t
-
     # --------------------------------------------------------------- dtypes
     def _native_dtype(self, dtype: DType) -> torch.dtype:
         return _dt.to_torch(dtype)
