@@ -241,7 +241,12 @@ class SymShape:
 
     def free_vars(self) -> list[Dim | Variadic]:
         r = _view(self)
-        out: list[Dim | Variadic] = [d.find() for d in r.prefix + r.suffix if d.known is None]
+        out: list[Dim | Variadic] = []
+        for dims in (r.prefix, r.suffix):
+            for d in dims:
+                root = d if d.parent is None else _find(d)
+                if root.value is None:
+                    out.append(root)
         if r.variadic is not None:
             out.append(r.variadic.find())
         return out
@@ -411,7 +416,8 @@ def unify_dims(a: Dim, b: Dim) -> None:
 
 
 def _unify_dims(a: Dim, b: Dim) -> None:
-    ra, rb = a.find(), b.find()
+    ra = a if a.parent is None else _find(a)
+    rb = b if b.parent is None else _find(b)
     if ra is rb:
         return
     if ra.value is not None and rb.value is not None:
