@@ -18,9 +18,10 @@ Under ``torch.compile`` (while dynamo traces the model, ``torch.compiler.is_comp
   ``torch.compiler.disable(..., recursive=False)``, a graph break whose own frame dynamo skips
   while it compiles the frames that frame opens, i.e. the body function, once per body (the
   steps and later calls reuse it; the reverse loop of the gradient has its own body). Compile
-  time does not grow with the number of steps. torch's own ``torch._higher_order_ops.scan``
+  time does not grow with the number of steps. torch 2.13's own ``torch._higher_order_ops.scan``
   fails in Inductor (``DataDependentOutputException``) unless the whole function is compiled
-  with ``fullgraph=True``, and then compiles an LSTM's gradients for 15-90 s on a CPU.
+  with ``fullgraph=True``; with gradients Inductor refuses closed-over weights ("scan might be
+  aliasing the input or the output") either way, and ``aot_eager`` runs it several times slower.
   :data:`COMPILE_BODIES` = False runs the body as eager torch instead (the previous behaviour).
 """
 
