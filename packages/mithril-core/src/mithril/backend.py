@@ -119,6 +119,19 @@ class Backend(abc.ABC):
         """
         return {}
 
+    def scalar_operand_primitives(self, *, jit: bool) -> frozenset[str]:
+        """Primitives whose kernels take a float scalar constant as :meth:`scalar_constant` makes it.
+
+        The core hands such a constant (0-d) to a node only where every node reading it is one of
+        these and has an operand that is not a constant, so the result is an ordinary array of the
+        backend. None by default.
+        """
+        return frozenset()
+
+    def scalar_constant(self, value: np.ndarray) -> Any:
+        """A float scalar (0-d) constant for the kernels of :meth:`scalar_operand_primitives`."""
+        return self.constant(value)
+
     def kernel(self, primitive: str) -> Kernel:
         try:
             return self.kernels[primitive]

@@ -48,7 +48,7 @@ def _binary(ufunc: np.ufunc, floats: bool = False) -> Kernel:
             and _same_dtype(left, right)
             and (not floats or out.dtype.kind == "f")
         ):
-            return ufunc(left, right, out)
+            return ufunc(left, right, out=out)  # keyword: NumPy deprecates a positional out of maximum/minimum
         return ufunc(left, right)
 
     kernel.__name__ = kernel.__qualname__ = f"{ufunc.__name__}_inplace"
@@ -64,14 +64,14 @@ def relu(input: Any, *, out: Any) -> Any:
         zero = _ZEROS.get(out.dtype)
         if zero is None:
             zero = _ZEROS[out.dtype] = np.zeros((), out.dtype)
-        return np.maximum(input, zero, out)  # a 0-d zero of out's dtype: the Python int is slower with out
+        return np.maximum(input, zero, out=out)  # a 0-d zero of out's dtype: the Python int is slower with out
     return kernels.relu(input)
 
 
 def leaky_relu(input: Any, *, slope: float = 0.01, out: Any) -> Any:
     """``np.maximum(input, input * slope)`` into ``input`` (the kernel's own form for 0 <= slope <= 1)."""
     if out is input and 0.0 <= slope <= 1.0 and _fits(out) and out.dtype.kind == "f":
-        return np.maximum(input, input * slope, out)
+        return np.maximum(input, input * slope, out=out)
     return kernels.leaky_relu(input, slope=slope)
 
 
