@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 
 #: (backend variant, jit)
 TARGETS = [(b, False) for b in installed() if b != "jax"] + [(b, True) for b in installed() if b != "numpy"]
-TARGETS += [("torch-autograd", False)] if "torch" in installed() else []
+TARGETS += [("torch-autograd", False), ("torch-autograd", True)] if "torch" in installed() else []
 IDS = [f"{b}{'-jit' if j else ''}" for b, j in TARGETS]
 
 
@@ -183,7 +183,9 @@ def _scaled(factor: float) -> Model:
     return m
 
 
-@pytest.mark.parametrize("target", [t for t in TARGETS if t[0] != "torch-autograd"], ids=IDS[: len(TARGETS) - 1])
+@pytest.mark.parametrize(
+    "target", [t for t in TARGETS if t[0] != "torch-autograd"], ids=[i for i in IDS if "autograd" not in i]
+)
 def test_switch_picks_by_an_int_index_and_clamps_it(target: tuple[str, bool]) -> None:
     m = Model()
     m |= Switch([_scaled(1.0), _scaled(2.0), _scaled(3.0)])(x=IOKey("x", role="param"), index="k", y=IOKey("y"))
