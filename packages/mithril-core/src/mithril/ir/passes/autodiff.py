@@ -9,7 +9,7 @@ only gets gradients. Cotangents of outputs become graph sources
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ...errors import UnsupportedError
 from ..control_flow import call_key
@@ -32,8 +32,16 @@ def reachable_outputs(graph: Graph, wrt: Iterable[str]) -> set[str]:
     return {k for k, v in graph.outputs.items() if v.uid in live}
 
 
-def differentiate(graph: Graph, wrt: Iterable[str], cotangent_outputs: Iterable[str]) -> Graph:
-    """Append the backward pass for ``d(sum <cot, out>)/d(param)`` over the given outputs."""
+def differentiate(graph: Graph, wrt: Iterable[str], cotangent_outputs: Iterable[str], *, eager: bool = True) -> Graph:
+    """Append the backward pass for ``d(sum <cot, out>)/d(param)`` over the given outputs.
+
+    Each forward node's VJP is emitted as soon as its outputs' cotangents are complete (all
+    their readers differentiated), so a weight's gradient follows the VJP of the node that read
+    it instead of waiting for the whole backward pass (the transposes of weights sit at the start
+    of the forward). ``eager=False`` keeps plain reverse graph order. Either way a cotangent's
+    contributions are summed in reverse graph order of their readers, so both orders give the same
+    additions, bit for bit.
+    """
     wrt = list(wrt)
     cot_names = list(cotangent_outputs)
     forward = list(graph.nodes)
@@ -45,57 +53,129 @@ def differentiate(graph: Graph, wrt: Iterable[str], cotangent_outputs: Iterable[
         if n.output.kind == "float" and any(needs.get(v.uid, False) for v in n.inputs):
             needs[n.output.uid] = True
 
-    cot: dict[int, Value] = {}
     b = GraphBuilder(graph, needs_grad=needs)
-
-    def accumulate(v: Value, g: Value) -> None:
-        prev = cot.get(v.uid)
-        cot[v.uid] = g if prev is None else b.emit("add", prev, g)
+    # a control-flow call is several nodes: differentiated once, as one unit at its first node, when
+    # every consumer of every output has given its cotangent
+    cf_calls = control_flow.calls(forward)
+    index = {id(n): i for i, n in enumerate(forward)}
+    unit = list(range(len(forward)))
+    for members in cf_calls.values():
+        for m in members[1:]:
+            unit[index[id(m)]] = index[id(members[0])]
+    units = [u for u in range(len(forward)) if unit[u] == u]
+    producer = {n.output.uid: unit[i] for i, n in enumerate(forward)}
+    acc = _Cotangents(b)
+    for u in reversed(units):
+        for pos, x in enumerate(forward[u].inputs):
+            if needs.get(x.uid, False):
+                acc.expect(x.uid, u, pos)
 
     for name in cot_names:
         out = graph.outputs[name]
         c = Value(ValueRole.INPUT, name=f"{name}", kind=out.kind, shape=out.shape)
         graph.cotangents[name] = c
         if needs.get(out.uid, False):
-            accumulate(out, c)
+            acc.seed(out.uid, c)
 
-    # a control-flow call is several nodes: differentiated once, at its first node, when every
-    # consumer of every output has given its cotangent
-    cf_calls = control_flow.calls(forward)
-    for node in reversed(forward):
+    # readers left per unit; producers per unit in graph order
+    pending = [0] * len(forward)
+    feeds: dict[int, list[int]] = {}
+    for u in units:
+        ps = sorted({producer[v.uid] for v in forward[u].inputs if v.uid in producer} - {u})
+        feeds[u] = ps
+        for w in ps:
+            pending[w] += 1
+
+    done = [False] * len(forward)
+
+    def vjp(u: int) -> None:
+        node = forward[u]
+        grads: list[Value | None] | None = None
         if node.primitive.subgraphs:
-            members = cf_calls[call_key(node)]
-            if node is members[0]:
-                _control_flow_vjp(b, graph, members, cot, needs, accumulate)
-            continue
-        g = cot.get(node.output.uid)
-        if g is None or not needs.get(node.output.uid, False):
-            continue
-        if node.primitive.vjp is None:
-            raise UnsupportedError(
-                f"{node.where}: primitive {node.primitive.name!r} has no gradient rule; it cannot be differentiated"
-            )
-        b.where = f"{node.where} (grad)"
-        grads = node.primitive.vjp(b, node, g)
-        if len(grads) != len(node.inputs):
-            raise AssertionError(f"gradient rule of {node.primitive.name} returned {len(grads)} values")
-        for x, gx in zip(node.inputs, grads):
-            if gx is None or not needs.get(x.uid, False):
+            grads = _control_flow_vjp(b, graph, cf_calls[call_key(node)], acc.total, needs)
+        else:
+            g = acc.total.get(node.output.uid)
+            if g is not None and needs.get(node.output.uid, False):
+                if node.primitive.vjp is None:
+                    raise UnsupportedError(
+                        f"{node.where}: primitive {node.primitive.name!r} has no gradient rule; "
+                        "it cannot be differentiated"
+                    )
+                b.where = f"{node.where} (grad)"
+                grads = list(node.primitive.vjp(b, node, g))
+                if len(grads) != len(node.inputs):
+                    raise AssertionError(f"gradient rule of {node.primitive.name} returned {len(grads)} values")
+        for pos, x in enumerate(node.inputs):
+            if not needs.get(x.uid, False):
                 continue
-            if gx.shape != x.shape:
+            gx = grads[pos] if grads is not None and pos < len(grads) else None
+            if gx is not None and gx.shape != x.shape:
                 raise AssertionError(
                     f"{node.where}: gradient of {node.primitive.name} has shape {gx.shape}, expected {x.shape}"
                 )
-            accumulate(x, gx)
+            acc.give(x.uid, u, pos, gx)
+
+    for start in reversed(units):
+        if done[start]:
+            continue
+        stack = [start]
+        while stack:  # depth first: a unit whose readers are all done goes next, the lowest index first
+            u = stack.pop()
+            if done[u]:
+                continue
+            done[u] = True
+            vjp(u)
+            if eager:
+                for w in reversed(feeds[u]):
+                    pending[w] -= 1
+                    if pending[w] == 0:
+                        stack.append(w)
 
     for k in wrt:
         p = graph.params[k]
-        g = cot.get(p.uid)
+        g = acc.total.get(p.uid)
         if g is None:
             b.where = f"{k} (grad)"
             g = b.emit("broadcast_to", const_value(0.0, "float"), shape=p.shape)
         graph.gradients[k] = g
     return graph
+
+
+class _Cotangents:
+    """Cotangent sums, each added up in a fixed order of its readers whatever order they come in."""
+
+    def __init__(self, b: GraphBuilder) -> None:
+        self.b = b
+        self.total: dict[int, Value] = {}
+        self._slots: dict[int, list[tuple[int, int]]] = {}
+        self._next: dict[int, int] = {}
+        self._early: dict[tuple[int, int, int], Value | None] = {}
+
+    def expect(self, uid: int, unit: int, pos: int) -> None:
+        """Reader ``unit`` gives (or not) a contribution to ``uid`` for its input ``pos``; call in sum order."""
+        self._slots.setdefault(uid, []).append((unit, pos))
+
+    def seed(self, uid: int, g: Value) -> None:
+        self._add(uid, g)
+
+    def give(self, uid: int, unit: int, pos: int, g: Value | None) -> None:
+        """The contribution of reader ``unit`` (None: none); summed once those before it are in."""
+        slots, i = self._slots[uid], self._next.get(uid, 0)
+        if slots[i] != (unit, pos):
+            self._early[(uid, unit, pos)] = g
+            return
+        while True:
+            if g is not None:
+                self._add(uid, g)
+            i += 1
+            if i == len(slots) or (uid, *slots[i]) not in self._early:
+                break
+            g = self._early.pop((uid, *slots[i]))
+        self._next[uid] = i
+
+    def _add(self, uid: int, g: Value) -> None:
+        prev = self.total.get(uid)
+        self.total[uid] = g if prev is None else self.b.emit("add", prev, g)
 
 
 def _control_flow_vjp(
@@ -104,8 +184,7 @@ def _control_flow_vjp(
     members: list[Node],
     cot: dict[int, Value],
     needs: dict[int, bool],
-    accumulate: Callable[[Value, Value], None],
-) -> None:
+) -> list[Value | None] | None:
     """Cotangents of a control-flow call's inputs from those of its outputs (mithril.ir.passes.control_flow)."""
     first = members[0]
     cots: dict[int, Value] = {}
@@ -115,12 +194,9 @@ def _control_flow_vjp(
             r = m.attrs["result"]
             cots[r] = g if r not in cots else b.emit("add", cots[r], g)
     if not cots:
-        return
+        return None
     b.where = f"{first.where} (grad)"
-    grads = control_flow.RULES[first.primitive.name](b, graph, members, cots, differentiate)
-    for x, gx in zip(first.inputs, grads):
-        if gx is not None and needs.get(x.uid, False):
-            accumulate(x, gx)
+    return list(control_flow.RULES[first.primitive.name](b, graph, members, cots, differentiate))
 
 
 def checkpoint(graph: Graph, n_forward: int) -> Graph:
