@@ -51,7 +51,8 @@ class TorchBackend(Backend):
     never from torch's global generator.
 
     ``compile_options`` are passed to ``torch.compile`` by :meth:`jit`
-    (for example ``{"mode": "reduce-overhead"}``).
+    (for example ``{"mode": "reduce-overhead"}``), over a default of ``dynamic=False``:
+    Mithril compiles one function per shape set, so torch never needs symbolic shapes.
 
     On the CPU the first backend sets glibc's malloc thresholds so that memory a step
     frees is reused by the next step instead of being faulted in again
@@ -265,7 +266,9 @@ class TorchBackend(Backend):
         from .pooling import probe_before_compiling
 
         probe_before_compiling()
-        return compile_with_fallback(fn, what=what, options=self.compile_options)
+        # one generated function per shape set: static shapes (automatic dynamic shapes made inductor
+        # lower a CNN's pooling gradient with symbolic sizes, and fail, on CUDA with torch 2.11)
+        return compile_with_fallback(fn, what=what, options={"dynamic": False, **self.compile_options})
 
     def accept(self, x: Any, what: str) -> Any:
         """Check an array handed to ``evaluate``; never converts it.
