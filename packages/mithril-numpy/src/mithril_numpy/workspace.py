@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mithril.backend import KernelMemory
+from mithril.ir.control_flow import stacked_ys_bytes
 
 from .conv import PER_SAMPLE_MIN_PIXELS
 from .windows import out_size
@@ -116,17 +117,6 @@ def _avg_pool2d_grad(g: Shape, attrs: Mapping[str, Any], fb: int) -> KernelMemor
     return KernelMemory(workspace=math.prod(g) * fb, output_bytes=out)  # ``grad / divisor``
 
 
-def _scan(attrs: Mapping[str, Any], fb: int, results: Sequence[Any]) -> KernelMemory:
-    """The per-step ys, listed until ``np.stack`` copies them into the outputs, and the stacked ys
-    no node reads (made, then dropped); what the body's own peak adds while it runs the core counts."""
-    body = attrs.get("body")
-    n_carry, length = int(attrs.get("n_carry", 0)), int(attrs.get("length", 0))
-    outs = list(getattr(getattr(body, "graph", None), "outputs", {}).values())
-    ys = [math.prod(v.shape) * fb if v.shape is not None else 0 for v in outs[n_carry:]]
-    unread = sum(b for r, b in enumerate(ys, start=n_carry) if results and r not in results)
-    return KernelMemory(workspace=length * (sum(ys) + unread))
-
-
 def _view(primitive: str, shape: Shape | None, attrs: Mapping[str, Any], dense: bool) -> KernelMemory | None:
     """Structure kernels that return a view of their input; None where the kernel copies."""
     if primitive in ("reshape", "flatten"):
@@ -160,7 +150,8 @@ def kernel_memory(
         return view
     fb = float_bytes
     if primitive == "scan":
-        return _scan(attrs, fb, results)
+        # np.stack of the listed per-step ys (mithril_numpy.control_flow)
+        return KernelMemory(workspace=stacked_ys_bytes(attrs, fb, results))
     if primitive == "log_softmax" and shapes and shapes[0] is not None:
         return KernelMemory(workspace=math.prod(shapes[0]) * fb)  # the shifted input beside the output
     if len(shapes) < 1 or any(s is None for s in shapes[:2]):

@@ -1,7 +1,8 @@
 """What the torch kernels allocate beyond their outputs (``TorchBackend.kernel_memory``).
 
 Declared only where the kernel's own code shows it (:mod:`.kernels`, :mod:`.normalization`):
-structure kernels that return views, ``max_pool2d_grad``'s recomputed pooling and indices, and
+structure kernels that return views, ``max_pool2d_grad``'s recomputed pooling and indices, the
+per-step ys a ``scan`` lists before stacking them, and
 the results of a multi-result kernel the graph leaves unread (made, then dropped). What ATen and
 cuDNN allocate inside one operator (cuDNN's convolution workspace, chosen by its heuristics for
 the device and shapes) is not knowable from shapes and is not counted.
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mithril.backend import KernelMemory
+from mithril.ir.control_flow import stacked_ys_bytes
 
 Shape = tuple[int, ...]
 _INDEX = 8  # int64 indices (eager)
@@ -91,6 +93,8 @@ def kernel_memory(
     view = _view(primitive, shapes[0] if shapes else None, attrs, bool(contiguous and contiguous[0]))
     if view is not None:
         return view
+    if primitive == "scan":  # torch.stack of the listed per-step ys (mithril_torch.control_flow)
+        return KernelMemory(workspace=stacked_ys_bytes(attrs, float_bytes, results))
     if primitive == "max_pool2d_grad" and shapes and shapes[0] is not None:
         # max_pool2d_with_indices again: its pooled output and int64 indices, alive until it returns
         return KernelMemory(workspace=_pooled(shapes[0], attrs) * (float_bytes + _INDEX))

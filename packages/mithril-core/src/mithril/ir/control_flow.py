@@ -20,12 +20,13 @@ the outputs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .graph import Node, SubGraph
 
-__all__ = ["SubGraph", "call_key", "n_outputs", "subgraphs"]
+__all__ = ["SubGraph", "call_key", "n_outputs", "stacked_ys_bytes", "subgraphs"]
 
 
 def subgraphs(node: Node) -> Iterator[SubGraph]:
@@ -52,3 +53,15 @@ def _freeze(x: Any) -> Any:
     if isinstance(x, dict):
         return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
     return x
+
+
+def stacked_ys_bytes(attrs: Mapping[str, Any], float_bytes: int, results: Sequence[Any] = ()) -> int:
+    """Bytes a ``scan`` kernel that lists every step's ys and stacks them at the end holds beyond its
+    outputs: the listed per-step ys until the stack copies them, and stacked ys no node reads (made,
+    then dropped; ``results``: the results the graph reads, empty for all)."""
+    body = attrs.get("body")
+    n_carry, length = int(attrs.get("n_carry", 0)), int(attrs.get("length", 0))
+    outs = list(getattr(getattr(body, "graph", None), "outputs", {}).values())
+    ys = [math.prod(v.shape) * float_bytes if v.shape is not None else 0 for v in outs[n_carry:]]
+    unread = sum(b for r, b in enumerate(ys, start=n_carry) if results and r not in results)
+    return length * (sum(ys) + unread)
