@@ -141,7 +141,8 @@ def compile_graph(
     backward = bool(graph.gradients)
     if after_autodiff is not None:
         after_autodiff(graph)
-    simplify.cse(graph)
+    if cotangent_outputs is not None or after_autodiff is not None:
+        simplify.cse(graph)  # else nothing changed the graph since the CSE above: a second pass finds nothing
     fuse.simplify_transposes(graph)
     fuse.fuse_linear(graph, backend.kernels)
     fuse.fuse_pool_indices(graph, backend.kernels)

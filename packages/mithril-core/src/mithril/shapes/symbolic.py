@@ -27,11 +27,16 @@ _ids = itertools.count()
 
 
 # --------------------------------------------------------------------- trail
+_Undo = Callable[[], object] | tuple[object, str, object]
+
+
 class _Trail:
     """Undo log; active while a :func:`transaction` runs."""
 
     def __init__(self) -> None:
-        self.frames: list[list[Callable[[], object]]] = []  # undo callbacks; results ignored
+        # undo records: callbacks (results ignored), or ``(obj, attr, old)`` for ``setattr(obj, attr, old)``
+        # (a tuple is cheaper to make than a partial, and attribute writes are most of the records)
+        self.frames: list[list[_Undo]] = []
 
     def record(self, undo: Callable[[], object]) -> None:
         if self.frames:
@@ -54,7 +59,11 @@ class transaction:
         frame = _trail.frames.pop()
         if exc_type is not None:
             for undo in reversed(frame):
-                undo()
+                if isinstance(undo, tuple):
+                    obj, attr, old = undo
+                    setattr(obj, attr, old)
+                else:
+                    undo()
         elif _trail.frames:
             _trail.frames[-1].extend(frame)
 
@@ -62,7 +71,7 @@ class transaction:
 def _set(obj: object, attr: str, value: object) -> None:
     frames = _trail.frames
     if frames:
-        frames[-1].append(functools.partial(setattr, obj, attr, getattr(obj, attr)))
+        frames[-1].append((obj, attr, getattr(obj, attr)))
     setattr(obj, attr, value)
 
 
