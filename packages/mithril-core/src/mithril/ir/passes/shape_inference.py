@@ -77,8 +77,11 @@ def _solve(
 
     with transaction():
         for n in g.nodes:
-            for v in (*n.inputs, n.output):
-                term(v)
+            for v in n.inputs:
+                if v.uid not in terms:
+                    terms[v.uid] = Term(SymShape.unknown(), KindVar())
+            if n.output.uid not in terms:
+                terms[n.output.uid] = Term(SymShape.unknown(), KindVar())
         for v in (*g.sources(), *g.outputs.values()):
             term(v)
         for uid, t in terms.items():
@@ -95,9 +98,9 @@ def _solve(
                     _const_term(v, term(v))
         if shapes_first:
             given_shapes()
-        for n in g.nodes:
-            ins = [term(v) for v in n.inputs]
-            out = term(n.output)
+        for n in g.nodes:  # every node's terms exist (made above)
+            ins = [terms[v.uid] for v in n.inputs]
+            out = terms[n.output.uid]
             add_constraint(Constraint(_rule_call(n, ins, out), [t.shape for t in ins] + [out.shape], n.where))
         if not shapes_first:
             given_shapes()
@@ -157,8 +160,9 @@ def concretize(
     for attr in ("inputs", "params", "state", "outputs", "state_updates"):
         setattr(out, attr, {k: copy(v) for k, v in getattr(g, attr).items()})
     out.initializers = dict(g.initializers)
+    get = new.get  # a value already copied (most node inputs) without a call of copy
     for n in g.nodes:
-        nn = Node(n.primitive, [copy(v) for v in n.inputs], dict(n.attrs), copy(n.output), n.where)
+        nn = Node(n.primitive, [get(v.uid) or copy(v) for v in n.inputs], dict(n.attrs), copy(n.output), n.where)
         nn.output.producer = nn
         out.nodes.append(nn)
     if unknown:
