@@ -152,23 +152,23 @@ def _identity() -> Primitive:
 
 def _toposort(nodes: list[Node], graph: Graph) -> list[Node]:
     """Kahn's algorithm; a cycle is reported with the blocks on it."""
-    consumers: dict[int, list[Node]] = {}
-    missing: dict[int, int] = {}
-    for n in nodes:
+    consumers: dict[int, list[int]] = {}  # value uid -> positions of the nodes reading it
+    missing = [0] * len(nodes)  # per position: producers not yet placed
+    for i, n in enumerate(nodes):
         deps = {v.uid for v in n.inputs if v.producer is not None}
-        missing[id(n)] = len(deps)
+        missing[i] = len(deps)
         for uid in deps:
-            consumers.setdefault(uid, []).append(n)
-    ready = deque(n for n in nodes if missing[id(n)] == 0)
+            consumers.setdefault(uid, []).append(i)
+    ready = deque(i for i, m in enumerate(missing) if m == 0)
     order: list[Node] = []
     while ready:
-        n = ready.popleft()
+        n = nodes[ready.popleft()]
         order.append(n)
         for c in consumers.get(n.output.uid, ()):
-            missing[id(c)] -= 1
-            if missing[id(c)] == 0:
+            missing[c] -= 1
+            if missing[c] == 0:
                 ready.append(c)
     if len(order) != len(nodes):
-        stuck = [n.where for n in nodes if missing[id(n)] > 0]
+        stuck = [n.where for i, n in enumerate(nodes) if missing[i] > 0]
         raise CycleError(f"the model has a cycle through: {', '.join(stuck[:8])}")
     return order
