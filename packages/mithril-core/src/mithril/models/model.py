@@ -192,10 +192,13 @@ class Model(Block):
                 f"{self.display_name}: {primitive} takes {len(names)} inputs {names}, got {len(inputs)}"
             )
         conns = dict(zip(names, inputs))
+        out_name = prim_block.primitive.output
         if output is not None:
-            conns[prim_block.output_terminals()[0]] = output
-        self.add(prim_block(**conns))
-        return TerminalRef(prim_block, prim_block.output_terminals()[0])
+            conns[out_name] = output
+        # what ``prim_block(**conns)`` records: the block is new and every key one of its terminals
+        prim_block._pending = conns
+        self.add(prim_block)
+        return TerminalRef(prim_block, out_name)
 
     # --------------------------------------------------------------- naming
     def _local_name_for(self, block: Block) -> str:
