@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import ShapeMismatchError
-from .symbolic import Dim, SymShape, Variadic, _raw, bind_dim, unify, unify_dims
+from .symbolic import Dim, SymShape, Variadic, _raw, _view, bind_dim, unify, unify_dims
 
 
 def broadcast_dim(dims: Sequence[Dim]) -> Dim | None:
@@ -27,7 +27,7 @@ def broadcast_dim(dims: Sequence[Dim]) -> Dim | None:
 
 def broadcast(shapes: Sequence[SymShape], out: SymShape) -> bool:
     """NumPy broadcasting; symbolic where it can be decided."""
-    rs = [s.resolve() for s in shapes]
+    rs = [_view(s) for s in shapes]  # read only below: no copies of the dimension lists
     var_ops = [r for r in rs if r.variadic is not None]
     if not var_ops:
         rank = max(len(r.prefix) for r in rs)
