@@ -106,7 +106,7 @@ def at_least_rank(shape: SymShape, n_suffix: int) -> tuple[SymShape, list[Dim]] 
     is known, instead of unifying with ``[..., d]`` (which would wrongly demand rank >= 3, and
     could not be decided either: the unification waits, and re-splitting recursed forever).
     """
-    r = shape.resolve()
+    r = _view(shape)  # its lists are only sliced or shared below, never changed
     if r.variadic is not None and r.prefix and len(r.suffix) < n_suffix:
         return None
     if r.variadic is None:
