@@ -49,6 +49,37 @@ class KernelMemory:
     contiguous: bool = True
 
 
+def view_memory(
+    primitive: str,
+    shape: tuple[int, ...] | None,
+    attrs: Mapping[str, Any],
+    dense: bool,
+    *,
+    negative_steps_copy: bool = False,
+) -> KernelMemory | None:
+    """The :class:`KernelMemory` of a structure kernel that returns a view of its first input (shape
+    ``shape``, ``dense``: row-major contiguous), as NumPy's and torch's do; None where the kernel copies:
+    a reshape or flatten of a strided input, and with ``negative_steps_copy`` a slice with a negative
+    step (torch has no negative strides)."""
+    if primitive in ("reshape", "flatten"):
+        return KernelMemory(view=True) if dense else None
+    if primitive == "transpose":
+        if shape is None:
+            return KernelMemory(view=True, contiguous=False)
+        axes = attrs.get("axes")
+        order = list(axes) if axes is not None else list(range(len(shape)))[::-1]
+        moved = [a for a in order if shape[a] != 1]
+        return KernelMemory(view=True, contiguous=dense and moved == sorted(moved))
+    if primitive == "broadcast_to":
+        return KernelMemory(view=True, contiguous=dense and shape == tuple(attrs.get("shape", ())))
+    if primitive == "slice":
+        steps = attrs.get("steps") or ()
+        if negative_steps_copy and any(s is not None and s < 0 for s in steps):
+            return None
+        return KernelMemory(view=True, contiguous=False)
+    return None
+
+
 class Backend(abc.ABC):
     """Base class of every backend."""
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mithril.backend import KernelMemory
+from mithril.backend import KernelMemory, view_memory
 from mithril.ir.control_flow import stacked_ys_bytes
 
 from .conv import PER_SAMPLE_MIN_PIXELS
@@ -117,24 +117,6 @@ def _avg_pool2d_grad(g: Shape, attrs: Mapping[str, Any], fb: int) -> KernelMemor
     return KernelMemory(workspace=math.prod(g) * fb, output_bytes=out)  # ``grad / divisor``
 
 
-def _view(primitive: str, shape: Shape | None, attrs: Mapping[str, Any], dense: bool) -> KernelMemory | None:
-    """Structure kernels that return a view of their input; None where the kernel copies."""
-    if primitive in ("reshape", "flatten"):
-        return KernelMemory(view=True) if dense else None
-    if primitive == "transpose":
-        axes = attrs.get("axes")
-        if shape is None:
-            return KernelMemory(view=True, contiguous=False)
-        order = list(axes) if axes is not None else list(range(len(shape)))[::-1]
-        moved = [a for a in order if shape[a] != 1]
-        return KernelMemory(view=True, contiguous=dense and moved == sorted(moved))
-    if primitive == "broadcast_to":
-        return KernelMemory(view=True, contiguous=dense and shape == tuple(attrs.get("shape", ())))
-    if primitive == "slice":
-        return KernelMemory(view=True, contiguous=False)
-    return None
-
-
 def kernel_memory(
     primitive: str,
     input_shapes: Sequence[Shape | None],
@@ -145,7 +127,7 @@ def kernel_memory(
 ) -> KernelMemory:
     """The :class:`~mithril.backend.KernelMemory` of one NumPy kernel call."""
     shapes = [tuple(int(d) for d in s) if s is not None else None for s in input_shapes]
-    view = _view(primitive, shapes[0] if shapes else None, attrs, bool(contiguous and contiguous[0]))
+    view = view_memory(primitive, shapes[0] if shapes else None, attrs, bool(contiguous and contiguous[0]))
     if view is not None:
         return view
     fb = float_bytes

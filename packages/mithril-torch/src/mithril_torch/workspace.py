@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mithril.backend import KernelMemory
+from mithril.backend import KernelMemory, view_memory
 from mithril.ir.control_flow import stacked_ys_bytes
 
 Shape = tuple[int, ...]
@@ -41,24 +41,6 @@ def _pooled(x: Shape, attrs: Mapping[str, Any]) -> int:
 def _reduced(x: Shape, axes: Sequence[int]) -> int:
     keep = {a % len(x) for a in axes}
     return math.prod(1 if i in keep else d for i, d in enumerate(x))
-
-
-def _view(primitive: str, shape: Shape | None, attrs: Mapping[str, Any], dense: bool) -> KernelMemory | None:
-    if primitive in ("reshape", "flatten"):
-        return KernelMemory(view=True) if dense else None  # torch.reshape copies what it cannot view
-    if primitive == "transpose":
-        if shape is None:
-            return KernelMemory(view=True, contiguous=False)
-        axes = attrs.get("axes")
-        order = list(axes) if axes is not None else list(range(len(shape)))[::-1]
-        moved = [a for a in order if shape[a] != 1]
-        return KernelMemory(view=True, contiguous=dense and moved == sorted(moved))
-    if primitive == "broadcast_to":
-        return KernelMemory(view=True, contiguous=dense and shape == tuple(attrs.get("shape", ())))
-    if primitive == "slice":
-        steps = attrs.get("steps") or ()
-        return None if any(s is not None and s < 0 for s in steps) else KernelMemory(view=True, contiguous=False)
-    return None
 
 
 def _unread(
@@ -90,7 +72,9 @@ def kernel_memory(
 ) -> KernelMemory:
     """The :class:`~mithril.backend.KernelMemory` of one torch kernel call (see the module docstring)."""
     shapes = [tuple(int(d) for d in s) if s is not None else None for s in input_shapes]
-    view = _view(primitive, shapes[0] if shapes else None, attrs, bool(contiguous and contiguous[0]))
+    view = view_memory(
+        primitive, shapes[0] if shapes else None, attrs, bool(contiguous and contiguous[0]), negative_steps_copy=True
+    )
     if view is not None:
         return view
     if primitive == "scan":  # torch.stack of the listed per-step ys (mithril_torch.control_flow)
