@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import sys
-import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +24,13 @@ from mithril.ir.graph import Graph, GraphBuilder, Value, ValueRole
 from mithril.ir.passes import autodiff
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "reliability"))
 sys.path.insert(0, str(ROOT.parent / "benchmarks"))
 
 import fuzz  # noqa: E402
 from models import deep_mlp, seed_cnn, seed_mlp  # noqa: E402
+from shared_checks import float64_backends, same_bits, traced_peak  # noqa: E402
 
 pytest.importorskip("mithril_numpy")
 
@@ -47,22 +47,7 @@ def eager(on: bool) -> Iterator[None]:
         autodiff.differentiate = DIFFERENTIATE
 
 
-def backends() -> list[tuple[str, Callable[[], Any]]]:
-    out: list[tuple[str, Callable[[], Any]]] = [("numpy", lambda: ml.NumpyBackend(dtype=ml.float64))]
-    try:
-        import mithril_torch  # noqa: F401
-    except ImportError:
-        return out
-    out.append(("torch", lambda: ml.TorchBackend(dtype=ml.float64)))
-    return out
-
-
-BACKENDS = backends()
-
-
-def same_bits(a: Any, b: Any) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return bool(a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes())
+BACKENDS = float64_backends()
 
 
 def compare(model_factory: Callable[[], Any], be: Any, data: dict[str, np.ndarray], seed: int) -> bool:
@@ -186,17 +171,6 @@ def test_adamw_steps_agree_bit_for_bit_in_both_orders(name: str, make: Any) -> N
     assert any(not same_bits(start[k], final[True][k]) for k in start), "the steps changed nothing"
 
 
-def measured_peak(pm: Any, params: Any, inputs: Any, cot: Any) -> int:
-    pm.evaluate(params, inputs, cot)
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    pm.evaluate(params, inputs, cot)
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return int(peak)
-
-
 def test_the_deep_mlp_peak_drops_and_the_estimate_matches_the_measurement() -> None:
     be = ml.NumpyBackend(dtype=ml.float32)
     n, width, batch = 8, 256, 256
@@ -207,7 +181,9 @@ def test_the_deep_mlp_peak_drops_and_the_estimate_matches_the_measurement() -> N
             estimate[on] = pm.memory_report().peak_activations
             params = pm.randomize_params(seed=0)
             x = {"input": be.randn(batch, width)}
-            measured[on] = measured_peak(pm, params, x, {"output": be.ones(batch, width)})  # compiles the gradient
+            measured[on] = traced_peak(
+                lambda: pm.evaluate(params, x, {"output": be.ones(batch, width)})
+            )  # compiles the gradient
     one = batch * width * 4
     # reverse order: every layer's activation and input gradient alive at the end (16 arrays);
     # eager: each weight gradient frees its layer's activation at once

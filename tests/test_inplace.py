@@ -24,11 +24,13 @@ from mithril.ir.graph import Graph, Node, Value, ValueRole
 from mithril.primitives.base import registry
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "reliability"))
 sys.path.insert(0, str(ROOT.parent / "benchmarks"))
 
 import fuzz  # noqa: E402
 from models import deep_mlp, seed_cnn, seed_mlp  # noqa: E402
+from shared_checks import float64_backends, same_bits, traced_peak  # noqa: E402
 
 pytest.importorskip("mithril_numpy")
 
@@ -203,22 +205,7 @@ def reuse(on: bool) -> Iterator[None]:
             os.environ[inplace.ENV] = old
 
 
-def backends() -> list[tuple[str, Callable[[], Any]]]:
-    out: list[tuple[str, Callable[[], Any]]] = [("numpy", lambda: ml.NumpyBackend(dtype=ml.float64))]
-    try:
-        import mithril_torch  # noqa: F401
-    except ImportError:
-        return out
-    out.append(("torch", lambda: ml.TorchBackend(dtype=ml.float64)))
-    return out
-
-
-BACKENDS = backends()
-
-
-def same_bits(a: Any, b: Any) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+BACKENDS = float64_backends()
 
 
 def compare(model_factory: Callable[[], Any], be: Any, data: dict[str, np.ndarray], seed: int) -> int:
@@ -342,20 +329,6 @@ def chain() -> Any:
     return m
 
 
-def measured_peak(pm: Any, params: Any, inputs: Any) -> int:
-    import gc
-    import tracemalloc
-
-    pm.evaluate(params, inputs)
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    pm.evaluate(params, inputs)
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return int(peak)
-
-
 def test_generated_source_calls_the_inplace_kernel_and_the_estimate_and_peak_count_it() -> None:
     be = ml.NumpyBackend(dtype=ml.float32)
     x = {"input": be.randn(128, 64)}
@@ -365,7 +338,7 @@ def test_generated_source_calls_the_inplace_kernel_and_the_estimate_and_peak_cou
             pm = ml.compile(chain(), be, shapes={"input": [128, 64]})
             report[on] = pm.memory_report(gradients=False)
         params = pm.randomize_params(seed=0)
-        peak[on] = measured_peak(pm, params, x)
+        peak[on] = traced_peak(lambda: pm.evaluate(params, x))
         assert ("ki_relu(linear, out=linear)" in pm.source) is on
         assert ("ki_" in pm.source) is on
     # without reuse a linear's output and its relu's are alive together; with it, one buffer all along

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +12,9 @@ from mithril.errors import ShapeUnknownError
 from mithril.models import Linear, Model, Relu
 
 pytest.importorskip("mithril_numpy")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from shared_checks import traced_peak
 
 
 def deep() -> Model:
@@ -23,17 +26,6 @@ def deep() -> Model:
     return m
 
 
-def measured_peak(pm, params, inputs, cot=None) -> int:
-    pm.evaluate(params, inputs, cot)  # compiled and warm
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    pm.evaluate(params, inputs, cot)
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return peak
-
-
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_estimate_is_within_ten_percent_of_numpy_measurement(checkpointing):
     be = ml.NumpyBackend(dtype=ml.float64)
@@ -43,10 +35,10 @@ def test_estimate_is_within_ten_percent_of_numpy_measurement(checkpointing):
     report = pm.memory_report()
     assert report.parameters == sum(v.nbytes for v in params.values())
     assert report.inputs == x["input"].nbytes + cot["output"].nbytes
-    got = measured_peak(pm, params, x, cot)
+    got = traced_peak(lambda: pm.evaluate(params, x, cot))
     assert abs(got - report.peak_activations) <= 0.10 * report.peak_activations, (got, report)
     forward = pm.memory_report(gradients=False)
-    got_forward = measured_peak(pm, params, x)
+    got_forward = traced_peak(lambda: pm.evaluate(params, x))
     assert abs(got_forward - forward.peak_activations) <= 0.10 * forward.peak_activations
     assert forward.kept_for_backward == 0 and forward.peak < report.peak
 

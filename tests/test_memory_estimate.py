@@ -9,9 +9,7 @@ declarations the CNN's estimate is more than 10% under the measurement.
 
 from __future__ import annotations
 
-import gc
 import sys
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,10 @@ from mithril.physical.memory import estimate, float_bytes_of
 from mithril.physical.pipeline import _forward_prefix, compile_graph
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from models import deep_mlp, seed_cnn
+from shared_checks import traced_peak
 
 pytest.importorskip("mithril_numpy")
 
@@ -37,19 +37,6 @@ MiB = 2**20
 #: not declared: NumPy's ufunc buffers (``np.getbufsize()`` elements for each of up to three operands of a
 #: strided or casting loop, float32 here) and small Python objects
 SLACK = 3 * np.getbufsize() * 4 + 16 * 1024
-
-
-def measured_peak(fn: Callable[[], Any]) -> int:
-    """Peak bytes tracemalloc sees above what is allocated before ``fn`` runs (after one warm call)."""
-    fn()
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    out = fn()
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    del out
-    return peak
 
 
 def lstm() -> ml.models.Model:
@@ -76,10 +63,10 @@ def call(name: str, dtype: Any = ml.float32) -> tuple[Any, Callable[[], Any]]:
 
 @pytest.mark.parametrize("reuse", ["1", "0"], ids=["inplace", "no-inplace"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_estimate_within_ten_percent_of_the_measured_peak(name, reuse, monkeypatch):
+def test_estimate_within_ten_percent_of_the_traced_peak(name, reuse, monkeypatch):
     monkeypatch.setenv("MITHRIL_INPLACE", reuse)
     pm, run = call(name, ml.float64 if name == "lstm" else ml.float32)
-    got = measured_peak(run)
+    got = traced_peak(run)
     report = pm.memory_report()
     assert abs(got - report.peak_activations) <= 0.10 * report.peak_activations, (name, got / MiB, str(report))
 
@@ -87,7 +74,7 @@ def test_estimate_within_ten_percent_of_the_measured_peak(name, reuse, monkeypat
 def test_without_the_kernel_declarations_the_cnn_estimate_is_off():
     """The whole-call test can fail: the im2col workspace and padded outputs are >10% of the CNN's peak."""
     pm, run = call("cnn")
-    got = measured_peak(run)
+    got = traced_peak(run)
     graph = pm.checked_graph(pm.training, {"input": tuple(CASES["cnn"][1])})
     g = compile_graph(graph, pm.backend, pm.options, cotangent_outputs=("output",)).graph
     bare = estimate(g, float_bytes_of(pm.backend), _forward_prefix(g))
@@ -104,7 +91,7 @@ def _kernel_case(kernel: Callable[..., Any], args: list[np.ndarray], attrs: dict
     base = out.base if out.base is not None else out
     keeps = base.nbytes
     del out, base
-    return measured_peak(lambda: kernel(*args, **attrs)), keeps
+    return traced_peak(lambda: kernel(*args, **attrs)), keeps
 
 
 CONV = [  # (N, C, H, W), (O, C, KH, KW), stride, padding
