@@ -43,17 +43,6 @@ def cotangents(pm: Any, be: Any, params: Any, inputs: Any) -> dict[str, Any]:
     return {k: be.ones(*be.shape_of(v)) for k, v in outs.items() if be.kind_of(v) == "float"}
 
 
-def numpy_peak(pm: Any, params: Any, inputs: Any, cot: Any) -> int:
-    pm.evaluate(params, inputs, cot)
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    pm.evaluate(params, inputs, cot)
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return int(peak)
-
-
 def numpy_fn_peak(fn: Callable[[], Any]) -> int:
     """tracemalloc's peak of one call of ``fn`` after a warm-up, above what was allocated before it."""
     fn()
@@ -217,7 +206,7 @@ def main() -> None:
                         continue
                     report = pm.memory_report()
                     if backend_name == "numpy":
-                        got = numpy_peak(pm, params, {"input": x}, cot)
+                        got = numpy_fn_peak(lambda: pm.evaluate(params, {"input": x}, cot))
                         hand_np = native_numpy(name, params, x, cot["output"])
                         native = numpy_fn_peak(hand_np) if hand_np is not None and not ckpt else None
                     else:
