@@ -17,7 +17,9 @@ from ..errors import ModelBuildError, UnknownKeyError, UnknownTerminalError
 from ..primitives.base import Primitive, Term, registry
 from ..shapes.kinds import KindVar
 from ..shapes.symbolic import Constraint, SymShape, add_constraint, transaction
+from .clone_plan import copy_by_dict
 from .connections import Connection, TerminalRef
+from .templates import templated
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self  # typing.Self needs Python 3.11
@@ -30,12 +32,17 @@ class Block:
 
     canonical_input: str | None = "input"
     canonical_output: str | None = "output"
+    #: instances with the same constructor arguments are clones (mithril.models.templates)
+    _template: bool = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        # a block's constructor builds its whole subgraph: no collector passes in between (mithril._gc)
+    def __init_subclass__(cls, template: bool = False, **kwargs: Any) -> None:
+        """Wrap the class's own constructor: no collector passes while it builds its subgraph
+        (mithril._gc); with ``template=True`` later instances with the same arguments are clones of
+        an earlier one (mithril.models.templates)."""
         super().__init_subclass__(**kwargs)
+        cls._template = template  # per class: a subclass clones only if it says so itself
         if "__init__" in cls.__dict__:
-            cls.__init__ = gc_paused_long_lived(cls.__dict__["__init__"])  # type: ignore[method-assign]  # wraps its own constructor
+            cls.__init__ = gc_paused_long_lived(templated(cls.__dict__["__init__"]))  # type: ignore[method-assign]  # wraps its own constructor
 
     def __init__(self, *, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name or "." in name):
@@ -108,7 +115,10 @@ class Block:
         return f"{self.display_name} ({type(self).__name__})"
 
 
-class PrimitiveBlock(Block):
+copy_by_dict(Block)
+
+
+class PrimitiveBlock(Block, template=True):
     """A block that is exactly one primitive call."""
 
     def __init__(

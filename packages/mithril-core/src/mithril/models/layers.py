@@ -12,7 +12,7 @@ from .model import Model
 from .primitive_blocks import _pair
 
 
-class Linear(Model):
+class Linear(Model, template=True):
     """``output = input @ weight.T + bias`` with ``weight: [dimension, in]`` (torch.nn.Linear)."""
 
     def __init__(self, dimension: int | None = None, use_bias: bool = True, *, name: str | None = None) -> None:
@@ -31,7 +31,7 @@ class Linear(Model):
         self.set_canonical(input="input", output="output")
 
 
-class Conv2d(Model):
+class Conv2d(Model, template=True):
     """2-D convolution over NCHW input, as torch.nn.Conv2d (weight ``[out, in/groups, kh, kw]``)."""
 
     def __init__(
@@ -86,7 +86,7 @@ class Conv2d(Model):
         self.set_canonical(input="input", output="output")
 
 
-class BatchNorm2d(Model):
+class BatchNorm2d(Model, template=True):
     """torch.nn.BatchNorm2d: batch statistics in training mode, running ones in inference.
 
     ``running_mean``/``running_var`` are state: in training mode the physical

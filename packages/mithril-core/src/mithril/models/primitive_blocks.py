@@ -36,6 +36,7 @@ def _simple(cls_name: str, prim: str, doc: str) -> type[_Prim]:
             "__doc__": doc,
             "__init__": lambda self, *, name=None: _Prim.__init__(self, name=name),
         },
+        template=True,
     )
 
 
@@ -63,7 +64,7 @@ Less = _simple("Less", "less", "left < right (bool).")
 Equal = _simple("Equal", "equal", "left == right (bool).")
 
 
-class Gelu(_Prim):
+class Gelu(_Prim, template=True):
     """GELU; ``approximate='tanh'`` as torch.nn.GELU(approximate='tanh')."""
 
     primitive_name = "gelu"
@@ -73,7 +74,7 @@ class Gelu(_Prim):
         super().__init__(name=name, approximate=approximate)
 
 
-class LeakyRelu(_Prim):
+class LeakyRelu(_Prim, template=True):
     """x if x > 0 else slope * x (torch's negative_slope)."""
 
     primitive_name = "leaky_relu"
@@ -82,21 +83,21 @@ class LeakyRelu(_Prim):
         super().__init__(name=name, slope=A.number(slope, "slope", A.where("LeakyRelu", name)))
 
 
-class Softmax(_Prim):
+class Softmax(_Prim, template=True):
     primitive_name = "softmax"
 
     def __init__(self, axis: int = -1, *, name: str | None = None) -> None:
         super().__init__(name=name, axis=A.integer(axis, "axis", A.where("Softmax", name)))
 
 
-class LogSoftmax(_Prim):
+class LogSoftmax(_Prim, template=True):
     primitive_name = "log_softmax"
 
     def __init__(self, axis: int = -1, *, name: str | None = None) -> None:
         super().__init__(name=name, axis=A.integer(axis, "axis", A.where("LogSoftmax", name)))
 
 
-class Transpose(_Prim):
+class Transpose(_Prim, template=True):
     primitive_name = "transpose"
 
     def __init__(self, axes: Sequence[int] | None = None, *, name: str | None = None) -> None:
@@ -108,7 +109,7 @@ class Transpose(_Prim):
         super().__init__(name=name, axes=axes)
 
 
-class Reshape(_Prim):
+class Reshape(_Prim, template=True):
     primitive_name = "reshape"
 
     def __init__(self, shape: Sequence[int], *, name: str | None = None) -> None:
@@ -119,7 +120,7 @@ class Reshape(_Prim):
         super().__init__(name=name, shape=shape)
 
 
-class Flatten(_Prim):
+class Flatten(_Prim, template=True):
     """Merge axes ``start_axis..end_axis`` (torch.nn.Flatten defaults: 1, -1)."""
 
     primitive_name = "flatten"
@@ -131,7 +132,7 @@ class Flatten(_Prim):
         )
 
 
-class Cast(_Prim):
+class Cast(_Prim, template=True):
     primitive_name = "cast"
 
     def __init__(self, kind: str = "float", *, name: str | None = None) -> None:
@@ -140,7 +141,7 @@ class Cast(_Prim):
         super().__init__(name=name, kind=A.choice(kind, ("float", "int", "bool"), "kind", A.where("Cast", name)))
 
 
-class _Reduce(_Prim):
+class _Reduce(_Prim, template=True):
     def __init__(
         self, axis: int | Sequence[int] | None = None, keepdims: bool = False, *, name: str | None = None
     ) -> None:
@@ -148,23 +149,23 @@ class _Reduce(_Prim):
         super().__init__(name=name, axis=A.axes(axis, "axis", at), keepdims=A.flag(keepdims, "keepdims", at))
 
 
-class Sum(_Reduce):
+class Sum(_Reduce, template=True):
     primitive_name = "sum"
 
 
-class Mean(_Reduce):
+class Mean(_Reduce, template=True):
     primitive_name = "mean"
 
 
-class Max(_Reduce):
+class Max(_Reduce, template=True):
     primitive_name = "max"
 
 
-class Min(_Reduce):
+class Min(_Reduce, template=True):
     primitive_name = "min"
 
 
-class ArgMax(_Prim):
+class ArgMax(_Prim, template=True):
     primitive_name = "argmax"
 
     def __init__(self, axis: int = -1, keepdims: bool = False, *, name: str | None = None) -> None:
@@ -183,7 +184,7 @@ class Concat(PrimitiveBlock):
         super().__init__("concat", n_inputs=A.size(n, "n", at), name=name, axis=A.integer(axis, "axis", at))
 
 
-class MaxPool2d(_Prim):
+class MaxPool2d(_Prim, template=True):
     """As torch.nn.MaxPool2d (stride defaults to kernel_size, floor mode)."""
 
     primitive_name = "max_pool2d"
@@ -208,7 +209,7 @@ class MaxPool2d(_Prim):
         )
 
 
-class AvgPool2d(_Prim):
+class AvgPool2d(_Prim, template=True):
     """As torch.nn.AvgPool2d (stride defaults to kernel_size, floor mode)."""
 
     primitive_name = "avg_pool2d"

@@ -254,6 +254,10 @@ class PrimitiveRegistry:
     def __contains__(self, name: str) -> bool:
         return name in self._table
 
+    def is_registered(self, prim: Primitive) -> bool:
+        """``prim`` is the primitive registered under its name."""
+        return self._table.get(prim.name) is prim
+
     def names(self) -> list[str]:
         return sorted(self._table)
 

@@ -6,7 +6,7 @@ from ..connections import IOKey
 from ..model import Model
 
 
-class Silu(Model):
+class Silu(Model, template=True):
     """``x * sigmoid(x)`` (torch.nn.SiLU)."""
 
     def __init__(self, *, name: str | None = None) -> None:

@@ -17,7 +17,7 @@ from .norm import LayerNorm
 MASK_KINDS = (None, "additive", "bool")
 
 
-class MultiHeadAttention(Model):
+class MultiHeadAttention(Model, template=True):
     """torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, batch_first=True).
 
     Terminals: ``query [N, L, E]``, ``key [N, S, E]``, ``value [N, S, E]`` (or one
@@ -89,7 +89,7 @@ class MultiHeadAttention(Model):
         self.set_canonical(input=names[0], output="output")
 
 
-class TransformerBlock(Model):
+class TransformerBlock(Model, template=True):
     """A pre-LN transformer encoder block (torch.nn.TransformerEncoderLayer with ``norm_first=True``,
     ``batch_first=True``)::
 

@@ -16,7 +16,7 @@ def check_probability(p: object, where: str) -> float:
     return float(p)
 
 
-class Dropout(Model):
+class Dropout(Model, template=True):
     """torch.nn.Dropout: in training mode each element is zeroed with probability ``p``
     and the others are scaled by ``1 / (1 - p)``; in inference mode the identity.
 

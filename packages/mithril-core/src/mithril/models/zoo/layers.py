@@ -11,7 +11,7 @@ from ..model import Model
 from ..primitive_blocks import _pair
 
 
-class Conv1d(Model):
+class Conv1d(Model, template=True):
     """1-D convolution over ``[N, C, L]``, as torch.nn.Conv1d (weight ``[out, in/groups, k]``)."""
 
     def __init__(
@@ -67,7 +67,7 @@ class Conv1d(Model):
         self.set_canonical(input="input", output="output")
 
 
-class ConvTranspose2d(Model):
+class ConvTranspose2d(Model, template=True):
     """Transposed 2-D convolution, as torch.nn.ConvTranspose2d (weight ``[in, out/groups, kh, kw]``)."""
 
     def __init__(
@@ -128,7 +128,7 @@ class ConvTranspose2d(Model):
         self.set_canonical(input="input", output="output")
 
 
-class MaxPool1d(Model):
+class MaxPool1d(Model, template=True):
     """As torch.nn.MaxPool1d over ``[N, C, L]`` (stride defaults to kernel_size, floor mode)."""
 
     def __init__(
@@ -151,7 +151,7 @@ class MaxPool1d(Model):
         self.set_canonical(input="input", output="output")
 
 
-class AdaptiveAvgPool2d(Model):
+class AdaptiveAvgPool2d(Model, template=True):
     """torch.nn.AdaptiveAvgPool2d over the last two axes, for any input and output sizes.
 
     Output cell ``(i, j)`` averages torch's window of rows ``floor(i H / oh)`` to
@@ -170,7 +170,7 @@ class AdaptiveAvgPool2d(Model):
         self.set_canonical(input="input", output="output")
 
 
-class Embedding(Model):
+class Embedding(Model, template=True):
     """torch.nn.Embedding: ``weight[input]`` with ``weight: [num_embeddings, embedding_dim]`` ~ N(0, 1).
 
     ``input`` holds int indices of any shape; the output appends ``embedding_dim``.

@@ -51,7 +51,7 @@ class _Loss(Model):
         self.set_canonical(input="input", output="output")
 
 
-class MSELoss(_Loss):
+class MSELoss(_Loss, template=True):
     """(input - target)²."""
 
     def __init__(self, reduction: str = "mean", *, name: str | None = None) -> None:
@@ -60,7 +60,7 @@ class MSELoss(_Loss):
         self._finish(d * d)
 
 
-class L1Loss(_Loss):
+class L1Loss(_Loss, template=True):
     """|input - target|."""
 
     def __init__(self, reduction: str = "mean", *, name: str | None = None) -> None:
@@ -68,7 +68,7 @@ class L1Loss(_Loss):
         self._finish(self.call("abs", self.call("sub", self._input(), "target")))
 
 
-class HuberLoss(_Loss):
+class HuberLoss(_Loss, template=True):
     """0.5 d² where |d| < delta, else delta (|d| - delta/2); d = input - target; ``delta > 0``."""
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0, *, name: str | None = None) -> None:
@@ -83,7 +83,7 @@ class HuberLoss(_Loss):
         self._finish(m * m * 0.5 + (ad - m) * delta)
 
 
-class SmoothL1Loss(_Loss):
+class SmoothL1Loss(_Loss, template=True):
     """0.5 d² / beta where |d| < beta, else |d| - beta/2; d = input - target; ``beta >= 0`` (0 is L1Loss)."""
 
     def __init__(self, reduction: str = "mean", beta: float = 1.0, *, name: str | None = None) -> None:
@@ -153,7 +153,7 @@ class _ClassLoss(_Loss):
         self.set_canonical(input="input", output="output")
 
 
-class NLLLoss(_ClassLoss):
+class NLLLoss(_ClassLoss, template=True):
     """-input[n, target[n]] for log-probabilities ``input [N, C]`` (or ``[N, C, d1, ...]``) and int class
     indices ``target [N]`` (or ``[N, d1, ...]``); targets equal to ``ignore_index`` do not count."""
 
@@ -166,7 +166,7 @@ class NLLLoss(_ClassLoss):
 TARGET_KINDS = ("indices", "probabilities")
 
 
-class CrossEntropyLoss(_ClassLoss):
+class CrossEntropyLoss(_ClassLoss, template=True):
     """log-softmax over the class axis (1) then NLL, for logits ``input [N, C, *]``.
 
     ``target="indices"`` (the default): int class indices ``target [N, *]``; targets equal to
@@ -202,7 +202,7 @@ class CrossEntropyLoss(_ClassLoss):
         self._finish(loss)
 
 
-class BCEWithLogitsLoss(_Loss):
+class BCEWithLogitsLoss(_Loss, template=True):
     """Binary cross-entropy on logits, stably: (1 - t) x + w (log(1 + exp(-|x|)) + max(-x, 0)), where
     w = 1 + (pos_weight - 1) t (w = 1 without ``pos_weight``: max(x, 0) - x t + log(1 + exp(-|x|))).
 
@@ -237,7 +237,7 @@ class BCEWithLogitsLoss(_Loss):
         return arr
 
 
-class KLDivLoss(_Loss):
+class KLDivLoss(_Loss, template=True):
     """target (log target - input) for log-probabilities ``input`` and probabilities ``target`` of the same
     shape (0 where target is 0, as torch's xlogy); ``log_target=True``: ``target`` holds log-probabilities,
     exp(target) (target - input).

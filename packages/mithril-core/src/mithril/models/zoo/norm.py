@@ -11,7 +11,7 @@ from ..layers import batch_norm_arguments, batch_norm_body
 from ..model import Model
 
 
-class BatchNorm1d(Model):
+class BatchNorm1d(Model, template=True):
     """torch.nn.BatchNorm1d over ``[N, C]`` or ``[N, C, L]`` (any rank >= 2 works).
 
     Batch statistics in training mode, running ones in inference; in training mode
@@ -56,7 +56,7 @@ class BatchNorm1d(Model):
         self.set_canonical(input="input", output="output")
 
 
-class LayerNorm(Model):
+class LayerNorm(Model, template=True):
     """torch.nn.LayerNorm: normalise over the trailing ``normalized_shape`` axes; ``weight``/``bias``."""
 
     def __init__(
@@ -92,7 +92,7 @@ class LayerNorm(Model):
         self.set_canonical(input="input", output="output")
 
 
-class RMSNorm(Model):
+class RMSNorm(Model, template=True):
     """torch.nn.RMSNorm: ``x / sqrt(mean(x², trailing axes) + eps) * weight``.
 
     torch's ``eps=None`` means the dtype's machine epsilon; a logical model has no
@@ -122,7 +122,7 @@ class RMSNorm(Model):
         self.set_canonical(input="input", output="output")
 
 
-class GroupNorm(Model):
+class GroupNorm(Model, template=True):
     """torch.nn.GroupNorm over ``[N, C, *]``: statistics per sample and group of ``C / num_groups`` channels."""
 
     def __init__(

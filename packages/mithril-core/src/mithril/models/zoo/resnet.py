@@ -52,7 +52,7 @@ def _check_positive(what: str, **sizes: int) -> None:
         raise ModelBuildError(f"{what}: these must be positive ints: {bad}")
 
 
-class BasicBlock(Model):
+class BasicBlock(Model, template=True):
     """Two 3x3 conv-BN layers and a residual connection (torchvision's ``BasicBlock``).
 
     ``conv1`` (stride ``stride``), ``bn1``, ReLU, ``conv2``, ``bn2``, plus the input,
@@ -74,7 +74,7 @@ class BasicBlock(Model):
         _add_residual(self, bn2.output, in_channels, planes, stride)
 
 
-class Bottleneck(Model):
+class Bottleneck(Model, template=True):
     """1x1 reduce, 3x3 (stride ``stride``), 1x1 expand by 4, and a residual (torchvision's ``Bottleneck``).
 
     ``conv1``/``bn1``, ``conv2``/``bn2`` (the strided 3x3), ``conv3``/``bn3`` with
