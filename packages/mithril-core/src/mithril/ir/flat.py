@@ -6,6 +6,7 @@ the physical model and training read it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..models.connections import Connection, Initializer
 
 
-@dataclass
+@dataclass(slots=True)
 class ValueInfo:
     """What the connections meeting in one value declare."""
 
@@ -38,3 +39,10 @@ class FlatModel:
     output_names: list[str]
     #: id(connection) -> value, for every connection at every depth
     conn_values: dict[int, Value] = field(default_factory=dict)
+    #: set by flatten where the graph has exactly the model's nodes (no mode switch resolved, nothing
+    #: dropped): True while the model's own symbolic terms still describe exactly this graph (the
+    #: model is in no other model), so that shape inference may solve on them
+    #: (:func:`mithril.ir.passes.shape_inference.solve_on_model_terms`); None where not
+    model_terms_current: Callable[[], bool] | None = None
+    #: the number of nodes when flatten made it (a graph changed since no longer matches the model)
+    n_model_nodes: int = -1

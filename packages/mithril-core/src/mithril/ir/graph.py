@@ -33,7 +33,7 @@ class ValueRole(Enum):
 _ids = itertools.count()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Value:
     """A named value of the graph."""
 
@@ -57,7 +57,7 @@ class Value:
         return self.shape
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     """One primitive call: ``output = primitive(*inputs, **attrs)``."""
 

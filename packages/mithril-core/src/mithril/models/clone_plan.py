@@ -196,11 +196,11 @@ class _Planner:
             self._set(name, "binding", self.ref(obj.binding))
             self._set(name, "uid", "_uid()")
             self._set(name, "watchers", self._watchers(obj.watchers))
-        elif t in (KindVar, SymShape, Constraint, Connection, TerminalRef):
+        elif t in (KindVar, SymShape, Constraint, Connection, TerminalRef, Term):
             for attr in t.__slots__:
                 if hasattr(obj, attr):
                     self._set(name, attr, self.ref(getattr(obj, attr)))
-        else:  # a Term or a block: the instance dict
+        else:  # a block: the instance dict
             for attr, v in obj.__dict__.items():
                 if not attr.isidentifier():
                     raise Unclonable(f"attribute {attr!r}")

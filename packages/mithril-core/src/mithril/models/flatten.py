@@ -63,6 +63,7 @@ def flatten(model: Model, training: bool = True) -> FlatModel:
     for name, c in iface.items():
         value_of(c, name)
 
+    switched = False  # a mode switch resolved: the graph has fewer constraints than the model
     stack: list[tuple[Model, str]] = [(model, "")]
     while stack:
         m, prefix = stack.pop()
@@ -81,6 +82,7 @@ def flatten(model: Model, training: bool = True) -> FlatModel:
                 if prim.name == "mode_switch":
                     prim = _identity()
                     ins = [ins[0] if training else ins[1]]
+                    switched = True
                 if out.producer is not None:
                     raise ModelBuildError(f"{path}: output already produced by {out.producer.where}")
                 node = Node(prim, ins, dict(block.attrs), out, where=path)
@@ -128,9 +130,14 @@ def flatten(model: Model, training: bool = True) -> FlatModel:
             if sv.role is ValueRole.STATE and sv.name is not None:
                 state_updates[sv.name] = nv
     graph.state_updates = state_updates
+    n_nodes = len(graph.nodes)
     _drop_unused_inputs(graph)
     # values that no node produces and are not sources: unconnected block inputs inside
-    return FlatModel(graph, info, state_updates, list(graph.outputs), values)
+    flat = FlatModel(graph, info, state_updates, list(graph.outputs), values)
+    if not switched and len(graph.nodes) == n_nodes:
+        flat.model_terms_current = lambda: model._parent is None
+        flat.n_model_nodes = n_nodes
+    return flat
 
 
 def _drop_unused_inputs(graph: Graph) -> None:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..ir.graph import GraphBuilder, Node, Value
 
 
-@dataclass
+@dataclass(slots=True)
 class Term:
     """The symbolic view of one terminal seen by a shape rule."""
 

@@ -58,14 +58,28 @@ class transaction:
     ) -> None:
         frame = _trail.frames.pop()
         if exc_type is not None:
-            for undo in reversed(frame):
-                if isinstance(undo, tuple):
-                    obj, attr, old = undo
-                    setattr(obj, attr, old)
-                else:
-                    undo()
+            _undo(frame)
         elif _trail.frames:
             _trail.frames[-1].extend(frame)
+
+
+class trial(transaction):
+    """A transaction that is always undone: what is learnt inside is read, then forgotten."""
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _queue.clear()
+        _undo(_trail.frames.pop())
+
+
+def _undo(frame: list[_Undo]) -> None:
+    for undo in reversed(frame):
+        if isinstance(undo, tuple):
+            obj, attr, old = undo
+            setattr(obj, attr, old)
+        else:
+            undo()
 
 
 def _set(obj: object, attr: str, value: object) -> None:

@@ -83,6 +83,7 @@ def attach_loss(model: Model, loss: Model, training: bool, *, prediction: str, t
     flat.conn_values.update(lflat.conn_values)
     flat.info.clear()
     flat.info.update(info)
+    flat.model_terms_current = None  # the graph is no longer the model's
     return flat
 
 

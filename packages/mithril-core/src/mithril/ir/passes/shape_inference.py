@@ -1,9 +1,19 @@
-"""Shape and dtype inference pass: a fresh symbolic solve over the flat graph.
+"""Shape and dtype inference pass: concrete shapes and kinds for every value of the flat graph.
 
-The same primitive rules that checked the model while it was built run again,
-on fresh symbols, together with the declared shapes and the shapes given to
-``compile`` (or seen at the first ``evaluate``). The result is a copy of the
-graph in which every value has a concrete shape and kind.
+:func:`solve` runs the same primitive rules that checked the model while it was
+built again, on fresh symbols, together with the declared shapes and the shapes
+given to ``compile`` (or seen at the first ``evaluate``). :func:`concretize`
+returns a copy of the graph in which every value has a concrete shape and kind.
+
+Where the flat graph is exactly the model's (flatten says so: no mode switch
+resolved, nothing dropped, no loss attached) and the model is in no other model,
+the model's own symbolic terms already hold every rule's result, so
+:func:`concretize` first tries them: the given shapes are unified into them inside
+a :class:`~mithril.shapes.symbolic.trial` (always undone, the model is left as it
+was), only the constraints those shapes wake run, and the concrete shapes are
+read. Anything short of a complete concrete answer (a conflict, a shape left
+unknown, a value without a term) falls back to the fresh solve, whose errors name
+the given shape against what the model needs.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import numpy as np
 from ...errors import DTypeMismatchError, MithrilError, ShapeMismatchError, ShapeUnknownError
 from ...primitives.base import Term
 from ...shapes.kinds import KindVar, bind_kind
-from ...shapes.symbolic import Constraint, SymShape, add_constraint, transaction, unify
+from ...shapes.symbolic import Constraint, SymShape, add_constraint, transaction, trial, unify
 from ..flat import FlatModel
 from ..graph import Graph, Node, Value, ValueRole
 
@@ -132,8 +142,16 @@ def concretize(
     flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None], kinds: Mapping[str, str] | None = None
 ) -> Graph:
     """A copy of ``flat.graph`` with concrete shapes and kinds, or a clear error."""
+    solved = _solve_on_model_terms(flat, shapes, kinds)
+    if solved is not None:
+        return _copy(flat.graph, solved)
     terms = solve(flat, shapes, kinds)
-    g = flat.graph
+    _default_kinds(flat.graph, terms)
+    return _copy(flat.graph, {uid: (t.shape.concrete(), t.kind.known) for uid, t in terms.items()}, terms)
+
+
+def _default_kinds(g: Graph, terms: Mapping[int, Term]) -> None:
+    """Kinds nothing decided are float: the sources' first (their readers follow), then the rest."""
     for v in g.sources():
         k = terms[v.uid].kind
         if k.known is None:
@@ -141,18 +159,75 @@ def concretize(
     for t in terms.values():
         if t.kind.known is None:
             bind_kind(t.kind, "float")
+
+
+def _solve_on_model_terms(
+    flat: FlatModel, shapes: Mapping[str, Sequence[int | None] | None], kinds: Mapping[str, str] | None
+) -> dict[int, tuple[tuple[int, ...] | None, str | None]] | None:
+    """Every value's concrete shape and kind from the model's own terms, or None (see the module doc)."""
+    current = flat.model_terms_current
+    g = flat.graph
+    if current is None or len(g.nodes) != flat.n_model_nodes or not current():
+        return None
+    named = {**g.inputs, **g.params, **g.state, **g.outputs}
+    values = {v.uid: v for v in (*named.values(), *g.state_updates.values())}
+    for n in g.nodes:
+        for v in n.inputs:
+            values[v.uid] = v
+        values[n.output.uid] = n.output
+    terms: dict[int, Term] = {}
+    for uid in values:
+        vi = flat.info.get(uid)
+        if vi is None or not vi.conns:
+            return None  # a value flatten made itself
+        terms[uid] = vi.conns[0].term
+    solved: dict[int, tuple[tuple[int, ...] | None, str | None]] = {}
+    try:
+        with trial():
+            for uid, t in terms.items():  # already in the model's terms where it built them: kept cheap
+                vi = flat.info[uid]
+                for spec in vi.declared_shapes:
+                    unify(t.shape, SymShape.of(spec))
+                if vi.declared_kind is not None:
+                    bind_kind(t.kind, vi.declared_kind)
+            for uid, v in values.items():
+                if v.role is ValueRole.CONST:
+                    _const_term(v, terms[uid])
+            for key, shape in shapes.items():
+                given = named.get(key)
+                if shape is not None and given is not None:
+                    unify(terms[given.uid].shape, SymShape.of(list(shape)))
+            for key, kind in (kinds or {}).items():
+                if key in named:
+                    bind_kind(terms[named[key].uid].kind, kind)
+            _default_kinds(g, terms)
+            for uid, t in terms.items():
+                shape = t.shape.concrete()
+                if shape is None:
+                    return None
+                solved[uid] = (shape, t.kind.known)
+    except (MithrilError, ValueError):
+        return None
+    return solved
+
+
+def _copy(
+    g: Graph,
+    solved: Mapping[int, tuple[tuple[int, ...] | None, str | None]],
+    terms: Mapping[int, Term] | None = None,
+) -> Graph:
+    """``g`` with the solved shapes and kinds; ShapeUnknownError naming the values left unknown."""
     unknown: list[str] = []
     new: dict[int, Value] = {}
 
     def copy(v: Value) -> Value:
         c = new.get(v.uid)
         if c is None:
-            t = terms[v.uid]
-            shape = t.shape.concrete()
+            shape, kind = solved[v.uid]
             if shape is None:
                 where = v.name or (v.producer.where + " output" if v.producer else f"value {v.uid}")
-                unknown.append(f"{where}: {t.shape}")
-            c = Value(v.role, name=v.name, kind=t.kind.known, shape=shape, data=v.data)
+                unknown.append(f"{where}: {terms[v.uid].shape if terms is not None else '?'}")
+            c = Value(v.role, name=v.name, kind=kind, shape=shape, data=v.data)
             new[v.uid] = c
         return c
 
