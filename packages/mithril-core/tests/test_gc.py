@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import mithril._gc as mgc
 from mithril._gc import gc_paused, gc_paused_long_lived
 from mithril.errors import ModelBuildError
 from mithril.models import Linear, Model, Relu
@@ -77,7 +78,6 @@ def test_callers_frozen_objects_stay_frozen() -> None:
 
 def test_builder_leaves_nothing_frozen() -> None:
     gc.collect()
-    assert gc.get_freeze_count() == 0
     model = Model()
     for _ in range(3):
         model += Linear(4)
@@ -91,3 +91,38 @@ def test_failed_build_call_restores_the_collector() -> None:
     with pytest.raises(ModelBuildError):
         model |= Linear(4)(input=object())
     assert gc.isenabled()
+
+
+def test_what_was_frozen_at_import_counts_as_the_interpreters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPython 3.12 starts with immortal tuples in the permanent generation: they must not switch the
+    promotion off (simulated here: objects frozen before the baseline was taken)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        monkeypatch.setattr(mgc, "_FROZEN_AT_IMPORT", gc.get_freeze_count())
+        model = Model()
+        model |= Linear(4)
+        assert gc.get_freeze_count() == 0  # promoted: the permanent generation was thawed into the oldest
+    finally:
+        gc.unfreeze()
+
+
+def test_a_deep_build_runs_no_full_collection() -> None:
+    """Building block by block promotes each call's objects unaccounted, so the collector never walks
+    the whole process while the model grows (before: several full collections per deep build)."""
+    full: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        model = Model()
+        for i in range(1000):
+            model += Linear(8)
+            model += Relu()
+    finally:
+        gc.callbacks.remove(count)
+    assert full == [] and i == 999

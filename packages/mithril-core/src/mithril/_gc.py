@@ -29,6 +29,12 @@ young generations are collected first (``gc.collect(1)``: the few objects the
 caller allocated since the last call). Skipped where the program has frozen
 objects of its own (``gc.get_freeze_count()``: ``unfreeze`` would release them) and
 after a call that raised (its garbage is collected normally).
+
+What was frozen when Mithril was imported counts as the interpreter's own, not the
+program's: CPython 3.12 starts with a few hundred immortal tuples in the permanent
+generation (3.11 and 3.13 with none). Taking those for the program's switched the
+promotion off there, and a 2000-layer build ran three full collections, as long as
+the rest of the build together (measured on 3.12.1).
 """
 
 from __future__ import annotations
@@ -40,6 +46,15 @@ from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+_FROZEN_AT_IMPORT = gc.get_freeze_count()
+
+
+def _nothing_of_the_programs_frozen() -> bool:
+    """Whether the permanent generation holds nothing the program froze (see the module doc)."""
+    frozen = gc.get_freeze_count()
+    return frozen == 0 or frozen == _FROZEN_AT_IMPORT
 
 
 def gc_paused(fn: Callable[P, R]) -> Callable[P, R]:
@@ -65,7 +80,7 @@ def gc_paused_long_lived(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if not gc.isenabled():
             return fn(*args, **kwargs)
-        promote = gc.get_freeze_count() == 0
+        promote = _nothing_of_the_programs_frozen()
         if promote and gc.get_count()[:2] != (0, 0):
             gc.collect(1)
         gc.disable()
