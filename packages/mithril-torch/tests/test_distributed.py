@@ -9,8 +9,10 @@ torch, which costs seconds on a small machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -58,16 +60,24 @@ def torchrun(args: list[str], *, cwd: Path | None = None) -> subprocess.Popen[st
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: a timeout kills torchrun and its ranks
     )
 
 
-def finish(proc: subprocess.Popen[str], what: str) -> str:
+def output(proc: subprocess.Popen[str], what: str) -> str:
+    """What ``proc`` printed; on a timeout its whole process group is killed and the test fails."""
     try:
         out, _ = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         pytest.fail(f"{what} did not finish in {TIMEOUT}s:\n{out}")
+    return out
+
+
+def finish(proc: subprocess.Popen[str], what: str) -> str:
+    out = output(proc, what)
     assert proc.returncode == 0, f"{what} exited with {proc.returncode}:\n{out}"
     return out
 
@@ -149,8 +159,35 @@ def test_docs_script_on_one_device(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     assert "1 process(es): loss" in finish(proc, "python train.py")
+
+
+_FAILING_RANK = """
+import torch.distributed as dist
+
+import mithril as ml
+
+backend = ml.TorchBackend(device="cpu", device_mesh=(2,))
+if dist.get_rank() == 1:
+    raise ValueError("rank 1 fails here")
+dist.barrier()  # rank 0 waits for a peer that never comes
+"""
+
+
+@pytest.mark.slow
+def test_a_failing_rank_ends_the_run(tmp_path: Path) -> None:
+    """A rank that raises does not wait for its peers at exit: it exits, and torchrun stops the rest."""
+    script = tmp_path / "fail.py"
+    script.write_text(_FAILING_RANK)
+    proc = torchrun(
+        ["--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(script)], cwd=tmp_path
+    )
+    out = output(proc, "torchrun with a failing rank")
+    assert proc.returncode != 0, out
+    assert "rank 1 fails here" in out, out
+    assert "not every rank reached the barrier" not in out, out
 
 
 def test_mesh_outside_torchrun_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -128,9 +130,30 @@ def init_mesh(mesh: Any, device: str) -> tuple[Any, torch.device]:
     return tmesh, dev
 
 
+#: how long a rank ending normally waits at exit for the others (then it ends its group regardless)
+EXIT_BARRIER_TIMEOUT = timedelta(seconds=120)
+
+
 def _destroy() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """End the process group this module started (at exit).
+
+    A rank ending normally first waits for the others, so no rank closes its connections while a
+    peer still finishes its last collective (gloo aborted a peer that way, "terminate called
+    without an active exception"). After an uncaught exception (``sys.last_value``) it does not
+    wait: its peers may be stuck in a collective it never joins, and torchrun stops them once this
+    process exits.
+    """
+    if not dist.is_initialized():
+        return
+    if getattr(sys, "last_value", None) is None:
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=EXIT_BARRIER_TIMEOUT)
+            else:
+                dist.barrier()
+        except RuntimeError as e:  # a peer is gone already: say so, and end this rank's group
+            print(f"mithril: at exit not every rank reached the barrier: {e}", file=sys.stderr)
+    dist.destroy_process_group()
 
 
 def shared_seed(device: torch.device) -> int:
