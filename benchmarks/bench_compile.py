@@ -18,8 +18,8 @@ layers 12k page faults against 3k at 1000; with sizes 1000/2000/4000 in one proc
 2.20x: the size's place in the list, not the size, set the figure). A fresh process
 is also what a user's script is. The sizes of a family (the ``+=`` MLP, the GPT) are
 timed *interleaved*: every round builds and compiles each size once, in a rotating
-order, so the growth ratios of a round are measured under the same load. Wall time (``perf_counter``) and the process's CPU time
-(``process_time``) are both recorded: building and compiling are single-threaded
+order, so the growth ratios of a round are measured under the same load. Wall time
+(``perf_counter``) and the process's CPU time (``process_time``) are both recorded: building and compiling are single-threaded
 Python, so on a shared machine with more runnable jobs than cores the wall time
 also counts time spent waiting for a core, while the CPU time is what the work
 costs; the goals are judged on CPU time.
@@ -184,8 +184,7 @@ def time_family(family: Sequence[Case], backend: str, reps: int, max_reps: int |
     """``reps`` rounds, each building and compiling every case once in a rotating order; more rounds
     (up to ``max_reps``, default ``2 * reps``) while a growth ratio's spread exceeds 10%."""
     times = [Times.empty() for _ in family]
-    for case in family:
-        _one(case, backend)  # warm-up (the OS's file cache)
+    _one(family[0], backend)  # warm-up of the OS's file cache (each measuring process warms up itself)
     load_before = load_1min()
     n = len(family)
     limit = max(reps, max_reps if max_reps is not None else 2 * reps)

@@ -52,16 +52,21 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def torchrun(args: list[str], *, cwd: Path | None = None) -> subprocess.Popen[str]:
+def python(args: list[str], *, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """``python *args`` in a session of its own (a timeout kills it and whatever it started), output captured."""
     return subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", *args],
+        [sys.executable, *args],
         cwd=cwd,
         env=worker_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,  # its own process group: a timeout kills torchrun and its ranks
+        start_new_session=True,
     )
+
+
+def torchrun(args: list[str], *, cwd: Path | None = None) -> subprocess.Popen[str]:
+    return python(["-m", "torch.distributed.run", *args], cwd=cwd)
 
 
 def output(proc: subprocess.Popen[str], what: str) -> str:
@@ -152,16 +157,7 @@ def test_docs_script_on_one_device(tmp_path: Path) -> None:
     """The same script without torchrun runs on one device."""
     script = tmp_path / "train.py"
     script.write_text(docs_script())
-    proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=worker_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    assert "1 process(es): loss" in finish(proc, "python train.py")
+    assert "1 process(es): loss" in finish(python([str(script)], cwd=tmp_path), "python train.py")
 
 
 _FAILING_RANK = """
